@@ -1,0 +1,114 @@
+"""Protocol settings, with memberlist's LAN/WAN/local profiles as presets.
+
+Durations are seconds (float). Each field says what it trades off; the
+defaults are memberlist's ``DefaultLANConfig`` (hashicorp/memberlist
+``config.go``) unless noted.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, fields, replace
+
+
+@dataclass(frozen=True, slots=True)
+class ProtocolConfig:
+    probe_interval: float = 1.0
+    """Base time between probes. Shorter detects faster, costs 2 packets per node per interval."""
+    probe_timeout: float = 0.5
+    """Wait for a direct ack before going indirect; about the 99th percentile RTT."""
+    indirect_checks: int = 3
+    """Helpers asked to probe for us (SWIM's k). More helpers, fewer false suspicions."""
+    tcp_fallback: bool = True
+    """Also probe over TCP when UDP fails (memberlist; rescues probes on lossy UDP paths)."""
+    suspicion_mult: int = 4
+    """Minimum suspicion = mult x max(1, log10 N) x probe_interval."""
+    suspicion_max_mult: int = 6
+    """Maximum suspicion = max_mult x minimum; Lifeguard shrinks it with confirmations."""
+    awareness_max: int = 8
+    """Lifeguard: probe interval and timeout stretch up to this factor when we are unhealthy."""
+    retransmit_mult: int = 4
+    """Each update is sent mult x ceil(log10(N+1)) times."""
+    gossip_interval: float = 0.2
+    """Periodic piggyback gossip; only runs while updates are queued."""
+    gossip_nodes: int = 3
+    """Peers per gossip round."""
+    gossip_to_dead: float = 30.0
+    """Keep gossiping to a member this long after it died, so it can hear it and refute."""
+    fast_gossip_nodes: int = 3
+    """Peers a fresh update is pushed to at once, without waiting for a gossip round."""
+    fast_gossip_interval: float = 0.02
+    """Rate limit on immediate pushes: at most one burst per this interval (ours, not memberlist's)."""
+    push_pull_interval: float = 30.0
+    """Anti-entropy period at <= 32 nodes; scaled up with N as memberlist does."""
+    reconnect_interval: float = 30.0
+    """Push-pull with a random failed member this often, to heal partitions (Serf)."""
+    tombstone_horizon: float = 24 * 3600.0
+    """Keep deletions and dead members this long; must exceed the longest partition to heal."""
+    reap_interval: float = 15.0
+    """How often tombstones past the horizon are collected (Serf's ReapInterval)."""
+    packet_size: int = 1400
+    """Largest UDP payload we send; safe under common MTUs."""
+    max_stream_bytes: int = 32 * 1024 * 1024
+    """Largest TCP frame accepted (push-pull state)."""
+    registry_buckets: int = 256
+    """Digest buckets for anti-entropy; a differing bucket costs its entries on the wire."""
+    broadcast_queue_limit: int = 16384
+    """Most updates queued for piggybacking; the most-sent are dropped first beyond it."""
+
+    def __post_init__(self) -> None:
+        for f in fields(self):
+            value = getattr(self, f.name)
+            if isinstance(value, bool):
+                continue
+            if not isinstance(value, int | float) or value <= 0 or not math.isfinite(value):
+                raise ValueError(f"{f.name} must be a positive number, got {value!r}")
+        if self.probe_timeout > self.probe_interval:
+            raise ValueError("probe_timeout must not exceed probe_interval")
+        if self.packet_size < 512:
+            raise ValueError("packet_size must be at least 512 bytes")
+
+    @classmethod
+    def lan(cls) -> ProtocolConfig:
+        return cls()
+
+    @classmethod
+    def wan(cls) -> ProtocolConfig:
+        return cls(
+            probe_interval=5.0,
+            probe_timeout=3.0,
+            suspicion_mult=6,
+            gossip_interval=0.5,
+            gossip_nodes=4,
+            gossip_to_dead=60.0,
+            push_pull_interval=60.0,
+        )
+
+    @classmethod
+    def local(cls) -> ProtocolConfig:
+        return cls(
+            probe_timeout=0.2,
+            indirect_checks=1,
+            suspicion_mult=3,
+            retransmit_mult=2,
+            gossip_interval=0.1,
+            gossip_to_dead=15.0,
+            push_pull_interval=15.0,
+        )
+
+    def with_(self, **changes: object) -> ProtocolConfig:
+        return replace(self, **changes)  # type: ignore[arg-type]
+
+    # Scaling formulas (memberlist util.go), in one place.
+
+    def retransmit_limit(self, n: int) -> int:
+        return self.retransmit_mult * math.ceil(math.log10(n + 1))
+
+    def suspicion_min(self, n: int) -> float:
+        return self.suspicion_mult * max(1.0, math.log10(max(n, 1))) * self.probe_interval
+
+    def push_pull_period(self, n: int) -> float:
+        """memberlist's pushPullScale: unchanged to 32 nodes, then grows with log2 N."""
+        if n <= 32:
+            return self.push_pull_interval
+        return self.push_pull_interval * (math.ceil(math.log2(n) - math.log2(32)) + 1)

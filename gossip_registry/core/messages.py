@@ -1,0 +1,179 @@
+"""Protocol messages: what travels between nodes, as plain frozen values.
+
+Theory of operation: a UDP packet carries one *primary* message (a probe, an
+ack, ...) or none, plus piggybacked *updates* (membership changes and registry
+entries) taken from the broadcast queue. A TCP stream carries one message per
+frame: a probe over TCP (the fallback ping) or a step of the push-pull
+anti-entropy exchange. ``codec`` turns these values into bytes and back.
+
+The numeric message types are part of the wire protocol: ONLY APPEND to
+``MsgType``; never renumber or reuse a value.
+
+This module may know nothing of sockets, time or randomness.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from enum import IntEnum
+
+from gossip_registry.registry.entry import Entry
+
+Address = tuple[str, int]
+"""(host, port) as the transport sees it; host is an IP literal or a name."""
+
+PROTOCOL_VERSION = 1
+
+
+class MsgType(IntEnum):
+    """Wire identifiers. Append only: the values are the protocol."""
+
+    PING = 1
+    PING_REQ = 2
+    ACK = 3
+    NACK = 4
+    ALIVE = 5
+    SUSPECT = 6
+    DEAD = 7
+    LEFT = 8
+    ENTRY = 9
+    SYNC_HELLO = 10
+    SYNC_REPLY = 11
+    SYNC_FINISH = 12
+
+
+class MemberState(IntEnum):
+    """SWIM states. The numeric order is the precedence at equal incarnation."""
+
+    ALIVE = 0
+    SUSPECT = 1
+    DEAD = 2
+    LEFT = 3
+
+    @property
+    def label(self) -> str:
+        return self.name.lower()
+
+
+@dataclass(frozen=True, slots=True)
+class Ping:
+    """Direct probe. ``target`` guards against a reused address reaching the wrong node."""
+
+    seq: int
+    target: str
+    source: str
+
+
+@dataclass(frozen=True, slots=True)
+class PingReq:
+    """Ask a peer to probe ``target`` for us and relay the ack (SWIM's ping-req)."""
+
+    seq: int
+    target: str
+    target_addr: Address
+    source: str
+    want_nack: bool
+
+
+@dataclass(frozen=True, slots=True)
+class Ack:
+    seq: int
+
+
+@dataclass(frozen=True, slots=True)
+class Nack:
+    """From a ping-req helper that got no ack: tells the prober its own link works (Lifeguard)."""
+
+    seq: int
+
+
+@dataclass(frozen=True, slots=True)
+class Alive:
+    name: str
+    addr: Address
+    incarnation: int
+    meta: Mapping[str, str]
+
+
+@dataclass(frozen=True, slots=True)
+class Suspect:
+    name: str
+    incarnation: int
+    accuser: str
+
+
+@dataclass(frozen=True, slots=True)
+class Dead:
+    name: str
+    incarnation: int
+    accuser: str
+
+
+@dataclass(frozen=True, slots=True)
+class Left:
+    """Graceful leave, sent by the leaving node about itself."""
+
+    name: str
+    incarnation: int
+
+
+@dataclass(frozen=True, slots=True)
+class EntryUpdate:
+    entry: Entry
+
+
+@dataclass(frozen=True, slots=True)
+class MemberRecord:
+    """One row of a member list in push-pull."""
+
+    name: str
+    addr: Address
+    incarnation: int
+    state: MemberState
+    meta: Mapping[str, str]
+
+
+@dataclass(frozen=True, slots=True)
+class SyncHello:
+    """Opens push-pull: who we are and digests of what we hold.
+
+    ``buckets`` has one 64-bit digest per registry bucket, so a peer can tell
+    which slices differ without either side sending its whole table.
+    """
+
+    sender: MemberRecord
+    members_digest: int
+    buckets: tuple[int, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class SyncReply:
+    """The peer's answer: its members if they differ, its entries in differing buckets."""
+
+    members: tuple[MemberRecord, ...] | None
+    want_members: bool
+    buckets: tuple[int, ...]
+    entries: tuple[Entry, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class SyncFinish:
+    """Closes push-pull: what the peer lacks, computed from its reply."""
+
+    members: tuple[MemberRecord, ...] | None
+    entries: tuple[Entry, ...]
+
+
+Update = Alive | Suspect | Dead | Left | EntryUpdate
+Primary = Ping | PingReq | Ack | Nack
+StreamMessage = Ping | Ack | SyncHello | SyncReply | SyncFinish
+Message = Primary | Update | SyncHello | SyncReply | SyncFinish
+
+
+@dataclass(frozen=True, slots=True)
+class Packet:
+    """One UDP datagram: an optional primary message and piggybacked updates."""
+
+    primary: Primary | None
+    updates: tuple[Update, ...] = ()

@@ -1,0 +1,1 @@
+"""Pure replicated state: entries, versions, the merge rule, tombstones, digests."""

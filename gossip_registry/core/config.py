@@ -38,7 +38,7 @@ class ProtocolConfig:
     fast_gossip_nodes: int = 3
     """Peers a fresh update is pushed to at once, without waiting for a gossip round."""
     fast_gossip_interval: float = 0.02
-    """Rate limit on immediate pushes: at most one burst per this interval (ours, not memberlist's)."""
+    """Rate limit on immediate pushes: at most one burst per interval (ours, not memberlist's)."""
     push_pull_interval: float = 30.0
     """Anti-entropy period at <= 32 nodes; scaled up with N as memberlist does."""
     reconnect_interval: float = 30.0

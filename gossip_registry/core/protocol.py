@@ -1,17 +1,63 @@
-"""PLACEHOLDER: interface being written; see Protocol below."""
+"""The whole protocol of one node: SWIM membership plus the replicated registry.
+
+Theory of operation: ``Swim`` (``swim.py``) runs failure detection and
+dissemination; this class adds the registry on top of it:
+
+- Local writes (register, deregister) are stamped by our hybrid logical
+  clock, stored, queued for piggybacking and pushed at once (fast path).
+- Registry entries that arrive by gossip are merged with the table's
+  last-writer-wins rule (``registry/table.py``); news is re-gossiped.
+- Entries belong to the node that registered them. When a member is declared
+  dead or leaves, every node fences its entries (removes them and refuses
+  them at or below that incarnation); a member that refutes its death
+  re-asserts its live entries under its new incarnation. The owner is the
+  authority on its entries: a version of one of our keys that we did not
+  write in this life is superseded (re-stamped, or deleted).
+- Push-pull anti-entropy (memberlist's TCP state exchange, made cheap for
+  large tables): hello carries our member-list digest and one digest per
+  registry bucket; the reply carries the peer's member list only if the
+  digests differ, and its entries only in differing buckets; our finish
+  sends back what the peer lacks. An idle cluster with 100,000 entries
+  exchanges a few kilobytes per sync. Push-pull also runs with a random
+  failed member every reconnect interval (Serf), which heals partitions.
+
+Sans-I/O like the rest of the core: ``now`` is monotonic seconds from the
+driver; wall-clock time for HLC stamps is ``now + wall_offset``.
+"""
 
 from __future__ import annotations
 
 import random
 from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import replace
 
+from gossip_registry.core.codec import (
+    CodecError,
+    check_update,
+    encode_stream,
+    encode_update,
+    packet_overhead,
+)
 from gossip_registry.core.config import ProtocolConfig
-from gossip_registry.core.effects import Effect, Timer
-from gossip_registry.core.messages import Address
+from gossip_registry.core.effects import Effect, EntryChanged, Notify, StreamSend, TimerKind
+from gossip_registry.core.messages import (
+    Address,
+    Alive,
+    EntryUpdate,
+    MemberRecord,
+    MemberState,
+    StreamMessage,
+    SyncFinish,
+    SyncHello,
+    SyncReply,
+)
+from gossip_registry.core.swim import Swim
+from gossip_registry.registry.clock import HybridClock
 from gossip_registry.registry.entry import Entry, EntryKey, Health
+from gossip_registry.registry.table import RegistryTable
 
 
-class Protocol:
+class Protocol(Swim):
     """One node's whole protocol: membership (SWIM + Lifeguard), dissemination, registry.
 
     Args:
@@ -21,9 +67,10 @@ class Protocol:
         rng: the only source of randomness.
         now: monotonic seconds at creation.
         wall_offset: add to ``now`` to get wall-clock seconds (for HLC stamps).
-        incarnation: restored from a snapshot; we come back above it.
+        incarnation: the last incarnation a snapshot recorded, if any; the node
+            then starts one above it, so its old life's news cannot beat it.
         meta: node metadata (small string map).
-        entries: our own registrations restored from a snapshot; re-asserted.
+        entries: our own live registrations from a snapshot; re-asserted on start.
     """
 
     def __init__(
@@ -35,38 +82,42 @@ class Protocol:
         rng: random.Random,
         now: float,
         wall_offset: float = 0.0,
-        incarnation: int = 0,
+        incarnation: int | None = None,
         meta: Mapping[str, str] | None = None,
         entries: Sequence[Entry] = (),
     ) -> None:
-        raise NotImplementedError
+        start = 0 if incarnation is None else incarnation + 1
+        super().__init__(config, name, addr, rng=rng, incarnation=start, meta=meta)
+        self.wall_offset = wall_offset
+        self.clock = HybridClock()
+        self.table = RegistryTable(config.registry_buckets)
+        self._restored = [e for e in entries if e.owner == name and not e.deleted]
+        self._timer_handlers[TimerKind.SYNC] = self._on_sync_tick
+        self._timer_handlers[TimerKind.RECONNECT] = self._on_reconnect_tick
+        self._timer_handlers[TimerKind.REAP] = self._on_reap_tick
+        self._entry_budget = config.packet_size - packet_overhead(None, 16)
+
+    # ----------------------------------------------------------- entry points
 
     def start(self, now: float) -> list[Effect]:
-        """Arm the periodic timers. Call once, before anything else."""
-        raise NotImplementedError
+        for entry in self._restored:
+            self.clock.observe(entry.stamp)
+            self._write(now, entry)
+        self._restored = []
+        self._arm(TimerKind.SYNC, now + self.rng.uniform(0, self._sync_period()))
+        self._arm(
+            TimerKind.RECONNECT, now + self.rng.uniform(0.5, 1.5) * self.config.reconnect_interval
+        )
+        self._arm(TimerKind.REAP, now + self.config.reap_interval)
+        return super().start(now)
 
     def join(self, now: float, seeds: Iterable[Address]) -> list[Effect]:
-        """Push-pull with each seed (StreamRequest effects) and announce ourselves."""
-        raise NotImplementedError
-
-    def leave(self, now: float) -> list[Effect]:
-        """Broadcast a graceful leave at once; the driver waits a bounded time, then stops."""
-        raise NotImplementedError
-
-    def handle_packet(self, now: float, src: Address, data: bytes) -> list[Effect]:
-        """A UDP datagram arrived. Garbage is counted in ``stats`` and dropped."""
-        raise NotImplementedError
-
-    def handle_timer(self, now: float, timer: Timer) -> list[Effect]:
-        raise NotImplementedError
-
-    def handle_stream(self, now: float, src: Address, data: bytes) -> tuple[bytes | None, list[Effect]]:
-        """One TCP frame arrived; returns the reply frame to write back (or None)."""
-        raise NotImplementedError
-
-    def handle_stream_reply(self, now: float, token: int, reply: bytes | None) -> list[Effect]:
-        """The outcome of a StreamRequest: the reply frame, or None if it failed."""
-        raise NotImplementedError
+        """Push-pull with each seed and announce ourselves."""
+        for seed in seeds:
+            if seed != self.addr:
+                self._sync_with(seed)
+        self._refresh_alive()
+        return self._drain(now)
 
     def register(
         self,
@@ -82,7 +133,197 @@ class Protocol:
         status: Health = Health.PASSING,
         output: str = "",
     ) -> tuple[Entry, list[Effect]]:
-        raise NotImplementedError
+        """Write (or overwrite) one instance owned by this node.
+
+        Raises:
+            ValueError: the entry is invalid or too large to gossip in one packet.
+        """
+        entry = Entry(
+            service=service,
+            instance_id=instance_id,
+            address=address,
+            port=port,
+            tags=tuple(tags),
+            meta=dict(meta or {}),
+            weight=weight,
+            status=Health(status),
+            output=output,
+            owner=self.name,
+            owner_incarnation=self.incarnation,
+            stamp=self.clock.tick(now + self.wall_offset),
+            deleted=False,
+        )
+        try:
+            check_update(EntryUpdate(entry))
+        except CodecError as exc:
+            raise ValueError(f"invalid registration: {exc}") from exc
+        size = len(encode_update(EntryUpdate(entry)))
+        if size > self._entry_budget:
+            raise ValueError(f"entry is {size} bytes encoded; at most {self._entry_budget} fit")
+        self._write(now, entry)
+        return entry, self._drain(now)
 
     def deregister(self, now: float, key: EntryKey) -> tuple[Entry | None, list[Effect]]:
-        raise NotImplementedError
+        """Delete one of our instances (a tombstone); None if there was nothing live.
+
+        Raises:
+            ValueError: the instance belongs to another node, which alone may delete it.
+        """
+        current = self.table.get(key)
+        if current is None or current.deleted:
+            return None, self._drain(now)
+        if current.owner != self.name:
+            raise ValueError(f"{key[0]}/{key[1]} is owned by node {current.owner!r}")
+        self._write(now, self._restamp(now, current, deleted=True))
+        return current, self._drain(now)
+
+    def own_entries(self) -> list[Entry]:
+        """Our live registrations, as a snapshot keeps them."""
+        return [e for e in self.table.owned_by(self.name) if not e.deleted]
+
+    # ---------------------------------------------------------- registry news
+
+    def _write(self, now: float, entry: Entry) -> None:
+        """Store a version we wrote ourselves and spread it."""
+        self._store(now, entry)
+
+    def _restamp(self, now: float, entry: Entry, *, deleted: bool) -> Entry:
+        return replace(
+            entry,
+            owner=self.name,
+            owner_incarnation=self.incarnation,
+            stamp=self.clock.tick(now + self.wall_offset),
+            deleted=deleted,
+        )
+
+    def _on_entry_update(self, now: float, update: EntryUpdate) -> None:
+        self._merge_entry(now, update.entry)
+
+    def _merge_entry(self, now: float, entry: Entry) -> bool:
+        """Merge a version that came from another node."""
+        self.clock.observe(entry.stamp)
+        if entry.owner == self.name and not entry.deleted:
+            current = self.table.get(entry.key)
+            if entry.newer_than(current):
+                # A version from an earlier life of ours: we are the authority on our keys.
+                self.stats["entries_superseded"] += 1
+                if current is not None and not current.deleted:
+                    entry = self._restamp(now, current, deleted=False)
+                else:
+                    entry = self._restamp(now, entry, deleted=True)
+        return self._store(now, entry)
+
+    def _store(self, now: float, entry: Entry) -> bool:
+        accepted, previous = self.table.merge(entry)
+        if not accepted:
+            return False
+        old = previous if previous is not None and not previous.deleted else None
+        new = None if entry.deleted else entry
+        if old is not None or new is not None:
+            self._out.append(Notify(EntryChanged(old, new)))
+        self._broadcast(("e", *entry.key), encode_update(EntryUpdate(entry)))
+        return True
+
+    def _on_member_changed(self, now: float, record: MemberRecord) -> None:
+        if record.state in (MemberState.DEAD, MemberState.LEFT):
+            removed = self.table.fence(record.name, record.incarnation, now + self.wall_offset)
+            for entry in removed:
+                self._out.append(Notify(EntryChanged(entry, None)))
+            self.stats["entries_fenced"] += len(removed)
+
+    def _on_refuted(self, now: float, accusation: MemberState) -> None:
+        if accusation in (MemberState.DEAD, MemberState.LEFT):
+            # Others fenced our entries at the old incarnation: assert them again.
+            for entry in self.own_entries():
+                self._write(now, self._restamp(now, entry, deleted=False))
+
+    def _refresh_alive(self) -> None:
+        alive = Alive(self.name, self.addr, self.incarnation, self.meta)
+        self._broadcast(("m", self.name), encode_update(alive))
+
+    # ------------------------------------------------------- anti-entropy
+
+    def _sync_period(self) -> float:
+        return self.config.push_pull_period(self.members.active_count)
+
+    def _on_sync_tick(self, now: float, _: str) -> None:
+        self._arm(TimerKind.SYNC, now + self._sync_period())
+        peers = self.members.sample(1)
+        if peers:
+            self._sync_with(self.members.addr_of(peers[0]))
+
+    def _on_reconnect_tick(self, now: float, _: str) -> None:
+        self._arm(TimerKind.RECONNECT, now + self.config.reconnect_interval)
+        dead = [
+            r
+            for name in self.members.failed()
+            if (r := self.members.get(name)) is not None and r.state is MemberState.DEAD
+        ]
+        if dead:
+            self.stats["reconnect_attempts"] += 1
+            self._sync_with(self.rng.choice(dead).addr)
+
+    def _on_reap_tick(self, now: float, _: str) -> None:
+        self._arm(TimerKind.REAP, now + self.config.reap_interval)
+        horizon = self.config.tombstone_horizon
+        self.stats["tombstones_collected"] += self.table.collect(now + self.wall_offset, horizon)
+        for name in self.members.failed():
+            since = self.members.since(name)
+            if since is not None and now - since > horizon:
+                self.members.remove(name)
+                self.stats["members_reaped"] += 1
+
+    def _sync_with(self, addr: Address) -> None:
+        self.stats["syncs_started"] += 1
+        hello = SyncHello(self.members.me, self.members.digest, self.table.bucket_digests())
+        self._stream(addr, encode_stream(hello), lambda now, m: self._on_sync_reply(now, addr, m))
+
+    def _on_stream_message(self, now: float, src: Address, message: StreamMessage) -> bytes | None:
+        if isinstance(message, SyncHello):
+            return self._on_sync_hello(now, message)
+        if isinstance(message, SyncFinish):
+            self._merge_state(now, message.members, message.entries)
+            return None
+        return super()._on_stream_message(now, src, message)
+
+    def _on_sync_hello(self, now: float, hello: SyncHello) -> bytes:
+        self.stats["syncs_answered"] += 1
+        self.merge_records(now, [hello.sender])
+        differs = hello.members_digest != self.members.digest
+        ours = self.table.bucket_digests()
+        if len(hello.buckets) == len(ours):
+            buckets = tuple(
+                i for i, (a, b) in enumerate(zip(hello.buckets, ours, strict=True)) if a != b
+            )
+            entries = tuple(self.table.entries_in(buckets))
+        else:  # configured differently: compare everything
+            buckets = tuple(range(len(hello.buckets)))
+            entries = tuple(self.table.entries())
+        members = tuple(self.members) if differs else None
+        return encode_stream(SyncReply(members, differs, buckets, entries))
+
+    def _on_sync_reply(self, now: float, addr: Address, message: StreamMessage | None) -> None:
+        if not isinstance(message, SyncReply):
+            self.stats["syncs_failed"] += 1
+            return
+        self.stats["syncs_completed"] += 1
+        theirs = {e.key: e for e in message.entries}
+        self._merge_state(now, message.members, message.entries)
+        lacking = tuple(
+            e
+            for e in self.table.entries_in(message.buckets)
+            if (t := theirs.get(e.key)) is None or e.newer_than(t)
+        )
+        members = tuple(self.members) if message.want_members else None
+        if members is not None or lacking:
+            finish = encode_stream(SyncFinish(members, lacking))
+            self.stats["stream_out"] += 1
+            self._out.append(StreamSend(addr, finish))
+
+    def _merge_state(
+        self, now: float, members: Sequence[MemberRecord] | None, entries: Sequence[Entry]
+    ) -> None:
+        if members is not None:
+            self.merge_records(now, members)
+        repaired = sum(self._merge_entry(now, e) for e in entries)
+        self.stats["entries_repaired"] += repaired

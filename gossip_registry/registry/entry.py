@@ -67,6 +67,9 @@ class Entry:
         value = int.from_bytes(hashlib.blake2b(blob, digest_size=8).digest(), "big")
         object.__setattr__(self, "digest", value)
 
+    def __hash__(self) -> int:
+        return self.digest
+
     @property
     def key(self) -> EntryKey:
         return (self.service, self.instance_id)

@@ -1,0 +1,98 @@
+"""Transmit-limited broadcast queue (memberlist ``queue.go``, SWIM section 4.1).
+
+Updates ride on outgoing packets ("piggybacking") until each has been sent
+``retransmit_limit(N)`` times, which spreads it to every member with high
+probability in O(log N) rounds. Order: fewest transmissions first, so fresh
+news goes out before old; among equals the larger first (they are harder to
+fit later), then the newest. A newer update about the same subject (a member
+name, a registry key) replaces the queued one: nobody needs the old news.
+
+The queue stores encoded bytes, so a packet is filled to an exact byte budget
+without re-encoding. It is bounded: beyond ``limit`` items the most-sent are
+dropped (anti-entropy repairs whatever that loses).
+"""
+
+from __future__ import annotations
+
+import heapq
+from collections.abc import Hashable
+from typing import NamedTuple
+
+
+class _Queued(NamedTuple):
+    serial: int
+    transmits: int
+    data: bytes
+
+
+class BroadcastQueue:
+    """Heap of (transmits, -size, -serial, subject); an entry is current only
+    while ``_items[subject]`` still has its serial (lazy invalidation)."""
+
+    __slots__ = ("_heap", "_items", "_limit", "_serial")
+
+    def __init__(self, limit: int) -> None:
+        self._heap: list[tuple[int, int, int, Hashable]] = []
+        self._items: dict[Hashable, _Queued] = {}
+        self._limit = limit
+        self._serial = 0
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+    def push(self, subject: Hashable, data: bytes) -> None:
+        """Queue ``data`` about ``subject``, replacing anything queued about it."""
+        self._push(subject, data, 0)
+        if len(self._items) > self._limit:
+            self._prune()
+
+    def take(self, budget: int, limit: int) -> list[bytes]:
+        """Up to ``budget`` bytes of updates; each counts one transmission.
+
+        Args:
+            budget: bytes available in the packet for update bodies.
+            limit: current retransmit limit; items sent that often are dropped.
+        """
+        chosen: list[tuple[Hashable, _Queued]] = []
+        skipped: list[tuple[int, int, int, Hashable]] = []
+        heap, items = self._heap, self._items
+        while heap and budget > 0 and len(skipped) < 16:
+            head = heapq.heappop(heap)
+            subject = head[3]
+            queued = items.get(subject)
+            if queued is None or queued.serial != -head[2]:
+                continue
+            if queued.transmits >= limit:
+                del items[subject]
+                continue
+            if len(queued.data) > budget:
+                skipped.append(head)
+                continue
+            budget -= len(queued.data)
+            chosen.append((subject, queued))
+        for head in skipped:
+            heapq.heappush(heap, head)
+        out: list[bytes] = []
+        for subject, queued in chosen:
+            out.append(queued.data)
+            if queued.transmits + 1 < limit:
+                self._push(subject, queued.data, queued.transmits + 1)
+            else:
+                del items[subject]
+        return out
+
+    def _push(self, subject: Hashable, data: bytes, transmits: int) -> None:
+        self._serial += 1
+        self._items[subject] = _Queued(self._serial, transmits, data)
+        heapq.heappush(self._heap, (transmits, -len(data), -self._serial, subject))
+        if len(self._heap) > 2 * len(self._items) + 64:
+            self._compact()
+
+    def _compact(self) -> None:
+        self._heap = [(q.transmits, -len(q.data), -q.serial, s) for s, q in self._items.items()]
+        heapq.heapify(self._heap)
+
+    def _prune(self) -> None:
+        by_sent = sorted(self._items.items(), key=lambda kv: (kv[1].transmits, -kv[1].serial))
+        self._items = dict(by_sent[: self._limit])
+        self._compact()

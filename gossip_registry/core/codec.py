@@ -1,0 +1,643 @@
+"""Wire codec: protocol messages to msgpack bytes and back. The one module that knows the wire.
+
+Theory of operation
+-------------------
+*Layout.* Every message is a msgpack array ``[type, field, ...]``: positional,
+not a map, so no key names travel and a probe costs a dozen bytes. A UDP packet
+is ``[PROTOCOL_VERSION, primary or nil, [update, ...]]``; a TCP frame is
+``[PROTOCOL_VERSION, message]``. Updates are encoded once, when the broadcast
+queue takes them (``encode_update``), and ``assemble_packet`` concatenates the
+stored bytes under a hand-written array header, so the sender measures each
+update once, fills a packet to the byte with ``packet_overhead`` and never
+re-encodes. A registry entry travels as ``Entry.canonical()``, the same values
+its digest is computed over.
+
+*Append only.* A field's position is its identity. A newer minor version may
+only append fields (decoders here ignore trailing extras, in messages and in
+the envelope) and append ``MsgType`` values. Old decoders reject a packet that
+holds an unknown type, so send a new type only to peers known to understand it.
+Removing, reordering or reinterpreting a field needs a new ``PROTOCOL_VERSION``,
+which older nodes reject whole.
+
+*One error.* Peers are untrusted. Decoding checks every field's type and range
+against the limits below before it builds a value, and raises ``CodecError``,
+and nothing else, for anything it will not accept; the caller drops the
+datagram, counts it and carries on (h11's ``RemoteProtocolError``). Encoding
+trusts its input, since it runs for every message we send; ``check_update``
+says whether peers would accept a locally built update, and belongs wherever
+outside input becomes one (registration, node metadata). An invalid entry that
+got into the broadcast queue would make every packet carrying it, and every
+push-pull exchange holding it, fail to decode at every peer.
+
+This module may know nothing of sockets, time or randomness.
+"""
+
+from __future__ import annotations
+
+import struct
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any, TypeVar
+
+import msgpack
+
+from gossip_registry.core.messages import (
+    PROTOCOL_VERSION,
+    Ack,
+    Alive,
+    Dead,
+    EntryUpdate,
+    Left,
+    MemberRecord,
+    MemberState,
+    MsgType,
+    Nack,
+    Packet,
+    Ping,
+    PingReq,
+    Primary,
+    StreamMessage,
+    Suspect,
+    SyncFinish,
+    SyncHello,
+    SyncReply,
+    Update,
+)
+from gossip_registry.registry.entry import Entry, Health
+
+__all__ = [
+    "MAX_UDP_PAYLOAD",
+    "CodecError",
+    "assemble_packet",
+    "check_update",
+    "decode_packet",
+    "decode_stream",
+    "encode_packet",
+    "encode_primary",
+    "encode_stream",
+    "encode_update",
+    "packet_overhead",
+]
+
+# Limits enforced on decode. Changing one is a protocol change: a node that
+# sends what an older node rejects loses the whole packet or frame.
+MAX_UDP_PAYLOAD = 65507
+"""Largest IPv4 UDP payload; the default ``max_size`` of ``decode_packet``."""
+MAX_NAME_LEN = 128
+"""Characters in a node name, service, instance id, owner, accuser, tag or meta key."""
+MAX_HOST_LEN = 253
+"""Characters in a host: the longest DNS name."""
+MAX_PORT = 65535
+"""TCP/UDP port range; 0 is allowed (an entry without a port)."""
+MAX_SEQ = 2**32 - 1
+"""Probe sequence numbers are 32-bit and wrap."""
+MAX_INCARNATION = 2**63 - 1
+"""Incarnations, HLC stamps and owner incarnations: signed 64-bit, non-negative."""
+MAX_DIGEST = 2**64 - 1
+"""Member-list digest: an unsigned 64-bit hash."""
+MAX_META_PAIRS = 64
+"""Pairs in a node's or an entry's metadata map."""
+MAX_META_VALUE_LEN = 512
+"""Characters in a metadata value (may be empty)."""
+MAX_TAGS = 64
+"""Tags on one entry; each tag is 1..MAX_NAME_LEN characters."""
+MAX_WEIGHT = 65535
+"""Load-balancing weight of an entry."""
+MAX_OUTPUT_LEN = 1024
+"""Characters of health-check output carried with an entry (may be empty)."""
+MAX_BUCKETS = 65536
+"""Digest buckets in a SyncHello, bucket indices in a SyncReply (each < MAX_BUCKETS)."""
+MAX_UPDATES = 1024
+"""Piggybacked updates in one packet; ``assemble_packet`` refuses more."""
+MAX_SYNC_ITEMS = 2**20
+"""Members, and separately entries, in one push-pull message."""
+
+
+class CodecError(ValueError):
+    """Bytes from a peer that we will not accept.
+
+    Raised by ``decode_packet`` and ``decode_stream`` (and ``check_update``) for
+    anything malformed: truncated or oversized data, trailing bytes, an unknown
+    protocol version or message type, a message in the wrong slot, a field of
+    the wrong type (a bool is not an int, nor an int a bool) or out of range.
+    Decoding raises no other exception, so a receive loop needs one ``except``.
+    """
+
+
+# --- Decoding: field checks --------------------------------------------------
+#
+# ``type(v) is int`` rejects bool (a subclass of int) and anything msgpack did
+# not produce; comparisons come after the type check so that no value from the
+# wire reaches an operator it could make raise. Error messages never quote the
+# offending value: it may be large, and formatting it is work for an attacker.
+
+
+def _name(v: Any, what: str) -> str:
+    if type(v) is str and 0 < len(v) <= MAX_NAME_LEN:
+        return v
+    raise CodecError(f"invalid {what}")
+
+
+def _host(v: Any) -> str:
+    if type(v) is str and 0 < len(v) <= MAX_HOST_LEN:
+        return v
+    raise CodecError("invalid host")
+
+
+def _uint(v: Any, maximum: int, what: str) -> int:
+    if type(v) is int and 0 <= v <= maximum:
+        return v
+    raise CodecError(f"invalid {what}")
+
+
+def _bool(v: Any, what: str) -> bool:
+    if type(v) is bool:
+        return v
+    raise CodecError(f"invalid {what}")
+
+
+def _meta(v: Any) -> dict[str, str]:
+    if type(v) is not dict or len(v) > MAX_META_PAIRS:
+        raise CodecError("invalid meta")
+    for key, value in v.items():
+        if not (
+            type(key) is str
+            and 0 < len(key) <= MAX_NAME_LEN
+            and type(value) is str
+            and len(value) <= MAX_META_VALUE_LEN
+        ):
+            raise CodecError("invalid meta pair")
+    return v
+
+
+def _tags(v: Any) -> tuple[str, ...]:
+    if type(v) is not tuple or len(v) > MAX_TAGS:
+        raise CodecError("invalid tags")
+    for tag in v:
+        if not (type(tag) is str and 0 < len(tag) <= MAX_NAME_LEN):
+            raise CodecError("invalid tag")
+    return v
+
+
+_HEALTH: dict[str, Health] = {h.value: h for h in Health}
+_STATES: dict[int, MemberState] = {s.value: s for s in MemberState}
+_ENTRY_FIELDS = 13  # len(Entry.canonical())
+_RECORD_FIELDS = 6
+
+
+def _entry(f: tuple[Any, ...]) -> Entry:
+    """An entry from the first 13 values of ``f`` (its canonical order)."""
+    (
+        service,
+        instance_id,
+        address,
+        port,
+        tags,
+        meta,
+        weight,
+        status,
+        output,
+        owner,
+        owner_incarnation,
+        stamp,
+        deleted,
+    ) = f[:_ENTRY_FIELDS]
+    health = _HEALTH.get(status) if type(status) is str else None
+    if health is None:
+        raise CodecError("invalid entry status")
+    if type(output) is not str or len(output) > MAX_OUTPUT_LEN:
+        raise CodecError("invalid entry output")
+    return Entry(
+        service=_name(service, "service"),
+        instance_id=_name(instance_id, "instance id"),
+        address=_host(address),
+        port=_uint(port, MAX_PORT, "port"),
+        tags=_tags(tags),
+        meta=_meta(meta),
+        weight=_uint(weight, MAX_WEIGHT, "weight"),
+        status=health,
+        output=output,
+        owner=_name(owner, "owner"),
+        owner_incarnation=_uint(owner_incarnation, MAX_INCARNATION, "owner incarnation"),
+        stamp=_uint(stamp, MAX_INCARNATION, "stamp"),
+        deleted=_bool(deleted, "deleted"),
+    )
+
+
+def _record(r: Any) -> MemberRecord:
+    if type(r) is not tuple or len(r) < _RECORD_FIELDS:
+        raise CodecError("invalid member record")
+    state = _STATES.get(r[4]) if type(r[4]) is int else None
+    if state is None:
+        raise CodecError("invalid member state")
+    return MemberRecord(
+        name=_name(r[0], "member name"),
+        addr=(_host(r[1]), _uint(r[2], MAX_PORT, "port")),
+        incarnation=_uint(r[3], MAX_INCARNATION, "incarnation"),
+        state=state,
+        meta=_meta(r[5]),
+    )
+
+
+def _records(v: Any) -> tuple[MemberRecord, ...] | None:
+    if v is None:
+        return None
+    if type(v) is not tuple or len(v) > MAX_SYNC_ITEMS:
+        raise CodecError("invalid member list")
+    return tuple([_record(r) for r in v])
+
+
+def _entries(v: Any) -> tuple[Entry, ...]:
+    if type(v) is not tuple or len(v) > MAX_SYNC_ITEMS:
+        raise CodecError("invalid entry list")
+    for e in v:
+        if type(e) is not tuple or len(e) < _ENTRY_FIELDS:
+            raise CodecError("invalid entry")
+    return tuple([_entry(e) for e in v])
+
+
+# --- Decoding: one function per message type ---------------------------------
+# Each receives the whole message array, type at index 0, already checked to
+# hold at least the number of elements its table row says.
+
+
+def _ping(m: tuple[Any, ...]) -> Ping:
+    return Ping(_uint(m[1], MAX_SEQ, "seq"), _name(m[2], "target"), _name(m[3], "source"))
+
+
+def _ping_req(m: tuple[Any, ...]) -> PingReq:
+    return PingReq(
+        seq=_uint(m[1], MAX_SEQ, "seq"),
+        target=_name(m[2], "target"),
+        target_addr=(_host(m[3]), _uint(m[4], MAX_PORT, "port")),
+        source=_name(m[5], "source"),
+        want_nack=_bool(m[6], "want_nack"),
+    )
+
+
+def _ack(m: tuple[Any, ...]) -> Ack:
+    return Ack(_uint(m[1], MAX_SEQ, "seq"))
+
+
+def _nack(m: tuple[Any, ...]) -> Nack:
+    return Nack(_uint(m[1], MAX_SEQ, "seq"))
+
+
+def _alive(m: tuple[Any, ...]) -> Alive:
+    return Alive(
+        name=_name(m[1], "name"),
+        addr=(_host(m[2]), _uint(m[3], MAX_PORT, "port")),
+        incarnation=_uint(m[4], MAX_INCARNATION, "incarnation"),
+        meta=_meta(m[5]),
+    )
+
+
+def _suspect(m: tuple[Any, ...]) -> Suspect:
+    return Suspect(
+        _name(m[1], "name"), _uint(m[2], MAX_INCARNATION, "incarnation"), _name(m[3], "accuser")
+    )
+
+
+def _dead(m: tuple[Any, ...]) -> Dead:
+    return Dead(
+        _name(m[1], "name"), _uint(m[2], MAX_INCARNATION, "incarnation"), _name(m[3], "accuser")
+    )
+
+
+def _left(m: tuple[Any, ...]) -> Left:
+    return Left(_name(m[1], "name"), _uint(m[2], MAX_INCARNATION, "incarnation"))
+
+
+def _entry_update(m: tuple[Any, ...]) -> EntryUpdate:
+    return EntryUpdate(_entry(m[1:]))
+
+
+def _sync_hello(m: tuple[Any, ...]) -> SyncHello:
+    blob = m[3]
+    if type(blob) is not bytes or len(blob) % 8 or len(blob) > 8 * MAX_BUCKETS:
+        raise CodecError("invalid bucket digests")
+    return SyncHello(
+        sender=_record(m[1]),
+        members_digest=_uint(m[2], MAX_DIGEST, "members digest"),
+        buckets=struct.unpack(f">{len(blob) // 8}Q", blob),
+    )
+
+
+def _sync_reply(m: tuple[Any, ...]) -> SyncReply:
+    buckets = m[3]
+    if type(buckets) is not tuple or len(buckets) > MAX_BUCKETS:
+        raise CodecError("invalid bucket list")
+    for b in buckets:
+        if not (type(b) is int and 0 <= b < MAX_BUCKETS):
+            raise CodecError("invalid bucket index")
+    return SyncReply(
+        members=_records(m[1]),
+        want_members=_bool(m[2], "want_members"),
+        buckets=buckets,
+        entries=_entries(m[4]),
+    )
+
+
+def _sync_finish(m: tuple[Any, ...]) -> SyncFinish:
+    return SyncFinish(members=_records(m[1]), entries=_entries(m[2]))
+
+
+_M = TypeVar("_M")
+_Decoders = dict[int, tuple[int, Callable[[tuple[Any, ...]], _M]]]
+"""Message type -> (minimum array length including the type, decoder)."""
+
+_PRIMARY_DECODERS: _Decoders[Primary] = {
+    MsgType.PING: (4, _ping),
+    MsgType.PING_REQ: (7, _ping_req),
+    MsgType.ACK: (2, _ack),
+    MsgType.NACK: (2, _nack),
+}
+_UPDATE_DECODERS: _Decoders[Update] = {
+    MsgType.ALIVE: (6, _alive),
+    MsgType.SUSPECT: (4, _suspect),
+    MsgType.DEAD: (4, _dead),
+    MsgType.LEFT: (3, _left),
+    MsgType.ENTRY: (1 + _ENTRY_FIELDS, _entry_update),
+}
+_STREAM_DECODERS: _Decoders[StreamMessage] = {
+    MsgType.PING: (4, _ping),
+    MsgType.ACK: (2, _ack),
+    MsgType.SYNC_HELLO: (4, _sync_hello),
+    MsgType.SYNC_REPLY: (5, _sync_reply),
+    MsgType.SYNC_FINISH: (3, _sync_finish),
+}
+
+
+def _message(m: Any, decoders: _Decoders[_M], slot: str) -> _M:
+    if type(m) is not tuple or not m or type(m[0]) is not int:
+        raise CodecError(f"invalid {slot} message")
+    row = decoders.get(m[0])
+    if row is None:
+        raise CodecError(f"message type {m[0]} is unknown or not allowed as {slot}")
+    min_len, decode = row
+    if len(m) < min_len:
+        raise CodecError(f"message type {m[0]} has too few fields")
+    return decode(m)
+
+
+def _unpack(data: bytes, max_size: int, min_len: int) -> tuple[Any, ...]:
+    """The envelope ``[version, ...]`` as a tuple of at least ``min_len`` values."""
+    size = len(data)
+    if size > max_size:
+        raise CodecError(f"{size} bytes exceeds the limit of {max_size}")
+    try:
+        # No declared length can exceed the data's size, so bounding the
+        # lengths by it stops a 5-byte header from making msgpack allocate a
+        # 4-billion-element list. Arrays become tuples (tags, bucket indices
+        # are then ready to use); ext types are never valid here.
+        obj = msgpack.unpackb(
+            data,
+            raw=False,
+            use_list=False,
+            strict_map_key=True,
+            max_str_len=size,
+            max_bin_len=size,
+            max_array_len=size,
+            max_map_len=size // 2,
+            max_ext_len=0,
+        )
+    except Exception as exc:
+        # msgpack raises ExtraData, FormatError, StackError, OutOfData,
+        # ValueError (truncated input, length limits, bad map keys),
+        # UnicodeDecodeError and TypeError among others; all mean bad bytes.
+        raise CodecError(f"not a valid msgpack frame: {type(exc).__name__}") from exc
+    if type(obj) is not tuple or len(obj) < min_len:
+        raise CodecError("invalid envelope")
+    if type(obj[0]) is not int or obj[0] != PROTOCOL_VERSION:
+        raise CodecError("unsupported protocol version")
+    return obj
+
+
+def decode_packet(data: bytes, max_size: int = MAX_UDP_PAYLOAD) -> Packet:
+    """Decode one UDP datagram.
+
+    Args:
+        data: the datagram payload.
+        max_size: refuse anything longer, before parsing.
+
+    Returns:
+        The packet; meta maps are plain dicts, tags and lists are tuples.
+
+    Raises:
+        CodecError: for anything we do not accept (see ``CodecError``).
+    """
+    obj = _unpack(data, max_size, 3)
+    primary = None if obj[1] is None else _message(obj[1], _PRIMARY_DECODERS, "primary")
+    raw_updates = obj[2]
+    if type(raw_updates) is not tuple or len(raw_updates) > MAX_UPDATES:
+        raise CodecError("invalid update list")
+    updates = tuple([_message(u, _UPDATE_DECODERS, "update") for u in raw_updates])
+    return Packet(primary, updates)
+
+
+def decode_stream(data: bytes, max_size: int) -> StreamMessage:
+    """Decode one TCP frame (the framing itself is the transport's).
+
+    Args:
+        data: the frame payload.
+        max_size: refuse anything longer, before parsing (``max_stream_bytes``).
+
+    Raises:
+        CodecError: for anything we do not accept (see ``CodecError``).
+    """
+    obj = _unpack(data, max_size, 2)
+    return _message(obj[1], _STREAM_DECODERS, "stream")
+
+
+# --- Encoding ----------------------------------------------------------------
+# Each encoder returns the message array as a tuple (msgpack packs tuples as
+# arrays). Meta maps are copied to dicts only if they are not dicts already:
+# msgpack packs dict and its subclasses, not other Mappings.
+
+
+def _dict(meta: Mapping[str, str]) -> dict[str, str]:
+    return meta if type(meta) is dict else dict(meta)
+
+
+def _enc_ping(m: Ping) -> tuple[Any, ...]:
+    return (1, m.seq, m.target, m.source)
+
+
+def _enc_ping_req(m: PingReq) -> tuple[Any, ...]:
+    return (2, m.seq, m.target, m.target_addr[0], m.target_addr[1], m.source, m.want_nack)
+
+
+def _enc_ack(m: Ack) -> tuple[Any, ...]:
+    return (3, m.seq)
+
+
+def _enc_nack(m: Nack) -> tuple[Any, ...]:
+    return (4, m.seq)
+
+
+def _enc_alive(m: Alive) -> tuple[Any, ...]:
+    return (5, m.name, m.addr[0], m.addr[1], m.incarnation, _dict(m.meta))
+
+
+def _enc_suspect(m: Suspect) -> tuple[Any, ...]:
+    return (6, m.name, m.incarnation, m.accuser)
+
+
+def _enc_dead(m: Dead) -> tuple[Any, ...]:
+    return (7, m.name, m.incarnation, m.accuser)
+
+
+def _enc_left(m: Left) -> tuple[Any, ...]:
+    return (8, m.name, m.incarnation)
+
+
+def _enc_entry(m: EntryUpdate) -> tuple[Any, ...]:
+    return (9, *m.entry.canonical())
+
+
+def _enc_record(r: MemberRecord) -> tuple[Any, ...]:
+    return (r.name, r.addr[0], r.addr[1], r.incarnation, int(r.state), _dict(r.meta))
+
+
+def _enc_records(rs: tuple[MemberRecord, ...] | None) -> list[tuple[Any, ...]] | None:
+    return None if rs is None else [_enc_record(r) for r in rs]
+
+
+def _enc_sync_hello(m: SyncHello) -> tuple[Any, ...]:
+    blob = struct.pack(f">{len(m.buckets)}Q", *m.buckets)
+    return (10, _enc_record(m.sender), m.members_digest, blob)
+
+
+def _enc_sync_reply(m: SyncReply) -> tuple[Any, ...]:
+    entries = [e.canonical() for e in m.entries]
+    return (11, _enc_records(m.members), m.want_members, m.buckets, entries)
+
+
+def _enc_sync_finish(m: SyncFinish) -> tuple[Any, ...]:
+    return (12, _enc_records(m.members), [e.canonical() for e in m.entries])
+
+
+_Encoders = dict[type, Callable[[Any], tuple[Any, ...]]]
+_PRIMARY_ENCODERS: _Encoders = {
+    Ping: _enc_ping,
+    PingReq: _enc_ping_req,
+    Ack: _enc_ack,
+    Nack: _enc_nack,
+}
+_UPDATE_ENCODERS: _Encoders = {
+    Alive: _enc_alive,
+    Suspect: _enc_suspect,
+    Dead: _enc_dead,
+    Left: _enc_left,
+    EntryUpdate: _enc_entry,
+}
+_STREAM_ENCODERS: _Encoders = {
+    Ping: _enc_ping,
+    Ack: _enc_ack,
+    SyncHello: _enc_sync_hello,
+    SyncReply: _enc_sync_reply,
+    SyncFinish: _enc_sync_finish,
+}
+
+
+def _fields(msg: object, encoders: _Encoders, kind: str) -> tuple[Any, ...]:
+    encode = encoders.get(type(msg))
+    if encode is None:
+        raise TypeError(f"{type(msg).__name__} is not a {kind} message")
+    return encode(msg)
+
+
+def _pack(obj: object) -> bytes:
+    return msgpack.packb(obj, use_bin_type=True)
+
+
+def encode_update(update: Update) -> bytes:
+    """One update as a standalone msgpack array, ready for ``assemble_packet``.
+
+    Values are not checked against the limits (see ``check_update``).
+
+    Raises:
+        TypeError: ``update`` is not an update type.
+    """
+    return _pack(_fields(update, _UPDATE_ENCODERS, "update"))
+
+
+def encode_primary(msg: Primary) -> bytes:
+    """A primary message as a standalone msgpack array, for ``assemble_packet``.
+
+    Raises:
+        TypeError: ``msg`` is not a primary type (Ping, PingReq, Ack, Nack).
+    """
+    return _pack(_fields(msg, _PRIMARY_ENCODERS, "primary"))
+
+
+_NIL = b"\xc0"
+_PACKET_HEAD = b"\x93" + _pack(PROTOCOL_VERSION)  # fixarray of 3, then the version
+_STREAM_HEAD = b"\x92" + _pack(PROTOCOL_VERSION)  # fixarray of 2, then the version
+
+
+def _array_header(n: int) -> bytes:
+    if n <= 15:
+        return bytes((0x90 | n,))  # fixarray
+    if n <= 0xFFFF:
+        return b"\xdc" + n.to_bytes(2, "big")  # array 16
+    return b"\xdd" + n.to_bytes(4, "big")  # array 32
+
+
+def packet_overhead(primary: bytes | None, n_updates: int) -> int:
+    """Exact size of a packet minus its update bodies.
+
+    ``len(assemble_packet(primary, updates)) == packet_overhead(primary,
+    len(updates)) + sum(map(len, updates))``. The update list's header is 1
+    byte up to 15 updates and 3 bytes from 16, so the 16th update costs 2
+    bytes more than its body.
+    """
+    header = 1 if n_updates <= 15 else 3 if n_updates <= 0xFFFF else 5
+    return len(_PACKET_HEAD) + (1 if primary is None else len(primary)) + header
+
+
+def assemble_packet(primary: bytes | None, updates: Sequence[bytes]) -> bytes:
+    """Build a datagram from pre-encoded parts, by concatenation.
+
+    Args:
+        primary: ``encode_primary`` output, or None for a gossip-only packet.
+        updates: ``encode_update`` outputs, at most ``MAX_UPDATES``.
+
+    Raises:
+        ValueError: more than ``MAX_UPDATES`` updates (peers would reject it).
+    """
+    if len(updates) > MAX_UPDATES:
+        raise ValueError(f"{len(updates)} updates exceed the limit of {MAX_UPDATES} per packet")
+    head = _NIL if primary is None else primary
+    return b"".join((_PACKET_HEAD, head, _array_header(len(updates)), *updates))
+
+
+def encode_packet(packet: Packet) -> bytes:
+    """The whole datagram for ``packet``; the sender's path is ``assemble_packet``."""
+    primary = None if packet.primary is None else encode_primary(packet.primary)
+    return assemble_packet(primary, [encode_update(u) for u in packet.updates])
+
+
+def encode_stream(msg: StreamMessage) -> bytes:
+    """One TCP frame payload for ``msg``.
+
+    Raises:
+        TypeError: ``msg`` is not a stream type (Ping, Ack, SyncHello, SyncReply, SyncFinish).
+    """
+    return _STREAM_HEAD + _pack(_fields(msg, _STREAM_ENCODERS, "stream"))
+
+
+def check_update(update: Update) -> None:
+    """Raise unless peers would accept ``update``: call it where outside input enters.
+
+    Raises:
+        CodecError: a value is of the wrong type or outside the limits.
+        TypeError: ``update`` is not an update type.
+    """
+    encode = _UPDATE_ENCODERS.get(type(update))
+    if encode is None:
+        raise TypeError(f"{type(update).__name__} is not an update message")
+    try:
+        data = _pack(encode(update))
+    except (TypeError, ValueError, OverflowError) as exc:
+        raise CodecError("update holds a value msgpack cannot encode") from exc
+    decode_packet(_PACKET_HEAD + _NIL + _array_header(1) + data)

@@ -1,0 +1,359 @@
+"""The replicated registry table: last-writer-wins merge, fences, tombstone GC, digests.
+
+Theory of operation: every node holds the whole registry, one stored version
+per key (service, instance_id). Versions arrive by gossip in any order, late,
+duplicated or not at all, and ``merge`` is the only way in. It keeps a version
+iff it is strictly newer than the stored one under ``Entry.order`` (stamp,
+owner, content digest): a total order, so the merge is commutative,
+associative and idempotent and replicas that have seen the same versions hold
+the same table whatever the delivery order (a state-based LWW-register map
+CRDT; Shapiro et al., "Conflict-free Replicated Data Types", 2011). Deletion
+is a version too (a tombstone) so that it beats older live copies still in
+flight.
+
+Two rules narrow the merge, both about versions that must not come back:
+
+- Fences. When membership declares owner X dead or left at incarnation i,
+  ``fence(X, i, now)`` drops every version X wrote at incarnation <= i and
+  rejects such versions from then on; a live X re-asserts what it still holds
+  under a higher incarnation. Fences only rise.
+- GC floors. Tombstones cannot be kept forever. ``collect(now, horizon)``
+  drops tombstones older than ``horizon`` and remembers, per owner, the
+  highest stamp it dropped. A version for a key the table no longer holds,
+  from an owner with a floor, at or below that floor, can only be an old
+  version the dropped tombstone used to beat, so it is rejected. Versions for
+  keys the table does hold are judged by plain LWW.
+
+Both are forgotten after ``horizon`` (fences ``horizon`` after fencing, floors
+``horizon`` after they last rose), so memory stays bounded. The price: a
+stale version that surfaces later than that (a node partitioned away for
+longer than ``horizon`` rejoining with old state) is accepted again. The
+horizon must therefore exceed the longest partition the cluster is meant to
+heal from, and anti-entropy must deliver every live version everywhere well
+within it.
+
+Anti-entropy support: the table is split into ``buckets`` by a hash of the key
+that is stable across processes (blake2b, never Python's salted ``hash``).
+Each bucket keeps the XOR of its live entries' digests, as does the whole
+table; peers compare the table digest, then the bucket digests, then exchange
+only the entries of buckets that differ. XOR is order-independent, so two
+tables with the same live entries have the same digests however they got
+there, and each change updates them in O(1).
+
+Rules: pure. No time, sockets, trio or global random; ``now`` is passed in.
+Imports nothing from the package outside ``registry``. All indexes are
+maintained on write so that merge, get, live and bucket reads never scan the
+table (it is meant to stay cheap at 100,000 entries); ``collect`` scans only
+the tombstones and ``fence`` only the fenced owner's entries.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+from collections.abc import Iterable, Iterator
+
+from gossip_registry.registry.clock import stamp_wall
+from gossip_registry.registry.entry import Entry, EntryKey
+
+
+def _check_time(name: str, value: float) -> None:
+    if not math.isfinite(value) or value < 0:
+        raise ValueError(f"{name} must be a finite, non-negative number of seconds: {value!r}")
+
+
+class RegistryTable:
+    """One replica of the registry.
+
+    Entries are frozen and stored as given; every read returns the stored
+    objects themselves.
+    """
+
+    def __init__(self, buckets: int = 256) -> None:
+        """Create an empty table.
+
+        Args:
+            buckets: number of anti-entropy buckets. Every node of a cluster
+                must use the same value, or bucket digests cannot be compared.
+                More buckets make each repair exchange smaller and each digest
+                message larger.
+
+        Raises:
+            ValueError: ``buckets`` is less than 1.
+        """
+        if buckets < 1:
+            raise ValueError(f"buckets must be at least 1: {buckets!r}")
+        self._buckets = buckets
+        self._entries: dict[EntryKey, Entry] = {}
+        # Live entries only: service -> instance_id -> entry. A service is
+        # present iff it has at least one live instance.
+        self._live: dict[str, dict[str, Entry]] = {}
+        # Stored entries (live and tombstones) per owner, for fence and owned_by.
+        self._by_owner: dict[str, dict[EntryKey, Entry]] = {}
+        # Stored entries per bucket, for entries_in.
+        self._bucket_entries: list[dict[EntryKey, Entry]] = [{} for _ in range(buckets)]
+        self._bucket_digests: list[int] = [0] * buckets
+        self._tombstones: dict[EntryKey, Entry] = {}
+        self._digest = 0
+        # owner -> (highest fenced incarnation, time it was last fenced)
+        self._fences: dict[str, tuple[int, float]] = {}
+        # owner -> (highest collected tombstone stamp, time the floor last rose)
+        self._floors: dict[str, tuple[int, float]] = {}
+
+    # ------------------------------------------------------------------ reads
+
+    @property
+    def buckets(self) -> int:
+        """Number of anti-entropy buckets (fixed at construction)."""
+        return self._buckets
+
+    def get(self, key: EntryKey) -> Entry | None:
+        """The stored version of ``key``, tombstones included; None if none is held."""
+        return self._entries.get(key)
+
+    def live(self, service: str) -> list[Entry]:
+        """Live instances of ``service``, sorted by instance_id (stable output for callers)."""
+        instances = self._live.get(service)
+        if not instances:
+            return []
+        return [instances[i] for i in sorted(instances)]
+
+    def services(self) -> dict[str, int]:
+        """Service name -> number of live instances, for services with at least one."""
+        return {service: len(instances) for service, instances in self._live.items()}
+
+    def entries(self) -> Iterator[Entry]:
+        """Every stored version, tombstones included, in no particular order.
+
+        This iterates the table itself: finish (or ``list()``) it before the
+        next ``merge``, ``fence`` or ``collect``.
+        """
+        return iter(self._entries.values())
+
+    def owned_by(self, owner: str) -> list[Entry]:
+        """Stored versions (live and tombstones) written by ``owner``, sorted by key."""
+        mine = self._by_owner.get(owner)
+        if not mine:
+            return []
+        return [mine[key] for key in sorted(mine)]
+
+    @property
+    def live_count(self) -> int:
+        return len(self._entries) - len(self._tombstones)
+
+    @property
+    def tombstone_count(self) -> int:
+        return len(self._tombstones)
+
+    def __len__(self) -> int:
+        """Stored versions, tombstones included."""
+        return len(self._entries)
+
+    @property
+    def digest(self) -> int:
+        """XOR of ``Entry.digest`` over live entries.
+
+        Tombstones are left out so that two replicas serving the same live
+        view agree even if one has already collected tombstones the other
+        still holds; a tombstone still reaches a replica holding the live
+        version it beats, because that live version makes their digests
+        differ.
+        """
+        return self._digest
+
+    def bucket_of(self, key: EntryKey) -> int:
+        """The anti-entropy bucket of ``key``.
+
+        Defined as ``int.from_bytes(blake2b(service + "\\x00" + instance_id,
+        digest_size=8), "big") % buckets`` over the UTF-8 bytes, so every
+        process, run and platform agrees (Python's ``hash`` of a str is salted
+        per process). Keys that differ only in where a NUL falls would share a
+        bucket, which costs a little repair traffic and nothing else.
+        """
+        service, instance_id = key
+        raw = (service + "\x00" + instance_id).encode("utf-8")
+        value = int.from_bytes(hashlib.blake2b(raw, digest_size=8).digest(), "big")
+        return value % self._buckets
+
+    def bucket_digests(self) -> tuple[int, ...]:
+        """Per bucket, the XOR of its live entries' digests."""
+        return tuple(self._bucket_digests)
+
+    def entries_in(self, buckets: Iterable[int]) -> list[Entry]:
+        """Stored versions (tombstones included) in ``buckets``; each bucket once.
+
+        Tombstones are included so that a repair also carries deletions.
+
+        Raises:
+            ValueError: a bucket number is out of range. Bucket numbers from a
+                peer are remote input: validate them before calling.
+        """
+        result: list[Entry] = []
+        seen: set[int] = set()
+        for bucket in buckets:
+            if not 0 <= bucket < self._buckets:
+                raise ValueError(f"bucket out of range 0..{self._buckets - 1}: {bucket!r}")
+            if bucket in seen:
+                continue
+            seen.add(bucket)
+            result.extend(self._bucket_entries[bucket].values())
+        return result
+
+    # ----------------------------------------------------------------- writes
+
+    def merge(self, entry: Entry) -> tuple[bool, Entry | None]:
+        """Offer one version; keep it iff it is newer than what is stored and not stale.
+
+        Accepted iff all hold:
+
+        - it is strictly newer (``Entry.order``) than the stored version of its
+          key, if any; equal or older is a no-op, which is what makes
+          re-delivery harmless;
+        - its owner is not fenced at or above its ``owner_incarnation``;
+        - its key is held, or its stamp is above its owner's GC floor.
+
+        Returns:
+            ``(accepted, previous)``. If accepted, ``previous`` is the version
+            it replaced (None if the key was new). If rejected, ``previous`` is
+            the version still stored (None if none), which lets the caller
+            answer a sender that is behind with the newer version.
+        """
+        key = entry.key
+        stored = self._entries.get(key)
+        fence = self._fences.get(entry.owner)
+        if fence is not None and entry.owner_incarnation <= fence[0]:
+            return False, stored
+        if stored is None:
+            floor = self._floors.get(entry.owner)
+            if floor is not None and entry.stamp <= floor[0]:
+                return False, None
+        elif not entry.order > stored.order:
+            return False, stored
+        bucket = self.bucket_of(key)
+        if stored is not None:
+            self._unindex(stored, bucket)
+        self._index(entry, bucket)
+        return True, stored
+
+    def fence(self, owner: str, incarnation: int, now: float) -> list[Entry]:
+        """Drop and from now on reject every version ``owner`` wrote at ``incarnation`` or below.
+
+        Called when membership declares ``owner`` dead or left at
+        ``incarnation``. Tombstones are dropped as well: the only versions
+        they could beat were written by the same, now fenced, owner.
+
+        Args:
+            owner: the member's name, as in ``Entry.owner``.
+            incarnation: the incarnation it was declared dead or left at. A
+                fence never goes down: a lower value than the current fence
+                keeps the current one.
+            now: current wall-clock time, seconds: the same clock as
+                ``collect``'s ``now``. The fence is forgotten by ``collect``
+                ``horizon`` after the last time it was set.
+
+        Returns:
+            The live entries removed, sorted by key, so the caller can notify
+            watchers that those instances are gone.
+
+        Raises:
+            ValueError: negative ``incarnation`` or bad ``now``.
+        """
+        if incarnation < 0:
+            raise ValueError(f"incarnation must be non-negative: {incarnation!r}")
+        _check_time("now", now)
+        previous = self._fences.get(owner)
+        if previous is not None:
+            incarnation = max(incarnation, previous[0])
+            now = max(now, previous[1])
+        self._fences[owner] = (incarnation, now)
+        mine = self._by_owner.get(owner)
+        if not mine:
+            return []
+        doomed = [e for e in mine.values() if e.owner_incarnation <= incarnation]
+        removed_live: list[Entry] = []
+        for entry in doomed:
+            key = entry.key
+            del self._entries[key]
+            self._unindex(entry, self.bucket_of(key))
+            if not entry.deleted:
+                removed_live.append(entry)
+        removed_live.sort(key=lambda e: e.key)
+        return removed_live
+
+    def collect(self, now: float, horizon: float) -> int:
+        """Drop tombstones older than ``horizon``; expire fences and floors as old.
+
+        A tombstone is collected when ``stamp_wall(stamp) < now - horizon``.
+        For each owner the highest collected stamp becomes its GC floor (see
+        ``merge``). Fences set, and floors last raised, before
+        ``now - horizon`` are forgotten: after that long every stale version
+        they guarded against is assumed to have died out everywhere, which is
+        why ``horizon`` must exceed the longest partition the cluster should
+        heal from.
+
+        This scans the tombstones (not the live entries); call it
+        periodically, not per message.
+
+        Args:
+            now: current wall-clock time, seconds (the clock stamps follow).
+            horizon: how long to keep tombstones, fences and floors, seconds.
+
+        Returns:
+            The number of tombstones collected.
+
+        Raises:
+            ValueError: negative or non-finite ``now`` or ``horizon``.
+        """
+        _check_time("now", now)
+        _check_time("horizon", horizon)
+        cutoff = now - horizon
+        old = [t for t in self._tombstones.values() if stamp_wall(t.stamp) < cutoff]
+        for tombstone in old:
+            key = tombstone.key
+            del self._entries[key]
+            self._unindex(tombstone, self.bucket_of(key))
+            floor = self._floors.get(tombstone.owner)
+            if floor is None or tombstone.stamp > floor[0]:
+                self._floors[tombstone.owner] = (tombstone.stamp, now)
+        self._fences = {o: f for o, f in self._fences.items() if f[1] >= cutoff}
+        self._floors = {o: f for o, f in self._floors.items() if f[1] >= cutoff}
+        return len(old)
+
+    # -------------------------------------------------------------- internals
+
+    def _index(self, entry: Entry, bucket: int) -> None:
+        """Store ``entry`` (its key must be absent) in the table and every index."""
+        key = entry.key
+        self._entries[key] = entry
+        self._by_owner.setdefault(entry.owner, {})[key] = entry
+        self._bucket_entries[bucket][key] = entry
+        if entry.deleted:
+            self._tombstones[key] = entry
+        else:
+            self._live.setdefault(entry.service, {})[entry.instance_id] = entry
+            self._digest ^= entry.digest
+            self._bucket_digests[bucket] ^= entry.digest
+
+    def _unindex(self, entry: Entry, bucket: int) -> None:
+        """Remove ``entry`` from every index but the main map (the caller replaces or deletes)."""
+        key = entry.key
+        mine = self._by_owner[entry.owner]
+        del mine[key]
+        if not mine:
+            del self._by_owner[entry.owner]
+        del self._bucket_entries[bucket][key]
+        if entry.deleted:
+            del self._tombstones[key]
+        else:
+            instances = self._live[entry.service]
+            del instances[entry.instance_id]
+            if not instances:
+                del self._live[entry.service]
+            self._digest ^= entry.digest
+            self._bucket_digests[bucket] ^= entry.digest
+
+    def __repr__(self) -> str:
+        return (
+            f"RegistryTable(live={self.live_count}, tombstones={self.tombstone_count}, "
+            f"digest={self._digest:#018x})"
+        )

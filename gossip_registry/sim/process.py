@@ -1,0 +1,213 @@
+"""A simulated process: the node interface the simulator drives, and what it keeps per node.
+
+Theory of operation. The simulator drives any object with the protocol
+core's interface (``SimNode``), built by a ``NodeFactory``; the real
+``gossip_registry.core.protocol.Protocol`` is one, and tests plug in fakes.
+A ``Process`` is the simulator's bookkeeping for one node slot (one host and
+port): the current protocol object, its *life* (a generation number bumped
+on every crash or stop, so events addressed to an old life are recognised
+and discarded), whether it runs, is paused, crashed or left, the events held
+while it is paused, what a snapshot would restore after a crash, and its
+traffic counters. It is deliberately small: the simulator must hold 10,000
+of them.
+"""
+
+from __future__ import annotations
+
+import random
+import typing
+from collections import Counter
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, fields
+from enum import StrEnum
+from typing import Any
+
+from gossip_registry.core.config import ProtocolConfig
+from gossip_registry.core.effects import Effect, Timer
+from gossip_registry.core.messages import Address, MemberRecord, MemberState
+from gossip_registry.registry.entry import Entry, EntryKey, Health
+
+
+class TableView(typing.Protocol):
+    """What the simulator reads of a node's registry table."""
+
+    @property
+    def digest(self) -> int: ...
+
+
+class SimNode(typing.Protocol):
+    """The protocol core's interface, as the simulator uses it (see ``core.protocol``)."""
+
+    @property
+    def name(self) -> str: ...
+    @property
+    def addr(self) -> Address: ...
+    @property
+    def incarnation(self) -> int: ...
+    @property
+    def table(self) -> TableView: ...
+    @property
+    def stats(self) -> Counter[str]: ...
+
+    def start(self, now: float) -> list[Effect]: ...
+    def join(self, now: float, seeds: Iterable[Address]) -> list[Effect]: ...
+    def leave(self, now: float) -> list[Effect]: ...
+    def handle_packet(self, now: float, src: Address, data: bytes) -> list[Effect]: ...
+    def handle_timer(self, now: float, timer: Timer) -> list[Effect]: ...
+    def handle_stream(
+        self, now: float, src: Address, data: bytes
+    ) -> tuple[bytes | None, list[Effect]]: ...
+    def handle_stream_reply(self, now: float, token: int, reply: bytes | None) -> list[Effect]: ...
+    def register(
+        self,
+        now: float,
+        service: str,
+        instance_id: str,
+        address: str,
+        port: int,
+        *,
+        tags: Sequence[str] = (),
+        meta: Mapping[str, str] | None = None,
+        weight: int = 1,
+        status: Health = Health.PASSING,
+        output: str = "",
+    ) -> tuple[Entry, list[Effect]]: ...
+    def deregister(self, now: float, key: EntryKey) -> tuple[Entry | None, list[Effect]]: ...
+    def seed_members(self, records: Sequence[MemberRecord]) -> None: ...
+    def member_states(self) -> dict[str, MemberState]: ...
+    def own_entries(self) -> list[Entry]: ...
+
+
+class NodeFactory(typing.Protocol):
+    """Builds one node; the signature is ``Protocol``'s constructor, so the class itself fits."""
+
+    def __call__(
+        self,
+        config: ProtocolConfig,
+        name: str,
+        addr: Address,
+        *,
+        rng: random.Random,
+        now: float,
+        wall_offset: float,
+        incarnation: int,
+        entries: Sequence[Entry],
+    ) -> SimNode: ...
+
+
+class NodeStatus(StrEnum):
+    RUNNING = "running"
+    PAUSED = "paused"
+    """Alive but processing nothing until it resumes (a stopped VM, a long GC)."""
+    CRASHED = "crashed"
+    LEFT = "left"
+    """Stopped after a graceful leave and its grace period."""
+
+
+@dataclass(frozen=True, slots=True)
+class Snapshot:
+    """What a node's on-disk snapshot would restore, read when it stopped."""
+
+    incarnation: int
+    entries: tuple[Entry, ...]
+    alive_members: tuple[str, ...]
+    """Other members it saw alive: where a restarted node looks for the cluster."""
+
+
+@dataclass(frozen=True, slots=True)
+class Traffic:
+    """Traffic of one node (or a sum of nodes) over ``elapsed`` virtual seconds.
+
+    Datagrams and bytes count what the protocol handed to the network (lost
+    ones included) and what reached a running process. Stream frames and
+    bytes (requests and replies) are counted at the sender, once the
+    connection is made.
+    """
+
+    udp_sent: int = 0
+    udp_received: int = 0
+    udp_bytes_sent: int = 0
+    udp_bytes_received: int = 0
+    stream_sent: int = 0
+    stream_bytes_sent: int = 0
+    elapsed: float = 0.0
+
+    def __add__(self, other: Traffic) -> Traffic:
+        return Traffic(
+            udp_sent=self.udp_sent + other.udp_sent,
+            udp_received=self.udp_received + other.udp_received,
+            udp_bytes_sent=self.udp_bytes_sent + other.udp_bytes_sent,
+            udp_bytes_received=self.udp_bytes_received + other.udp_bytes_received,
+            stream_sent=self.stream_sent + other.stream_sent,
+            stream_bytes_sent=self.stream_bytes_sent + other.stream_bytes_sent,
+            elapsed=max(self.elapsed, other.elapsed),
+        )
+
+    def per_second(self) -> dict[str, float]:
+        """Each counter divided by ``elapsed`` (zeros if no time has passed)."""
+        span = self.elapsed
+        return {
+            f.name: (getattr(self, f.name) / span if span > 0 else 0.0) for f in fields(self)[:-1]
+        }
+
+
+class Process:
+    """Simulator-side state of one node slot. Mutable, hot: plain ``__slots__``."""
+
+    __slots__ = (
+        "addr",
+        "index",
+        "life",
+        "name",
+        "node",
+        "paused_until",
+        "pending",
+        "snapshot",
+        "status",
+        "stream_bytes_sent",
+        "stream_sent",
+        "udp_bytes_received",
+        "udp_bytes_sent",
+        "udp_received",
+        "udp_sent",
+        "wall_offset",
+    )
+
+    def __init__(self, index: int, name: str, addr: Address, node: SimNode, wall_offset: float):
+        self.index = index
+        self.name = name
+        self.addr = addr
+        self.node = node
+        self.life = 0
+        self.status = NodeStatus.RUNNING
+        self.paused_until = 0.0
+        self.pending: list[tuple[Any, ...]] = []
+        self.snapshot: Snapshot | None = None
+        self.wall_offset = wall_offset
+        self.udp_sent = 0
+        self.udp_received = 0
+        self.udp_bytes_sent = 0
+        self.udp_bytes_received = 0
+        self.stream_sent = 0
+        self.stream_bytes_sent = 0
+
+    @property
+    def live(self) -> bool:
+        """Not crashed and not left (paused counts as live)."""
+        return self.status is NodeStatus.RUNNING or self.status is NodeStatus.PAUSED
+
+    def traffic(self, elapsed: float) -> Traffic:
+        return Traffic(
+            self.udp_sent,
+            self.udp_received,
+            self.udp_bytes_sent,
+            self.udp_bytes_received,
+            self.stream_sent,
+            self.stream_bytes_sent,
+            elapsed,
+        )
+
+    def reset_traffic(self) -> None:
+        self.udp_sent = self.udp_received = 0
+        self.udp_bytes_sent = self.udp_bytes_received = 0
+        self.stream_sent = self.stream_bytes_sent = 0

@@ -1,0 +1,48 @@
+"""The transmit-limited broadcast queue."""
+
+from gossip_registry.core.broadcast import BroadcastQueue
+
+
+def test_each_update_is_sent_at_most_the_retransmit_limit() -> None:
+    queue = BroadcastQueue(limit=100)
+    queue.push("a", b"x" * 10)
+    sent = [queue.take(budget=1000, limit=3) for _ in range(5)]
+    assert sent == [[b"x" * 10]] * 3 + [[], []]
+    assert len(queue) == 0
+
+
+def test_newer_update_about_the_same_subject_replaces_the_queued_one() -> None:
+    queue = BroadcastQueue(limit=100)
+    queue.push("a", b"old")
+    queue.push("a", b"new")
+    assert queue.take(budget=1000, limit=5) == [b"new"]
+    assert len(queue) == 1
+
+
+def test_least_sent_go_first_and_the_budget_is_respected() -> None:
+    queue = BroadcastQueue(limit=100)
+    queue.push("a", b"a" * 10)
+    assert queue.take(budget=1000, limit=5) == [b"a" * 10]
+    queue.push("b", b"b" * 10)
+    queue.push("c", b"c" * 30)
+    # fresh ones first, the larger of equals first; "a" (sent once) does not fit after them.
+    assert queue.take(budget=45, limit=5) == [b"c" * 30, b"b" * 10]
+    assert queue.take(budget=1000, limit=5) == [b"c" * 30, b"b" * 10, b"a" * 10]
+
+
+def test_an_update_too_large_for_this_packet_waits_for_the_next() -> None:
+    queue = BroadcastQueue(limit=100)
+    queue.push("big", b"B" * 500)
+    queue.push("small", b"s" * 10)
+    assert queue.take(budget=100, limit=5) == [b"s" * 10]
+    assert queue.take(budget=1000, limit=5) == [b"B" * 500, b"s" * 10]
+
+
+def test_queue_is_bounded_by_dropping_the_most_sent() -> None:
+    queue = BroadcastQueue(limit=3)
+    queue.push("old", b"o")
+    queue.take(budget=1000, limit=10)
+    for subject in ("x", "y", "z"):
+        queue.push(subject, subject.encode())
+    assert len(queue) == 3
+    assert sorted(queue.take(budget=1000, limit=10)) == [b"x", b"y", b"z"]

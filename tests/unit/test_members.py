@@ -1,0 +1,91 @@
+"""SWIM precedence and the member table's probe ring."""
+
+import random
+
+import pytest
+
+from gossip_registry.core.members import MemberTable, wins
+from gossip_registry.core.messages import MemberRecord, MemberState
+
+A, S, D, L = MemberState.ALIVE, MemberState.SUSPECT, MemberState.DEAD, MemberState.LEFT
+
+
+def rec(name: str = "x", incarnation: int = 5, state: MemberState = A) -> MemberRecord:
+    return MemberRecord(name, ("198.18.0.1", 7946), incarnation, state, {})
+
+
+@pytest.mark.parametrize(
+    ("incoming", "incarnation", "held", "expected"),
+    [
+        (A, 0, None, True),
+        (S, 9, None, False),
+        (D, 9, None, False),
+        (A, 5, rec(state=A), False),
+        (A, 6, rec(state=S), True),
+        (A, 5, rec(state=S), False),
+        (A, 6, rec(state=D), True),
+        (A, 5, rec(state=D), False),
+        (S, 5, rec(state=A), True),
+        (S, 4, rec(state=A), False),
+        (S, 9, rec(state=D), False),
+        (D, 5, rec(state=S), True),
+        (D, 5, rec(state=A), True),
+        (D, 4, rec(state=A), False),
+        (D, 9, rec(state=L), False),
+        (L, 5, rec(state=D), True),
+        (L, 5, rec(state=L), False),
+        (L, 4, rec(state=A), False),
+    ],
+)
+def test_precedence_follows_incarnation_then_state(
+    incoming: MemberState, incarnation: int, held: MemberRecord | None, expected: bool
+) -> None:
+    assert wins(incoming, incarnation, held) is expected
+
+
+def table_with(n: int, seed: int = 1) -> MemberTable:
+    table = MemberTable(rec("me", 0), random.Random(seed))
+    for i in range(n):
+        table.put(rec(f"m{i}", 0), now=0.0)
+    return table
+
+
+def test_round_robin_probes_every_active_member_once_per_round() -> None:
+    table = table_with(20)
+    first = [table.next_probe_target() for _ in range(20)]
+    second = [table.next_probe_target() for _ in range(20)]
+    assert sorted(first) == sorted(second) == sorted(f"m{i}" for i in range(20))
+    assert "me" not in first
+
+
+def test_failed_members_leave_the_ring_and_digest_tracks_state() -> None:
+    table = table_with(5)
+    before = table.digest
+    table.put(rec("m1", 0, D), now=3.0)
+    assert table.active_count == 5
+    assert table.since("m1") == 3.0
+    assert "m1" not in {table.next_probe_target() for _ in range(10)}
+    assert table.digest != before
+    table.put(rec("m1", 1, A), now=4.0)
+    assert table.since("m1") is None
+    assert table.active_count == 6
+
+
+def test_sample_never_returns_self_or_the_excluded_member() -> None:
+    table = table_with(50)
+    for _ in range(200):
+        picked = table.sample(3, exclude="m7")
+        assert len(set(picked)) == 3
+        assert "m7" not in picked
+        assert "me" not in picked
+    assert sorted(table_with(2).sample(5, exclude="m0")) == ["m1"]
+
+
+def test_digest_is_independent_of_insertion_order() -> None:
+    one, two = table_with(0), table_with(0)
+    records = [rec(f"m{i}", i, A) for i in range(10)]
+    for r in records:
+        one.put(r, 0.0)
+    for r in reversed(records):
+        two.put(r, 0.0)
+    assert one.digest == two.digest

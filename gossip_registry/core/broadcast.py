@@ -46,17 +46,18 @@ class BroadcastQueue:
         if len(self._items) > self._limit:
             self._prune()
 
-    def take(self, budget: int, limit: int) -> list[bytes]:
-        """Up to ``budget`` bytes of updates; each counts one transmission.
+    def take(self, budget: int, limit: int, most: int = 1024) -> list[bytes]:
+        """Up to ``budget`` bytes and ``most`` updates; each counts one transmission.
 
         Args:
             budget: bytes available in the packet for update bodies.
             limit: current retransmit limit; items sent that often are dropped.
+            most: cap on the number of updates (a packet holds at most 1024).
         """
         chosen: list[tuple[Hashable, _Queued]] = []
         skipped: list[tuple[int, int, int, Hashable]] = []
         heap, items = self._heap, self._items
-        while heap and budget > 0 and len(skipped) < 16:
+        while heap and budget > 0 and len(skipped) < 16 and len(chosen) < most:
             head = heapq.heappop(heap)
             subject = head[3]
             queued = items.get(subject)

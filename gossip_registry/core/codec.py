@@ -5,11 +5,11 @@ Theory of operation
 *Layout.* Every message is a msgpack array ``[type, field, ...]``: positional,
 not a map, so no key names travel and a probe costs a dozen bytes. A UDP packet
 is ``[PROTOCOL_VERSION, primary or nil, [update, ...]]``; a TCP frame is
-``[PROTOCOL_VERSION, message]``. Updates are encoded once, when the broadcast
-queue takes them (``encode_update``), and ``assemble_packet`` concatenates the
-stored bytes under a hand-written array header, so the sender measures each
-update once, fills a packet to the byte with ``packet_overhead`` and never
-re-encodes. A registry entry travels as ``Entry.canonical()``, the same values
+``[PROTOCOL_VERSION, message]``. Updates are encoded once, when they are
+queued for piggybacking (``encode_update``), and ``assemble_packet``
+concatenates the stored bytes under a hand-written array header, so the sender
+knows each update's size, fills a packet to the byte with ``packet_overhead``
+and never re-encodes. A registry entry travels as ``Entry.canonical()``, the same values
 its digest is computed over.
 
 *Append only.* A field's position is its identity. A newer minor version may
@@ -65,7 +65,21 @@ from gossip_registry.core.messages import (
 from gossip_registry.registry.entry import Entry, Health
 
 __all__ = [
+    "MAX_BUCKETS",
+    "MAX_DIGEST",
+    "MAX_HOST_LEN",
+    "MAX_INCARNATION",
+    "MAX_META_PAIRS",
+    "MAX_META_VALUE_LEN",
+    "MAX_NAME_LEN",
+    "MAX_OUTPUT_LEN",
+    "MAX_PORT",
+    "MAX_SEQ",
+    "MAX_SYNC_ITEMS",
+    "MAX_TAGS",
     "MAX_UDP_PAYLOAD",
+    "MAX_UPDATES",
+    "MAX_WEIGHT",
     "CodecError",
     "assemble_packet",
     "check_update",
@@ -85,7 +99,7 @@ MAX_UDP_PAYLOAD = 65507
 MAX_NAME_LEN = 128
 """Characters in a node name, service, instance id, owner, accuser, tag or meta key."""
 MAX_HOST_LEN = 253
-"""Characters in a host: the longest DNS name."""
+"""Characters in a host (member, ping-req target, entry address): the longest DNS name."""
 MAX_PORT = 65535
 """TCP/UDP port range; 0 is allowed (an entry without a port)."""
 MAX_SEQ = 2**32 - 1
@@ -454,44 +468,59 @@ def decode_stream(data: bytes, max_size: int) -> StreamMessage:
 # msgpack packs dict and its subclasses, not other Mappings.
 
 
+# Plain ints: msgpack packs an IntEnum member by a slower path.
+_PING = int(MsgType.PING)
+_PING_REQ = int(MsgType.PING_REQ)
+_ACK = int(MsgType.ACK)
+_NACK = int(MsgType.NACK)
+_ALIVE = int(MsgType.ALIVE)
+_SUSPECT = int(MsgType.SUSPECT)
+_DEAD = int(MsgType.DEAD)
+_LEFT = int(MsgType.LEFT)
+_ENTRY = int(MsgType.ENTRY)
+_SYNC_HELLO = int(MsgType.SYNC_HELLO)
+_SYNC_REPLY = int(MsgType.SYNC_REPLY)
+_SYNC_FINISH = int(MsgType.SYNC_FINISH)
+
+
 def _dict(meta: Mapping[str, str]) -> dict[str, str]:
     return meta if type(meta) is dict else dict(meta)
 
 
 def _enc_ping(m: Ping) -> tuple[Any, ...]:
-    return (1, m.seq, m.target, m.source)
+    return (_PING, m.seq, m.target, m.source)
 
 
 def _enc_ping_req(m: PingReq) -> tuple[Any, ...]:
-    return (2, m.seq, m.target, m.target_addr[0], m.target_addr[1], m.source, m.want_nack)
+    return (_PING_REQ, m.seq, m.target, m.target_addr[0], m.target_addr[1], m.source, m.want_nack)
 
 
 def _enc_ack(m: Ack) -> tuple[Any, ...]:
-    return (3, m.seq)
+    return (_ACK, m.seq)
 
 
 def _enc_nack(m: Nack) -> tuple[Any, ...]:
-    return (4, m.seq)
+    return (_NACK, m.seq)
 
 
 def _enc_alive(m: Alive) -> tuple[Any, ...]:
-    return (5, m.name, m.addr[0], m.addr[1], m.incarnation, _dict(m.meta))
+    return (_ALIVE, m.name, m.addr[0], m.addr[1], m.incarnation, _dict(m.meta))
 
 
 def _enc_suspect(m: Suspect) -> tuple[Any, ...]:
-    return (6, m.name, m.incarnation, m.accuser)
+    return (_SUSPECT, m.name, m.incarnation, m.accuser)
 
 
 def _enc_dead(m: Dead) -> tuple[Any, ...]:
-    return (7, m.name, m.incarnation, m.accuser)
+    return (_DEAD, m.name, m.incarnation, m.accuser)
 
 
 def _enc_left(m: Left) -> tuple[Any, ...]:
-    return (8, m.name, m.incarnation)
+    return (_LEFT, m.name, m.incarnation)
 
 
 def _enc_entry(m: EntryUpdate) -> tuple[Any, ...]:
-    return (9, *m.entry.canonical())
+    return (_ENTRY, *m.entry.canonical())
 
 
 def _enc_record(r: MemberRecord) -> tuple[Any, ...]:
@@ -504,16 +533,16 @@ def _enc_records(rs: tuple[MemberRecord, ...] | None) -> list[tuple[Any, ...]] |
 
 def _enc_sync_hello(m: SyncHello) -> tuple[Any, ...]:
     blob = struct.pack(f">{len(m.buckets)}Q", *m.buckets)
-    return (10, _enc_record(m.sender), m.members_digest, blob)
+    return (_SYNC_HELLO, _enc_record(m.sender), m.members_digest, blob)
 
 
 def _enc_sync_reply(m: SyncReply) -> tuple[Any, ...]:
     entries = [e.canonical() for e in m.entries]
-    return (11, _enc_records(m.members), m.want_members, m.buckets, entries)
+    return (_SYNC_REPLY, _enc_records(m.members), m.want_members, m.buckets, entries)
 
 
 def _enc_sync_finish(m: SyncFinish) -> tuple[Any, ...]:
-    return (12, _enc_records(m.members), [e.canonical() for e in m.entries])
+    return (_SYNC_FINISH, _enc_records(m.members), [e.canonical() for e in m.entries])
 
 
 _Encoders = dict[type, Callable[[Any], tuple[Any, ...]]]

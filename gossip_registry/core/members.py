@@ -9,7 +9,8 @@ memberlist ``state.go``):
 - only a member raises its own incarnation; a higher incarnation always wins;
 - at equal incarnation, suspect beats alive, dead beats suspect, and left
   (a graceful leave) beats everything: an accusation can only be answered by
-  the accused with a higher incarnation (a refutation);
+  the accused with a higher incarnation (a refutation); news about a member
+  we do not know counts only if it is alive;
 - dead and left members stay as tombstones until the horizon, so a restarted
   node under the same name must come back above the incarnation it died at.
 
@@ -23,7 +24,8 @@ from __future__ import annotations
 
 import hashlib
 import random
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import dataclass
 
 from gossip_registry.core.messages import Address, MemberRecord, MemberState
 
@@ -36,33 +38,69 @@ def record_digest(record: MemberRecord) -> int:
 
 
 def wins(incoming: MemberState, incarnation: int, current: MemberRecord | None) -> bool:
-    """Does news of ``incoming`` at ``incarnation`` change what we hold? (memberlist rules)
+    """Does news of ``incoming`` at ``incarnation`` change what we hold?
 
-    Alive needs a higher incarnation than anything held. Suspect applies only to
-    an alive member, dead only to an alive or suspect one, left to anything not
-    already left, each at an incarnation at least the one held. News about an
+    A higher incarnation always wins; at equal incarnation the later state
+    does (suspect over alive, dead over suspect, left over all). News about an
     unknown member counts only if it is alive.
+
+    Unlike memberlist, a dead member's record still moves to a higher
+    incarnation (suspect or dead): registry fences are keyed by the
+    incarnation a member died at, so every node must end up agreeing on it.
     """
     if current is None:
         return incoming is MemberState.ALIVE
-    if incoming is MemberState.ALIVE:
+    if incarnation != current.incarnation:
         return incarnation > current.incarnation
-    if incarnation < current.incarnation:
-        return False
-    if incoming is MemberState.SUSPECT:
-        return current.state is MemberState.ALIVE
-    if incoming is MemberState.DEAD:
-        return current.state in _ACTIVE
-    return current.state is not MemberState.LEFT
+    return incoming > current.state
+
+
+@dataclass(frozen=True, slots=True)
+class MemberSeed:
+    """A whole membership prepared once and shared by many tables (simulator bootstrap).
+
+    Tables read it copy-on-write, so ten thousand simulated nodes that all know
+    ten thousand members hold one copy of the records, not ten thousand.
+    """
+
+    records: Mapping[str, MemberRecord]
+    digest: int
+    active: tuple[str, ...]
+
+    @classmethod
+    def build(cls, records: Iterable[MemberRecord]) -> MemberSeed:
+        by_name = {r.name: r for r in records}
+        digest = 0
+        for record in by_name.values():
+            digest ^= record_digest(record)
+        active = tuple(n for n, r in by_name.items() if r.state in _ACTIVE)
+        return cls(by_name, digest, active)
 
 
 class MemberTable:
-    __slots__ = ("_digest", "_members", "_ring", "_ring_pos", "_rng", "_since", "self_name")
+    """Members by name: a shared read-only base (possibly empty) plus our own changes."""
+
+    __slots__ = (
+        "_base",
+        "_digest",
+        "_gone",
+        "_len",
+        "_own",
+        "_ring",
+        "_ring_pos",
+        "_rng",
+        "_since",
+        "self_name",
+    )
 
     def __init__(self, self_record: MemberRecord, rng: random.Random) -> None:
         self.self_name = self_record.name
         self._rng = rng
-        self._members: dict[str, MemberRecord] = {self_record.name: self_record}
+        self._base: Mapping[str, MemberRecord] = {}
+        self._own: dict[str, MemberRecord] = {self_record.name: self_record}
+        self._gone: set[str] = set()
+        """Names in ``_base`` that we removed."""
+        self._len = 1
         self._since: dict[str, float] = {}
         """When a member became dead or left; only those are kept here."""
         self._ring: list[str] = []
@@ -72,17 +110,24 @@ class MemberTable:
     # reads
 
     def get(self, name: str) -> MemberRecord | None:
-        return self._members.get(name)
+        record = self._own.get(name)
+        if record is not None or name in self._gone:
+            return record
+        return self._base.get(name)
 
     def __iter__(self) -> Iterator[MemberRecord]:
-        return iter(self._members.values())
+        own, gone = self._own, self._gone
+        yield from own.values()
+        for name, record in self._base.items():
+            if name not in own and name not in gone:
+                yield record
 
     def __len__(self) -> int:
-        return len(self._members)
+        return self._len
 
     @property
     def me(self) -> MemberRecord:
-        return self._members[self.self_name]
+        return self._own[self.self_name]
 
     @property
     def active_count(self) -> int:
@@ -102,24 +147,31 @@ class MemberTable:
 
     # writes
 
-    def seed(self, records: Mapping[str, MemberRecord]) -> None:
-        """Adopt a whole membership at once (simulator bootstrap); shares the records."""
+    def seed(self, seed: MemberSeed) -> None:
+        """Adopt a prepared membership at once; our own record stays ours."""
         me = self.me
-        self._members = dict(records)
-        self._members[me.name] = me
+        self._base = seed.records
+        self._own = {me.name: me}
+        self._gone = set()
         self._since = {}
-        self._ring = [n for n, r in self._members.items() if r.state in _ACTIVE and n != me.name]
+        self._digest = seed.digest ^ record_digest(me)
+        shared_me = seed.records.get(me.name)
+        self._len = len(seed.records) + (0 if shared_me is not None else 1)
+        if shared_me is not None:
+            self._digest ^= record_digest(shared_me)
+        self._ring = list(seed.active)
+        if shared_me is not None and shared_me.state in _ACTIVE:
+            self._ring.remove(me.name)
         self._ring_pos = self._rng.randrange(len(self._ring)) if self._ring else 0
-        digest = 0
-        for record in self._members.values():
-            digest ^= record_digest(record)
-        self._digest = digest
 
     def put(self, record: MemberRecord, now: float) -> MemberRecord | None:
         """Store ``record`` unconditionally (callers decided with ``wins``); returns the old one."""
-        old = self._members.get(record.name)
-        self._members[record.name] = record
-        if old is not None:
+        old = self.get(record.name)
+        self._own[record.name] = record
+        self._gone.discard(record.name)
+        if old is None:
+            self._len += 1
+        else:
             self._digest ^= record_digest(old)
         self._digest ^= record_digest(record)
         if record.name == self.self_name:
@@ -139,9 +191,13 @@ class MemberTable:
 
     def remove(self, name: str) -> None:
         """Forget a dead or left member for good (past the horizon)."""
-        old = self._members.pop(name, None)
-        if old is None:
+        old = self.get(name)
+        if old is None or name == self.self_name:
             return
+        self._own.pop(name, None)
+        if name in self._base:
+            self._gone.add(name)
+        self._len -= 1
         self._digest ^= record_digest(old)
         self._since.pop(name, None)
         if old.state in _ACTIVE:
@@ -164,7 +220,7 @@ class MemberTable:
     def sample(self, k: int, exclude: str | None = None) -> list[str]:
         """Up to ``k`` distinct random active members, never ourselves or ``exclude``."""
         ring = self._ring
-        excluded = self._members.get(exclude) if exclude is not None else None
+        excluded = self.get(exclude) if exclude is not None else None
         in_ring = excluded is not None and excluded.state in _ACTIVE and exclude != self.self_name
         pool = len(ring) - (1 if in_ring else 0)
         if pool <= 0 or k <= 0:
@@ -181,7 +237,9 @@ class MemberTable:
         return picked
 
     def addr_of(self, name: str) -> Address:
-        return self._members[name].addr
+        record = self.get(name)
+        assert record is not None, name
+        return record.addr
 
     def _ring_insert(self, name: str) -> None:
         # SWIM 4.3: a random position not yet passed in this round.

@@ -8,9 +8,12 @@ dissemination; this class adds the registry on top of it:
 - Registry entries that arrive by gossip are merged with the table's
   last-writer-wins rule (``registry/table.py``); news is re-gossiped.
 - Entries belong to the node that registered them. When a member is declared
-  dead or leaves, every node fences its entries (removes them and refuses
-  them at or below that incarnation); a member that refutes its death
-  re-asserts its live entries under its new incarnation. The owner is the
+  dead or leaves, every node fences its entries: removes them and refuses
+  them, at any incarnation, while it stays dead. Whenever a member raises
+  its incarnation (a refutation, a restart) it re-asserts its live entries
+  under the new one, so every node then fences what it wrote below it:
+  that clears a restarted owner's forgotten keys, and a death the owner
+  never heard of cannot have fenced its current entries. The owner is the
   authority on its entries: a version of one of our keys that we did not
   write in this life is superseded (re-stamped, or deleted).
 - Push-pull anti-entropy (memberlist's TCP state exchange, made cheap for
@@ -32,6 +35,8 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import replace
 
 from gossip_registry.core.codec import (
+    MAX_INCARNATION,
+    MAX_UPDATES,
     CodecError,
     check_update,
     encode_stream,
@@ -55,6 +60,8 @@ from gossip_registry.core.swim import Swim
 from gossip_registry.registry.clock import HybridClock
 from gossip_registry.registry.entry import Entry, EntryKey, Health
 from gossip_registry.registry.table import RegistryTable
+
+_GONE = (MemberState.DEAD, MemberState.LEFT)
 
 
 class Protocol(Swim):
@@ -95,14 +102,14 @@ class Protocol(Swim):
         self._timer_handlers[TimerKind.SYNC] = self._on_sync_tick
         self._timer_handlers[TimerKind.RECONNECT] = self._on_reconnect_tick
         self._timer_handlers[TimerKind.REAP] = self._on_reap_tick
-        self._entry_budget = config.packet_size - packet_overhead(None, 16)
+        self._entry_budget = config.packet_size - packet_overhead(None, MAX_UPDATES)
 
     # ----------------------------------------------------------- entry points
 
     def start(self, now: float) -> list[Effect]:
         for entry in self._restored:
             self.clock.observe(entry.stamp)
-            self._write(now, entry)
+            self._write(now, self._restamp(now, entry, deleted=False))
         self._restored = []
         self._arm(TimerKind.SYNC, now + self.rng.uniform(0, self._sync_period()))
         self._arm(
@@ -224,18 +231,29 @@ class Protocol(Swim):
         self._broadcast(("e", *entry.key), encode_update(EntryUpdate(entry)))
         return True
 
-    def _on_member_changed(self, now: float, record: MemberRecord) -> None:
-        if record.state in (MemberState.DEAD, MemberState.LEFT):
-            removed = self.table.fence(record.name, record.incarnation, now + self.wall_offset)
-            for entry in removed:
-                self._out.append(Notify(EntryChanged(entry, None)))
-            self.stats["entries_fenced"] += len(removed)
+    def _on_member_changed(
+        self, now: float, record: MemberRecord, old: MemberRecord | None
+    ) -> None:
+        if record.state in _GONE:
+            # It may have lived on at incarnations we never heard of: fence them all.
+            level = MAX_INCARNATION
+        elif old is not None and record.incarnation > old.incarnation:
+            # At a new incarnation a member re-asserts all it holds; older versions are stale.
+            level = record.incarnation - 1
+        else:
+            return
+        removed = self.table.set_fence(record.name, level, now + self.wall_offset)
+        for entry in removed:
+            self._out.append(Notify(EntryChanged(entry, None)))
+        self.stats["entries_fenced"] += len(removed)
 
     def _on_refuted(self, now: float, accusation: MemberState) -> None:
-        if accusation in (MemberState.DEAD, MemberState.LEFT):
-            # Others fenced our entries at the old incarnation: assert them again.
-            for entry in self.own_entries():
-                self._write(now, self._restamp(now, entry, deleted=False))
+        # Peers fence a dead member's entries at the incarnation they saw die.
+        # A suspicion we refuted may still turn into a death at the old
+        # incarnation elsewhere, and we may never hear of it: so every time our
+        # incarnation rises, our entries move up with it.
+        for entry in self.own_entries():
+            self._write(now, self._restamp(now, entry, deleted=False))
 
     def _refresh_alive(self) -> None:
         alive = Alive(self.name, self.addr, self.incarnation, self.meta)

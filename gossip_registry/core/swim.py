@@ -35,6 +35,7 @@ from dataclasses import dataclass, replace
 from gossip_registry.core.awareness import Awareness
 from gossip_registry.core.broadcast import BroadcastQueue
 from gossip_registry.core.codec import (
+    MAX_UPDATES,
     CodecError,
     assemble_packet,
     decode_packet,
@@ -55,7 +56,7 @@ from gossip_registry.core.effects import (
     Timer,
     TimerKind,
 )
-from gossip_registry.core.members import MemberTable, wins
+from gossip_registry.core.members import MemberSeed, MemberTable, wins
 from gossip_registry.core.messages import (
     Ack,
     Address,
@@ -133,6 +134,7 @@ class Swim:
         self._fast_armed = False
         self._fresh = False
         self._last_fast = float("-inf")
+        self._update_budget = config.packet_size - packet_overhead(None, MAX_UPDATES)
         self._timer_handlers: dict[TimerKind, Callable[[float, str], None]] = {
             TimerKind.PROBE: self._on_probe_tick,
             TimerKind.PROBE_TIMEOUT: self._on_probe_timeout,
@@ -149,9 +151,9 @@ class Swim:
         self._arm(TimerKind.PROBE, now + self.rng.uniform(0, self.config.probe_interval))
         return self._drain(now)
 
-    def seed_members(self, records: Sequence[MemberRecord]) -> None:
+    def seed_members(self, seed: MemberSeed) -> None:
         """Start from a known membership (simulator bootstrap); shares the records."""
-        self.members.seed({r.name: r for r in records if r.name != self.name})
+        self.members.seed(seed)
 
     def member_states(self) -> dict[str, MemberState]:
         return {r.name: r.state for r in self.members}
@@ -346,7 +348,7 @@ class Swim:
         current = self.members.get(msg.name)
         if current is None:
             return
-        if current.state is MemberState.SUSPECT and msg.incarnation >= current.incarnation:
+        if current.state is MemberState.SUSPECT and msg.incarnation == current.incarnation:
             suspicion = self._suspicions.get(msg.name)
             if suspicion is not None and suspicion.confirm(msg.accuser):
                 self.stats["suspicion_confirmations"] += 1
@@ -420,7 +422,7 @@ class Swim:
         previous = old.state if old is not None else None
         change = MemberChanged(record.name, record.addr, record.state, record.incarnation, previous)
         self._out.append(Notify(change))
-        self._on_member_changed(now, record)
+        self._on_member_changed(now, record, old)
 
     def merge_records(self, now: float, records: Sequence[MemberRecord]) -> None:
         """Merge a peer's member list (push-pull), memberlist's ``mergeState`` rules.
@@ -428,9 +430,17 @@ class Swim:
         A peer's suspect or dead verdict about someone else becomes only a
         suspicion here: we let that member refute instead of trusting the
         peer's old news. Verdicts about ourselves are taken as they are, so we
-        refute them properly.
+        refute them properly. Unlike memberlist we also adopt the tombstone of
+        a failed member we never knew: registry fences depend on it, and
+        member lists that differ forever would make every push-pull ship one.
         """
         for r in records:
+            if r.name != self.name and self.members.get(r.name) is None:
+                if r.state in (MemberState.DEAD, MemberState.LEFT):
+                    self._set(now, r)
+                    continue
+                if r.state is MemberState.SUSPECT:
+                    self._alive(now, Alive(r.name, r.addr, r.incarnation, r.meta))
             if r.state is MemberState.ALIVE:
                 self._alive(now, Alive(r.name, r.addr, r.incarnation, r.meta))
             elif r.state is MemberState.LEFT:
@@ -467,6 +477,10 @@ class Swim:
             self._send(self.members.addr_of(name), None)
 
     def _broadcast(self, subject: Hashable, data: bytes) -> None:
+        if len(data) > self._update_budget:
+            # Could never ride in a packet; push-pull carries it instead.
+            self.stats["broadcasts_too_large"] += 1
+            return
         self.queue.push(subject, data)
         self._fresh = True
 
@@ -482,9 +496,9 @@ class Swim:
     def _send(self, addr: Address, primary: Primary | None, extra: Sequence[bytes] = ()) -> None:
         """One datagram: the primary message plus as many queued updates as fit."""
         head = encode_primary(primary) if primary is not None else None
-        budget = self.config.packet_size - packet_overhead(head, 16) - sum(map(len, extra))
+        budget = self.config.packet_size - packet_overhead(head, MAX_UPDATES) - sum(map(len, extra))
         limit = self.config.retransmit_limit(self.members.active_count)
-        updates = [*extra, *self.queue.take(budget, limit)]
+        updates = [*extra, *self.queue.take(budget, limit, MAX_UPDATES - len(extra))]
         if head is None and not updates:
             return
         data = assemble_packet(head, updates)
@@ -530,8 +544,10 @@ class Swim:
     def _on_entry_update(self, now: float, update: EntryUpdate) -> None:
         """Registry news; the base class has no registry."""
 
-    def _on_member_changed(self, now: float, record: MemberRecord) -> None:
-        """A member's record changed (not ours)."""
+    def _on_member_changed(
+        self, now: float, record: MemberRecord, old: MemberRecord | None
+    ) -> None:
+        """A member's record changed (not ours); ``old`` is what we held before."""
 
     def _on_refuted(self, now: float, accusation: MemberState) -> None:
         """We just raised our incarnation to answer ``accusation``."""

@@ -280,6 +280,23 @@ class RegistryTable:
         removed_live.sort(key=lambda e: e.key)
         return removed_live
 
+    def set_fence(self, owner: str, incarnation: int, now: float) -> list[Entry]:
+        """Move ``owner``'s fence to exactly ``incarnation`` (down as well as up).
+
+        A dead member is fenced completely (every incarnation), since it may
+        have lived on at incarnations we never heard of. A member that shows up
+        at incarnation j has re-asserted everything it holds at j, so what it
+        wrote below j is stale: the fence moves to j - 1 (-1 lifts it).
+
+        Returns:
+            The live entries removed, as ``fence`` does.
+        """
+        _check_time("now", now)
+        self._fences.pop(owner, None)
+        if incarnation < 0:
+            return []
+        return self.fence(owner, incarnation, now)
+
     def collect(self, now: float, horizon: float) -> int:
         """Drop tombstones older than ``horizon``; expire fences and floors as old.
 

@@ -27,6 +27,7 @@ from types import MappingProxyType
 from typing import Any
 
 from gossip_registry.core.config import ProtocolConfig
+from gossip_registry.core.members import MemberSeed
 from gossip_registry.core.messages import Address, MemberRecord, MemberState
 from gossip_registry.core.protocol import Protocol
 from gossip_registry.registry.entry import Entry, EntryKey
@@ -71,7 +72,7 @@ def default_node_factory(
     rng: random.Random,
     now: float,
     wall_offset: float,
-    incarnation: int,
+    incarnation: int | None,
     entries: Sequence[Entry],
 ) -> SimNode:
     """The real protocol core."""
@@ -109,8 +110,8 @@ class SimCluster:
         join_stagger: without bootstrap, node i joins at i x this, not all at once.
         rejoin_limit: a node restarted from its snapshot joins through at
             most this many of the members it last saw alive (chosen at
-            random), plus the seeds. Serf tries them all; that costs a
-            push-pull each, which matters at 10,000 nodes.
+            random), plus the seeds; None for all of them, as Serf does.
+            Each costs a full push-pull, which matters at 10,000 nodes.
         trace: record every event handed to a node in ``trace``.
     """
 
@@ -126,13 +127,15 @@ class SimCluster:
         clock_skew: float = 0.0,
         leave_grace: float = 2.0,
         join_stagger: float = 0.001,
-        rejoin_limit: int = 8,
+        rejoin_limit: int | None = 8,
         trace: bool = False,
     ) -> None:
         if n < 0:
             raise ValueError(f"n must be >= 0, got {n}")
-        if clock_skew < 0 or leave_grace < 0 or join_stagger < 0 or rejoin_limit < 0:
-            raise ValueError("clock_skew, leave_grace, join_stagger, rejoin_limit must be >= 0")
+        if clock_skew < 0 or leave_grace < 0 or join_stagger < 0:
+            raise ValueError("clock_skew, leave_grace and join_stagger must be >= 0")
+        if rejoin_limit is not None and rejoin_limit < 0:
+            raise ValueError(f"rejoin_limit must be >= 0 or None, got {rejoin_limit}")
         self.config = config if config is not None else ProtocolConfig()
         self.clock_skew = clock_skew
         self.leave_grace = leave_grace
@@ -147,11 +150,11 @@ class SimCluster:
 
         procs = [self._spawn(node_name(i)) for i in range(n)]
         if bootstrap:
-            records = [
+            seed = MemberSeed.build(
                 MemberRecord(p.name, p.addr, 0, MemberState.ALIVE, _EMPTY_META) for p in procs
-            ]
+            )
             for p in procs:
-                p.node.seed_members(records)
+                p.node.seed_members(seed)
         for p in procs:
             self._apply(p, p.node.start(0.0))
         if not bootstrap:
@@ -171,7 +174,7 @@ class SimCluster:
         addr = node_address(index)
         skew = self.clock_skew
         wall_offset = engine.rng.uniform(-skew, skew) if skew else 0.0
-        node = self._build(name, addr, wall_offset, 0, ())
+        node = self._build(name, addr, wall_offset, None, ())
         proc = Process(index, name, addr, node, wall_offset)
         engine.procs.append(proc)
         engine.by_addr[addr] = proc
@@ -183,7 +186,7 @@ class SimCluster:
         name: str,
         addr: Address,
         wall_offset: float,
-        incarnation: int,
+        incarnation: int | None,
         entries: Sequence[Entry],
     ) -> SimNode:
         rng = random.Random(self._engine.rng.getrandbits(64))
@@ -447,10 +450,10 @@ class SimCluster:
         if snap is not None:
             node = self._build(name, proc.addr, proc.wall_offset, snap.incarnation, snap.entries)
             known = list(snap.alive_members)
-            if len(known) > self.rejoin_limit:
+            if self.rejoin_limit is not None and len(known) > self.rejoin_limit:
                 known = engine.rng.sample(known, self.rejoin_limit)
         else:
-            node = self._build(name, proc.addr, proc.wall_offset, 0, ())
+            node = self._build(name, proc.addr, proc.wall_offset, None, ())
             known = []
         proc.node = node
         proc.status = NodeStatus.RUNNING

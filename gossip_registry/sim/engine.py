@@ -247,16 +247,18 @@ class Engine:
         heap = self._heap
         push = heapq.heappush
         seq = self._seq
+        lookup = self.by_addr.get
+        datagram = self.net.datagram
         for effect in effects:
             if isinstance(effect, Send):
                 data = effect.data
                 proc.udp_sent += 1
                 proc.udp_bytes_sent += len(data)
-                dst = self.by_addr.get(effect.addr)
+                dst = lookup(effect.addr)
                 if dst is None:
                     self.drops["packet to unknown address"] += 1
                     continue
-                delay = self.net.datagram(proc.index, dst.index)
+                delay = datagram(proc.index, dst.index)
                 if delay is not None:
                     push(heap, (now + delay, seq(), _PACKET, dst.index, -1, proc.addr, data))
             elif isinstance(effect, SetTimer):

@@ -24,7 +24,8 @@ from typing import Any
 
 from gossip_registry.core.config import ProtocolConfig
 from gossip_registry.core.effects import Effect, Timer
-from gossip_registry.core.messages import Address, MemberRecord, MemberState
+from gossip_registry.core.members import MemberSeed
+from gossip_registry.core.messages import Address, MemberState
 from gossip_registry.registry.entry import Entry, EntryKey, Health
 
 
@@ -73,7 +74,7 @@ class SimNode(typing.Protocol):
         output: str = "",
     ) -> tuple[Entry, list[Effect]]: ...
     def deregister(self, now: float, key: EntryKey) -> tuple[Entry | None, list[Effect]]: ...
-    def seed_members(self, records: Sequence[MemberRecord]) -> None: ...
+    def seed_members(self, seed: MemberSeed) -> None: ...
     def member_states(self) -> dict[str, MemberState]: ...
     def own_entries(self) -> list[Entry]: ...
 
@@ -90,7 +91,7 @@ class NodeFactory(typing.Protocol):
         rng: random.Random,
         now: float,
         wall_offset: float,
-        incarnation: int,
+        incarnation: int | None,
         entries: Sequence[Entry],
     ) -> SimNode: ...
 

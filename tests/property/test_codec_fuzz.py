@@ -127,6 +127,10 @@ def assert_well_typed(value: Any, hint: Any) -> None:
     Round-trip equality cannot see such slips (``True == 1``), and they break
     code that dispatches on types or hashes values.
     """
+    if typing.get_origin(hint) in (types.UnionType, typing.Union):
+        matching = [a for a in typing.get_args(hint) if type(value) is (typing.get_origin(a) or a)]
+        assert matching, (value, hint)
+        hint = matching[0]
     if dataclasses.is_dataclass(value):
         assert type(value) is hint, (value, hint)
         hints = typing.get_type_hints(hint)
@@ -135,10 +139,6 @@ def assert_well_typed(value: Any, hint: Any) -> None:
                 assert_well_typed(getattr(value, f.name), hints[f.name])
         return
     origin, args = typing.get_origin(hint), typing.get_args(hint)
-    if origin in (types.UnionType, typing.Union):
-        assert any(type(value) is (typing.get_origin(a) or a) for a in args), (value, hint)
-        hint = next(a for a in args if type(value) is (typing.get_origin(a) or a))
-        origin, args = typing.get_origin(hint), typing.get_args(hint)
     if hint is type(None):
         assert value is None
     elif origin is tuple:
@@ -236,7 +236,11 @@ def replace_one_node(data: st.DataObject, tree: Any) -> Any:
 # from a valid message in one place reaches every field check.
 
 
-@given(packets, st.data())
+# One message per packet, so that each replacement has few places to land.
+single_message_packets = primaries.map(Packet) | updates.map(lambda u: Packet(None, (u,)))
+
+
+@given(single_message_packets, st.data())
 def test_valid_packet_with_one_value_replaced_raises_only_codec_error_or_round_trips(
     packet: Packet, data: st.DataObject
 ) -> None:

@@ -46,3 +46,10 @@ def test_queue_is_bounded_by_dropping_the_most_sent() -> None:
         queue.push(subject, subject.encode())
     assert len(queue) == 3
     assert sorted(queue.take(budget=1000, limit=10)) == [b"x", b"y", b"z"]
+
+
+def test_take_never_returns_more_updates_than_asked() -> None:
+    queue = BroadcastQueue(limit=100)
+    for i in range(10):
+        queue.push(i, b"u")
+    assert len(queue.take(budget=1000, limit=5, most=4)) == 4

@@ -291,3 +291,12 @@ def test_sync_finish_is_not_sent_when_the_peer_lacks_nothing() -> None:
     out = a.handle_stream_reply(1.1, req.token, reply)
     finishes = [decode_stream(e.data, 1 << 24) for e in out if isinstance(e, StreamSend)]
     assert all(isinstance(f, SyncFinish) and f.entries == () for f in finishes)
+
+
+def test_news_too_large_for_any_packet_is_kept_but_left_to_push_pull() -> None:
+    node, _ = make(peers=1)
+    big = {f"k{i}": "v" * 400 for i in range(8)}
+    data = encode_packet(Packet(None, (Alive("p9", peer(9), 1, big),)))
+    node.handle_packet(1.0, peer(9), data)
+    assert node.member_states()["p9"] is MemberState.ALIVE
+    assert node.stats["broadcasts_too_large"] == 1

@@ -1,0 +1,591 @@
+"""cluster.toml: one file that describes a whole cluster, loaded into NodeConfigs.
+
+Theory of operation: the file has a ``[cluster]`` table (its name), a
+``[defaults]`` table shared by every node, and one ``[[nodes]]`` table per
+node. A node's settings are layered: the protocol preset named by
+``profile`` (``lan``, ``wan``, ``local``; see ``core/config.py``), then the
+``[defaults]`` values, then the node's own. ``meta`` tables merge key by key
+(the node wins); every other key replaces.
+
+Everything is checked here, before any socket opens, and every error is one
+``ConfigError`` naming the file, the key path (``nodes[2].gossip_port``) and
+the problem. A typo fails at startup with a "did you mean" rather than being
+ignored: an unknown key is far more often a misspelt real one than a future
+one, and a node silently running with a default probe interval is the kind
+of misconfiguration that only shows as flapping months later.
+
+Durations are strings with a unit (``"500ms"``, ``"1s"``, ``"1m30s"``,
+``"2h"``); bare numbers are refused, because ``probe_interval = 500`` is
+more often meant as milliseconds than as eight minutes. Relative paths are
+relative to the directory of the file, not the working directory, so that
+``gossip-registry run -c some/dir/cluster.toml`` means the same from
+anywhere.
+"""
+
+from __future__ import annotations
+
+import difflib
+import ipaddress
+import math
+import re
+import tomllib
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, fields, replace
+from pathlib import Path
+from typing import Any, get_type_hints
+
+from gossip_registry.core.codec import (
+    MAX_HOST_LEN,
+    MAX_META_PAIRS,
+    MAX_META_VALUE_LEN,
+    MAX_NAME_LEN,
+)
+from gossip_registry.core.config import ProtocolConfig
+from gossip_registry.core.messages import Address
+from gossip_registry.errors import ConfigError
+from gossip_registry.node import NodeConfig
+
+__all__ = [
+    "PROFILES",
+    "ClusterConfig",
+    "ConfigError",
+    "load_cluster",
+    "parse_address",
+    "parse_duration",
+]
+
+PROFILES: dict[str, Callable[[], ProtocolConfig]] = {
+    "lan": ProtocolConfig.lan,
+    "wan": ProtocolConfig.wan,
+    "local": ProtocolConfig.local,
+}
+"""Protocol presets by the name ``profile`` takes (memberlist's three configs)."""
+
+DEFAULT_HOST = "127.0.0.1"
+"""Bind host when neither [defaults] nor the node sets one: loopback, never exposed by accident."""
+
+# --- Durations and addresses -----------------------------------------------
+
+_UNITS = {"ms": 1e-3, "s": 1.0, "m": 60.0, "h": 3600.0}
+_DURATION = re.compile(r"(?:(?:\d+(?:\.\d*)?|\.\d+)(?:ms|s|m|h))+")
+_DURATION_PART = re.compile(r"(\d+(?:\.\d*)?|\.\d+)(ms|s|m|h)")
+
+
+def parse_duration(text: str) -> float:
+    """Seconds in a duration such as ``"500ms"``, ``"1.5s"``, ``"1m30s"`` or ``"2h"``.
+
+    A unit is required (ms, s, m, h) so that no one has to guess what a bare
+    number meant; there is no sign, so a duration is never negative.
+
+    Raises:
+        ValueError: not a string, no unit, an unknown unit, or not finite.
+    """
+    if not isinstance(text, str):
+        raise ValueError(f"must be a duration string such as '500ms' or '1s', got {_show(text)}")
+    compact = text.strip()
+    if not _DURATION.fullmatch(compact):
+        raise ValueError(
+            f"must be a duration such as '500ms', '1s', '1m' or '1h', got {_show(text)}"
+        )
+    total = 0.0
+    for number, unit in _DURATION_PART.findall(compact):
+        # Divide for milliseconds: 500 / 1000 is exactly 0.5, 500 * 0.001 is not always.
+        total += float(number) / 1000 if unit == "ms" else float(number) * _UNITS[unit]
+    if not math.isfinite(total):
+        raise ValueError(f"duration too large: {_show(text)}")
+    return total
+
+
+_LABEL = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?")
+
+
+def is_valid_host(host: str) -> bool:
+    """An IP literal (IPv6 without brackets, scope id allowed) or an RFC 1123 host name."""
+    if not 0 < len(host) <= MAX_HOST_LEN:
+        return False
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        pass
+    else:
+        return True
+    name = host[:-1] if host.endswith(".") else host
+    return all(_LABEL.fullmatch(label) for label in name.split("."))
+
+
+def parse_address(
+    text: str, default_port: int | None = None, *, allow_zero: bool = False
+) -> tuple[str, int]:
+    """(host, port) from ``"host:port"``, ``"[::1]:port"``, ``"[::1]"`` or ``"host"``.
+
+    IPv6 literals come back without brackets, as sockets want them. An IPv6
+    literal must be bracketed to carry a port (``::1:7946`` is ambiguous);
+    a bare one, bracketed or not, takes ``default_port``.
+
+    Args:
+        text: the address.
+        default_port: port for an address that names none; None makes the
+            port required.
+        allow_zero: accept port 0 ("any free port"): right for a bind
+            address, wrong for a seed or an advertised address.
+
+    Raises:
+        ValueError: malformed host or port, or a missing port with no default.
+    """
+    if not isinstance(text, str):
+        raise ValueError(f"must be a string 'host:port', got {_show(text)}")
+    s = text.strip()
+    port_text: str | None
+    if s.startswith("["):
+        end = s.find("]")
+        if end < 0:
+            raise ValueError(f"missing ']' in {_show(text)}")
+        host, rest = s[1:end], s[end + 1 :]
+        if not _is_ipv6(host):
+            raise ValueError(f"brackets must hold an IPv6 address, got {_show(text)}")
+        if rest and not rest.startswith(":"):
+            raise ValueError(f"expected ':port' after ']', got {_show(text)}")
+        port_text = rest[1:] if rest else None
+    elif s.count(":") > 1:
+        if not _is_ipv6(s):
+            raise ValueError(f"not a valid address: {_show(text)}")
+        host, port_text = s, None
+        if default_port is None:
+            raise ValueError(
+                "an IPv6 address with a port must be bracketed, like '[::1]:7946', "
+                f"got {_show(text)}"
+            )
+    elif ":" in s:
+        host, port_text = s.rsplit(":", 1)
+    else:
+        host, port_text = s, None
+    if not is_valid_host(host):
+        raise ValueError(f"not a valid host name or IP address: {_show(host)}")
+    lowest = 0 if allow_zero else 1
+    if port_text is None:
+        if default_port is None:
+            raise ValueError(f"missing port in {_show(text)}; expected 'host:port'")
+        return host, default_port
+    # isascii: int() would accept other scripts' digits, and '+80' or ' 80'.
+    if not (port_text.isascii() and port_text.isdigit() and len(port_text) <= 5):
+        raise ValueError(f"port must be a number {lowest}..65535, got {_show(port_text)}")
+    port = int(port_text)
+    if not lowest <= port <= 65535:
+        raise ValueError(f"port must be {lowest}..65535, got {port}")
+    return host, port
+
+
+def _is_ipv6(text: str) -> bool:
+    try:
+        return isinstance(ipaddress.ip_address(text), ipaddress.IPv6Address)
+    except ValueError:
+        return False
+
+
+# --- The cluster file ----------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class ClusterConfig:
+    """A loaded cluster.toml: the cluster's name and one NodeConfig per node, in file order."""
+
+    name: str
+    path: Path
+    nodes: tuple[NodeConfig, ...]
+
+    @property
+    def names(self) -> tuple[str, ...]:
+        return tuple(n.name for n in self.nodes)
+
+    @property
+    def http_addresses(self) -> dict[str, Address]:
+        """HTTP API address of each node that serves one, by node name (clients, the CLI)."""
+        return {n.name: n.http for n in self.nodes if n.http is not None}
+
+    @property
+    def gossip_addresses(self) -> dict[str, Address]:
+        """The address peers reach each node at (advertised, else bound), by node name."""
+        return {n.name: n.advertise or n.bind for n in self.nodes}
+
+    def node(self, name: str) -> NodeConfig:
+        """The node called ``name``.
+
+        Raises:
+            KeyError: no such node; the message lists the names there are.
+        """
+        for n in self.nodes:
+            if n.name == name:
+                return n
+        raise KeyError(f"no node {name!r} in {self.path}; nodes: {', '.join(self.names)}")
+
+
+def load_cluster(path: Path | str) -> ClusterConfig:
+    """Read and check a cluster file.
+
+    Raises:
+        ConfigError: unreadable file, TOML syntax (with tomllib's line and
+            column), or any invalid value; the message names the file and key.
+    """
+    path = Path(path)
+    label = str(path)
+    try:
+        raw = path.read_bytes()
+    except OSError as exc:
+        raise ConfigError(f"cannot read: {exc.strerror or exc}", file=label) from exc
+    try:
+        doc = tomllib.loads(raw.decode("utf-8"))
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"not UTF-8 text: {exc.reason} at byte {exc.start}", file=label) from exc
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"invalid TOML: {exc}", file=label) from exc
+    return _Loader(label, path.absolute().parent).cluster(doc, path)
+
+
+# Key sets. Protocol fields are read off ProtocolConfig so a new field is
+# configurable without touching this file; its annotation decides the parser.
+_PROTOCOL_TYPES: dict[str, type] = {
+    f.name: get_type_hints(ProtocolConfig)[f.name] for f in fields(ProtocolConfig)
+}
+_SHARED_KEYS = frozenset({"host", "profile", "data_root", "seeds", "meta", "leave_timeout"}) | set(
+    _PROTOCOL_TYPES
+)
+"""Keys allowed in [defaults] and in each [[nodes]] table."""
+_NODE_ONLY_KEYS = frozenset({"name", "gossip_port", "http_port", "advertise", "data_dir"})
+"""Keys that make sense for one node only: the same port or data dir twice is a clash."""
+_NODE_KEYS = _SHARED_KEYS | _NODE_ONLY_KEYS
+_TOP_KEYS = frozenset({"cluster", "defaults", "nodes"})
+_CLUSTER_KEYS = frozenset({"name"})
+_NODE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
+_WILDCARDS = frozenset({"0.0.0.0", "::", ""})
+
+
+@dataclass(frozen=True, slots=True)
+class _Binding:
+    """One listening port, for the clash check."""
+
+    index: int
+    node: str
+    key: str  # gossip_port | http_port
+    host: str
+    port: int
+
+
+class _Loader:
+    """Turns the parsed TOML document into a ClusterConfig; each check raises with its key path."""
+
+    def __init__(self, file: str, base: Path) -> None:
+        self.file = file
+        self.base = base
+
+    def fail(self, key: str, problem: str) -> ConfigError:
+        return ConfigError(problem, file=self.file, key=key)
+
+    # -- structure --
+
+    def cluster(self, doc: dict[str, Any], path: Path) -> ClusterConfig:
+        self.check_keys(doc, _TOP_KEYS, "")
+        cluster = self.table(doc.get("cluster", {}), "cluster")
+        self.check_keys(cluster, _CLUSTER_KEYS, "cluster")
+        name = self.name(cluster.get("name", "default"), "cluster.name")
+        defaults_table = self.table(doc.get("defaults", {}), "defaults")
+        for key in defaults_table:
+            if key in _NODE_ONLY_KEYS:
+                raise self.fail(f"defaults.{key}", "only allowed in a [[nodes]] table")
+        self.check_keys(defaults_table, _SHARED_KEYS, "defaults")
+        defaults = self.shared(defaults_table, "defaults")
+
+        raw_nodes = doc.get("nodes")
+        if raw_nodes is None:
+            raise self.fail("nodes", "no nodes: add at least one [[nodes]] table")
+        if not isinstance(raw_nodes, list) or not all(isinstance(t, dict) for t in raw_nodes):
+            raise self.fail("nodes", "must be an array of tables, written [[nodes]]")
+        if not raw_nodes:
+            raise self.fail("nodes", "no nodes: add at least one [[nodes]] table")
+
+        drafts = [self.node(i, t, defaults) for i, t in enumerate(raw_nodes)]
+        self.check_unique([config for config, _ in drafts])
+        first = drafts[0][0]
+        nodes = []
+        for i, (config, seeds) in enumerate(drafts):
+            if seeds is None:  # no seeds key anywhere: join through the first node
+                seeds = () if i == 0 else (self.default_seed(first),)
+            own = {config.bind, config.advertise or config.bind}
+            unique = tuple(s for s in dict.fromkeys(seeds) if s not in own)
+            nodes.append(replace(config, cluster=name, seeds=unique))
+        return ClusterConfig(name=name, path=path, nodes=tuple(nodes))
+
+    def default_seed(self, first: NodeConfig) -> Address:
+        """The first node's gossip address: what a node that lists no seeds joins through."""
+        if first.advertise is not None:
+            return first.advertise
+        if first.bind[0] in _WILDCARDS:
+            raise self.fail(
+                "nodes[0].advertise",
+                "required when host is a wildcard address and other nodes "
+                "use this node as their default seed",
+            )
+        return first.bind
+
+    def node(
+        self, index: int, table: dict[str, Any], defaults: dict[str, Any]
+    ) -> tuple[NodeConfig, tuple[Address, ...] | None]:
+        """The node at ``nodes[index]``, and its seeds (None: not given, settled later)."""
+        at = f"nodes[{index}]"
+        self.check_keys(table, _NODE_KEYS, at)
+        if "name" not in table:
+            raise self.fail(f"{at}.name", "required")
+        name = self.name(table["name"], f"{at}.name", node=True)
+        if "gossip_port" not in table:
+            raise self.fail(f"{at}.gossip_port", "required")
+        gossip_port = self.port(table["gossip_port"], f"{at}.gossip_port")
+        http_port = None
+        if "http_port" in table:
+            http_port = self.port(table["http_port"], f"{at}.http_port")
+        own = self.shared({k: v for k, v in table.items() if k in _SHARED_KEYS}, at)
+
+        merged = {**defaults, **own}
+        merged["meta"] = {**defaults.get("meta", {}), **own.get("meta", {})}
+        if len(merged["meta"]) > MAX_META_PAIRS:
+            raise self.fail(f"{at}.meta", f"at most {MAX_META_PAIRS} pairs with [defaults].meta")
+        host: str = merged.get("host", DEFAULT_HOST)
+
+        advertise = None
+        if "advertise" in table:
+            try:
+                advertise = parse_address(table["advertise"], default_port=gossip_port)
+            except ValueError as exc:
+                raise self.fail(f"{at}.advertise", str(exc)) from None
+
+        data_dir: Path | None = None
+        if "data_dir" in table:
+            data_dir = self.path(table["data_dir"], f"{at}.data_dir")
+        elif "data_root" in merged:
+            data_dir = merged["data_root"] / name
+
+        protocol = self.protocol(at, table, defaults, own, merged)
+        kwargs: dict[str, Any] = {}
+        if "leave_timeout" in merged:
+            kwargs["leave_timeout"] = merged["leave_timeout"]
+        config = NodeConfig(
+            name=name,
+            bind=(host, gossip_port),
+            advertise=advertise,
+            http=(host, http_port) if http_port is not None else None,
+            data_dir=data_dir,
+            seeds=merged.get("seeds", ()),
+            protocol=protocol,
+            meta=merged["meta"],
+            **kwargs,
+        )
+        return config, merged.get("seeds")
+
+    def protocol(
+        self,
+        at: str,
+        table: Mapping[str, Any],
+        defaults: Mapping[str, Any],
+        own: Mapping[str, Any],
+        merged: Mapping[str, Any],
+    ) -> ProtocolConfig:
+        """The preset, then defaults, then the node's fields, applied at once.
+
+        At once, because a combination can be valid where an intermediate
+        one is not (defaults shorten probe_interval, the node shortens
+        probe_timeout to match). ProtocolConfig's own checks name the field
+        at fault; the error is reported at whichever table set it.
+        """
+        profile = merged.get("profile", "lan")
+        overrides = {k: v for k, v in merged.items() if k in _PROTOCOL_TYPES}
+        try:
+            return replace(PROFILES[profile](), **overrides)
+        except ValueError as exc:
+            message = str(exc)
+            mentioned = [f for f in _PROTOCOL_TYPES if re.search(rf"\b{f}\b", message)]
+            key = at
+            for source, prefix in ((own, at), (defaults, "defaults")):
+                hit = next((f for f in mentioned if f in source), None)
+                if hit is not None:
+                    key = f"{prefix}.{hit}"
+                    break
+            else:
+                if "profile" in table or "profile" not in defaults:
+                    key = f"{at}.profile" if "profile" in table else at
+                else:
+                    key = "defaults.profile"
+            raise self.fail(key, f"invalid protocol setting: {message}") from None
+
+    # -- checks across nodes --
+
+    def check_unique(self, drafts: list[NodeConfig]) -> None:
+        seen_names: dict[str, int] = {}
+        seen_advertise: dict[Address, int] = {}
+        bindings: list[_Binding] = []
+        for i, d in enumerate(drafts):
+            if d.name in seen_names:
+                raise self.fail(
+                    f"nodes[{i}].name",
+                    f"duplicate node name {d.name!r} (also nodes[{seen_names[d.name]}])",
+                )
+            seen_names[d.name] = i
+            if d.advertise is not None:
+                if d.advertise in seen_advertise:
+                    raise self.fail(
+                        f"nodes[{i}].advertise",
+                        f"{_fmt(d.advertise)} is also advertised by "
+                        f"nodes[{seen_advertise[d.advertise]}]",
+                    )
+                seen_advertise[d.advertise] = i
+            mine = [_Binding(i, d.name, "gossip_port", *d.bind)]
+            if d.http is not None:
+                mine.append(_Binding(i, d.name, "http_port", *d.http))
+            if len(mine) == 2 and mine[0].port == mine[1].port:
+                raise self.fail(
+                    f"nodes[{i}].http_port",
+                    f"{mine[1].port} is also this node's gossip_port (TCP clash)",
+                )
+            for b in mine:
+                for other in bindings:
+                    if other.port == b.port and _hosts_overlap(other.host, b.host):
+                        raise self.fail(
+                            f"nodes[{i}].{b.key}",
+                            f"port {b.port} on {b.host} is already used by "
+                            f"nodes[{other.index}] ({other.node}) {other.key}",
+                        )
+            bindings.extend(mine)
+
+    # -- values --
+
+    def check_keys(self, table: Mapping[str, Any], allowed: Iterable[str], at: str) -> None:
+        allowed = sorted(allowed)
+        for key in table:
+            if key not in allowed:
+                where = f"{at}.{key}" if at else key
+                close = difflib.get_close_matches(key, allowed, n=1)
+                if close:
+                    raise self.fail(where, f"unknown key; did you mean {close[0]!r}?")
+                raise self.fail(where, f"unknown key (allowed: {', '.join(allowed)})")
+
+    def table(self, value: Any, key: str) -> dict[str, Any]:
+        if not isinstance(value, dict):
+            raise self.fail(key, f"must be a table, got {_show(value)}")
+        return value
+
+    def shared(self, table: Mapping[str, Any], at: str) -> dict[str, Any]:
+        """Typed values of the keys [defaults] and [[nodes]] share; errors at ``at.key``."""
+        out: dict[str, Any] = {}
+        for key, value in table.items():
+            where = f"{at}.{key}"
+            if key == "host":
+                if not isinstance(value, str) or not is_valid_host(value):
+                    raise self.fail(
+                        where, f"must be an IP address or host name, got {_show(value)}"
+                    )
+                out[key] = value
+            elif key == "profile":
+                if value not in PROFILES:
+                    raise self.fail(
+                        where, f"must be one of {', '.join(PROFILES)}, got {_show(value)}"
+                    )
+                out[key] = value
+            elif key == "data_root":
+                out[key] = self.path(value, where)
+            elif key == "seeds":
+                out[key] = self.seeds(value, where)
+            elif key == "meta":
+                out[key] = self.meta(value, where)
+            elif key == "leave_timeout":
+                out[key] = self.duration(value, where)
+            else:
+                out[key] = self.protocol_value(key, value, where)
+        return out
+
+    def protocol_value(self, key: str, value: Any, where: str) -> Any:
+        kind = _PROTOCOL_TYPES[key]
+        if kind is float:
+            return self.duration(value, where)
+        if kind is bool:
+            if not isinstance(value, bool):
+                raise self.fail(where, f"must be true or false, got {_show(value)}")
+            return value
+        if kind is int:
+            if type(value) is not int:
+                raise self.fail(where, f"must be an integer, got {_show(value)}")
+            return value
+        raise AssertionError(f"ProtocolConfig.{key} has an unsupported type {kind!r}")
+
+    def duration(self, value: Any, where: str) -> float:
+        try:
+            return parse_duration(value)
+        except ValueError as exc:
+            raise self.fail(where, str(exc)) from None
+
+    def name(self, value: Any, where: str, *, node: bool = False) -> str:
+        # Node names become directory names (data_root/<name>): no '/', no '..'.
+        if (
+            isinstance(value, str)
+            and 0 < len(value) <= MAX_NAME_LEN
+            and (not node or _NODE_NAME.fullmatch(value))
+        ):
+            return value
+        if node:
+            problem = (
+                f"must be 1..{MAX_NAME_LEN} letters, digits, '.', '_' or '-', "
+                f"starting with a letter or digit, got {_show(value)}"
+            )
+        else:
+            problem = f"must be a non-empty string of at most {MAX_NAME_LEN} characters"
+            problem += f", got {_show(value)}"
+        raise self.fail(where, problem)
+
+    def port(self, value: Any, where: str) -> int:
+        if type(value) is not int or not 1 <= value <= 65535:
+            raise self.fail(where, f"must be an integer 1..65535, got {_show(value)}")
+        return value
+
+    def path(self, value: Any, where: str) -> Path:
+        if not isinstance(value, str) or not value:
+            raise self.fail(where, f"must be a non-empty path string, got {_show(value)}")
+        return self.base / Path(value).expanduser()
+
+    def seeds(self, value: Any, where: str) -> tuple[Address, ...]:
+        if not isinstance(value, list):
+            raise self.fail(where, f"must be a list of 'host:port' strings, got {_show(value)}")
+        out = []
+        for i, item in enumerate(value):
+            try:
+                out.append(parse_address(item))
+            except ValueError as exc:
+                raise self.fail(f"{where}[{i}]", str(exc)) from None
+        return tuple(out)
+
+    def meta(self, value: Any, where: str) -> dict[str, str]:
+        """Node metadata travels in every alive message: the codec's limits apply here."""
+        if not isinstance(value, dict):
+            raise self.fail(where, f"must be a table of strings, got {_show(value)}")
+        if len(value) > MAX_META_PAIRS:
+            raise self.fail(where, f"at most {MAX_META_PAIRS} pairs, got {len(value)}")
+        for k, v in value.items():
+            if not 0 < len(k) <= MAX_NAME_LEN:
+                raise self.fail(f"{where}.{k}", f"keys must be 1..{MAX_NAME_LEN} characters")
+            if not isinstance(v, str) or len(v) > MAX_META_VALUE_LEN:
+                raise self.fail(
+                    f"{where}.{k}",
+                    f"must be a string of at most {MAX_META_VALUE_LEN} characters, got {_show(v)}",
+                )
+        return dict(value)
+
+
+def _hosts_overlap(a: str, b: str) -> bool:
+    """Whether two bind hosts can clash on one port: the same host, or a wildcard."""
+    return a == b or a in _WILDCARDS or b in _WILDCARDS
+
+
+def _fmt(address: Address) -> str:
+    host, port = address
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
+def _show(value: Any) -> str:
+    """A value for an error message: its repr, cut short so a huge value cannot flood a log."""
+    text = repr(value)
+    return text if len(text) <= 80 else text[:77] + "..."

@@ -1,0 +1,829 @@
+"""The trio node runtime: drives the sans-I/O protocol core over real sockets.
+
+Theory of operation: ``Protocol`` (``core/protocol.py``) is the whole
+protocol of one node and performs no I/O; every entry point returns effects
+(``core/effects.py``). ``Node`` is the thin shell that feeds it and carries
+the effects out, in order:
+
+- ``Send``: queued on the transport's sender task (``transport.py``), so
+  applying effects never waits on a socket.
+- ``SetTimer``: pushed on a heap serviced by one task that sleeps in a
+  cancel scope whose deadline is the earliest timer; an earlier timer moves
+  the deadline. No polling. Timers are never cancelled: the core ignores
+  stale ones by token.
+- ``StreamRequest`` / ``StreamSend``: one task each in the node's nursery
+  (connect, write a frame, read the reply, report back).
+- ``Notify``: wakes watchers of the affected service, logs member changes,
+  marks the snapshot dirty when our own entries change.
+
+``now`` is always ``trio.current_time()``, so ``trio.testing.MockClock``
+drives the node as it drives trio. Everything the node runs lives in one
+nursery opened by ``run``: the UDP receive and send loops, the TCP accept
+loop and its connection tasks, the timer task, stream tasks, the snapshot
+writer, the background join, the HTTP API. Cancelling ``run`` stops all of
+it; its ``finally`` writes the last snapshot and closes both sockets.
+
+Public methods are called from tasks in the same trio run (the embedding
+API, the HTTP API); ``threaded.py`` offers them to plain threads.
+"""
+
+from __future__ import annotations
+
+import heapq
+import ipaddress
+import itertools
+import logging
+import math
+import os
+import random
+import socket
+import time
+from collections.abc import AsyncGenerator, AsyncIterator, Callable, Mapping, Sequence
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+from uuid import uuid4
+
+import trio
+
+from gossip_registry.core.codec import (
+    MAX_HOST_LEN,
+    MAX_META_PAIRS,
+    MAX_META_VALUE_LEN,
+    MAX_NAME_LEN,
+    MAX_PORT,
+    MAX_TAGS,
+    MAX_WEIGHT,
+    CodecError,
+    check_update,
+)
+from gossip_registry.core.config import ProtocolConfig
+from gossip_registry.core.effects import (
+    Effect,
+    EntryChanged,
+    MemberChanged,
+    Notify,
+    Send,
+    SetTimer,
+    StreamRequest,
+    StreamSend,
+    Timer,
+)
+from gossip_registry.core.messages import Address, Alive, MemberState
+from gossip_registry.core.protocol import Protocol
+from gossip_registry.registry.entry import Entry, Health
+from gossip_registry.snapshot import Snapshot, load_snapshot, write_snapshot
+from gossip_registry.transport import DEFAULT_TCP_TIMEOUT, Transport, open_transport
+
+__all__ = ["MemberView", "Node", "NodeConfig", "open_node"]
+
+logger = logging.getLogger("gossip_registry")
+
+SNAPSHOT_MIN_INTERVAL = 1.0
+"""Seconds between snapshot writes at most: a burst of registrations costs one write."""
+SNAPSHOT_MEMBERS_INTERVAL = 30.0
+"""Seconds between snapshot writes when only the member list may have changed."""
+SNAPSHOT_SHUTDOWN_TIMEOUT = 5.0
+"""Bound on the last write at shutdown, so a hung disk cannot keep the node alive."""
+JOIN_ATTEMPTS = 6
+"""Background joins tried (with doubling backoff) while no seed answers: peers may start later."""
+JOIN_BACKOFF = 1.0
+"""First delay between background join attempts, seconds; doubles up to JOIN_BACKOFF_MAX."""
+JOIN_BACKOFF_MAX = 16.0
+
+_ACTIVE = (MemberState.ALIVE, MemberState.SUSPECT)
+
+
+@dataclass(frozen=True, slots=True)
+class NodeConfig:
+    """Everything one node process needs. Built by hand when embedding, or from cluster.toml.
+
+    ``bind`` is where the UDP socket and the TCP listener (same port) bind;
+    port 0 picks a free port. ``advertise`` is what peers are told to use
+    (NAT, containers); it defaults to the bound address, and an advertised
+    port of 0 means the bound port. ``http`` binds the HTTP API when set.
+    ``data_dir`` holds the snapshot; None keeps nothing.
+    """
+
+    name: str
+    bind: Address = ("127.0.0.1", 0)
+    advertise: Address | None = None
+    http: Address | None = None
+    data_dir: Path | None = None
+    seeds: tuple[Address, ...] = ()
+    protocol: ProtocolConfig = field(default_factory=ProtocolConfig)
+    meta: Mapping[str, str] = field(default_factory=dict)
+    cluster: str = "default"
+    leave_timeout: float = 3.0
+    """Bounded wait for a graceful leave to spread before the node stops."""
+    tcp_timeout: float = DEFAULT_TCP_TIMEOUT
+    """Seconds for one whole TCP exchange (connect, request, reply); memberlist's TCPTimeout."""
+
+
+@dataclass(frozen=True, slots=True)
+class MemberView:
+    """A member as the API shows it."""
+
+    name: str
+    address: str
+    port: int
+    state: MemberState
+    incarnation: int
+    meta: Mapping[str, str]
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "address": self.address,
+            "port": self.port,
+            "state": self.state.label,
+            "incarnation": self.incarnation,
+            "meta": dict(self.meta),
+        }
+
+
+class _TimerHeap:
+    """The core's timers, fired by one task that sleeps until the earliest deadline.
+
+    ``push`` lowers the sleeping task's cancel-scope deadline when a timer
+    comes due earlier than anything queued, so the task wakes exactly when
+    needed and never polls.
+    """
+
+    def __init__(self) -> None:
+        self._heap: list[tuple[float, int, Timer]] = []
+        self._seq = itertools.count()
+        self._sleep: trio.CancelScope | None = None
+
+    def __len__(self) -> int:
+        return len(self._heap)
+
+    def push(self, at: float, timer: Timer) -> None:
+        heapq.heappush(self._heap, (at, next(self._seq), timer))
+        if self._sleep is not None and at < self._sleep.deadline:
+            self._sleep.deadline = at
+
+    async def run(self, fire: Callable[[float, Timer], None]) -> None:
+        """Fire due timers in deadline order until cancelled."""
+        heap = self._heap
+        while True:
+            with trio.CancelScope(deadline=heap[0][0] if heap else math.inf) as self._sleep:
+                await trio.sleep_forever()
+            self._sleep = None
+            now = trio.current_time()
+            # A handler may arm timers already due (at == now): they fire in this pass.
+            while heap and heap[0][0] <= now:
+                _, _, timer = heapq.heappop(heap)
+                fire(now, timer)
+
+
+class _JoinWait:
+    """The sync streams one ``join`` started, and how many seeds answered."""
+
+    def __init__(self, tokens: set[int]) -> None:
+        self.pending = tokens
+        self.answered = 0
+        self.done = trio.Event()
+        if not tokens:
+            self.done.set()
+
+    def finish(self, token: int, answered: bool) -> None:
+        self.pending.discard(token)
+        self.answered += answered
+        if not self.pending:
+            self.done.set()
+
+
+def _check_name(what: str, value: object, limit: int = MAX_NAME_LEN) -> None:
+    if not isinstance(value, str) or not value:
+        raise ValueError(f"{what}: must be a non-empty string")
+    if len(value) > limit:
+        raise ValueError(f"{what}: must be at most {limit} characters, got {len(value)}")
+
+
+def _check_uint(what: str, value: object, maximum: int) -> None:
+    if type(value) is not int or not 0 <= value <= maximum:
+        raise ValueError(f"{what}: must be an integer 0..{maximum}, got {value!r}")
+
+
+def _check_registration(
+    service: str,
+    instance_id: str,
+    address: str,
+    port: int,
+    tags: Sequence[str],
+    meta: Mapping[str, str],
+    weight: int,
+) -> None:
+    """Reject what peers would refuse, naming the field (the codec's limits, its words)."""
+    _check_name("service", service)
+    _check_name("instance_id", instance_id)
+    _check_name("address", address, MAX_HOST_LEN)
+    _check_uint("port", port, MAX_PORT)
+    _check_uint("weight", weight, MAX_WEIGHT)
+    if isinstance(tags, str | bytes) or not isinstance(tags, Sequence):
+        raise ValueError("tags: must be a list of strings")
+    if len(tags) > MAX_TAGS:
+        raise ValueError(f"tags: at most {MAX_TAGS} tags, got {len(tags)}")
+    for tag in tags:
+        _check_name("tags", tag)
+    if not isinstance(meta, Mapping):
+        raise ValueError("meta: must be a mapping of strings to strings")
+    if len(meta) > MAX_META_PAIRS:
+        raise ValueError(f"meta: at most {MAX_META_PAIRS} pairs, got {len(meta)}")
+    for key, value in meta.items():
+        _check_name("meta key", key)
+        if not isinstance(value, str) or len(value) > MAX_META_VALUE_LEN:
+            raise ValueError(
+                f"meta[{key!r}]: must be a string of at most {MAX_META_VALUE_LEN} characters"
+            )
+
+
+def _advertise_host(bound_host: str, family: int) -> str:
+    """A host peers can reach when we bound a wildcard (0.0.0.0, ::) and advertise nothing.
+
+    A UDP ``connect`` sends nothing; it only asks the kernel which local
+    address routes outwards (memberlist picks a private interface address
+    instead; this needs no interface enumeration). Without a route we fall
+    back to loopback, which serves a single-host cluster, and say so.
+    """
+    try:
+        wildcard = ipaddress.ip_address(bound_host).is_unspecified
+    except ValueError:
+        return bound_host
+    if not wildcard:
+        return bound_host
+    probe = socket.socket(family, socket.SOCK_DGRAM)
+    try:
+        probe.connect(("2001:db8::1" if family == socket.AF_INET6 else "192.0.2.1", 9))
+        host = str(probe.getsockname()[0])
+    except OSError:
+        host = "::1" if family == socket.AF_INET6 else "127.0.0.1"
+    finally:
+        probe.close()
+    logger.warning("bound to %s with no advertise address; advertising %s", bound_host, host)
+    return host
+
+
+class Node:
+    """One registry node in a trio program.
+
+    ``async with Node(config) as node:`` starts it in a nursery of its own
+    (UDP+TCP transport, protocol timers, anti-entropy, HTTP API if
+    configured) and stops it cleanly when the block exits (or on
+    cancellation): no task or socket is left behind. Alternatively
+    ``await nursery.start(node.run)`` runs it in the caller's nursery.
+
+    A Node object runs once; build a new one to restart.
+
+    Raises:
+        ValueError: from the constructor, for a name or metadata peers
+            would refuse, or a non-positive timeout.
+    """
+
+    name: str
+    gossip_addr: Address
+    """Bound (UDP and TCP); the configured bind address until started."""
+    advertise_addr: Address
+    """What peers use to reach us; final once started."""
+    http_addr: Address | None
+    """Bound HTTP address, known once started."""
+
+    def __init__(self, config: NodeConfig) -> None:
+        try:
+            check_update(Alive(config.name, ("0.0.0.0", 0), 0, dict(config.meta)))
+        except CodecError as exc:
+            raise ValueError(f"invalid node name or meta: {exc}") from None
+        if not (config.leave_timeout >= 0 and math.isfinite(config.leave_timeout)):
+            raise ValueError(f"leave_timeout: must be >= 0 seconds, got {config.leave_timeout!r}")
+        if not (config.tcp_timeout > 0 and math.isfinite(config.tcp_timeout)):
+            raise ValueError(f"tcp_timeout: must be > 0 seconds, got {config.tcp_timeout!r}")
+        self.config = config
+        self.name = config.name
+        self.gossip_addr = config.bind
+        self.advertise_addr = config.advertise or config.bind
+        self.http_addr = None
+        self._protocol: Protocol | None = None
+        self._transport: Transport | None = None
+        self._nursery: trio.Nursery | None = None
+        self._started = False
+        self._running = False
+        self._stopped = trio.Event()
+        self._timers = _TimerHeap()
+        self._join_waits: dict[int, _JoinWait] = {}
+        self._progress: trio.Event | None = None
+        # Watchers: per service, a change counter and an event swapped on change.
+        self._changes: dict[str, int] = {}
+        self._change_events: dict[str, trio.Event] = {}
+        # Snapshot bookkeeping (only with data_dir).
+        self._snapshot_wanted: trio.Event | None = None
+        self._snapshot_incarnation: int | None = None
+        self._snapshot_written: Snapshot | None = None
+        # The nursery opened by __aenter__.
+        self._context: trio.Nursery | None = None
+        self._context_manager: Any = None
+
+    # ------------------------------------------------------------ lifetime
+
+    async def __aenter__(self) -> Node:
+        manager = trio.open_nursery()
+        nursery = await manager.__aenter__()
+        try:
+            await nursery.start(self.run)
+        except BaseException:
+            nursery.cancel_scope.cancel()
+            await manager.__aexit__(None, None, None)
+            raise
+        self._context, self._context_manager = nursery, manager
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> bool | None:
+        nursery, manager = self._context, self._context_manager
+        self._context = self._context_manager = None
+        assert nursery is not None, "__aexit__ without __aenter__"
+        nursery.cancel_scope.cancel()
+        if exc is None or isinstance(exc, trio.Cancelled):
+            # Cancellation must reach the nursery so the scopes unwind properly.
+            return bool(await manager.__aexit__(exc_type, exc, tb))
+        # The body's own error propagates as itself, not wrapped in an ExceptionGroup.
+        await manager.__aexit__(None, None, None)
+        return None
+
+    async def run(self, *, task_status: trio.TaskStatus[Node] = trio.TASK_STATUS_IGNORED) -> None:
+        """Run until cancelled; ``task_status.started(self)`` once every socket listens.
+
+        Raises:
+            RuntimeError: this Node ran before.
+            OSError: the gossip (or HTTP) address cannot be bound.
+        """
+        if self._started:
+            raise RuntimeError("a Node runs once; create a new one to restart")
+        self._started = True
+        config = self.config
+        snapshot: Snapshot | None = None
+        if config.data_dir is not None:
+            snapshot = await trio.to_thread.run_sync(load_snapshot, config.data_dir, self.name)
+        transport = await open_transport(
+            config.bind[0],
+            config.bind[1],
+            max_frame=config.protocol.max_stream_bytes,
+            tcp_timeout=config.tcp_timeout,
+        )
+        try:
+            self._transport = transport
+            self.gossip_addr = transport.addr
+            host, port = config.advertise or (transport.addr[0], 0)
+            if config.advertise is None:
+                host = _advertise_host(host, transport.udp.family)
+            self.advertise_addr = (host, port or transport.addr[1])
+            now = trio.current_time()
+            protocol = self._protocol = Protocol(
+                config.protocol,
+                self.name,
+                self.advertise_addr,
+                rng=random.Random(os.urandom(16)),
+                now=now,
+                wall_offset=time.time() - now,
+                incarnation=snapshot.incarnation if snapshot is not None else None,
+                meta=config.meta,
+                entries=snapshot.entries if snapshot is not None else (),
+            )
+            async with trio.open_nursery() as nursery:
+                # Running before any input can arrive: effects are never
+                # dropped while the core lives (a lost timer would stall it).
+                self._nursery = nursery
+                self._running = True
+                nursery.start_soon(transport.send_loop)
+                nursery.start_soon(transport.receive_loop, self._on_datagram)
+                await nursery.start(transport.serve_streams, self._on_frame)
+                nursery.start_soon(self._timers.run, self._on_timer)
+                self._apply(protocol.start(trio.current_time()))
+                if config.data_dir is not None:
+                    # Write at once: the file must hold this life's incarnation
+                    # before anything else, or a crash now would let the next
+                    # life start at the incarnation this one already used.
+                    self._snapshot_wanted = trio.Event()
+                    self._snapshot_wanted.set()
+                    nursery.start_soon(self._snapshot_loop, config.data_dir)
+                if config.http is not None:
+                    from gossip_registry.api.http import serve_http  # lazy: optional dependency
+
+                    self.http_addr = await nursery.start(serve_http, self, *config.http)
+                seeds = list(config.seeds)
+                if snapshot is not None:
+                    seeds += [(h, p) for n, h, p in snapshot.members if n != self.name]
+                if seeds:
+                    nursery.start_soon(self._join_in_background, seeds)
+                logger.info(
+                    "node %s listening on %s:%d (advertising %s:%d, incarnation %d)",
+                    self.name,
+                    *self.gossip_addr,
+                    *self.advertise_addr,
+                    protocol.incarnation,
+                )
+                task_status.started(self)
+        finally:
+            self._running = False
+            self._nursery = None
+            for wait in self._join_waits.values():
+                wait.done.set()
+            for event in self._change_events.values():
+                event.set()
+            try:
+                if config.data_dir is not None and self._protocol is not None:
+                    with (
+                        trio.CancelScope(shield=True),
+                        trio.move_on_after(SNAPSHOT_SHUTDOWN_TIMEOUT),
+                    ):
+                        await self._save_snapshot(config.data_dir, abandon_on_cancel=True)
+            finally:
+                transport.close()
+                self._stopped.set()
+                logger.info("node %s stopped", self.name)
+
+    def stop(self) -> None:
+        """Stop at once (like a crash to the others, who will declare us dead); idempotent."""
+        if self._nursery is not None:
+            self._nursery.cancel_scope.cancel()
+
+    async def wait_stopped(self) -> None:
+        """Return once the node has stopped and its sockets are closed."""
+        await self._stopped.wait()
+
+    async def leave(self) -> None:
+        """Graceful leave: broadcast left, wait up to leave_timeout, then stop.
+
+        The wait ends as soon as the leave has been gossiped its full
+        retransmit count (the broadcast queue is empty) and the datagrams
+        have left the socket, or at once if we have no peers to tell.
+        Returns once the node has stopped.
+        """
+        protocol = self._require_running()
+        transport = self._transport
+        assert transport is not None
+        self._apply(protocol.leave(trio.current_time()))
+        logger.info("node %s leaving", self.name)
+        with trio.move_on_after(self.config.leave_timeout):
+            while len(protocol.queue) and protocol.members.active_count > 1 and self._running:
+                self._progress = progress = trio.Event()
+                await progress.wait()
+            await transport.drain()
+        self.stop()
+        await self._stopped.wait()
+
+    # --------------------------------------------------------- membership
+
+    async def join(self, seeds: Sequence[Address]) -> int:
+        """Push-pull with each seed; returns how many answered.
+
+        Waits at most ``tcp_timeout`` (plus a second of slack) for the replies.
+        Our own addresses are skipped.
+        """
+        protocol = self._require_running()
+        own = {self.gossip_addr, self.advertise_addr}
+        targets = [s for s in dict.fromkeys((str(h), int(p)) for h, p in seeds) if s not in own]
+        if not targets:
+            return 0
+        effects = protocol.join(trio.current_time(), targets)
+        wait = _JoinWait({e.token for e in effects if isinstance(e, StreamRequest)})
+        for token in wait.pending:
+            self._join_waits[token] = wait
+        self._apply(effects)
+        try:
+            with trio.move_on_after(self.config.tcp_timeout + 1.0):
+                await wait.done.wait()
+        finally:
+            for token in wait.pending:
+                self._join_waits.pop(token, None)
+        logger.info("joined through %d of %d seeds", wait.answered, len(targets))
+        return wait.answered
+
+    async def _join_in_background(self, seeds: list[Address]) -> None:
+        """Join at start, retrying with backoff while nobody answers (peers may start later)."""
+        delay = JOIN_BACKOFF
+        for attempt in range(1, JOIN_ATTEMPTS + 1):
+            if await self.join(seeds) > 0:
+                return
+            protocol = self._protocol
+            if protocol is not None and protocol.members.active_count > 1:
+                return  # someone found us meanwhile
+            if attempt < JOIN_ATTEMPTS:
+                logger.warning("no seed answered (attempt %d); retrying in %.0fs", attempt, delay)
+                await trio.sleep(delay)
+                delay = min(2 * delay, JOIN_BACKOFF_MAX)
+        logger.warning("gave up joining: none of %d seeds answered", len(seeds))
+
+    def members(self) -> list[MemberView]:
+        """Every member we know (ourselves included, dead and left ones until reaped), by name."""
+        protocol = self._protocol_or_raise()
+        return [
+            MemberView(r.name, r.addr[0], r.addr[1], r.state, r.incarnation, r.meta)
+            for r in sorted(protocol.members, key=lambda r: r.name)
+        ]
+
+    # ------------------------------------------------------------ registry
+
+    async def register(
+        self,
+        service: str,
+        *,
+        instance_id: str | None = None,
+        address: str | None = None,
+        port: int,
+        tags: Sequence[str] = (),
+        meta: Mapping[str, str] | None = None,
+        weight: int = 1,
+        status: Health = Health.PASSING,
+    ) -> Entry:
+        """Register an instance owned by this node; returns once it is in the local
+        table and queued for gossip. ``instance_id`` defaults to
+        ``<service>-<8 hex digits>``; ``address`` to our advertised host.
+        Registering an existing id of ours again overwrites it.
+
+        Raises:
+            ValueError: invalid fields (the message names the field).
+            RuntimeError: the node is not running.
+        """
+        protocol = self._require_running()
+        if instance_id is None:
+            instance_id = f"{service}-{uuid4().hex[:8]}"
+        if address is None:
+            address = self.advertise_addr[0]
+        meta = {} if meta is None else meta
+        _check_registration(service, instance_id, address, port, tags, meta, weight)
+        try:
+            health = Health(status)
+        except ValueError:
+            raise ValueError(f"status: must be one of {[h.value for h in Health]}") from None
+        try:
+            entry, effects = protocol.register(
+                trio.current_time(),
+                service,
+                instance_id,
+                address,
+                port,
+                tags=tuple(tags),
+                meta=dict(meta),
+                weight=weight,
+                status=health,
+            )
+        except ValueError as exc:
+            raise ValueError(f"registration: {exc}") from None
+        self._apply(effects)
+        return entry
+
+    async def deregister(self, instance_id: str, *, service: str | None = None) -> Entry | None:
+        """Deregister one of this node's instances by id; None if it had none.
+
+        Only this node's own live instances are considered (only the owner
+        may delete an entry).
+
+        Raises:
+            ValueError: the id is registered under several services here;
+                pass ``service`` to say which.
+            RuntimeError: the node is not running.
+        """
+        protocol = self._require_running()
+        matches = [
+            e
+            for e in protocol.own_entries()
+            if e.instance_id == instance_id and (service is None or e.service == service)
+        ]
+        if not matches:
+            return None
+        if len(matches) > 1:
+            services = sorted(e.service for e in matches)
+            raise ValueError(f"instance_id {instance_id!r} is in services {services}; pass service")
+        entry, effects = protocol.deregister(trio.current_time(), matches[0].key)
+        self._apply(effects)
+        return entry
+
+    def services(self) -> dict[str, int]:
+        """Service name -> number of live instances (any health)."""
+        return self._protocol_or_raise().table.services()
+
+    def discover(
+        self,
+        service: str,
+        *,
+        tags: Sequence[str] = (),
+        meta: Mapping[str, str] | None = None,
+        passing_only: bool = True,
+    ) -> list[Entry]:
+        """Live instances of ``service`` having every tag and meta pair asked for, by id."""
+        table = self._protocol_or_raise().table
+        wanted_tags = set(tags)
+        wanted_meta = dict(meta or {})
+        return [
+            e
+            for e in table.live(service)
+            if not (passing_only and e.status is not Health.PASSING)
+            and wanted_tags.issubset(e.tags)
+            and all(e.meta.get(k) == v for k, v in wanted_meta.items())
+        ]
+
+    async def watch(self, service: str) -> AsyncGenerator[list[Entry], None]:
+        """Yield the current instance list, then the new list after every change.
+
+        Lists hold every live instance of ``service`` whatever its health,
+        sorted by id. Changes that happen while the consumer is busy are
+        not lost: the next iteration yields at once with the latest list
+        (several changes may be folded into that one list). Only changes to
+        ``service`` wake this watcher. The iteration ends when the node stops.
+        """
+        protocol = self._protocol_or_raise()
+        while self._running:
+            seen = self._changes.get(service, 0)
+            yield protocol.table.live(service)
+            while self._changes.get(service, 0) == seen:
+                if not self._running:
+                    return
+                event = self._change_events.get(service)
+                if event is None:
+                    event = self._change_events[service] = trio.Event()
+                await event.wait()
+
+    def status(self) -> dict[str, Any]:
+        """name, incarnation, address, members by state, table digest (hex), counts, stats."""
+        protocol = self._protocol_or_raise()
+        counts = {s.label: 0 for s in MemberState}
+        for record in protocol.members:
+            counts[record.state.label] += 1
+        stats: dict[str, int] = dict(protocol.stats)
+        if self._transport is not None:
+            stats.update(self._transport.stats)
+        return {
+            "name": self.name,
+            "cluster": self.config.cluster,
+            "incarnation": protocol.incarnation,
+            "address": self.advertise_addr[0],
+            "port": self.advertise_addr[1],
+            "members": counts,
+            "digest": f"{protocol.table.digest:016x}",
+            "entries": protocol.table.live_count,
+            "tombstones": protocol.table.tombstone_count,
+            "stats": stats,
+        }
+
+    @property
+    def protocol(self) -> Protocol:
+        """The protocol core (for tests and diagnostics; mutate it only through the Node).
+
+        Raises:
+            RuntimeError: the node has not started yet.
+        """
+        return self._protocol_or_raise()
+
+    @property
+    def transport(self) -> Transport:
+        """The bound sockets (for tests and diagnostics).
+
+        Raises:
+            RuntimeError: the node has not started yet.
+        """
+        if self._transport is None:
+            raise RuntimeError(f"node {self.name} has not started")
+        return self._transport
+
+    @property
+    def running(self) -> bool:
+        return self._running
+
+    # ------------------------------------------------------------ driving
+
+    def _protocol_or_raise(self) -> Protocol:
+        if self._protocol is None:
+            raise RuntimeError(f"node {self.name} has not started")
+        return self._protocol
+
+    def _require_running(self) -> Protocol:
+        protocol = self._protocol_or_raise()
+        if not self._running:
+            raise RuntimeError(f"node {self.name} is not running")
+        return protocol
+
+    def _on_datagram(self, src: Address, data: bytes) -> None:
+        assert self._protocol is not None
+        self._apply(self._protocol.handle_packet(trio.current_time(), src, data))
+
+    def _on_frame(self, src: Address, data: bytes) -> bytes | None:
+        assert self._protocol is not None
+        reply, effects = self._protocol.handle_stream(trio.current_time(), src, data)
+        self._apply(effects)
+        return reply
+
+    def _on_timer(self, now: float, timer: Timer) -> None:
+        assert self._protocol is not None
+        self._apply(self._protocol.handle_timer(now, timer))
+
+    def _apply(self, effects: list[Effect]) -> None:
+        """Carry out one batch of effects, in order. Never blocks."""
+        if not self._running:
+            return  # stopping: the sockets and the nursery are going away
+        transport, nursery = self._transport, self._nursery
+        assert transport is not None
+        assert nursery is not None
+        for effect in effects:
+            if isinstance(effect, Send):
+                transport.send_datagram(effect.addr, effect.data)
+            elif isinstance(effect, SetTimer):
+                self._timers.push(effect.at, effect.timer)
+            elif isinstance(effect, StreamRequest):
+                nursery.start_soon(self._stream_request, effect)
+            elif isinstance(effect, StreamSend):
+                nursery.start_soon(transport.send_stream, effect.addr, effect.data)
+            elif isinstance(effect, Notify):
+                self._notify(effect.event)
+        if self._progress is not None:
+            self._progress.set()
+            self._progress = None
+        if (
+            self._snapshot_wanted is not None
+            and self._protocol is not None
+            and self._protocol.incarnation != self._snapshot_incarnation
+        ):
+            self._snapshot_wanted.set()
+
+    async def _stream_request(self, request: StreamRequest) -> None:
+        assert self._transport is not None
+        assert self._protocol is not None
+        reply = await self._transport.request(request.addr, request.data)
+        protocol = self._protocol
+        completed = protocol.stats["syncs_completed"]
+        effects = protocol.handle_stream_reply(trio.current_time(), request.token, reply)
+        wait = self._join_waits.pop(request.token, None)
+        if wait is not None:
+            wait.finish(request.token, protocol.stats["syncs_completed"] > completed)
+        self._apply(effects)
+
+    def _notify(self, event: MemberChanged | EntryChanged) -> None:
+        if isinstance(event, MemberChanged):
+            logger.info(
+                "member %s is now %s (incarnation %d)",
+                event.name,
+                event.state.label,
+                event.incarnation,
+            )
+            return
+        entries = [e for e in (event.old, event.new) if e is not None]
+        service = entries[0].service  # one key, so one service
+        self._changes[service] = self._changes.get(service, 0) + 1
+        waiting = self._change_events.pop(service, None)
+        if waiting is not None:
+            waiting.set()
+        if self._snapshot_wanted is not None and any(e.owner == self.name for e in entries):
+            self._snapshot_wanted.set()
+
+    # ----------------------------------------------------------- snapshot
+
+    def _snapshot(self) -> Snapshot:
+        protocol = self._protocol
+        assert protocol is not None
+        members = sorted(
+            (r.name, r.addr[0], r.addr[1])
+            for r in protocol.members
+            if r.name != self.name and r.state in _ACTIVE
+        )
+        return Snapshot(
+            self.name, protocol.incarnation, tuple(members), tuple(protocol.own_entries())
+        )
+
+    async def _save_snapshot(self, data_dir: Path, *, abandon_on_cancel: bool = False) -> None:
+        """Write the snapshot in a worker thread unless it is unchanged; errors are logged."""
+        snapshot = self._snapshot()
+        self._snapshot_incarnation = snapshot.incarnation
+        if snapshot == self._snapshot_written:
+            return
+        try:
+            await trio.to_thread.run_sync(
+                write_snapshot, data_dir, snapshot, abandon_on_cancel=abandon_on_cancel
+            )
+        except OSError as exc:
+            logger.error("could not write the snapshot in %s: %s", data_dir, exc)
+            return
+        self._snapshot_written = snapshot
+
+    async def _snapshot_loop(self, data_dir: Path) -> None:
+        """Write when our entries or incarnation change (at most every SNAPSHOT_MIN_INTERVAL)
+        and every SNAPSHOT_MEMBERS_INTERVAL for the member list."""
+        while True:
+            with trio.move_on_after(SNAPSHOT_MEMBERS_INTERVAL):
+                assert self._snapshot_wanted is not None
+                await self._snapshot_wanted.wait()
+            self._snapshot_wanted = trio.Event()
+            await self._save_snapshot(data_dir)
+            await trio.sleep(SNAPSHOT_MIN_INTERVAL)
+
+
+@asynccontextmanager
+async def open_node(config: NodeConfig) -> AsyncIterator[Node]:
+    """``async with open_node(config) as node:``, the same as ``async with Node(config)``."""
+    async with Node(config) as node:
+        yield node

@@ -1,0 +1,254 @@
+"""What a node keeps on disk so that a restart is a continuation, not a stranger.
+
+Theory of operation: after a crash a node must come back above the
+incarnation it had (so its old life's news, still gossiped, cannot beat it),
+with its registrations (its services did not go away because the agent
+restarted), and knowing where the cluster was (its seeds may be gone). The
+snapshot holds exactly that, in ``<data_dir>/snapshot.msgpack``::
+
+    {"format": 1, "name": str, "incarnation": int,
+     "members": [[name, host, port], ...],   # others we knew alive or suspect
+     "entries": [Entry.canonical(), ...]}    # our own live entries
+
+Writes are atomic (temp file in the same directory, fsync, ``os.replace``,
+fsync of the directory), so a crash mid-write leaves the old snapshot or the
+new one, never half of one. Reads validate everything: entries go through the
+wire codec's own decoder (the rules peers apply), so a snapshot can never
+inject an entry that peers would reject. A file that fails validation, or
+belongs to another node name, is renamed to ``snapshot.msgpack.corrupt-<unix
+time>`` and the node starts fresh: losing a snapshot costs a rejoin, refusing
+to start costs an outage.
+
+This module does blocking file I/O; the trio node calls it in a worker thread.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import msgpack
+
+from gossip_registry.core.codec import (
+    MAX_HOST_LEN,
+    MAX_INCARNATION,
+    MAX_NAME_LEN,
+    MAX_PORT,
+    CodecError,
+    assemble_packet,
+    decode_packet,
+)
+from gossip_registry.core.messages import EntryUpdate, MsgType
+from gossip_registry.registry.entry import Entry
+
+__all__ = [
+    "FORMAT",
+    "SNAPSHOT_FILE",
+    "Snapshot",
+    "SnapshotError",
+    "decode_snapshot",
+    "encode_snapshot",
+    "load_snapshot",
+    "read_snapshot",
+    "write_snapshot",
+]
+
+logger = logging.getLogger("gossip_registry")
+
+SNAPSHOT_FILE = "snapshot.msgpack"
+FORMAT = 1
+MAX_SNAPSHOT_BYTES = 256 * 1024 * 1024
+"""Refuse larger files outright: no node owns that much, so it is not ours."""
+
+MemberAddress = tuple[str, str, int]
+"""(name, host, port) of a member the node knew."""
+
+
+class SnapshotError(ValueError):
+    """A snapshot file we will not trust (corrupt, truncated, another node's, unknown format)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Snapshot:
+    """One node's persisted state.
+
+    ``entries`` are the node's own live registrations; ``members`` the other
+    members it last knew alive or suspect, where a restart looks for the
+    cluster.
+    """
+
+    name: str
+    incarnation: int
+    members: tuple[MemberAddress, ...] = ()
+    entries: tuple[Entry, ...] = ()
+
+
+def encode_snapshot(snapshot: Snapshot) -> bytes:
+    """The file's bytes."""
+    body = {
+        "format": FORMAT,
+        "name": snapshot.name,
+        "incarnation": snapshot.incarnation,
+        "members": [list(m) for m in snapshot.members],
+        "entries": [e.canonical() for e in snapshot.entries],
+    }
+    return msgpack.packb(body, use_bin_type=True)
+
+
+def _entry(fields: Any) -> Entry:
+    """Validate one canonical entry with the wire decoder, so the rules cannot drift apart."""
+    if type(fields) is not tuple:
+        raise SnapshotError("an entry is not a list")
+    try:
+        blob = msgpack.packb((int(MsgType.ENTRY), *fields), use_bin_type=True)
+        packet = decode_packet(assemble_packet(None, [blob]))
+    except (CodecError, TypeError, ValueError) as exc:
+        raise SnapshotError(f"invalid entry: {exc}") from None
+    update = packet.updates[0]
+    assert isinstance(update, EntryUpdate)
+    return update.entry
+
+
+def _member(m: Any) -> MemberAddress:
+    if not (type(m) is tuple and len(m) == 3):
+        raise SnapshotError("a member is not [name, host, port]")
+    name, host, port = m
+    if not (type(name) is str and 0 < len(name) <= MAX_NAME_LEN):
+        raise SnapshotError("invalid member name")
+    if not (type(host) is str and 0 < len(host) <= MAX_HOST_LEN):
+        raise SnapshotError("invalid member host")
+    if not (type(port) is int and 0 < port <= MAX_PORT):
+        raise SnapshotError("invalid member port")
+    return (name, host, port)
+
+
+def decode_snapshot(data: bytes) -> Snapshot:
+    """Parse and validate a snapshot file's bytes.
+
+    Raises:
+        SnapshotError: anything we will not trust; the message says what.
+    """
+    size = len(data)
+    if size > MAX_SNAPSHOT_BYTES:
+        raise SnapshotError(f"{size} bytes is too large for a snapshot")
+    try:
+        # Lengths bounded by the data's size, as in the codec: a corrupt
+        # header cannot make msgpack allocate more than the file holds.
+        body = msgpack.unpackb(
+            data,
+            raw=False,
+            use_list=False,
+            strict_map_key=True,
+            max_str_len=size,
+            max_bin_len=size,
+            max_array_len=size,
+            max_map_len=size // 2,
+            max_ext_len=0,
+        )
+    except Exception as exc:  # msgpack raises many types on bad bytes; all mean corrupt.
+        raise SnapshotError(f"not valid msgpack: {type(exc).__name__}") from None
+    if type(body) is not dict:
+        raise SnapshotError("not a snapshot map")
+    if body.get("format") != FORMAT or type(body.get("format")) is not int:
+        raise SnapshotError(f"unknown snapshot format {body.get('format')!r}")
+    name, incarnation = body.get("name"), body.get("incarnation")
+    members, entries = body.get("members"), body.get("entries")
+    if not (type(name) is str and 0 < len(name) <= MAX_NAME_LEN):
+        raise SnapshotError("invalid name")
+    if not (type(incarnation) is int and 0 <= incarnation <= MAX_INCARNATION):
+        raise SnapshotError("invalid incarnation")
+    if type(members) is not tuple or type(entries) is not tuple:
+        raise SnapshotError("members and entries must be lists")
+    decoded = tuple(_entry(e) for e in entries)
+    for entry in decoded:
+        if entry.owner != name or entry.deleted:
+            raise SnapshotError(f"entry {entry.service}/{entry.instance_id} is not our live entry")
+    return Snapshot(name, incarnation, tuple(_member(m) for m in members), decoded)
+
+
+def write_snapshot(data_dir: Path, snapshot: Snapshot) -> None:
+    """Replace ``data_dir/snapshot.msgpack`` atomically and durably.
+
+    Raises:
+        OSError: the directory cannot be created or written (the caller logs
+            it and keeps running; the previous snapshot stays intact).
+    """
+    data_dir.mkdir(parents=True, exist_ok=True)
+    data = encode_snapshot(snapshot)
+    fd, tmp = tempfile.mkstemp(prefix=f".{SNAPSHOT_FILE}.", suffix=".tmp", dir=data_dir)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, data_dir / SNAPSHOT_FILE)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    _fsync_dir(data_dir)
+
+
+def _fsync_dir(path: Path) -> None:
+    """Make the rename durable (POSIX); directories cannot be opened for this on Windows."""
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def read_snapshot(data_dir: Path) -> Snapshot | None:
+    """The snapshot in ``data_dir``; None if there is none.
+
+    Raises:
+        SnapshotError: the file exists but is not a valid snapshot.
+        OSError: the file exists but cannot be read.
+    """
+    path = data_dir / SNAPSHOT_FILE
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError:
+        return None
+    return decode_snapshot(data)
+
+
+def load_snapshot(data_dir: Path, name: str) -> Snapshot | None:
+    """What a starting node named ``name`` restores; never raises for a bad file.
+
+    A corrupt snapshot, or one written by another node name (a data_dir
+    reused by mistake: adopting its entries would re-assert them under the
+    wrong owner), is logged and set aside as ``snapshot.msgpack.corrupt-<unix
+    time>`` for a human to inspect, and the node starts fresh (None).
+    """
+    path = data_dir / SNAPSHOT_FILE
+    try:
+        snapshot = read_snapshot(data_dir)
+        if snapshot is not None and snapshot.name != name:
+            raise SnapshotError(f"it belongs to node {snapshot.name!r}, not {name!r}")
+    except (SnapshotError, OSError) as exc:
+        aside = path.with_name(f"{SNAPSHOT_FILE}.corrupt-{int(time.time())}")
+        try:
+            os.replace(path, aside)
+        except OSError as move_error:
+            logger.error(
+                "snapshot %s is unusable (%s) and could not be set aside (%s); starting fresh",
+                path,
+                exc,
+                move_error,
+            )
+        else:
+            logger.error(
+                "snapshot %s is unusable (%s); moved to %s, starting fresh", path, exc, aside
+            )
+        return None
+    return snapshot

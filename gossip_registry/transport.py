@@ -1,0 +1,360 @@
+"""The wire under a node: one UDP socket and one TCP listener on the same port (trio).
+
+Theory of operation (memberlist ``net_transport.go``): packets (probes, acks,
+piggybacked gossip) travel as single UDP datagrams; streams (the TCP
+fallback ping, push-pull anti-entropy) travel over short TCP connections that
+carry one request frame, at most one reply frame, and are then closed. A
+frame is a 4-byte big-endian length followed by that many bytes, at most
+``max_frame`` (``ProtocolConfig.max_stream_bytes``). Every connection is
+bounded by ``tcp_timeout`` from connect to close.
+
+This module moves bytes and nothing else: it does not decode them. The node
+hands it plain callbacks (``on_datagram(src, data)``, ``on_frame(src, data)
+-> reply``) and the protocol core judges the content. Peers are untrusted, so
+no input ends a loop: an oversized length prefix, a connection that closes
+mid-frame or stalls past the timeout is counted in ``stats`` and dropped;
+send errors (``ENETUNREACH``, ``EHOSTUNREACH``, a full buffer) are counted and
+ignored, because UDP is lossy anyway and the protocol retries by design.
+
+Outgoing datagrams go through a bounded queue drained by one sender task, so
+callers (the node applying a batch of effects) never wait on a socket and
+datagrams leave in the order they were queued. A full queue drops the
+datagram and counts it, as a full kernel buffer would.
+
+Lifetimes: ``open_transport`` binds both sockets; the loops (``send_loop``,
+``receive_loop``, ``serve_streams``) run in the caller's nursery until
+cancelled; ``close`` releases both sockets and is idempotent.
+"""
+
+from __future__ import annotations
+
+import errno
+import logging
+import math
+import sys
+from collections import Counter
+from collections.abc import Callable
+
+import trio
+
+from gossip_registry.core.messages import Address
+
+__all__ = [
+    "DEFAULT_TCP_TIMEOUT",
+    "MAX_DATAGRAM",
+    "FrameError",
+    "Transport",
+    "encode_frame",
+    "open_transport",
+    "read_frame",
+]
+
+logger = logging.getLogger("gossip_registry")
+
+DEFAULT_TCP_TIMEOUT = 10.0
+"""Seconds for one whole stream exchange (memberlist's LAN ``TCPTimeout``)."""
+MAX_DATAGRAM = 65536
+"""Receive buffer: above the largest IPv4 (65,507) and IPv6 (65,527) UDP payloads,
+so no datagram is silently truncated into something that merely looks malformed."""
+MAX_INBOUND_STREAMS = 128
+"""Concurrent inbound connections; more are closed at once (memberlist's
+``maxPushPullRequests``). Bounds the memory a flood of large frames can pin."""
+SEND_QUEUE_SIZE = 4096
+"""Datagrams waiting for the sender task; beyond this they are dropped and counted."""
+BIND_ATTEMPTS = 8
+"""With port 0: how many free UDP ports to try before giving up on a free TCP twin."""
+
+_HEADER = 4
+
+DatagramHandler = Callable[[Address, bytes], None]
+FrameHandler = Callable[[Address, bytes], bytes | None]
+
+
+class FrameError(Exception):
+    """A stream broke the framing rules; ``counter`` names the stat it is counted under."""
+
+    def __init__(self, counter: str, message: str) -> None:
+        super().__init__(message)
+        self.counter = counter
+
+
+def encode_frame(data: bytes) -> bytes:
+    """``data`` with its 4-byte big-endian length prefix."""
+    return len(data).to_bytes(_HEADER, "big") + data
+
+
+async def _read_exactly(stream: trio.abc.ReceiveStream, n: int, *, at_start: bool) -> bytes | None:
+    """Exactly ``n`` bytes; None on a clean EOF before the first byte when ``at_start``.
+
+    Raises:
+        FrameError: EOF after some but not all of the bytes.
+    """
+    chunks = bytearray()
+    while len(chunks) < n:
+        chunk = await stream.receive_some(min(n - len(chunks), 1 << 20))
+        if not chunk:
+            if at_start and not chunks:
+                return None
+            raise FrameError("stream_truncated", f"EOF after {len(chunks)} of {n} bytes")
+        chunks += chunk
+    return bytes(chunks)
+
+
+async def read_frame(stream: trio.abc.ReceiveStream, max_frame: int) -> bytes | None:
+    """Read one frame; None if the peer closed before sending any byte of it.
+
+    The length is checked before anything is buffered, so a hostile prefix
+    cannot make us allocate more than ``max_frame``.
+
+    Raises:
+        FrameError: the length exceeds ``max_frame`` or the stream ended mid-frame.
+    """
+    header = await _read_exactly(stream, _HEADER, at_start=True)
+    if header is None:
+        return None
+    size = int.from_bytes(header, "big")
+    if size > max_frame:
+        raise FrameError("stream_oversized", f"frame of {size} bytes exceeds {max_frame}")
+    body = await _read_exactly(stream, size, at_start=False)
+    assert body is not None
+    return body
+
+
+def _address(sockaddr: object) -> Address:
+    """(host, port) from a socket address; IPv6 adds flowinfo and scope id, which we drop."""
+    assert isinstance(sockaddr, tuple)
+    return (str(sockaddr[0]), int(sockaddr[1]))
+
+
+class Transport:
+    """A bound UDP socket and a listening TCP socket on the same port.
+
+    Build it with ``open_transport``. ``addr`` is the bound (host, port);
+    ``stats`` counts what went wrong on the wire (the protocol counts what
+    went wrong in the bytes).
+    """
+
+    def __init__(
+        self,
+        udp: trio.socket.SocketType,
+        tcp: trio.socket.SocketType,
+        *,
+        max_frame: int,
+        tcp_timeout: float,
+    ) -> None:
+        self.udp = udp
+        self.tcp = tcp
+        self.addr: Address = _address(udp.getsockname())
+        self.max_frame = max_frame
+        self.tcp_timeout = tcp_timeout
+        self.stats: Counter[str] = Counter()
+        self._outbox_send, self._outbox = trio.open_memory_channel[tuple[Address, bytes]](
+            SEND_QUEUE_SIZE
+        )
+        self._inbound = trio.Semaphore(MAX_INBOUND_STREAMS)
+        self._unsent = 0
+        self._drained: trio.Event | None = None
+
+    # ------------------------------------------------------------------ UDP
+
+    def send_datagram(self, addr: Address, data: bytes) -> None:
+        """Queue one datagram for the sender task; never blocks, drops when the queue is full."""
+        try:
+            self._outbox_send.send_nowait((addr, data))
+        except trio.WouldBlock:
+            self.stats["udp_send_dropped"] += 1
+        except trio.ClosedResourceError:
+            pass
+        else:
+            self._unsent += 1
+
+    async def drain(self) -> None:
+        """Wait until every queued datagram has been handed to the kernel (or failed)."""
+        while self._unsent:
+            self._drained = drained = trio.Event()
+            await drained.wait()
+
+    async def send_loop(self) -> None:
+        """Send queued datagrams in order until cancelled; errors are counted, not raised."""
+        async for addr, data in self._outbox:
+            try:
+                await self.udp.sendto(data, addr)
+            except OSError as exc:
+                # ENETUNREACH, EHOSTUNREACH, EMSGSIZE, a name that does not
+                # resolve (socket.gaierror is an OSError): the peer is lost
+                # for this packet only.
+                self.stats["udp_send_errors"] += 1
+                logger.debug("UDP send to %s failed: %s", addr, exc)
+            finally:
+                self._unsent -= 1
+            if not self._unsent and self._drained is not None:
+                self._drained.set()
+                self._drained = None
+
+    async def receive_loop(self, on_datagram: DatagramHandler) -> None:
+        """Hand every datagram to ``on_datagram`` until cancelled or the socket closes."""
+        while True:
+            try:
+                data, sockaddr = await self.udp.recvfrom(MAX_DATAGRAM)
+            except trio.ClosedResourceError:
+                return
+            except OSError as exc:
+                # Some platforms report an earlier send's ICMP error here
+                # (ECONNREFUSED, Windows' WSAECONNRESET); it says nothing
+                # about the next datagram.
+                self.stats["udp_receive_errors"] += 1
+                logger.debug("UDP receive error: %s", exc)
+                continue
+            on_datagram(_address(sockaddr), data)
+
+    # ------------------------------------------------------------------ TCP
+
+    async def serve_streams(
+        self,
+        on_frame: FrameHandler,
+        *,
+        task_status: trio.TaskStatus[list[trio.SocketListener]] = trio.TASK_STATUS_IGNORED,
+    ) -> None:
+        """Accept connections until cancelled; ``task_status.started(listeners)`` once listening.
+
+        Each connection runs in its own task under this one: read one frame,
+        pass it to ``on_frame``, write the reply frame if there is one, close.
+        """
+        listener = trio.SocketListener(self.tcp)
+
+        async def handle(stream: trio.SocketStream) -> None:
+            await self._serve_one(stream, on_frame)
+
+        await trio.serve_listeners(handle, [listener], task_status=task_status)
+
+    async def _serve_one(self, stream: trio.SocketStream, on_frame: FrameHandler) -> None:
+        async with stream:
+            try:
+                self._inbound.acquire_nowait()
+            except trio.WouldBlock:
+                self.stats["stream_rejected_busy"] += 1
+                return
+            try:
+                with trio.move_on_after(self.tcp_timeout) as scope:
+                    src = _address(stream.socket.getpeername())
+                    frame = await read_frame(stream, self.max_frame)
+                    if frame is None:
+                        self.stats["stream_empty"] += 1
+                        return
+                    reply = on_frame(src, frame)
+                    if reply is not None:
+                        await stream.send_all(encode_frame(reply))
+                if scope.cancelled_caught:
+                    self.stats["stream_timeouts"] += 1
+            except FrameError as exc:
+                self.stats[exc.counter] += 1
+                logger.debug("dropped an inbound stream: %s", exc)
+            except (OSError, trio.BrokenResourceError, trio.ClosedResourceError) as exc:
+                self.stats["stream_errors"] += 1
+                logger.debug("inbound stream failed: %s", exc)
+            finally:
+                self._inbound.release()
+
+    async def request(self, addr: Address, data: bytes) -> bytes | None:
+        """Send one frame to ``addr`` and return the reply frame; None if anything failed."""
+        return await self._exchange(addr, data, want_reply=True)
+
+    async def send_stream(self, addr: Address, data: bytes) -> bool:
+        """Send one frame to ``addr`` and close; False if it could not be delivered."""
+        return await self._exchange(addr, data, want_reply=False) is not None
+
+    async def _exchange(self, addr: Address, data: bytes, *, want_reply: bool) -> bytes | None:
+        if len(data) > self.max_frame:
+            self.stats["stream_oversized_out"] += 1
+            return None
+        with trio.move_on_after(self.tcp_timeout):
+            try:
+                stream = await trio.open_tcp_stream(addr[0], addr[1])
+                async with stream:
+                    await stream.send_all(encode_frame(data))
+                    if not want_reply:
+                        return b""
+                    reply = await read_frame(stream, self.max_frame)
+                    if reply is None:
+                        self.stats["stream_no_reply"] += 1
+                    return reply
+            except FrameError as exc:
+                self.stats[exc.counter] += 1
+                logger.debug("bad reply from %s: %s", addr, exc)
+                return None
+            except (OSError, trio.BrokenResourceError, trio.ClosedResourceError) as exc:
+                self.stats["stream_errors"] += 1
+                logger.debug("stream to %s failed: %s", addr, exc)
+                return None
+        self.stats["stream_timeouts"] += 1
+        return None
+
+    # ------------------------------------------------------------- lifetime
+
+    def close(self) -> None:
+        """Release both sockets; idempotent. Loops still running end on their next call."""
+        self._outbox_send.close()
+        self.udp.close()
+        self.tcp.close()
+
+
+async def open_transport(
+    host: str,
+    port: int,
+    *,
+    max_frame: int,
+    tcp_timeout: float = DEFAULT_TCP_TIMEOUT,
+) -> Transport:
+    """Bind UDP on (host, port), then TCP on the port UDP got.
+
+    The family comes from ``host`` (``::1`` gives IPv6). With ``port`` 0 the
+    kernel picks the UDP port; if its TCP twin is taken we try another
+    (``BIND_ATTEMPTS`` times). A fixed port whose TCP side is taken is an
+    error: two nodes cannot share it.
+
+    Raises:
+        ValueError: ``tcp_timeout`` or ``max_frame`` is not positive.
+        OSError: the address cannot be resolved or bound.
+    """
+    if not (tcp_timeout > 0 and math.isfinite(tcp_timeout)):
+        raise ValueError(f"tcp_timeout must be a positive number of seconds, got {tcp_timeout!r}")
+    if max_frame <= 0:
+        raise ValueError(f"max_frame must be positive, got {max_frame!r}")
+    infos = await trio.socket.getaddrinfo(
+        host, port, type=trio.socket.SOCK_DGRAM, flags=trio.socket.AI_PASSIVE
+    )
+    family, _, _, _, sockaddr = infos[0]
+    last_error: OSError | None = None
+    for _ in range(BIND_ATTEMPTS):
+        udp = trio.socket.socket(family, trio.socket.SOCK_DGRAM)
+        tcp: trio.socket.SocketType | None = None
+        try:
+            await udp.bind(sockaddr)
+            bound = udp.getsockname()
+            tcp = trio.socket.socket(family, trio.socket.SOCK_STREAM)
+            if sys.platform != "win32":
+                # Lets a restarted node re-bind while old connections sit in
+                # TIME_WAIT; on Linux it never lets two listeners share a port.
+                tcp.setsockopt(trio.socket.SOL_SOCKET, trio.socket.SO_REUSEADDR, 1)
+            if family == trio.socket.AF_INET6:
+                # Match the UDP socket's dual-stack behaviour.
+                v6only = udp.getsockopt(trio.socket.IPPROTO_IPV6, trio.socket.IPV6_V6ONLY)
+                tcp.setsockopt(trio.socket.IPPROTO_IPV6, trio.socket.IPV6_V6ONLY, v6only)
+            await tcp.bind(bound)
+            tcp.listen(128)
+        except OSError as exc:
+            udp.close()
+            if tcp is not None:
+                tcp.close()
+            if port == 0 and exc.errno == errno.EADDRINUSE:
+                last_error = exc
+                continue
+            raise
+        except BaseException:
+            udp.close()
+            if tcp is not None:
+                tcp.close()
+            raise
+        return Transport(udp, tcp, max_frame=max_frame, tcp_timeout=tcp_timeout)
+    assert last_error is not None
+    raise last_error

@@ -378,7 +378,12 @@ async def serve_http(
     """
     config = HypercornConfig()
     config.accesslog = None
-    config.errorlog = log
+    # hypercorn's own chatter ("Running on ... CTRL + C to quit") is noise under
+    # an agent; its warnings and errors still reach our logs.
+    server_log = logging.getLogger("gossip_registry.http.server")
+    if server_log.level == logging.NOTSET:
+        server_log.setLevel(logging.WARNING)
+    config.errorlog = server_log
     config.graceful_timeout = GRACEFUL_TIMEOUT
     config.include_server_header = False
     # Starlette's ASGI types are looser than hypercorn's; the protocol is the same.

@@ -37,7 +37,7 @@ class ProtocolConfig:
     """Keep gossiping to a member this long after it died, so it can hear it and refute."""
     fast_gossip_nodes: int = 3
     """Peers a fresh update is pushed to at once, without waiting for a gossip round."""
-    fast_gossip_interval: float = 0.02
+    fast_gossip_interval: float = 0.2
     """Rate limit on immediate pushes: at most one burst per interval (ours, not memberlist's)."""
     push_pull_interval: float = 30.0
     """Anti-entropy period at <= 32 nodes; scaled up with N as memberlist does."""

@@ -150,11 +150,11 @@ class SimCluster:
 
         procs = [self._spawn(node_name(i)) for i in range(n)]
         if bootstrap:
-            seed = MemberSeed.build(
+            shared = MemberSeed.build(
                 MemberRecord(p.name, p.addr, 0, MemberState.ALIVE, _EMPTY_META) for p in procs
             )
             for p in procs:
-                p.node.seed_members(seed)
+                p.node.seed_members(shared)
         for p in procs:
             self._apply(p, p.node.start(0.0))
         if not bootstrap:

@@ -300,3 +300,22 @@ def test_news_too_large_for_any_packet_is_kept_but_left_to_push_pull() -> None:
     node.handle_packet(1.0, peer(9), data)
     assert node.member_states()["p9"] is MemberState.ALIVE
     assert node.stats["broadcasts_too_large"] == 1
+
+
+def test_push_pull_between_identical_large_tables_costs_only_the_digests() -> None:
+    a, _ = make(peers=0)
+    b = Protocol(ProtocolConfig(), "p1", peer(1), rng=random.Random(3), now=0.0)
+    for i in range(5000):
+        a.register(0.0, "web", f"w{i}", "10.0.0.1", 80)
+    for entry in a.table.entries():
+        b.table.merge(entry)
+    b.merge_records(0.0, list(a.members))
+    a.merge_records(0.0, list(b.members))
+    assert a.table.digest == b.table.digest
+    out = a.join(1.0, [peer(1)])
+    [req] = [e for e in out if isinstance(e, StreamRequest)]
+    reply, _ = b.handle_stream(1.0, ME, req.data)
+    assert reply is not None
+    # 256 bucket digests out, an empty answer back: independent of the 5,000 entries.
+    assert len(req.data) < 256 * 9 + 200
+    assert len(reply) < 50

@@ -1,0 +1,77 @@
+"""The ``gossip-registry`` command: run nodes, run a local cluster, talk to a node, simulate.
+
+Theory of operation: one click group with a module per concern:
+
+- ``agent``: one node in this process (``cli/agent.py``);
+- ``up``: every node of a cluster file as its own process, with a live
+  status table (``cli/up.py``);
+- ``members``, ``services``, ``register``, ``deregister``, ``status``:
+  clients of a node's HTTP API (``cli/client.py``);
+- ``simulate``: the deterministic simulator at any size (``cli/simulate.py``);
+- ``version``.
+
+Modules import only click and the standard library at import time (see
+``cli/_common.py``): the command an agent runs must not pay, in start-up
+time or in resident memory, for the commands it does not run.
+"""
+
+from __future__ import annotations
+
+import platform
+from importlib import metadata
+
+import click
+
+from gossip_registry.cli.agent import agent
+from gossip_registry.cli.client import deregister, members, register, services, status
+from gossip_registry.cli.simulate import simulate
+from gossip_registry.cli.up import up
+
+__all__ = ["cli", "main"]
+
+PROG = "gossip-registry"
+
+
+def package_version() -> str:
+    """The installed distribution's version; "unknown" when running from an uninstalled tree."""
+    try:
+        return metadata.version(PROG)
+    except metadata.PackageNotFoundError:
+        return "unknown"
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_version(), "-V", "--version", prog_name=PROG)
+def cli() -> None:
+    """Service discovery on a SWIM gossip cluster: every node holds the whole registry.
+
+    \b
+    Start a local cluster from ./cluster.toml:   gossip-registry up
+    Ask a node what it knows:                   gossip-registry members | services | status
+    Register an instance:                       gossip-registry register web --port 8080
+    Try the protocol at scale, in virtual time: gossip-registry simulate --nodes 1000
+    """
+
+
+@cli.command()
+def version() -> None:
+    """Print the version, the wire protocol version, and the Python and trio versions."""
+    from gossip_registry.core.messages import PROTOCOL_VERSION
+
+    try:
+        trio_version = metadata.version("trio")
+    except metadata.PackageNotFoundError:
+        trio_version = "unknown"
+    click.echo(
+        f"{PROG} {package_version()} (wire protocol {PROTOCOL_VERSION}, "
+        f"python {platform.python_version()}, trio {trio_version})"
+    )
+
+
+for command in (agent, up, members, services, register, deregister, status, simulate):
+    cli.add_command(command)
+
+
+def main() -> None:
+    """Console-script entry point (``gossip-registry``) and ``python -m gossip_registry``."""
+    cli(prog_name=PROG)

@@ -1,0 +1,350 @@
+"""``gossip-registry agent``: run one node in this process until told to leave.
+
+Theory of operation: the command builds a ``NodeConfig`` (from cluster.toml,
+or from flags), then ``trio.run`` drives one ``Node`` with its HTTP API.
+Signals are received inside the run (``trio.open_signal_receiver``), so they
+arrive as ordinary events rather than as exceptions at arbitrary points:
+
+- the first SIGTERM or SIGINT starts a graceful leave (``Node.leave``: the
+  "left" broadcast spreads for at most ``leave_timeout``), then exit 0;
+- a second one stops at once (the snapshot is still written), exit 0;
+- ``--exit-with-parent`` (passed by ``up``) also leaves when the parent
+  process goes away, so an ``up`` that is SIGKILLed cannot strand its nodes.
+
+Failures before the node runs are one line on stderr: a bad config names
+the file and key (exit 2); an address that cannot be bound names which one
+and why (exit 1). Anything else is a bug and keeps its traceback.
+
+Only the standard library and click are imported at module level; the node
+is imported when the command runs, and nothing the node does not use (httpx,
+the CLI's client or ``up`` code, the simulator) is imported at all.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+import signal
+import sys
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
+from types import FrameType
+from typing import TYPE_CHECKING
+
+import click
+
+from gossip_registry.cli._common import (
+    DEFAULT_CONFIG,
+    ConfigFailure,
+    Failure,
+    format_address,
+    load_config,
+)
+
+if TYPE_CHECKING:
+    import trio
+
+    from gossip_registry.node import Node, NodeConfig
+
+logger = logging.getLogger("gossip_registry")
+
+PARENT_POLL_INTERVAL = 1.0
+"""Seconds between checks that the parent still exists (with --exit-with-parent)."""
+LOG_FORMAT = "%(asctime)s.%(msecs)03d %(levelname)s %(message)s"
+LOG_DATE_FORMAT = "%Y-%m-%d %H:%M:%S"
+LEVELS = ("debug", "info", "warning", "error")
+_FLAG_OPTIONS = ("name", "bind", "advertise", "http", "join", "data_dir", "profile")
+
+
+@click.command()
+@click.option(
+    "--config",
+    "-c",
+    "config_path",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Cluster file; the node's settings come from its [[nodes]] table.  "
+    "[default: ./cluster.toml when --node is given]",
+)
+@click.option("--node", "node_name", metavar="NAME", help="Which node of the cluster file to run.")
+@click.option("--name", help="Node name (config-less form).")
+@click.option(
+    "--bind",
+    metavar="HOST:PORT",
+    help="Gossip address, UDP and TCP; port 0 picks a free one.  [default: 127.0.0.1:7946]",
+)
+@click.option(
+    "--advertise", metavar="HOST:PORT", help="Address peers use (NAT); default: the bound one."
+)
+@click.option("--http", metavar="HOST:PORT", help="HTTP API address; none if not given.")
+@click.option(
+    "--join", multiple=True, metavar="HOST:PORT", help="Seed to join through (repeatable)."
+)
+@click.option(
+    "--data-dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Where the snapshot is kept; without it a restart starts from nothing.",
+)
+@click.option("--profile", type=click.Choice(["lan", "wan", "local"]), help="[default: lan]")
+@click.option(
+    "--log-level", type=click.Choice(LEVELS), default="info", show_default=True, help="Stderr log."
+)
+@click.option("--exit-with-parent", is_flag=True, hidden=True)
+def agent(
+    config_path: Path | None,
+    node_name: str | None,
+    name: str | None,
+    bind: str | None,
+    advertise: str | None,
+    http: str | None,
+    join: tuple[str, ...],
+    data_dir: Path | None,
+    profile: str | None,
+    log_level: str,
+    exit_with_parent: bool,
+) -> None:
+    """Run one node (gossip + HTTP API) until SIGTERM or SIGINT, then leave gracefully.
+
+    \b
+    From a cluster file:  agent --config cluster.toml --node node1
+    Without one:          agent --name n1 --bind 127.0.0.1:7946 --http 127.0.0.1:8501 \\
+                                --join 127.0.0.1:7947 --data-dir data/n1
+    """
+    # Until trio's signal receiver takes over, SIGTERM interrupts as SIGINT does, so
+    # that a stop requested during start-up still ends in an orderly exit 0.
+    previous = signal.signal(signal.SIGTERM, _interrupt)
+    try:
+        config = _node_config(
+            config_path,
+            node_name,
+            name=name,
+            bind=bind,
+            advertise=advertise,
+            http=http,
+            join=join,
+            data_dir=data_dir,
+            profile=profile,
+        )
+        configure_logging(log_level)
+        run_agent(config, parent_pid=os.getppid() if exit_with_parent else None)
+    except KeyboardInterrupt:
+        # Only before the node runs (then signals are events): nothing to leave.
+        click.echo("stopped before the node started", err=True)
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def _node_config(
+    config_path: Path | None,
+    node_name: str | None,
+    *,
+    name: str | None,
+    bind: str | None,
+    advertise: str | None,
+    http: str | None,
+    join: tuple[str, ...],
+    data_dir: Path | None,
+    profile: str | None,
+) -> NodeConfig:
+    """The node's config from the file (--config/--node) or from the flags, never a mix."""
+    flags = {
+        "name": name,
+        "bind": bind,
+        "advertise": advertise,
+        "http": http,
+        "join": join or None,
+        "data_dir": data_dir,
+        "profile": profile,
+    }
+    given = [f"--{k.replace('_', '-')}" for k in _FLAG_OPTIONS if flags[k] is not None]
+    if config_path is not None or node_name is not None:
+        if given:
+            raise click.UsageError(
+                f"{given[0]} cannot be combined with --config/--node: "
+                "the cluster file sets it (or run without --config)"
+            )
+        if node_name is None:
+            raise click.UsageError("--config needs --node NAME: which node of the file to run")
+        cluster = load_config(config_path or DEFAULT_CONFIG)
+        try:
+            return cluster.node(node_name)
+        except KeyError as exc:
+            raise ConfigFailure(str(exc.args[0])) from None
+    if name is None:
+        raise click.UsageError(
+            "give --config FILE --node NAME, or at least --name (with --bind, --http, --join ...)"
+        )
+    return config_from_flags(
+        name,
+        bind=bind or "127.0.0.1:7946",
+        advertise=advertise,
+        http=http,
+        join=join,
+        data_dir=data_dir,
+        profile=profile or "lan",
+    )
+
+
+def config_from_flags(
+    name: str,
+    *,
+    bind: str,
+    advertise: str | None,
+    http: str | None,
+    join: tuple[str, ...],
+    data_dir: Path | None,
+    profile: str,
+) -> NodeConfig:
+    """A NodeConfig from the config-less flags; a bad value is a ConfigFailure naming the flag.
+
+    Bind and HTTP addresses may use port 0 (a free port, logged once bound);
+    seeds and the advertised address may not, since peers must reach them.
+    """
+    from gossip_registry.config import PROFILES, parse_address
+    from gossip_registry.node import NodeConfig
+
+    def address(flag: str, text: str, **kwargs: object) -> tuple[str, int]:
+        try:
+            return parse_address(text, **kwargs)  # type: ignore[arg-type]
+        except ValueError as exc:
+            raise ConfigFailure(f"{flag}: {exc}") from None
+
+    bound = address("--bind", bind, allow_zero=True)
+    return NodeConfig(
+        name=name,
+        bind=bound,
+        advertise=address("--advertise", advertise, default_port=bound[1], allow_zero=True)
+        if advertise
+        else None,
+        http=address("--http", http, allow_zero=True) if http else None,
+        data_dir=data_dir,
+        seeds=tuple(address("--join", seed) for seed in join),
+        protocol=PROFILES[profile](),
+    )
+
+
+def configure_logging(level: str) -> None:
+    """One line per event on stderr, prefixed with time and level.
+
+    Our loggers ("gossip_registry" and its children) log at ``level``;
+    other libraries only at WARNING and above, so a dependency's debug
+    chatter never floods a node's log.
+    """
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter(LOG_FORMAT, LOG_DATE_FORMAT))
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(logging.WARNING)
+    logger.setLevel(level.upper())
+
+
+def run_agent(config: NodeConfig, *, parent_pid: int | None = None) -> None:
+    """Run the node to the end; returns normally after a leave (exit status 0).
+
+    Raises:
+        ConfigFailure: the node refuses the config (a name peers would refuse).
+        Failure: an address could not be bound or resolved at startup.
+    """
+    import trio
+
+    from gossip_registry.node import Node
+
+    try:
+        node = Node(config)
+    except ValueError as exc:
+        raise ConfigFailure(f"node {config.name}: {exc}") from None
+    started = False
+
+    def mark_started() -> None:
+        nonlocal started
+        started = True
+
+    try:
+        trio.run(_serve, node, parent_pid, mark_started)
+    except (OSError, BaseExceptionGroup) as exc:
+        error = _startup_os_error(exc)
+        if started or error is None:
+            raise
+        message = f"cannot start node {config.name}: {_describe_bind_error(node, error)}"
+        raise Failure(message) from None
+
+
+def _interrupt(signum: int, frame: FrameType | None) -> None:
+    raise KeyboardInterrupt
+
+
+async def _serve(node: Node, parent_pid: int | None, mark_started: Callable[[], None]) -> None:
+    """Start the node, wait for a reason to leave, leave; a second signal stops at once."""
+    import trio
+
+    with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
+        async with trio.open_nursery() as nursery:
+            await nursery.start(_run_node, node, nursery.cancel_scope)
+            mark_started()
+            reason = await _leave_requested(signals, parent_pid)
+            logger.info("%s: leaving the cluster (signal again to stop at once)", reason)
+            nursery.start_soon(_stop_on_second_signal, node, signals)
+            await node.leave()
+    logger.info("node %s has left; exiting", node.name)
+
+
+async def _run_node(
+    node: Node,
+    everything: trio.CancelScope,
+    *,
+    task_status: trio.TaskStatus[Node],
+) -> None:
+    """``node.run``; when it returns, for whatever reason, the agent's other tasks end too."""
+    try:
+        await node.run(task_status=task_status)
+    finally:
+        everything.cancel()
+
+
+async def _leave_requested(signals: AsyncIterator[int], parent_pid: int | None) -> str:
+    """Wait for SIGTERM/SIGINT, or for the parent to vanish; say which, for the log."""
+    import trio
+
+    poll = PARENT_POLL_INTERVAL if parent_pid is not None else math.inf
+    while True:
+        with trio.move_on_after(poll):
+            async for signum in signals:
+                return f"received {signal.Signals(signum).name}"
+        if os.getppid() != parent_pid:
+            return f"parent process {parent_pid} exited"
+
+
+async def _stop_on_second_signal(node: Node, signals: AsyncIterator[int]) -> None:
+    async for signum in signals:
+        logger.warning(
+            "received %s again: stopping without waiting for the leave to spread",
+            signal.Signals(signum).name,
+        )
+        node.stop()
+        return
+
+
+def _startup_os_error(exc: BaseException) -> OSError | None:
+    """The OSError inside ``exc`` (trio nests it in exception groups), if it is all there is."""
+    while isinstance(exc, BaseExceptionGroup):
+        if len(exc.exceptions) != 1:
+            return None
+        exc = exc.exceptions[0]
+    return exc if isinstance(exc, OSError) else None
+
+
+def _describe_bind_error(node: Node, error: OSError) -> str:
+    """``HTTP address 127.0.0.1:8501: address already in use``.
+
+    The gossip sockets are bound first; if the node holds a transport, the
+    failure came after them, from the HTTP listener.
+    """
+    config = node.config
+    try:
+        _ = node.transport
+    except RuntimeError:
+        what, addr = "gossip address", config.bind
+    else:
+        what, addr = "HTTP address", config.http or ("?", 0)
+    reason = error.strerror or str(error)
+    return f"{what} {format_address(*addr)}: {reason[:1].lower()}{reason[1:]}"

@@ -1,0 +1,351 @@
+"""Client commands: members, services, register, deregister, status, over a node's HTTP API.
+
+Theory of operation: each command is one HTTP request to one node (any node
+answers for the whole cluster, since every node holds the whole registry),
+rendered as an aligned table, or printed as the API's raw JSON with
+``--json`` for scripts. The node is chosen by ``--http``, else by
+``--config``/``--node``, else from ./cluster.toml, else 127.0.0.1:8501.
+
+Failures are one line and exit status 1: a node that cannot be reached
+("cannot reach node at 127.0.0.1:8501: connection refused") or an API error
+(its ``error`` message, which names the field at fault). A bad cluster file
+is exit status 2, like any configuration error.
+
+httpx is imported only when a request is made; environment proxies are
+ignored (``trust_env=False``): a node's API is local to the cluster, and
+sending it through an HTTP_PROXY meant for the internet is never right.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import os
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote
+
+import click
+
+from gossip_registry.cli._common import (
+    DEFAULT_CONFIG,
+    DEFAULT_HTTP,
+    ConfigFailure,
+    Failure,
+    base_url,
+    echo_lines,
+    format_address,
+    format_pairs,
+    load_config,
+    render_table,
+)
+
+DEFAULT_TIMEOUT = 5.0
+"""Seconds for the whole request; a node answers in milliseconds unless it is stuck."""
+
+
+def _common_params() -> list[click.Parameter]:
+    """--http, --config, --node, --json and --timeout: fresh objects for each command."""
+    return [
+        click.Option(
+            ["--http", "http"],
+            metavar="HOST:PORT",
+            envvar="GOSSIP_REGISTRY_HTTP",
+            help="Node to ask.  [default: the first node of ./cluster.toml, else "
+            f"{format_address(*DEFAULT_HTTP)}; env GOSSIP_REGISTRY_HTTP]",
+        ),
+        click.Option(
+            ["--config", "-c", "config_path"],
+            type=click.Path(dir_okay=False, path_type=Path),
+            help="Cluster file to find the node in.",
+        ),
+        click.Option(["--node", "node_name"], metavar="NAME", help="Node of the cluster file."),
+        click.Option(["--json", "as_json"], is_flag=True, help="Print the API's JSON as is."),
+        click.Option(
+            ["--timeout"],
+            type=click.FloatRange(min=0, min_open=True),
+            default=DEFAULT_TIMEOUT,
+            show_default=True,
+            help="Seconds to wait for the node.",
+        ),
+    ]
+
+
+class Api:
+    """One node's HTTP API, with every failure turned into a one-line ``Failure``."""
+
+    def __init__(self, host: str, port: int, timeout: float) -> None:
+        self.address = format_address(host, port)
+        self.url = base_url(host, port)
+        self.timeout = timeout
+
+    def call(self, method: str, path: str, **kwargs: Any) -> Any:
+        """The decoded JSON of a 2xx answer.
+
+        Raises:
+            Failure: unreachable, timed out, a 4xx/5xx (with the API's message),
+                or an answer that is not JSON.
+        """
+        import httpx
+
+        try:
+            with httpx.Client(base_url=self.url, timeout=self.timeout, trust_env=False) as client:
+                response = client.request(method, path, **kwargs)
+        except httpx.TimeoutException:
+            raise Failure(
+                f"cannot reach node at {self.address}: no answer within {self.timeout:g}s"
+            ) from None
+        except httpx.HTTPError as exc:
+            raise Failure(f"cannot reach node at {self.address}: {_reason(exc)}") from None
+        try:
+            body = response.json()
+        except ValueError:
+            body = None
+        if response.is_success and body is not None:
+            return body
+        if isinstance(body, dict) and isinstance(body.get("error"), str):
+            raise Failure(body["error"])
+        raise Failure(
+            f"unexpected answer from {self.address}: HTTP {response.status_code} "
+            f"{response.text[:200]!r}"
+        )
+
+
+def _reason(exc: BaseException) -> str:
+    """``connection refused`` rather than ``[Errno 111] Connection refused``."""
+    seen: set[int] = set()
+    cause: BaseException | None = exc
+    while cause is not None and id(cause) not in seen:
+        seen.add(id(cause))
+        if isinstance(cause, OSError) and cause.errno is not None:
+            text = os.strerror(cause.errno)
+            return text[:1].lower() + text[1:]
+        cause = cause.__cause__ or cause.__context__
+    text = str(exc) or type(exc).__name__
+    if text.startswith("[Errno") and "] " in text:
+        text = text.split("] ", 1)[1]
+    return text[:1].lower() + text[1:]
+
+
+def _api(http: str | None, config_path: Path | None, node_name: str | None, timeout: float) -> Api:
+    """The API to call: --http, else the cluster file's node, else the default address."""
+    from gossip_registry.config import parse_address
+
+    if http is not None:
+        if config_path is not None or node_name is not None:
+            raise click.UsageError("--http cannot be combined with --config/--node")
+        try:
+            host, port = parse_address(http)
+        except ValueError as exc:
+            raise ConfigFailure(f"--http: {exc}") from None
+        return Api(host, port, timeout)
+    path = config_path
+    if path is None and (node_name is not None or DEFAULT_CONFIG.is_file()):
+        path = DEFAULT_CONFIG
+    if path is None:
+        return Api(*DEFAULT_HTTP, timeout)
+    cluster = load_config(path)
+    addresses = cluster.http_addresses
+    if node_name is not None:
+        try:
+            cluster.node(node_name)
+        except KeyError as exc:
+            raise ConfigFailure(str(exc.args[0])) from None
+        if node_name not in addresses:
+            raise ConfigFailure(f"{path}: node {node_name} has no http_port")
+        return Api(*addresses[node_name], timeout)
+    if not addresses:
+        raise ConfigFailure(f"{path}: no node has an http_port")
+    return Api(*next(iter(addresses.values())), timeout)
+
+
+def client_command(fn: Callable[..., None]) -> click.Command:
+    """Make ``fn(api, as_json, **rest)`` a click command that also takes the common options.
+
+    Use it as the outermost decorator, above ``fn``'s own arguments and options.
+    """
+
+    @functools.wraps(fn)
+    def command(
+        http: str | None,
+        config_path: Path | None,
+        node_name: str | None,
+        as_json: bool,
+        timeout: float,
+        **rest: Any,
+    ) -> None:
+        fn(_api(http, config_path, node_name, timeout), as_json, **rest)
+
+    cmd = click.command(name=fn.__name__)(command)
+    cmd.params.extend(_common_params())
+    return cmd
+
+
+def _print_json(value: Any) -> None:
+    click.echo(json.dumps(value, indent=2, sort_keys=True))
+
+
+def _key_value(text: str, flag: str) -> tuple[str, str]:
+    key, sep, value = text.partition("=")
+    if not sep or not key:
+        raise click.BadParameter(f"expected KEY=VALUE, got {text!r}", param_hint=flag)
+    return key, value
+
+
+# --- Commands ----------------------------------------------------------------------
+
+
+@client_command
+def members(api: Api, as_json: bool) -> None:
+    """List the members the node knows, with their state and incarnation."""
+    body = api.call("GET", "/v1/members")
+    if as_json:
+        _print_json(body)
+        return
+    rows = [
+        [
+            m["name"],
+            format_address(m["address"], m["port"]),
+            m["state"],
+            m["incarnation"],
+            format_pairs(m["meta"]),
+        ]
+        for m in body
+    ]
+    echo_lines(render_table(["NAME", "ADDRESS", "STATE", "INCARNATION", "META"], rows))
+
+
+@client_command
+@click.argument("name", required=False)
+@click.option("--tag", "tags", multiple=True, metavar="TAG", help="Only instances with the tag.")
+@click.option(
+    "--meta", "meta", multiple=True, metavar="KEY=VALUE", help="Only instances with the pair."
+)
+@click.option("--passing", is_flag=True, help="Only instances whose health is passing.")
+def services(
+    api: Api,
+    as_json: bool,
+    name: str | None,
+    tags: tuple[str, ...],
+    meta: tuple[str, ...],
+    passing: bool,
+) -> None:
+    """List services (with no NAME) or the instances of service NAME."""
+    if name is None:
+        if tags or meta or passing:
+            raise click.UsageError("--tag, --meta and --passing filter the instances of a NAME")
+        counts = api.call("GET", "/v1/services")
+        if as_json:
+            _print_json(counts)
+        elif not counts:
+            click.echo("no services registered")
+        else:
+            rows = [[service, count] for service, count in sorted(counts.items())]
+            echo_lines(render_table(["SERVICE", "INSTANCES"], rows))
+        return
+    params: list[tuple[str, str]] = [("tag", tag) for tag in tags]
+    params += [("meta", "{}:{}".format(*_key_value(pair, "--meta"))) for pair in meta]
+    if passing:
+        params.append(("passing", "true"))
+    instances = api.call("GET", f"/v1/services/{quote(name, safe='')}", params=params)
+    if as_json:
+        _print_json(instances)
+    elif not instances:
+        click.echo(f"no instances of {name}")
+    else:
+        rows = [
+            [
+                i["id"],
+                format_address(i["address"], i["port"]),
+                i["status"],
+                i["weight"],
+                i["node"],
+                ",".join(i["tags"]) or "-",
+                format_pairs(i["meta"]),
+            ]
+            for i in instances
+        ]
+        headers = ["ID", "ADDRESS", "STATUS", "WEIGHT", "NODE", "TAGS", "META"]
+        echo_lines(render_table(headers, rows))
+
+
+@client_command
+@click.argument("name")
+@click.option("--port", "-p", type=int, required=True, help="Port the instance serves on.")
+@click.option("--id", "instance_id", help="Instance id.  [default: NAME-<8 hex digits>]")
+@click.option("--address", "-a", help="Address to reach it.  [default: the node's host]")
+@click.option("--tag", "tags", multiple=True, metavar="TAG", help="Tag (repeatable).")
+@click.option("--meta", "meta", multiple=True, metavar="KEY=VALUE", help="Metadata (repeatable).")
+@click.option("--weight", "-w", type=int, help="Load-balancing weight.  [default: 1]")
+def register(
+    api: Api,
+    as_json: bool,
+    name: str,
+    port: int,
+    instance_id: str | None,
+    address: str | None,
+    tags: tuple[str, ...],
+    meta: tuple[str, ...],
+    weight: int | None,
+) -> None:
+    """Register an instance of service NAME, owned by the node asked.
+
+    The instance lives as long as that node does: it is removed from
+    everywhere if the node dies or leaves, and comes back with it after a
+    restart from the same data directory.
+    """
+    body: dict[str, Any] = {"name": name, "port": port}
+    if instance_id is not None:
+        body["id"] = instance_id
+    if address is not None:
+        body["address"] = address
+    if tags:
+        body["tags"] = list(tags)
+    if meta:
+        body["meta"] = dict(_key_value(pair, "--meta") for pair in meta)
+    if weight is not None:
+        body["weight"] = weight
+    answer = api.call("PUT", "/v1/services", json=body)
+    if as_json:
+        _print_json(answer)
+    else:
+        click.echo(f"registered {answer['id']} (service {answer['name']}) at {api.address}")
+
+
+@client_command
+@click.argument("instance_id", metavar="ID")
+@click.option("--service", help="Service, when ID is registered under several on the node.")
+def deregister(api: Api, as_json: bool, instance_id: str, service: str | None) -> None:
+    """Deregister instance ID; ask the node that registered it (only the owner may)."""
+    params = {"service": service} if service is not None else None
+    answer = api.call("DELETE", f"/v1/services/{quote(instance_id, safe='')}", params=params)
+    if as_json:
+        _print_json(answer)
+    else:
+        click.echo(f"deregistered {instance_id}")
+
+
+@client_command
+def status(api: Api, as_json: bool) -> None:
+    """Show the node's view: members by state, registry size and digest, counters."""
+    body = api.call("GET", "/v1/status")
+    if as_json:
+        _print_json(body)
+        return
+    members = body.get("members", {})
+    rows: list[list[Any]] = [
+        ["name", body.get("name")],
+        ["cluster", body.get("cluster")],
+        ["address", format_address(body.get("address", "?"), body.get("port", 0))],
+        ["incarnation", body.get("incarnation")],
+        ["members", ", ".join(f"{count} {state}" for state, count in members.items())],
+        ["entries", f"{body.get('entries')} live, {body.get('tombstones')} tombstones"],
+        ["digest", body.get("digest")],
+    ]
+    echo_lines(render_table(["", ""], rows)[1:])
+    stats = body.get("stats", {})
+    if stats:
+        click.echo("stats:")
+        lines = render_table(["", ""], [[k, v] for k, v in sorted(stats.items())])[1:]
+        echo_lines(["  " + line for line in lines])

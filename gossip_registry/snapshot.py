@@ -42,6 +42,7 @@ from gossip_registry.core.codec import (
     CodecError,
     assemble_packet,
     decode_packet,
+    unpack_bounded,
 )
 from gossip_registry.core.messages import EntryUpdate, MsgType
 from gossip_registry.registry.entry import Entry
@@ -133,25 +134,10 @@ def decode_snapshot(data: bytes) -> Snapshot:
     Raises:
         SnapshotError: anything we will not trust; the message says what.
     """
-    size = len(data)
-    if size > MAX_SNAPSHOT_BYTES:
-        raise SnapshotError(f"{size} bytes is too large for a snapshot")
     try:
-        # Lengths bounded by the data's size, as in the codec: a corrupt
-        # header cannot make msgpack allocate more than the file holds.
-        body = msgpack.unpackb(
-            data,
-            raw=False,
-            use_list=False,
-            strict_map_key=True,
-            max_str_len=size,
-            max_bin_len=size,
-            max_array_len=size,
-            max_map_len=size // 2,
-            max_ext_len=0,
-        )
-    except Exception as exc:  # msgpack raises many types on bad bytes; all mean corrupt.
-        raise SnapshotError(f"not valid msgpack: {type(exc).__name__}") from None
+        body = unpack_bounded(data, MAX_SNAPSHOT_BYTES)
+    except CodecError as exc:
+        raise SnapshotError(f"not a valid snapshot: {exc}") from None
     if type(body) is not dict:
         raise SnapshotError("not a snapshot map")
     if body.get("format") != FORMAT or type(body.get("format")) is not int:

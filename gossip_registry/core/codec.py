@@ -90,6 +90,7 @@ __all__ = [
     "encode_stream",
     "encode_update",
     "packet_overhead",
+    "unpack_bounded",
 ]
 
 # Limits enforced on decode. Changing one is a protocol change: a node that
@@ -393,8 +394,14 @@ def _message(m: Any, decoders: _Decoders[_M], slot: str) -> _M:
     return decode(m)
 
 
-def _unpack(data: bytes, max_size: int, min_len: int) -> tuple[Any, ...]:
-    """The envelope ``[version, ...]`` as a tuple of at least ``min_len`` values."""
+def unpack_bounded(data: bytes, max_size: int) -> Any:
+    """msgpack bytes to values, defensively: for any input we did not produce.
+
+    Arrays come back as tuples; ext types are refused. Snapshots use it too.
+
+    Raises:
+        CodecError: too large, or not valid msgpack (whatever msgpack raised).
+    """
     size = len(data)
     if size > max_size:
         raise CodecError(f"{size} bytes exceeds the limit of {max_size}")
@@ -403,7 +410,7 @@ def _unpack(data: bytes, max_size: int, min_len: int) -> tuple[Any, ...]:
         # lengths by it stops a 5-byte header from making msgpack allocate a
         # 4-billion-element list. Arrays become tuples (tags, bucket indices
         # are then ready to use); ext types are never valid here.
-        obj = msgpack.unpackb(
+        return msgpack.unpackb(
             data,
             raw=False,
             use_list=False,
@@ -419,6 +426,11 @@ def _unpack(data: bytes, max_size: int, min_len: int) -> tuple[Any, ...]:
         # ValueError (truncated input, length limits, bad map keys),
         # UnicodeDecodeError and TypeError among others; all mean bad bytes.
         raise CodecError(f"not a valid msgpack frame: {type(exc).__name__}") from exc
+
+
+def _unpack(data: bytes, max_size: int, min_len: int) -> tuple[Any, ...]:
+    """The envelope ``[version, ...]`` as a tuple of at least ``min_len`` values."""
+    obj = unpack_bounded(data, max_size)
     if type(obj) is not tuple or len(obj) < min_len:
         raise CodecError("invalid envelope")
     if type(obj[0]) is not int or obj[0] != PROTOCOL_VERSION:

@@ -31,7 +31,7 @@ from gossip_registry.core.members import MemberSeed
 from gossip_registry.core.messages import Address, MemberRecord, MemberState
 from gossip_registry.core.protocol import Protocol
 from gossip_registry.registry.entry import Entry, EntryKey
-from gossip_registry.sim.engine import Engine, NotifyCallback, TraceRecord
+from gossip_registry.sim.engine import Engine, NotifyCallback, TraceRecord, gc_paused
 from gossip_registry.sim.network import LinkModel, Network
 from gossip_registry.sim.process import (
     NodeFactory,
@@ -148,6 +148,10 @@ class SimCluster:
         self._by_name: dict[str, Process] = {}
         self._traffic_since = 0.0
 
+        with gc_paused():
+            self._build_all(n, bootstrap, join_stagger)
+
+    def _build_all(self, n: int, bootstrap: bool, join_stagger: float) -> None:
         procs = [self._spawn(node_name(i)) for i in range(n)]
         if bootstrap:
             shared = MemberSeed.build(

@@ -14,9 +14,11 @@ flight.
 Two rules narrow the merge, both about versions that must not come back:
 
 - Fences. When membership declares owner X dead or left at incarnation i,
-  ``fence(X, i, now)`` drops every version X wrote at incarnation <= i and
-  rejects such versions from then on; a live X re-asserts what it still holds
-  under a higher incarnation. Fences only rise.
+  ``fence(X, i, now)`` drops every live version X wrote at incarnation <= i
+  and rejects such versions from then on (X's tombstones stay, so its
+  deletions still win if X turns out alive); a live X re-asserts what it
+  still holds under a higher incarnation. ``fence`` only raises a fence;
+  ``set_fence`` moves it either way.
 - GC floors. Tombstones cannot be kept forever. ``collect(now, horizon)``
   drops tombstones older than ``horizon`` and remembers, per owner, the
   highest stamp it dropped. A version for a key the table no longer holds,
@@ -239,8 +241,10 @@ class RegistryTable:
         """Drop and from now on reject every version ``owner`` wrote at ``incarnation`` or below.
 
         Called when membership declares ``owner`` dead or left at
-        ``incarnation``. Tombstones are dropped as well: the only versions
-        they could beat were written by the same, now fenced, owner.
+        ``incarnation``. Its tombstones stay (invisible, collected at the
+        horizon like any other): the verdict may rest on a stale incarnation,
+        and when the owner turns out alive at one we fenced, its deletions
+        must still beat the older live copies that peers send back.
 
         Args:
             owner: the member's name, as in ``Entry.owner``.
@@ -269,7 +273,7 @@ class RegistryTable:
         mine = self._by_owner.get(owner)
         if not mine:
             return []
-        doomed = [e for e in mine.values() if e.owner_incarnation <= incarnation]
+        doomed = [e for e in mine.values() if e.owner_incarnation <= incarnation and not e.deleted]
         removed_live: list[Entry] = []
         for entry in doomed:
             key = entry.key

@@ -109,7 +109,7 @@ class Protocol(Swim):
     def start(self, now: float) -> list[Effect]:
         for entry in self._restored:
             self.clock.observe(entry.stamp)
-            self._write(now, self._restamp(now, entry, deleted=False))
+            self._store(now, self._restamp(now, entry, deleted=False))
         self._restored = []
         self._arm(TimerKind.SYNC, now + self.rng.uniform(0, self._sync_period()))
         self._arm(
@@ -167,7 +167,7 @@ class Protocol(Swim):
         size = len(encode_update(EntryUpdate(entry)))
         if size > self._entry_budget:
             raise ValueError(f"entry is {size} bytes encoded; at most {self._entry_budget} fit")
-        self._write(now, entry)
+        self._store(now, entry)
         return entry, self._drain(now)
 
     def deregister(self, now: float, key: EntryKey) -> tuple[Entry | None, list[Effect]]:
@@ -181,7 +181,7 @@ class Protocol(Swim):
             return None, self._drain(now)
         if current.owner != self.name:
             raise ValueError(f"{key[0]}/{key[1]} is owned by node {current.owner!r}")
-        self._write(now, self._restamp(now, current, deleted=True))
+        self._store(now, self._restamp(now, current, deleted=True))
         return current, self._drain(now)
 
     def own_entries(self) -> list[Entry]:
@@ -189,10 +189,6 @@ class Protocol(Swim):
         return [e for e in self.table.owned_by(self.name) if not e.deleted]
 
     # ---------------------------------------------------------- registry news
-
-    def _write(self, now: float, entry: Entry) -> None:
-        """Store a version we wrote ourselves and spread it."""
-        self._store(now, entry)
 
     def _restamp(self, now: float, entry: Entry, *, deleted: bool) -> Entry:
         return replace(
@@ -221,6 +217,7 @@ class Protocol(Swim):
         return self._store(now, entry)
 
     def _store(self, now: float, entry: Entry) -> bool:
+        """Keep ``entry`` if it wins, tell observers, and queue it for gossip."""
         accepted, previous = self.table.merge(entry)
         if not accepted:
             return False
@@ -253,7 +250,7 @@ class Protocol(Swim):
         # incarnation elsewhere, and we may never hear of it: so every time our
         # incarnation rises, our entries move up with it.
         for entry in self.own_entries():
-            self._write(now, self._restamp(now, entry, deleted=False))
+            self._store(now, self._restamp(now, entry, deleted=False))
 
     def _refresh_alive(self) -> None:
         alive = Alive(self.name, self.addr, self.incarnation, self.meta)

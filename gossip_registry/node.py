@@ -73,9 +73,11 @@ from gossip_registry.core.effects import (
 )
 from gossip_registry.core.messages import Address, Alive, MemberState
 from gossip_registry.core.protocol import Protocol
-from gossip_registry.registry.entry import Entry, Health
+from gossip_registry.registry.entry import Entry, EntryKey, Health
+from gossip_registry.registry.preservation import Preservation, PreservationConfig
 from gossip_registry.snapshot import Snapshot, load_snapshot, write_snapshot
 from gossip_registry.transport import DEFAULT_TCP_TIMEOUT, Transport, open_transport
+from gossip_registry.watch import CATALOG, MEMBERS, ChangeIndex
 
 __all__ = ["MemberView", "Node", "NodeConfig", "open_node"]
 
@@ -120,6 +122,11 @@ class NodeConfig:
     """Bounded wait for a graceful leave to spread before the node stops."""
     tcp_timeout: float = DEFAULT_TCP_TIMEOUT
     """Seconds for one whole TCP exchange (connect, request, reply); memberlist's TCPTimeout."""
+    # --- watches and self-preservation
+    max_waiters: int = 20_000
+    """Most concurrent blocking waits (watches, blocking queries); the next is refused (429)."""
+    self_preservation: PreservationConfig = field(default_factory=PreservationConfig)
+    """When a mass death is doubted and the dead members' entries are kept, flagged stale."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -314,9 +321,11 @@ class Node:
         self._timers = _TimerHeap()
         self._join_waits: dict[int, _JoinWait] = {}
         self._progress: trio.Event | None = None
-        # Watchers: per service, a change counter and an event swapped on change.
-        self._changes: dict[str, int] = {}
-        self._change_events: dict[str, trio.Event] = {}
+        # Watches: the index of each view, and self-preservation (both in their own modules).
+        self._index = ChangeIndex(config.max_waiters)
+        self._preservation = Preservation(config.self_preservation)
+        self._preservation_sleep: trio.CancelScope | None = None
+        self._members_changed = False
         # Snapshot bookkeeping (only with data_dir).
         self._snapshot_wanted: trio.Event | None = None
         self._snapshot_incarnation: int | None = None
@@ -404,6 +413,7 @@ class Node:
                 nursery.start_soon(transport.receive_loop, self._on_datagram)
                 await nursery.start(transport.serve_streams, self._on_frame)
                 nursery.start_soon(self._timers.run, self._on_timer)
+                nursery.start_soon(self._preservation_loop)
                 self._apply(protocol.start(trio.current_time()))
                 if config.data_dir is not None:
                     # Write at once: the file must hold this life's incarnation
@@ -434,8 +444,7 @@ class Node:
             self._nursery = None
             for wait in self._join_waits.values():
                 wait.done.set()
-            for event in self._change_events.values():
-                event.set()
+            self._index.close()
             try:
                 if config.data_dir is not None and self._protocol is not None:
                     with (
@@ -606,8 +615,11 @@ class Node:
         return entry
 
     def services(self) -> dict[str, int]:
-        """Service name -> number of live instances (any health)."""
-        return self._protocol_or_raise().table.services()
+        """Service name -> number of live instances (any health), stale ones included."""
+        counts = self._protocol_or_raise().table.services()
+        for service, stale in self._preservation.stale_counts().items():
+            counts[service] = counts.get(service, 0) + stale
+        return counts
 
     def discover(
         self,
@@ -617,13 +629,17 @@ class Node:
         meta: Mapping[str, str] | None = None,
         passing_only: bool = True,
     ) -> list[Entry]:
-        """Live instances of ``service`` having every tag and meta pair asked for, by id."""
-        table = self._protocol_or_raise().table
+        """Live instances of ``service`` having every tag and meta pair asked for, by id.
+
+        During self-preservation this includes instances of members declared
+        dead, kept as they were last seen; ``is_stale`` tells them apart.
+        """
+        protocol = self._protocol_or_raise()
         wanted_tags = set(tags)
         wanted_meta = dict(meta or {})
         return [
             e
-            for e in table.live(service)
+            for e in self._instances(protocol, service)
             if not (passing_only and e.status is not Health.PASSING)
             and wanted_tags.issubset(e.tags)
             and all(e.meta.get(k) == v for k, v in wanted_meta.items())
@@ -633,22 +649,95 @@ class Node:
         """Yield the current instance list, then the new list after every change.
 
         Lists hold every live instance of ``service`` whatever its health,
-        sorted by id. Changes that happen while the consumer is busy are
-        not lost: the next iteration yields at once with the latest list
-        (several changes may be folded into that one list). Only changes to
-        ``service`` wake this watcher. The iteration ends when the node stops.
+        sorted by id (stale ones included, as ``discover`` has them). Changes
+        that happen while the consumer is busy are not lost: the next
+        iteration yields at once with the latest list (several changes may be
+        folded into that one list). Only changes to ``service`` wake this
+        watcher. The iteration ends when the node stops.
+
+        Raises:
+            TooManyWaiters: ``max_waiters`` waits are already in progress.
         """
         protocol = self._protocol_or_raise()
         while self._running:
-            seen = self._changes.get(service, 0)
-            yield protocol.table.live(service)
-            while self._changes.get(service, 0) == seen:
-                if not self._running:
-                    return
-                event = self._change_events.get(service)
-                if event is None:
-                    event = self._change_events[service] = trio.Event()
-                await event.wait()
+            seen = self._index.of(service)
+            yield self._instances(protocol, service)
+            await self._index.wait(service, seen)
+
+    # ------------------------------------------- watches and self-preservation
+
+    def index(self, service: str | None = None) -> int:
+        """The index of ``service``'s last change, or of the catalog's (``services()``) for None.
+
+        Indexes start at 1 and only grow while the node runs; they are this
+        node's alone (see ``watch.py``).
+        """
+        return self._index.of(CATALOG if service is None else service)
+
+    def members_index(self) -> int:
+        """The index of the member list's last change."""
+        return self._index.of(MEMBERS)
+
+    async def wait_for_change(self, service: str | None, index: int, timeout: float) -> int:
+        """Wait until ``index(service)`` is no longer ``index``, at most ``timeout`` seconds.
+
+        Returns the index then (at once if it already differs, and when the
+        node stops). Only changes to that service (or to the catalog, for
+        None) wake the caller.
+
+        Raises:
+            TooManyWaiters: ``max_waiters`` waits are already in progress.
+        """
+        return await self._index.wait(CATALOG if service is None else service, index, timeout)
+
+    async def wait_for_members_change(self, index: int, timeout: float) -> int:
+        """``wait_for_change`` for the member list."""
+        return await self._index.wait(MEMBERS, index, timeout)
+
+    def is_stale(self, entry: Entry) -> bool:
+        """True if ``entry`` is served only because self-preservation kept it (owner dead)."""
+        return self._preservation.is_stale(entry)
+
+    def stale_keys(self) -> set[EntryKey]:
+        """Keys of every instance served stale now (empty outside self-preservation)."""
+        return {e.key for e in self._preservation.stale_entries()}
+
+    def _instances(self, protocol: Protocol, service: str) -> list[Entry]:
+        live = protocol.table.live(service)
+        stale = self._preservation.stale(service)
+        if not stale:
+            return live
+        return sorted([*live, *stale], key=lambda e: e.instance_id)
+
+    def _preservation_status(self) -> dict[str, Any]:
+        state = self._preservation.status(trio.current_time())
+        since = state["since"]
+        if since is not None:  # monotonic -> wall clock seconds, for people and other nodes
+            state["since"] = time.time() - (trio.current_time() - since)
+        return state
+
+    def _evaluate_preservation(self) -> None:
+        protocol = self._protocol
+        assert protocol is not None
+        was_active = self._preservation.active
+        changed = self._preservation.evaluate(trio.current_time(), protocol.members.active_count)
+        self._stale_changed(changed)
+        if self._preservation.active != was_active:
+            logger.warning(
+                "self-preservation %s: %s",
+                "started" if self._preservation.active else "ended",
+                self._preservation_status(),
+            )
+        if self._preservation_sleep is not None:
+            self._preservation_sleep.deadline = self._preservation.deadline
+
+    async def _preservation_loop(self) -> None:
+        """Ends a preservation at its deadline even if no member changes meanwhile."""
+        while True:
+            with trio.CancelScope(deadline=self._preservation.deadline) as self._preservation_sleep:
+                await trio.sleep_forever()
+            self._preservation_sleep = None
+            self._evaluate_preservation()
 
     def status(self) -> dict[str, Any]:
         """name, incarnation, address, members by state, table digest (hex), counts, stats."""
@@ -670,6 +759,9 @@ class Node:
             "entries": protocol.table.live_count,
             "tombstones": protocol.table.tombstone_count,
             "stats": stats,
+            "index": self._index.current,
+            "waiters": self._index.waiters,
+            "self_preservation": self._preservation_status(),
         }
 
     @property
@@ -741,6 +833,9 @@ class Node:
                 nursery.start_soon(transport.send_stream, effect.addr, effect.data)
             elif isinstance(effect, Notify):
                 self._notify(effect.event)
+        if self._members_changed:
+            self._members_changed = False
+            self._evaluate_preservation()
         if self._progress is not None:
             self._progress.set()
             self._progress = None
@@ -771,15 +866,36 @@ class Node:
                 event.state.label,
                 event.incarnation,
             )
+            self._on_member_changed(event)
             return
         entries = [e for e in (event.old, event.new) if e is not None]
         service = entries[0].service  # one key, so one service
-        self._changes[service] = self._changes.get(service, 0) + 1
-        waiting = self._change_events.pop(service, None)
-        if waiting is not None:
-            waiting.set()
+        if event.new is not None:
+            self._preservation.entry_replaced(event.new)
+        elif event.old is not None:
+            self._preservation.entry_removed(event.old)
+        # The catalog (service -> count) changes only when an instance comes or goes.
+        self._index.changed(
+            (service, CATALOG) if event.old is None or event.new is None else (service,)
+        )
         if self._snapshot_wanted is not None and any(e.owner == self.name for e in entries):
             self._snapshot_wanted.set()
+
+    def _on_member_changed(self, event: MemberChanged) -> None:
+        """Feed self-preservation: deaths (not leaves, not old news) and returns."""
+        self._index.changed((MEMBERS,))
+        if event.state is MemberState.DEAD:
+            if event.previous in _ACTIVE:
+                self._preservation.member_died(trio.current_time(), event.name)
+                self._members_changed = True
+        elif event.previous is MemberState.DEAD:
+            self._stale_changed(self._preservation.member_returned(event.name))
+            self._members_changed = True
+
+    def _stale_changed(self, entries: list[Entry]) -> None:
+        """Wake the watchers of services whose stale instances appeared or went."""
+        if entries:
+            self._index.changed([CATALOG, *(e.service for e in entries)])
 
     # ----------------------------------------------------------- snapshot
 

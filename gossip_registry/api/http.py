@@ -2,7 +2,8 @@
 
 Theory of operation: each handler checks its input, calls one public Node
 method (``members``, ``status``, ``register``, ``deregister``, ``services``,
-``discover``) and renders the result; it knows nothing of the protocol, so
+``discover``; reads may first block in ``wait_for_change``) and renders the
+result; it knows nothing of the protocol, so
 the API cannot change the protocol's behaviour and the node can change its
 internals without touching this file.
 
@@ -24,6 +25,7 @@ from __future__ import annotations
 
 import json
 import logging
+import random
 import socket
 from collections.abc import Awaitable, Callable, Mapping
 from contextlib import aclosing
@@ -41,6 +43,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from gossip_registry.config import parse_duration
 from gossip_registry.core.codec import (
     MAX_HOST_LEN,
     MAX_META_PAIRS,
@@ -52,6 +55,7 @@ from gossip_registry.core.codec import (
 )
 from gossip_registry.core.messages import Address
 from gossip_registry.registry.entry import Entry
+from gossip_registry.watch import TooManyWaiters
 
 if TYPE_CHECKING:  # node.py starts the HTTP API, so importing it here would be circular
     from gossip_registry.node import Node
@@ -66,7 +70,14 @@ GRACEFUL_TIMEOUT = 1.0
 """Seconds hypercorn lets open requests finish after a graceful shutdown is triggered."""
 
 _REGISTER_FIELDS = ("name", "id", "address", "port", "tags", "meta", "weight")
-_DISCOVER_PARAMS = ("tag", "meta", "passing")
+_BLOCKING_PARAMS = ("index", "wait")
+_DISCOVER_PARAMS = ("tag", "meta", "passing", *_BLOCKING_PARAMS)
+INDEX_HEADER = "X-Registry-Index"
+"""The index of the view a read returned; send it back as ``?index=`` to block (see watch.py)."""
+DEFAULT_WAIT = 300.0
+"""Seconds a blocking query is held when it names no ``wait`` (Consul's 5 minutes)."""
+MAX_WAIT = 600.0
+"""Longest hold, seconds (Consul's 10 minutes), before jitter of up to 1/16 of it is added."""
 
 
 class _Reject(Exception):
@@ -99,6 +110,8 @@ def _guarded(handler: Handler) -> Handler:
             return await handler(request)
         except _Reject as exc:
             return _error(exc.status, exc.message)
+        except TooManyWaiters as exc:  # a node-wide limit, not a bug: the client may retry
+            return _error(429, str(exc), {"Retry-After": "1"})
         except Exception:
             log.exception("%s %s failed", request.method, request.url.path)
             return _error(500, "internal error")
@@ -208,11 +221,7 @@ def _registration(body: dict[str, Any]) -> tuple[str, dict[str, Any]]:
 def _filters(request: Request) -> dict[str, Any]:
     """``Node.discover`` keyword arguments from ``?tag=&meta=k:v&passing=``."""
     params = request.query_params
-    unknown = [key for key in params if key not in _DISCOVER_PARAMS]
-    if unknown:
-        raise _Reject(
-            400, f"{unknown[0]}: unknown query parameter (allowed: {', '.join(_DISCOVER_PARAMS)})"
-        )
+    _only(request, _DISCOVER_PARAMS)
     tags = [_string("tag", tag, MAX_NAME_LEN) for tag in params.getlist("tag")]
     meta: dict[str, str] = {}
     for item in params.getlist("meta"):
@@ -234,7 +243,46 @@ def _filters(request: Request) -> dict[str, Any]:
     return {"tags": tags, "meta": meta, "passing_only": passing_only}
 
 
-def _instance(entry: Entry) -> dict[str, Any]:
+def _only(request: Request, allowed: tuple[str, ...]) -> None:
+    unknown = [key for key in request.query_params if key not in allowed]
+    if unknown:
+        raise _Reject(400, f"{unknown[0]}: unknown query parameter (allowed: {', '.join(allowed)})")
+
+
+def _blocking(request: Request, rng: random.Random) -> tuple[int, float] | None:
+    """``(index, seconds)`` from ``?index=N&wait=D``; None when no index asks to block.
+
+    The wait is capped at MAX_WAIT, then up to 1/16 of it is added at random
+    (Consul's rule), so that watchers that started together, say after a
+    restart, do not all come back in the same instant. ``wait`` without
+    ``index`` is accepted and ignored, as Consul does.
+    """
+    params = request.query_params
+    for key in _BLOCKING_PARAMS:
+        if len(params.getlist(key)) > 1:
+            raise _Reject(400, f"{key}: given more than once")
+    wait = DEFAULT_WAIT
+    if "wait" in params:
+        try:
+            wait = parse_duration(params["wait"])
+        except ValueError as exc:
+            raise _Reject(400, f"wait: {exc}") from None
+    if "index" not in params:
+        return None
+    text = params["index"]
+    # isascii: int() would accept other scripts' digits, '+5' and ' 5'.
+    if not (text.isascii() and text.isdigit() and len(text) <= 19):
+        raise _Reject(400, f"index: must be a non-negative integer, got {_show(text)}")
+    wait = min(wait, MAX_WAIT)
+    return int(text), wait + rng.uniform(0, wait / 16)
+
+
+def _indexed(response: Response, index: int) -> Response:
+    response.headers[INDEX_HEADER] = str(index)
+    return response
+
+
+def _instance(entry: Entry, stale: bool = False) -> dict[str, Any]:
     return {
         "id": entry.instance_id,
         "name": entry.service,
@@ -245,6 +293,7 @@ def _instance(entry: Entry) -> dict[str, Any]:
         "weight": entry.weight,
         "status": str(entry.status),
         "node": entry.owner,
+        "stale": stale,
     }
 
 
@@ -252,20 +301,31 @@ def _instance(entry: Entry) -> dict[str, Any]:
 
 
 def build_app(node: Node) -> Starlette:
-    """The ASGI app for ``node``; it holds no state of its own beyond the node."""
+    """The ASGI app for ``node``; it holds no state of its own beyond the node (and a random
+    generator for the jitter of blocking queries)."""
+    rng = random.Random()
 
     async def healthz(request: Request) -> Response:
         """Liveness: answers as long as the node's trio loop runs."""
         return JSONResponse({"status": "ok", "name": node.name})
 
     async def members(request: Request) -> Response:
-        return JSONResponse([m.as_json() for m in node.members()])
+        _only(request, _BLOCKING_PARAMS)
+        query = _blocking(request, rng)
+        if query is not None:
+            await node.wait_for_members_change(*query)
+        return _indexed(JSONResponse([m.as_json() for m in node.members()]), node.members_index())
 
     async def status(request: Request) -> Response:
-        return JSONResponse(node.status())
+        state = node.status()
+        return _indexed(JSONResponse(state), state["index"])  # node-wide, not blockable
 
     async def services(request: Request) -> Response:
-        return JSONResponse(node.services())
+        _only(request, _BLOCKING_PARAMS)
+        query = _blocking(request, rng)
+        if query is not None:
+            await node.wait_for_change(None, *query)
+        return _indexed(JSONResponse(node.services()), node.index())
 
     async def register(request: Request) -> Response:
         name, kwargs = _registration(await _json_object(request))
@@ -306,11 +366,15 @@ def build_app(node: Node) -> Starlette:
         if not name:
             raise _Reject(404, f"not found: {request.url.path}")
         filters = _filters(request)
+        query = _blocking(request, rng)
+        if query is not None:
+            await node.wait_for_change(name, *query)
         try:
             entries = node.discover(name, **filters)
         except ValueError as exc:
             raise _Reject(400, str(exc)) from None
-        return JSONResponse([_instance(e) for e in entries])
+        body = [_instance(e, node.is_stale(e)) for e in entries]
+        return _indexed(JSONResponse(body), node.index(name))
 
     async def http_error(request: Request, exc: Exception) -> Response:
         """Starlette's own 404 and 405, in our JSON shape (405 keeps its Allow header)."""

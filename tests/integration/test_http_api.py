@@ -18,11 +18,13 @@ from typing import Any
 import httpx
 import pytest
 import trio
+import trio.testing
 
 from gossip_registry.api.http import MAX_BODY_BYTES, build_app, serve_http
 from gossip_registry.core.messages import MemberState
 from gossip_registry.node import MemberView, Node, NodeConfig
-from gossip_registry.registry.entry import Entry, Health
+from gossip_registry.registry.entry import Entry, EntryKey, Health
+from gossip_registry.watch import CATALOG, MEMBERS, ChangeIndex
 
 TIMEOUT = 5.0
 """Absolute bound on each test; an in-process request takes milliseconds."""
@@ -36,6 +38,8 @@ class FakeNode:
         self.entries: dict[tuple[str, str], Entry] = {}
         self.calls: list[tuple[str, tuple[Any, ...], dict[str, Any]]] = []
         self.fail_with: Exception | None = None
+        self.changes = ChangeIndex(max_waiters=10)
+        self.stale: set[EntryKey] = set()
 
     def _record(self, method: str, *args: Any, **kwargs: Any) -> None:
         self.calls.append((method, args, kwargs))
@@ -53,7 +57,7 @@ class FakeNode:
 
     def status(self) -> dict[str, Any]:
         self._record("status")
-        return {"name": self.name, "incarnation": 3, "entries": len(self.entries)}
+        return {"name": self.name, "incarnation": 3, "entries": len(self.entries), "index": 7}
 
     async def register(
         self,
@@ -151,7 +155,27 @@ class FakeNode:
         values.update(fields)
         entry = Entry(service=service, instance_id=instance_id, **values)
         self.entries[entry.key] = entry
+        self.changes.changed((service, CATALOG))
         return entry
+
+    # Watches: a real ChangeIndex, so blocking queries really block and wake.
+
+    def index(self, service: str | None = None) -> int:
+        return self.changes.of(CATALOG if service is None else service)
+
+    def members_index(self) -> int:
+        return self.changes.of(MEMBERS)
+
+    async def wait_for_change(self, service: str | None, index: int, timeout: float) -> int:
+        self._record("wait_for_change", service, index, timeout)
+        return await self.changes.wait(CATALOG if service is None else service, index, timeout)
+
+    async def wait_for_members_change(self, index: int, timeout: float) -> int:
+        self._record("wait_for_members_change", index, timeout)
+        return await self.changes.wait(MEMBERS, index, timeout)
+
+    def is_stale(self, entry: Entry) -> bool:
+        return entry.key in self.stale
 
 
 @asynccontextmanager
@@ -202,7 +226,8 @@ async def test_status_is_the_nodes_status_as_json() -> None:
         response = await client.get("/v1/status")
 
     assert response.status_code == 200
-    assert response.json() == {"name": "node1", "incarnation": 3, "entries": 0}
+    assert response.json() == {"name": "node1", "incarnation": 3, "entries": 0, "index": 7}
+    assert response.headers["X-Registry-Index"] == "7"
 
 
 async def test_services_counts_instances_per_name() -> None:
@@ -234,6 +259,7 @@ async def test_discover_lists_instances_with_their_owner() -> None:
             "weight": 5,
             "status": "passing",
             "node": "node2",
+            "stale": False,
         }
     ]
 
@@ -696,3 +722,124 @@ async def test_a_real_node_serves_the_api_end_to_end() -> None:
     assert [(m["name"], m["state"]) for m in members.json()] == [("solo", "alive")]
     assert removed.json() == {"id": registered.json()["id"], "deregistered": True}
     assert after.json() == []
+
+
+# --- Blocking queries ------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("path", "view"),
+    [("/v1/services/web", "web"), ("/v1/services", CATALOG), ("/v1/members", MEMBERS)],
+)
+async def test_every_read_returns_the_index_of_its_own_view(path: str, view: Any) -> None:
+    node = FakeNode()
+    node.changes.changed(["other"])
+    node.changes.changed([view])
+    async with api(node) as client:
+        response = await client.get(path)
+
+    assert response.status_code == 200
+    assert response.headers["X-Registry-Index"] == str(node.changes.of(view)) == "3"
+
+
+async def test_a_blocking_query_is_held_until_its_service_changes() -> None:
+    node = FakeNode()
+    node.put("web", "w1")
+    results: list[httpx.Response] = []
+    async with api(node) as client:
+        index = (await client.get("/v1/services/web")).headers["X-Registry-Index"]
+
+        async def block() -> None:
+            results.append(await client.get(f"/v1/services/web?index={index}&wait=4s"))
+
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(block)
+            await trio.testing.wait_all_tasks_blocked()
+            node.put("db", "d1")  # another service: the query stays held
+            await trio.testing.wait_all_tasks_blocked()
+            assert results == []
+            node.put("web", "w2")
+
+    (response,) = results
+    assert [i["id"] for i in response.json()] == ["w1", "w2"]
+    assert int(response.headers["X-Registry-Index"]) > int(index)
+
+
+async def test_an_index_already_passed_is_answered_at_once() -> None:
+    node = FakeNode()
+    node.put("web", "w1")
+    async with api(node) as client:
+        response = await client.get("/v1/services/web?index=1&wait=10m")
+
+    assert response.status_code == 200
+    assert response.headers["X-Registry-Index"] == "2"
+
+
+async def test_the_wait_is_capped_at_ten_minutes_plus_at_most_a_sixteenth() -> None:
+    node = FakeNode()
+    async with api(node) as client:
+        with trio.move_on_after(0.05):  # the query would be held; its arguments are what counts
+            await client.get("/v1/members?index=1&wait=2h")
+        with trio.move_on_after(0.05):
+            await client.get("/v1/services?index=1")
+
+    waits = [call[1] for call in node.calls if call[0].startswith("wait_for")]
+    assert waits[0][0] == 1
+    assert 600 <= waits[0][1] <= 600 * (1 + 1 / 16)
+    assert waits[1][:2] == (None, 1)
+    assert 300 <= waits[1][2] <= 300 * (1 + 1 / 16)
+
+
+@pytest.mark.parametrize(
+    ("query", "fragment"),
+    [
+        ("index=-1", "index: must be a non-negative integer"),
+        ("index=abc", "index: must be a non-negative integer"),
+        ("index=99999999999999999999", "index: must be a non-negative integer"),
+        ("index=1&index=2", "index: given more than once"),
+        ("index=1&wait=30", "wait: must be a duration"),
+        ("index=1&wait=-1s", "wait: must be a duration"),
+        ("wait=soon", "wait: must be a duration"),
+        ("limit=3", "limit: unknown query parameter (allowed: index, wait)"),
+    ],
+)
+@pytest.mark.parametrize("path", ["/v1/members", "/v1/services", "/v1/services/web"])
+async def test_blocking_parameters_are_checked(path: str, query: str, fragment: str) -> None:
+    async with api(FakeNode()) as client:
+        response = await client.get(f"{path}?{query}")
+
+    assert response.status_code == 400
+    if not (query == "limit=3" and path == "/v1/services/web"):  # that one lists more allowed
+        assert fragment in response.json()["error"]
+
+
+async def test_too_many_blocking_queries_are_refused_with_429() -> None:
+    node = FakeNode()
+    node.changes = ChangeIndex(max_waiters=1)
+    responses: list[httpx.Response] = []
+    async with api(node) as client:
+
+        async def block() -> None:
+            responses.append(await client.get("/v1/services/web?index=1&wait=1m"))
+
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(block)
+            await trio.testing.wait_all_tasks_blocked()
+            refused = await client.get("/v1/services/db?index=1&wait=1m")
+            node.put("web", "w1")
+
+    assert refused.status_code == 429
+    assert "max_waiters 1" in refused.json()["error"]
+    assert refused.headers["Retry-After"] == "1"
+    assert [r.status_code for r in responses] == [200]
+
+
+async def test_a_stale_instance_is_flagged_in_its_json() -> None:
+    node = FakeNode()
+    node.put("web", "w1")
+    kept = node.put("web", "w2", owner="dead-node")
+    node.stale.add(kept.key)
+    async with api(node) as client:
+        response = await client.get("/v1/services/web")
+
+    assert [(i["id"], i["stale"]) for i in response.json()] == [("w1", False), ("w2", True)]

@@ -338,6 +338,20 @@ class ThreadedNode:
         self._run(begin)
         return watch
 
+    # --- watches and self-preservation (see Node)
+
+    def index(self, service: str | None = None) -> int:
+        """See ``Node.index``."""
+        return self._run_sync(self.node.index, service)
+
+    def wait_for_change(self, service: str | None, index: int, timeout: float) -> int:
+        """See ``Node.wait_for_change``: blocks this thread, not the node."""
+        return self._run(self.node.wait_for_change, service, index, timeout)
+
+    def is_stale(self, entry: Entry) -> bool:
+        """See ``Node.is_stale``."""
+        return self._run_sync(self.node.is_stale, entry)
+
     def leave(self) -> None:
         """Graceful leave (bounded by ``leave_timeout``), then stop."""
         try:

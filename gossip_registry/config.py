@@ -44,6 +44,7 @@ from gossip_registry.core.config import ProtocolConfig
 from gossip_registry.core.messages import Address
 from gossip_registry.errors import ConfigError
 from gossip_registry.node import NodeConfig
+from gossip_registry.registry.preservation import PreservationConfig
 
 __all__ = [
     "PROFILES",
@@ -250,6 +251,11 @@ _SHARED_KEYS = frozenset({"host", "profile", "data_root", "seeds", "meta", "leav
     _PROTOCOL_TYPES
 )
 """Keys allowed in [defaults] and in each [[nodes]] table."""
+# Watches and self-preservation (NodeConfig.max_waiters, NodeConfig.self_preservation).
+_PRESERVATION_KEYS = frozenset(
+    {"self_preservation_threshold", "self_preservation_window", "self_preservation_max_duration"}
+)
+_SHARED_KEYS = _SHARED_KEYS | {"max_waiters"} | _PRESERVATION_KEYS
 _NODE_ONLY_KEYS = frozenset({"name", "gossip_port", "http_port", "advertise", "data_dir"})
 """Keys that make sense for one node only: the same port or data dir twice is a clash."""
 _NODE_KEYS = _SHARED_KEYS | _NODE_ONLY_KEYS
@@ -366,6 +372,9 @@ class _Loader:
         kwargs: dict[str, Any] = {}
         if "leave_timeout" in merged:
             kwargs["leave_timeout"] = merged["leave_timeout"]
+        if "max_waiters" in merged:
+            kwargs["max_waiters"] = merged["max_waiters"]
+        kwargs.update(self.preservation(at, own, merged))
         config = NodeConfig(
             name=name,
             bind=(host, gossip_port),
@@ -378,6 +387,25 @@ class _Loader:
             **kwargs,
         )
         return config, merged.get("seeds")
+
+    def preservation(
+        self, at: str, own: Mapping[str, Any], merged: Mapping[str, Any]
+    ) -> dict[str, PreservationConfig]:
+        """``self_preservation=`` for NodeConfig when any of its keys is set; range errors
+        name the key at whichever table set it."""
+        given = {
+            k.removeprefix("self_preservation_"): merged[k]
+            for k in _PRESERVATION_KEYS
+            if k in merged
+        }
+        if not given:
+            return {}
+        try:
+            return {"self_preservation": PreservationConfig(**given)}
+        except ValueError as exc:
+            field, _, problem = str(exc).partition(": ")
+            key = f"self_preservation_{field}"
+            raise self.fail(f"{at if key in own else 'defaults'}.{key}", problem) from None
 
     def protocol(
         self,
@@ -494,6 +522,16 @@ class _Loader:
             elif key == "meta":
                 out[key] = self.meta(value, where)
             elif key == "leave_timeout":
+                out[key] = self.duration(value, where)
+            elif key == "max_waiters":
+                if type(value) is not int or value < 1:
+                    raise self.fail(where, f"must be a positive integer, got {_show(value)}")
+                out[key] = value
+            elif key == "self_preservation_threshold":
+                if type(value) not in (int, float):
+                    raise self.fail(where, f"must be a number in (0, 1], got {_show(value)}")
+                out[key] = float(value)
+            elif key in _PRESERVATION_KEYS:
                 out[key] = self.duration(value, where)
             else:
                 out[key] = self.protocol_value(key, value, where)

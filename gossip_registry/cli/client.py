@@ -21,6 +21,7 @@ from __future__ import annotations
 import functools
 import json
 import os
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -258,7 +259,8 @@ def services(
             [
                 i["id"],
                 format_address(i["address"], i["port"]),
-                i["status"],
+                # Self-preservation kept it although its node was declared dead.
+                f"{i['status']} (stale)" if i.get("stale") else i["status"],
                 i["weight"],
                 i["node"],
                 ",".join(i["tags"]) or "-",
@@ -326,6 +328,14 @@ def deregister(api: Api, as_json: bool, instance_id: str, service: str | None) -
         click.echo(f"deregistered {instance_id}")
 
 
+def _preservation_line(state: dict[str, Any]) -> str:
+    dead = f"{state.get('dead_in_window')} dead in window, threshold {state.get('threshold')}"
+    if state.get("active"):
+        since = time.strftime("%H:%M:%S", time.localtime(state.get("since") or 0))
+        return f"ACTIVE since {since}, serving stale entries ({dead})"
+    return f"off ({dead})"
+
+
 @client_command
 def status(api: Api, as_json: bool) -> None:
     """Show the node's view: members by state, registry size and digest, counters."""
@@ -343,6 +353,9 @@ def status(api: Api, as_json: bool) -> None:
         ["entries", f"{body.get('entries')} live, {body.get('tombstones')} tombstones"],
         ["digest", body.get("digest")],
     ]
+    preservation = body.get("self_preservation")
+    if preservation:
+        rows.append(["self-preservation", _preservation_line(preservation)])
     echo_lines(render_table(["", ""], rows)[1:])
     stats = body.get("stats", {})
     if stats:

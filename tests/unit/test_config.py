@@ -11,6 +11,7 @@ import pytest
 from gossip_registry.config import ClusterConfig, load_cluster, parse_address, parse_duration
 from gossip_registry.core.config import ProtocolConfig
 from gossip_registry.errors import ConfigError
+from gossip_registry.registry.preservation import PreservationConfig
 
 REPO = Path(__file__).resolve().parents[2]
 FILE_NAME = "bad-cluster.toml"
@@ -182,6 +183,18 @@ def test_leave_timeout_and_http_port_are_optional(tmp_path: Path) -> None:
     assert cluster.http_addresses == {"a": ("127.0.0.1", 8000)}
 
 
+def test_watch_and_self_preservation_keys_layer_like_the_others(tmp_path: Path) -> None:
+    defaults = 'max_waiters = 100\nself_preservation_window = "1m"'
+    b = 'self_preservation_threshold = 0.5\nself_preservation_max_duration = "5m"'
+    a_config, b_config = load_text(tmp_path, cluster_text(defaults=defaults, b=b)).nodes
+
+    assert (a_config.max_waiters, b_config.max_waiters) == (100, 100)
+    assert a_config.self_preservation == PreservationConfig(window=60.0)
+    assert b_config.self_preservation == PreservationConfig(
+        threshold=0.5, window=60.0, max_duration=300.0
+    )
+
+
 # --- Every mistake names the file and the key -------------------------------------
 
 BAD_CONFIGS: list[tuple[str, str, str, str]] = [
@@ -197,6 +210,32 @@ BAD_CONFIGS: list[tuple[str, str, str, str]] = [
         "required",
     ),
     ("name-missing", cluster_text().replace('name = "b"\n', ""), "nodes[1].name", "required"),
+    # Watches and self-preservation.
+    ("waiters-zero", cluster_text(b="max_waiters = 0"), "nodes[1].max_waiters", "positive"),
+    (
+        "threshold-text",
+        cluster_text(defaults='self_preservation_threshold = "30%"'),
+        "defaults.self_preservation_threshold",
+        "(0, 1]",
+    ),
+    (
+        "threshold-above-one",
+        cluster_text(a="self_preservation_threshold = 1.5"),
+        "nodes[0].self_preservation_threshold",
+        "got 1.5",
+    ),
+    (
+        "preservation-window-too-long",
+        cluster_text(defaults='self_preservation_window = "2h"'),
+        "defaults.self_preservation_window",
+        "1..3600 seconds",
+    ),
+    (
+        "preservation-duration-bare",
+        cluster_text(b="self_preservation_max_duration = 60"),
+        "nodes[1].self_preservation_max_duration",
+        "duration",
+    ),
     ("name-path", cluster_text().replace('"b"', '"../b"'), "nodes[1].name", "'../b'"),
     (
         "unknown-node-key",

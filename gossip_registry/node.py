@@ -325,7 +325,7 @@ class Node:
         self._index = ChangeIndex(config.max_waiters)
         self._preservation = Preservation(config.self_preservation)
         self._preservation_sleep: trio.CancelScope | None = None
-        self._members_changed = False
+        self._preservation_dirty = False
         # Snapshot bookkeeping (only with data_dir).
         self._snapshot_wanted: trio.Event | None = None
         self._snapshot_incarnation: int | None = None
@@ -833,8 +833,8 @@ class Node:
                 nursery.start_soon(transport.send_stream, effect.addr, effect.data)
             elif isinstance(effect, Notify):
                 self._notify(effect.event)
-        if self._members_changed:
-            self._members_changed = False
+        if self._preservation_dirty:
+            self._preservation_dirty = False
             self._evaluate_preservation()
         if self._progress is not None:
             self._progress.set()
@@ -887,10 +887,10 @@ class Node:
         if event.state is MemberState.DEAD:
             if event.previous in _ACTIVE:
                 self._preservation.member_died(trio.current_time(), event.name)
-                self._members_changed = True
+                self._preservation_dirty = True
         elif event.previous is MemberState.DEAD:
             self._stale_changed(self._preservation.member_returned(event.name))
-            self._members_changed = True
+            self._preservation_dirty = True
 
     def _stale_changed(self, entries: list[Entry]) -> None:
         """Wake the watchers of services whose stale instances appeared or went."""

@@ -236,6 +236,22 @@ class CheckRunner:
             return http_status(code), f"HTTP GET {spec.http}: {code} {response.reason_phrase}"
         assert spec.tcp is not None
         host, port = split_host_port(spec.tcp)
-        stream = await trio.open_tcp_stream(host, port)
+        try:
+            stream = await trio.open_tcp_stream(host, port)
+        except OSError as exc:
+            return Health.CRITICAL, f"TCP connect {spec.tcp}: {_reason(exc)}"
         await stream.aclose()
         return Health.PASSING, f"TCP connect {spec.tcp}: success"
+
+
+def _reason(exc: OSError) -> str:
+    """The first cause with an errno ("Connection refused"), rather than trio's summary of
+    all attempts ("all attempts to connect to ... failed")."""
+    cause: BaseException | None = exc
+    while cause is not None:
+        if isinstance(cause, OSError) and cause.strerror:
+            return cause.strerror
+        # trio raises one error per address tried, grouped under its summary
+        tried = cause.exceptions if isinstance(cause, BaseExceptionGroup) else ()
+        cause = tried[0] if tried else cause.__cause__
+    return str(exc)

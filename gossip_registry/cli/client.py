@@ -286,7 +286,9 @@ def services(
 @click.option("--check-http", multiple=True, metavar="URL", help="HTTP check (repeatable).")
 @click.option("--check-tcp", multiple=True, metavar="HOST:PORT", help="TCP check (repeatable).")
 @click.option("--check-ttl", multiple=True, metavar="DURATION", help="TTL check, e.g. 30s.")
-@click.option("--check-id", multiple=True, metavar="ID", help="Ids of the checks, in order.")
+@click.option(
+    "--check-id", multiple=True, metavar="ID", help="Check ids, in order: HTTP, TCP, then TTL."
+)
 @click.option("--check-interval", metavar="DURATION", help="Of every HTTP/TCP check.  [10s]")
 @click.option("--check-timeout", metavar="DURATION", help="Of every HTTP/TCP check.  [5s]")
 @click.option(

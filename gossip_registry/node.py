@@ -875,6 +875,8 @@ class Node:
         for spec in specs:
             assert spec.check_id is not None
             _check_name("checks.id", spec.check_id)
+            if spec.name is not None:
+                _check_name("checks.name", spec.name)
             owner = self._checks.owner_of(spec.check_id)
             if owner is not None and owner != key:
                 raise ValueError(f"checks.id: {spec.check_id!r} is in use by {owner[0]}/{owner[1]}")

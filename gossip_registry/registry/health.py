@@ -111,7 +111,10 @@ class CheckSpec:
         if len(given) != 1:
             raise ValueError(f"check: needs exactly one of http, tcp, ttl (got {given or 'none'})")
         if self.http is not None:
-            parts = urlsplit(self.http) if isinstance(self.http, str) else None
+            try:
+                parts = urlsplit(self.http) if isinstance(self.http, str) else None
+            except ValueError:  # e.g. an unclosed IPv6 bracket
+                parts = None
             if parts is None or parts.scheme not in ("http", "https") or not parts.hostname:
                 raise ValueError(f"http: must be an http:// or https:// URL, got {self.http!r}")
         if self.tcp is not None:

@@ -383,6 +383,7 @@ async def test_node_reregistering_replaces_the_checks(
         ([CheckSpec(ttl=1.0)] * 33, "checks: at most 32 per instance"),
         ([CheckSpec(ttl=1.0, check_id="c" * 129)], "checks.id: must be at most 128"),
         ([CheckSpec(ttl=1.0, check_id="x")] * 2, "checks: id 'x' used twice"),
+        ([CheckSpec(ttl=1.0, name="n" * 129)], "checks.name: must be at most 128"),
         (["ttl"], "checks: must be a list of CheckSpec"),
         ([CheckSpec(ttl=1.0, check_id=f"{i:03d}".ljust(120, "c")) for i in range(32)], "regi"),
     ],

@@ -46,6 +46,7 @@ def test_worst_of_nothing_is_the_default_given() -> None:
         ({"http": "http://a/", "tcp": "a:1"}, "check: needs exactly one"),
         ({"http": "ftp://a/"}, "http: must be an http:// or https:// URL"),
         ({"http": "http:///path"}, "http: must be an http:// or https:// URL"),
+        ({"http": "http://[::1/"}, "http: must be an http:// or https:// URL"),
         ({"tcp": "a"}, "tcp: must be host:port"),
         ({"tcp": "a:0"}, "tcp: must be host:port"),
         ({"tcp": "a:70000"}, "tcp: must be host:port"),

@@ -49,6 +49,7 @@ from uuid import uuid4
 import trio
 
 from gossip_registry.core.codec import (
+    MAX_CHECKS,
     MAX_HOST_LEN,
     MAX_META_PAIRS,
     MAX_META_VALUE_LEN,
@@ -73,7 +74,9 @@ from gossip_registry.core.effects import (
 )
 from gossip_registry.core.messages import Address, Alive, MemberState
 from gossip_registry.core.protocol import Protocol
+from gossip_registry.health import CheckRunner
 from gossip_registry.registry.entry import Entry, EntryKey, Health
+from gossip_registry.registry.health import CheckSpec, assign_check_ids, initial_states, worst
 from gossip_registry.registry.preservation import Preservation, PreservationConfig
 from gossip_registry.snapshot import Snapshot, load_snapshot, write_snapshot
 from gossip_registry.transport import DEFAULT_TCP_TIMEOUT, Transport, open_transport
@@ -127,6 +130,9 @@ class NodeConfig:
     """Most concurrent blocking waits (watches, blocking queries); the next is refused (429)."""
     self_preservation: PreservationConfig = field(default_factory=PreservationConfig)
     """When a mass death is doubted and the dead members' entries are kept, flagged stale."""
+    max_checks_per_node: int = 1000
+    """Health checks this node runs at most, over all its instances (each is a task and,
+    every interval, a probe); registrations beyond it are refused."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -307,6 +313,10 @@ class Node:
             raise ValueError(f"leave_timeout: must be >= 0 seconds, got {config.leave_timeout!r}")
         if not (config.tcp_timeout > 0 and math.isfinite(config.tcp_timeout)):
             raise ValueError(f"tcp_timeout: must be > 0 seconds, got {config.tcp_timeout!r}")
+        if type(config.max_checks_per_node) is not int or config.max_checks_per_node < 0:
+            raise ValueError(
+                f"max_checks_per_node: must be an integer >= 0, got {config.max_checks_per_node!r}"
+            )
         self.config = config
         self.name = config.name
         self.gossip_addr = config.bind
@@ -333,6 +343,12 @@ class Node:
         # The nursery opened by __aenter__.
         self._context: trio.Nursery | None = None
         self._context_manager: Any = None
+        # Health checks of our own instances (health.py).
+        self._checks = CheckRunner(
+            on_change=self._on_check_change,
+            on_deregister=self._on_check_deregister,
+            rng=random.Random(os.urandom(16)),
+        )
 
     # ------------------------------------------------------------ lifetime
 
@@ -415,6 +431,9 @@ class Node:
                 nursery.start_soon(self._timers.run, self._on_timer)
                 nursery.start_soon(self._preservation_loop)
                 self._apply(protocol.start(trio.current_time()))
+                await nursery.start(self._checks.run)
+                if snapshot is not None:
+                    self._restore_checks(snapshot)
                 if config.data_dir is not None:
                     # Write at once: the file must hold this life's incarnation
                     # before anything else, or a crash now would let the next
@@ -550,11 +569,17 @@ class Node:
         meta: Mapping[str, str] | None = None,
         weight: int = 1,
         status: Health = Health.PASSING,
+        checks: Sequence[CheckSpec] = (),
     ) -> Entry:
         """Register an instance owned by this node; returns once it is in the local
         table and queued for gossip. ``instance_id`` defaults to
         ``<service>-<8 hex digits>``; ``address`` to our advertised host.
-        Registering an existing id of ours again overwrites it.
+        Registering an existing id of ours again overwrites it, and replaces
+        its checks.
+
+        With ``checks`` the node runs them and the instance's status is the
+        worst of theirs (``status`` is ignored); they start critical, so the
+        instance is discovered once they pass (see ``registry/health.py``).
 
         Raises:
             ValueError: invalid fields (the message names the field).
@@ -571,6 +596,10 @@ class Node:
             health = Health(status)
         except ValueError:
             raise ValueError(f"status: must be one of {[h.value for h in Health]}") from None
+        specs = self._check_specs((service, instance_id), checks)
+        states = initial_states(specs)
+        if states:
+            health = worst(s.status for s in states)
         try:
             entry, effects = protocol.register(
                 trio.current_time(),
@@ -582,10 +611,12 @@ class Node:
                 meta=dict(meta),
                 weight=weight,
                 status=health,
+                checks=states,
             )
         except ValueError as exc:
             raise ValueError(f"registration: {exc}") from None
         self._apply(effects)
+        self._checks.replace(entry.key, specs, states)
         return entry
 
     async def deregister(self, instance_id: str, *, service: str | None = None) -> Entry | None:
@@ -610,6 +641,7 @@ class Node:
         if len(matches) > 1:
             services = sorted(e.service for e in matches)
             raise ValueError(f"instance_id {instance_id!r} is in services {services}; pass service")
+        self._checks.remove(matches[0].key)
         entry, effects = protocol.deregister(trio.current_time(), matches[0].key)
         self._apply(effects)
         return entry
@@ -908,7 +940,11 @@ class Node:
             if r.name != self.name and r.state in _ACTIVE
         )
         return Snapshot(
-            self.name, protocol.incarnation, tuple(members), tuple(protocol.own_entries())
+            self.name,
+            protocol.incarnation,
+            tuple(members),
+            tuple(protocol.own_entries()),
+            tuple(sorted(self._checks.specs().items())),
         )
 
     async def _save_snapshot(self, data_dir: Path, *, abandon_on_cancel: bool = False) -> None:
@@ -936,6 +972,102 @@ class Node:
             self._snapshot_wanted = trio.Event()
             await self._save_snapshot(data_dir)
             await trio.sleep(SNAPSHOT_MIN_INTERVAL)
+
+    # -------------------------------------------------------- health checks
+
+    def _check_specs(self, key: EntryKey, checks: Sequence[CheckSpec]) -> tuple[CheckSpec, ...]:
+        """``checks`` with ids assigned, once they pass the per-instance and per-node limits.
+
+        Raises:
+            ValueError: not CheckSpecs, too many, an id too long or in use by another instance.
+        """
+        if isinstance(checks, str | bytes) or not isinstance(checks, Sequence):
+            raise ValueError("checks: must be a list of CheckSpec")
+        if not all(isinstance(c, CheckSpec) for c in checks):
+            raise ValueError("checks: must be a list of CheckSpec")
+        if len(checks) > MAX_CHECKS:
+            raise ValueError(f"checks: at most {MAX_CHECKS} per instance, got {len(checks)}")
+        specs = assign_check_ids(key[1], checks)
+        for spec in specs:
+            assert spec.check_id is not None
+            _check_name("checks.id", spec.check_id)
+            if spec.name is not None:
+                _check_name("checks.name", spec.name)
+            owner = self._checks.owner_of(spec.check_id)
+            if owner is not None and owner != key:
+                raise ValueError(f"checks.id: {spec.check_id!r} is in use by {owner[0]}/{owner[1]}")
+        others = len(self._checks) - len(self._checks.states(key))
+        if others + len(specs) > self.config.max_checks_per_node:
+            raise ValueError(
+                f"checks: this node runs at most {self.config.max_checks_per_node} checks "
+                f"(max_checks_per_node); {others} run already, {len(specs)} more asked"
+            )
+        return specs
+
+    def _restore_checks(self, snapshot: Snapshot) -> None:
+        """Run again the checks of the entries the snapshot gave back, from their last states."""
+        protocol = self._protocol_or_raise()
+        for key, specs in snapshot.checks:
+            entry = protocol.table.get(key)
+            if entry is not None and not entry.deleted and entry.owner == self.name:
+                self._checks.replace(key, specs, initial_states(specs, entry.checks))
+
+    def _on_check_change(self, key: EntryKey) -> None:
+        """Write the instance again with its checks' new states (it gossips like any write)."""
+        protocol = self._protocol
+        entry = None if protocol is None else protocol.table.get(key)
+        if protocol is None or entry is None or entry.deleted or entry.owner != self.name:
+            self._checks.remove(key)  # its instance went away meanwhile
+            return
+        states = self._checks.states(key)
+        try:
+            _, effects = protocol.register(
+                trio.current_time(),
+                entry.service,
+                entry.instance_id,
+                entry.address,
+                entry.port,
+                tags=entry.tags,
+                meta=entry.meta,
+                weight=entry.weight,
+                status=worst(s.status for s in states),
+                output=entry.output,
+                checks=states,
+            )
+        except ValueError as exc:  # it fitted at registration with empty outputs: a bug
+            logger.error("could not write new check states of %s/%s: %s", *key, exc)
+            return
+        logger.info("%s/%s is now %s", *key, worst(s.status for s in states))
+        self._apply(effects)
+
+    def _on_check_deregister(self, key: EntryKey) -> None:
+        protocol = self._protocol
+        if protocol is None or not self._running:
+            return
+        logger.warning("deregistering %s/%s: critical longer than its deregister_after", *key)
+        _, effects = protocol.deregister(trio.current_time(), key)
+        self._apply(effects)
+
+    async def update_ttl(self, check_id: str, status: Health, output: str = "") -> None:
+        """A TTL check's report (pass, warn or fail, with an optional reason).
+
+        Raises:
+            KeyError: no check ``check_id`` runs on this node.
+            ValueError: it is not a TTL check, or ``status`` is not a Health.
+            RuntimeError: the node is not running.
+        """
+        self._require_running()
+        try:
+            health = Health(status)
+        except ValueError:
+            raise ValueError(f"status: must be one of {[h.value for h in Health]}") from None
+        if not isinstance(output, str):
+            raise ValueError("output: must be a string")
+        self._checks.report_ttl(check_id, health, output)
+
+    def check_counts(self) -> dict[str, int]:
+        """This node's checks by status (``passing``, ``warning``, ``critical``), for metrics."""
+        return self._checks.counts()
 
 
 @asynccontextmanager

@@ -8,7 +8,13 @@ snapshot holds exactly that, in ``<data_dir>/snapshot.msgpack``::
 
     {"format": 1, "name": str, "incarnation": int,
      "members": [[name, host, port], ...],   # others we knew alive or suspect
-     "entries": [Entry.canonical(), ...]}    # our own live entries
+     "entries": [Entry.canonical(), ...],    # our own live entries
+     "checks": [[service, instance_id, [{field: value}, ...]], ...]}
+                                             # the health checks of those entries
+
+``checks`` holds each check's ``CheckSpec`` fields (those not None) so that a
+restarted node runs the same checks again; it is optional, so files written
+before health checks existed still load.
 
 Writes are atomic (temp file in the same directory, fsync, ``os.replace``,
 fsync of the directory), so a crash mid-write leaves the old snapshot or the
@@ -28,7 +34,7 @@ import logging
 import os
 import tempfile
 import time
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any
 
@@ -45,7 +51,8 @@ from gossip_registry.core.codec import (
     unpack_bounded,
 )
 from gossip_registry.core.messages import EntryUpdate, MsgType
-from gossip_registry.registry.entry import Entry
+from gossip_registry.registry.entry import Entry, EntryKey
+from gossip_registry.registry.health import CheckSpec
 
 __all__ = [
     "FORMAT",
@@ -68,6 +75,9 @@ MAX_SNAPSHOT_BYTES = 256 * 1024 * 1024
 
 MemberAddress = tuple[str, str, int]
 """(name, host, port) of a member the node knew."""
+InstanceChecks = tuple[EntryKey, tuple[CheckSpec, ...]]
+"""The health checks registered with one of the node's entries."""
+_SPEC_FIELDS = frozenset(f.name for f in fields(CheckSpec))
 
 
 class SnapshotError(ValueError):
@@ -87,6 +97,7 @@ class Snapshot:
     incarnation: int
     members: tuple[MemberAddress, ...] = ()
     entries: tuple[Entry, ...] = ()
+    checks: tuple[InstanceChecks, ...] = ()
 
 
 def encode_snapshot(snapshot: Snapshot) -> bytes:
@@ -97,8 +108,39 @@ def encode_snapshot(snapshot: Snapshot) -> bytes:
         "incarnation": snapshot.incarnation,
         "members": [list(m) for m in snapshot.members],
         "entries": [e.canonical() for e in snapshot.entries],
+        "checks": [
+            [service, instance_id, [_spec_fields(s) for s in specs]]
+            for (service, instance_id), specs in snapshot.checks
+        ],
     }
     return msgpack.packb(body, use_bin_type=True)
+
+
+def _spec_fields(spec: CheckSpec) -> dict[str, Any]:
+    return {k: v for k, v in asdict(spec).items() if v is not None}
+
+
+def _spec(raw: Any) -> CheckSpec:
+    if type(raw) is not dict or not set(raw) <= _SPEC_FIELDS:
+        raise SnapshotError("a check is not a map of CheckSpec fields")
+    check_id, name = raw.get("check_id"), raw.get("name")
+    if not (type(check_id) is str and 0 < len(check_id) <= MAX_NAME_LEN):
+        raise SnapshotError("invalid check id")
+    if name is not None and not (type(name) is str and len(name) <= MAX_NAME_LEN):
+        raise SnapshotError("invalid check name")
+    try:
+        return CheckSpec(**raw)
+    except (TypeError, ValueError) as exc:
+        raise SnapshotError(f"invalid check {check_id!r}: {exc}") from None
+
+
+def _instance_checks(raw: Any, keys: set[EntryKey]) -> InstanceChecks:
+    if not (type(raw) is tuple and len(raw) == 3 and type(raw[2]) is tuple):
+        raise SnapshotError("checks are not [service, instance_id, [check, ...]]")
+    key = (raw[0], raw[1])
+    if key not in keys:
+        raise SnapshotError(f"checks for {key[0]}/{key[1]}, which is not our live entry")
+    return key, tuple(_spec(c) for c in raw[2])
 
 
 def _entry(fields: Any) -> Entry:
@@ -144,17 +186,25 @@ def decode_snapshot(data: bytes) -> Snapshot:
         raise SnapshotError(f"unknown snapshot format {body.get('format')!r}")
     name, incarnation = body.get("name"), body.get("incarnation")
     members, entries = body.get("members"), body.get("entries")
+    checks = body.get("checks", ())
     if not (type(name) is str and 0 < len(name) <= MAX_NAME_LEN):
         raise SnapshotError("invalid name")
     if not (type(incarnation) is int and 0 <= incarnation <= MAX_INCARNATION):
         raise SnapshotError("invalid incarnation")
-    if type(members) is not tuple or type(entries) is not tuple:
-        raise SnapshotError("members and entries must be lists")
+    if type(members) is not tuple or type(entries) is not tuple or type(checks) is not tuple:
+        raise SnapshotError("members, entries and checks must be lists")
     decoded = tuple(_entry(e) for e in entries)
     for entry in decoded:
         if entry.owner != name or entry.deleted:
             raise SnapshotError(f"entry {entry.service}/{entry.instance_id} is not our live entry")
-    return Snapshot(name, incarnation, tuple(_member(m) for m in members), decoded)
+    keys = {e.key for e in decoded}
+    return Snapshot(
+        name,
+        incarnation,
+        tuple(_member(m) for m in members),
+        decoded,
+        tuple(_instance_checks(c, keys) for c in checks),
+    )
 
 
 def write_snapshot(data_dir: Path, snapshot: Snapshot) -> None:

@@ -35,6 +35,7 @@ import trio
 from gossip_registry.core.messages import Address
 from gossip_registry.node import MemberView, Node, NodeConfig
 from gossip_registry.registry.entry import Entry, Health
+from gossip_registry.registry.health import CheckSpec
 
 __all__ = ["ThreadedNode", "ThreadedWatch"]
 
@@ -279,6 +280,7 @@ class ThreadedNode:
         meta: Mapping[str, str] | None = None,
         weight: int = 1,
         status: Health = Health.PASSING,
+        checks: Sequence[CheckSpec] = (),
     ) -> Entry:
         """See ``Node.register``; raises ``ValueError`` naming an invalid field."""
         node = self.node
@@ -293,9 +295,17 @@ class ThreadedNode:
                 meta=meta,
                 weight=weight,
                 status=status,
+                checks=checks,
             )
 
         return self._run(call)
+
+    def update_ttl(self, check_id: str, status: Health, output: str = "") -> None:
+        """See ``Node.update_ttl`` (KeyError for an unknown check)."""
+        return self._run(self.node.update_ttl, check_id, status, output)
+
+    def check_counts(self) -> dict[str, int]:
+        return self._run_sync(self.node.check_counts)
 
     def deregister(self, instance_id: str, *, service: str | None = None) -> Entry | None:
         """See ``Node.deregister``."""

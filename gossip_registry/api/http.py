@@ -43,6 +43,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from gossip_registry.api.checks import check_specs, ttl_report
 from gossip_registry.config import parse_duration
 from gossip_registry.core.codec import (
     MAX_HOST_LEN,
@@ -69,7 +70,7 @@ MAX_BODY_BYTES = 64 * 1024
 GRACEFUL_TIMEOUT = 1.0
 """Seconds hypercorn lets open requests finish after a graceful shutdown is triggered."""
 
-_REGISTER_FIELDS = ("name", "id", "address", "port", "tags", "meta", "weight")
+_REGISTER_FIELDS = ("name", "id", "address", "port", "tags", "meta", "weight", "checks")
 _BLOCKING_PARAMS = ("index", "wait")
 _DISCOVER_PARAMS = ("tag", "meta", "passing", *_BLOCKING_PARAMS)
 INDEX_HEADER = "X-Registry-Index"
@@ -124,7 +125,7 @@ def _guarded(handler: Handler) -> Handler:
 # --- Input checks ----------------------------------------------------------------
 
 
-async def _json_object(request: Request) -> dict[str, Any]:
+async def _json_object(request: Request, *, optional: bool = False) -> dict[str, Any] | None:
     declared = request.headers.get("content-length")
     if declared is not None and declared.isdigit() and int(declared) > MAX_BODY_BYTES:
         raise _Reject(413, f"body larger than {MAX_BODY_BYTES} bytes")
@@ -136,6 +137,8 @@ async def _json_object(request: Request) -> dict[str, Any]:
             if len(body) > MAX_BODY_BYTES:
                 raise _Reject(413, f"body larger than {MAX_BODY_BYTES} bytes")
     if not body.strip():
+        if optional:
+            return None
         raise _Reject(400, "body must be a JSON object")
     try:
         value = json.loads(body)
@@ -215,6 +218,11 @@ def _registration(body: dict[str, Any]) -> tuple[str, dict[str, Any]]:
         kwargs["meta"] = _meta(body["meta"])
     if body.get("weight") is not None:
         kwargs["weight"] = _integer("weight", body["weight"], MAX_WEIGHT)
+    if body.get("checks") is not None:
+        try:
+            kwargs["checks"] = check_specs(body["checks"])
+        except ValueError as exc:
+            raise _Reject(400, str(exc)) from None
     return name, kwargs
 
 
@@ -234,7 +242,7 @@ def _filters(request: Request) -> dict[str, Any]:
     passing = params.getlist("passing")
     if len(passing) > 1:
         raise _Reject(400, "passing: given more than once")
-    passing_only = False
+    passing_only = True  # like node.discover: only instances whose checks pass
     if passing:
         flag = passing[0].lower()
         if flag not in ("true", "false"):
@@ -293,6 +301,10 @@ def _instance(entry: Entry, stale: bool = False) -> dict[str, Any]:
         "weight": entry.weight,
         "status": str(entry.status),
         "node": entry.owner,
+        "checks": [
+            {"id": c.check_id, "kind": str(c.kind), "status": str(c.status), "output": c.output}
+            for c in entry.checks
+        ],
         "stale": stale,
     }
 
@@ -328,7 +340,9 @@ def build_app(node: Node) -> Starlette:
         return _indexed(JSONResponse(node.services()), node.index())
 
     async def register(request: Request) -> Response:
-        name, kwargs = _registration(await _json_object(request))
+        body = await _json_object(request)
+        assert body is not None
+        name, kwargs = _registration(body)
         try:
             entry = await node.register(name, **kwargs)
         except ValueError as exc:  # the node's own checks; its message names the field
@@ -376,6 +390,19 @@ def build_app(node: Node) -> Starlette:
         body = [_instance(e, node.is_stale(e)) for e in entries]
         return _indexed(JSONResponse(body), node.index(name))
 
+    async def check_update(request: Request) -> Response:
+        """A TTL check's report: PUT /v1/checks/{id}/pass|warn|fail, reason in body or ?note=."""
+        check_id: str = request.path_params["check_id"]
+        body = await _json_object(request, optional=True)
+        try:
+            status, output = ttl_report(request.path_params["verb"], body, request.query_params)
+            await node.update_ttl(check_id, status, output)
+        except KeyError:
+            raise _Reject(404, f"id: no check {check_id!r} runs on this node") from None
+        except ValueError as exc:
+            raise _Reject(400, str(exc)) from None
+        return JSONResponse({"id": check_id, "status": str(status)})
+
     async def http_error(request: Request, exc: Exception) -> Response:
         """Starlette's own 404 and 405, in our JSON shape (405 keeps its Allow header)."""
         assert isinstance(exc, HTTPException)
@@ -396,6 +423,7 @@ def build_app(node: Node) -> Starlette:
         Route("/v1/services", _guarded(register), methods=["PUT"]),
         Route("/v1/services/{name:path}", _guarded(discover), methods=["GET"]),
         Route("/v1/services/{instance_id:path}", _guarded(deregister), methods=["DELETE"]),
+        Route("/v1/checks/{check_id:path}/{verb}", _guarded(check_update), methods=["PUT"]),
     ]
     return Starlette(routes=routes, exception_handlers={HTTPException: http_error})
 

@@ -23,7 +23,7 @@ from importlib import metadata
 import click
 
 from gossip_registry.cli.agent import agent
-from gossip_registry.cli.client import deregister, members, register, services, status
+from gossip_registry.cli.client import check, deregister, members, register, services, status
 from gossip_registry.cli.simulate import simulate
 from gossip_registry.cli.up import up
 
@@ -70,6 +70,7 @@ def version() -> None:
 
 for command in (agent, up, members, services, register, deregister, status, simulate):
     cli.add_command(command)
+cli.add_command(check)  # health checks: TTL reports
 
 
 def main() -> None:

@@ -1,4 +1,4 @@
-"""Client commands: members, services, register, deregister, status, over a node's HTTP API.
+"""Client commands: members, services, register, deregister, check, status, over a node's HTTP API.
 
 Theory of operation: each command is one HTTP request to one node (any node
 answers for the whole cluster, since every node holds the whole registry),
@@ -19,6 +19,7 @@ sending it through an HTTP_PROXY meant for the internet is never right.
 from __future__ import annotations
 
 import functools
+import itertools
 import json
 import os
 import time
@@ -223,18 +224,22 @@ def members(api: Api, as_json: bool) -> None:
 @click.option(
     "--meta", "meta", multiple=True, metavar="KEY=VALUE", help="Only instances with the pair."
 )
-@click.option("--passing", is_flag=True, help="Only instances whose health is passing.")
+@click.option(
+    "--passing/--all",
+    default=None,
+    help="Only instances whose health is passing (the default), or every instance.",
+)
 def services(
     api: Api,
     as_json: bool,
     name: str | None,
     tags: tuple[str, ...],
     meta: tuple[str, ...],
-    passing: bool,
+    passing: bool | None,
 ) -> None:
     """List services (with no NAME) or the instances of service NAME."""
     if name is None:
-        if tags or meta or passing:
+        if tags or meta or passing is not None:
             raise click.UsageError("--tag, --meta and --passing filter the instances of a NAME")
         counts = api.call("GET", "/v1/services")
         if as_json:
@@ -247,8 +252,8 @@ def services(
         return
     params: list[tuple[str, str]] = [("tag", tag) for tag in tags]
     params += [("meta", "{}:{}".format(*_key_value(pair, "--meta"))) for pair in meta]
-    if passing:
-        params.append(("passing", "true"))
+    if passing is not None:
+        params.append(("passing", "true" if passing else "false"))
     instances = api.call("GET", f"/v1/services/{quote(name, safe='')}", params=params)
     if as_json:
         _print_json(instances)
@@ -280,6 +285,17 @@ def services(
 @click.option("--tag", "tags", multiple=True, metavar="TAG", help="Tag (repeatable).")
 @click.option("--meta", "meta", multiple=True, metavar="KEY=VALUE", help="Metadata (repeatable).")
 @click.option("--weight", "-w", type=int, help="Load-balancing weight.  [default: 1]")
+@click.option("--check-http", multiple=True, metavar="URL", help="HTTP check (repeatable).")
+@click.option("--check-tcp", multiple=True, metavar="HOST:PORT", help="TCP check (repeatable).")
+@click.option("--check-ttl", multiple=True, metavar="DURATION", help="TTL check, e.g. 30s.")
+@click.option(
+    "--check-id", multiple=True, metavar="ID", help="Check ids, in order: HTTP, TCP, then TTL."
+)
+@click.option("--check-interval", metavar="DURATION", help="Of every HTTP/TCP check.  [10s]")
+@click.option("--check-timeout", metavar="DURATION", help="Of every HTTP/TCP check.  [5s]")
+@click.option(
+    "--check-deregister-after", metavar="DURATION", help="Deregister if critical that long."
+)
 def register(
     api: Api,
     as_json: bool,
@@ -290,12 +306,21 @@ def register(
     tags: tuple[str, ...],
     meta: tuple[str, ...],
     weight: int | None,
+    check_http: tuple[str, ...],
+    check_tcp: tuple[str, ...],
+    check_ttl: tuple[str, ...],
+    check_id: tuple[str, ...],
+    check_interval: str | None,
+    check_timeout: str | None,
+    check_deregister_after: str | None,
 ) -> None:
     """Register an instance of service NAME, owned by the node asked.
 
     The instance lives as long as that node does: it is removed from
     everywhere if the node dies or leaves, and comes back with it after a
-    restart from the same data directory.
+    restart from the same data directory. With checks, the node runs them
+    and the instance is discovered while they pass (they start critical);
+    the --check-interval/-timeout/-deregister-after options apply to all.
     """
     body: dict[str, Any] = {"name": name, "port": port}
     if instance_id is not None:
@@ -308,6 +333,23 @@ def register(
         body["meta"] = dict(_key_value(pair, "--meta") for pair in meta)
     if weight is not None:
         body["weight"] = weight
+    checks: list[dict[str, Any]] = [
+        *({"http": url} for url in check_http),
+        *({"tcp": target} for target in check_tcp),
+        *({"ttl": ttl} for ttl in check_ttl),
+    ]
+    if len(check_id) > len(checks):
+        raise click.UsageError("more --check-id than checks")
+    shared = {"interval": check_interval, "timeout": check_timeout}
+    for check, given_id in itertools.zip_longest(checks, check_id):
+        if given_id is not None:
+            check["id"] = given_id
+        if "ttl" not in check:
+            check.update({k: v for k, v in shared.items() if v is not None})
+        if check_deregister_after is not None:
+            check["deregister_after"] = check_deregister_after
+    if checks:
+        body["checks"] = checks
     answer = api.call("PUT", "/v1/services", json=body)
     if as_json:
         _print_json(answer)
@@ -334,6 +376,20 @@ def _preservation_line(state: dict[str, Any]) -> str:
         since = time.strftime("%H:%M:%S", time.localtime(state.get("since") or 0))
         return f"ACTIVE since {since}, serving stale entries ({dead})"
     return f"off ({dead})"
+
+
+@client_command
+@click.argument("verb", type=click.Choice(["pass", "warn", "fail"]))
+@click.argument("check_id", metavar="ID")
+@click.option("--note", help="Why (shown as the check's output).")
+def check(api: Api, as_json: bool, verb: str, check_id: str, note: str | None) -> None:
+    """Report a TTL check's status (pass, warn or fail) to the node that runs it."""
+    body = {"output": note} if note is not None else None
+    answer = api.call("PUT", f"/v1/checks/{quote(check_id, safe='')}/{verb}", json=body)
+    if as_json:
+        _print_json(answer)
+    else:
+        click.echo(f"check {check_id} is {answer['status']}")
 
 
 @client_command

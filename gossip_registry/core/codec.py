@@ -62,10 +62,11 @@ from gossip_registry.core.messages import (
     SyncReply,
     Update,
 )
-from gossip_registry.registry.entry import Entry, Health
+from gossip_registry.registry.entry import CheckKind, CheckState, Entry, Health
 
 __all__ = [
     "MAX_BUCKETS",
+    "MAX_CHECKS",
     "MAX_DIGEST",
     "MAX_HOST_LEN",
     "MAX_INCARNATION",
@@ -117,8 +118,12 @@ MAX_TAGS = 64
 """Tags on one entry; each tag is 1..MAX_NAME_LEN characters."""
 MAX_WEIGHT = 65535
 """Load-balancing weight of an entry."""
-MAX_OUTPUT_LEN = 1024
-"""Characters of health-check output carried with an entry (may be empty)."""
+MAX_OUTPUT_LEN = 256
+"""Characters of health-check output carried with an entry or one of its checks (may be
+empty); the check runner truncates longer outputs. Even so an entry with many checks
+may not fit a packet: ``Protocol.register`` shortens outputs to fit (see there)."""
+MAX_CHECKS = 32
+"""Health checks carried with one entry."""
 MAX_BUCKETS = 65536
 """Digest buckets in a SyncHello, bucket indices in a SyncReply (each < MAX_BUCKETS)."""
 MAX_UPDATES = 1024
@@ -194,13 +199,42 @@ def _tags(v: Any) -> tuple[str, ...]:
 
 
 _HEALTH: dict[str, Health] = {h.value: h for h in Health}
+_KINDS: dict[str, CheckKind] = {k.value: k for k in CheckKind}
 _STATES: dict[int, MemberState] = {s.value: s for s in MemberState}
-_ENTRY_FIELDS = 13  # len(Entry.canonical())
+_ENTRY_FIELDS = 13  # len(Entry.canonical()) before checks were appended (they may be absent)
+_CHECK_FIELDS = 4  # len(CheckState.canonical())
 _RECORD_FIELDS = 6
 
 
+def _output(v: Any, what: str) -> str:
+    if type(v) is not str or len(v) > MAX_OUTPUT_LEN:
+        raise CodecError(f"invalid {what} output")
+    return v
+
+
+def _check(c: Any) -> CheckState:
+    if type(c) is not tuple or len(c) < _CHECK_FIELDS:
+        raise CodecError("invalid check")
+    check_id, kind, status, output = c[:_CHECK_FIELDS]
+    decoded_kind = _KINDS.get(kind) if type(kind) is str else None
+    health = _HEALTH.get(status) if type(status) is str else None
+    if decoded_kind is None or health is None:
+        raise CodecError("invalid check kind or status")
+    return CheckState(_name(check_id, "check id"), decoded_kind, health, _output(output, "check"))
+
+
+def _checks(f: tuple[Any, ...]) -> tuple[CheckState, ...]:
+    """The checks appended after the first 13 entry fields; absent means none."""
+    if len(f) <= _ENTRY_FIELDS:
+        return ()
+    v = f[_ENTRY_FIELDS]
+    if type(v) is not tuple or len(v) > MAX_CHECKS:
+        raise CodecError("invalid check list")
+    return tuple([_check(c) for c in v])
+
+
 def _entry(f: tuple[Any, ...]) -> Entry:
-    """An entry from the first 13 values of ``f`` (its canonical order)."""
+    """An entry from the values of ``f`` in its canonical order (extra trailing ones ignored)."""
     (
         service,
         instance_id,
@@ -219,8 +253,6 @@ def _entry(f: tuple[Any, ...]) -> Entry:
     health = _HEALTH.get(status) if type(status) is str else None
     if health is None:
         raise CodecError("invalid entry status")
-    if type(output) is not str or len(output) > MAX_OUTPUT_LEN:
-        raise CodecError("invalid entry output")
     return Entry(
         service=_name(service, "service"),
         instance_id=_name(instance_id, "instance id"),
@@ -230,11 +262,12 @@ def _entry(f: tuple[Any, ...]) -> Entry:
         meta=_meta(meta),
         weight=_uint(weight, MAX_WEIGHT, "weight"),
         status=health,
-        output=output,
+        output=_output(output, "entry"),
         owner=_name(owner, "owner"),
         owner_incarnation=_uint(owner_incarnation, MAX_INCARNATION, "owner incarnation"),
         stamp=_uint(stamp, MAX_INCARNATION, "stamp"),
         deleted=_bool(deleted, "deleted"),
+        checks=_checks(f),
     )
 
 

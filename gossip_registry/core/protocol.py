@@ -58,7 +58,7 @@ from gossip_registry.core.messages import (
 )
 from gossip_registry.core.swim import Swim
 from gossip_registry.registry.clock import HybridClock
-from gossip_registry.registry.entry import Entry, EntryKey, Health
+from gossip_registry.registry.entry import CheckState, Entry, EntryKey, Health
 from gossip_registry.registry.table import RegistryTable
 
 _GONE = (MemberState.DEAD, MemberState.LEFT)
@@ -139,11 +139,17 @@ class Protocol(Swim):
         weight: int = 1,
         status: Health = Health.PASSING,
         output: str = "",
+        checks: Sequence[CheckState] = (),
     ) -> tuple[Entry, list[Effect]]:
         """Write (or overwrite) one instance owned by this node.
 
+        Check outputs are shortened, evenly, as far as needed for the entry to
+        fit one packet: a status change must always gossip, and the outputs
+        are the only part that grows after registration.
+
         Raises:
-            ValueError: the entry is invalid or too large to gossip in one packet.
+            ValueError: the entry is invalid or too large to gossip in one
+                packet even with empty check outputs.
         """
         entry = Entry(
             service=service,
@@ -159,16 +165,40 @@ class Protocol(Swim):
             owner_incarnation=self.incarnation,
             stamp=self.clock.tick(now + self.wall_offset),
             deleted=False,
+            checks=tuple(checks),
         )
         try:
             check_update(EntryUpdate(entry))
         except CodecError as exc:
             raise ValueError(f"invalid registration: {exc}") from exc
-        size = len(encode_update(EntryUpdate(entry)))
-        if size > self._entry_budget:
-            raise ValueError(f"entry is {size} bytes encoded; at most {self._entry_budget} fit")
+        entry = self._fit_outputs(entry)
         self._store(now, entry)
         return entry, self._drain(now)
+
+    def _fit_outputs(self, entry: Entry) -> Entry:
+        """``entry`` with check outputs cut to the longest common length that fits a packet.
+
+        Raises:
+            ValueError: it does not fit even with every check output empty.
+        """
+
+        def capped(limit: int) -> Entry:
+            cut = tuple(replace(c, output=c.output[:limit]) for c in entry.checks)
+            return replace(entry, checks=cut)
+
+        def fits(candidate: Entry) -> bool:
+            return len(encode_update(EntryUpdate(candidate))) <= self._entry_budget
+
+        if fits(entry):
+            return entry
+        if not fits(capped(0)):
+            size = len(encode_update(EntryUpdate(capped(0))))
+            raise ValueError(f"entry is {size} bytes encoded; at most {self._entry_budget} fit")
+        low, high = 0, max(len(c.output) for c in entry.checks)  # capped(low) fits, high does not
+        while high - low > 1:
+            middle = (low + high) // 2
+            low, high = (middle, high) if fits(capped(middle)) else (low, middle)
+        return capped(low)
 
     def deregister(self, now: float, key: EntryKey) -> tuple[Entry | None, list[Effect]]:
         """Delete one of our instances (a tombstone); None if there was nothing live.

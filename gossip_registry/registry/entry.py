@@ -9,6 +9,11 @@ clock and met a clock step backwards); the entry's content digest breaks even
 that tie, so versions are a total order and one version always means one
 payload. That is what makes the merge commutative, associative and idempotent.
 
+An entry carries the state of its health checks (``checks``): each check's
+kind, status and last output travel with the instance, inside the content the
+digest covers, so a status change is an ordinary new version that gossips and
+repairs like any other write.
+
 A deletion is an entry with ``deleted=True`` (a tombstone) so that it can win
 against older live copies still travelling through the cluster.
 
@@ -37,6 +42,27 @@ class Health(StrEnum):
     CRITICAL = "critical"
 
 
+class CheckKind(StrEnum):
+    """How the owning node decides a check's status."""
+
+    HTTP = "http"
+    TCP = "tcp"
+    TTL = "ttl"
+
+
+@dataclass(frozen=True, slots=True)
+class CheckState:
+    """One health check's last verdict, as it travels with its instance."""
+
+    check_id: str
+    kind: CheckKind
+    status: Health
+    output: str
+
+    def canonical(self) -> list[str]:
+        return [self.check_id, str(self.kind), str(self.status), self.output]
+
+
 @dataclass(frozen=True, slots=True)
 class Entry:
     """One version of one service instance (or of its deletion).
@@ -60,6 +86,7 @@ class Entry:
     owner_incarnation: int
     stamp: int
     deleted: bool
+    checks: tuple[CheckState, ...] = ()
     digest: int = field(init=False, compare=False, repr=False)
 
     def __post_init__(self) -> None:
@@ -95,6 +122,7 @@ class Entry:
             self.owner_incarnation,
             self.stamp,
             self.deleted,
+            [c.canonical() for c in self.checks],
         ]
 
     def newer_than(self, other: Entry | None) -> bool:

@@ -24,6 +24,7 @@ from gossip_registry.api.http import MAX_BODY_BYTES, build_app, serve_http
 from gossip_registry.core.messages import MemberState
 from gossip_registry.node import MemberView, Node, NodeConfig
 from gossip_registry.registry.entry import Entry, EntryKey, Health
+from gossip_registry.registry.health import CheckSpec
 from gossip_registry.watch import CATALOG, MEMBERS, ChangeIndex
 
 TIMEOUT = 5.0
@@ -70,6 +71,7 @@ class FakeNode:
         meta: Mapping[str, str] | None = None,
         weight: int = 1,
         status: Health = Health.PASSING,
+        checks: Sequence[CheckSpec] = (),
     ) -> Entry:
         self._record(
             "register",
@@ -80,6 +82,7 @@ class FakeNode:
             tags=tags,
             meta=meta,
             weight=weight,
+            **({"checks": list(checks)} if checks else {}),
         )
         if address == "not-resolvable.invalid":
             raise ValueError("address: cannot be resolved")
@@ -111,6 +114,13 @@ class FakeNode:
         if len(matches) > 1:
             raise ValueError(f"instance_id {instance_id!r} is in several services; pass service")
         return self.entries.pop(matches[0].key) if matches else None
+
+    async def update_ttl(self, check_id: str, status: Health, output: str = "") -> None:
+        self._record("update_ttl", check_id, status, output)
+        if check_id == "web-ttl-is-http":
+            raise ValueError("check 'web-ttl-is-http' is a http check, not ttl")
+        if check_id != "service:web-1":
+            raise KeyError(check_id)
 
     def services(self) -> dict[str, int]:
         self._record("services")
@@ -260,6 +270,7 @@ async def test_discover_lists_instances_with_their_owner() -> None:
             "status": "passing",
             "node": "node2",
             "stale": False,
+            "checks": [],
         }
     ]
 
@@ -272,19 +283,19 @@ async def test_discover_of_an_unknown_name_is_an_empty_list() -> None:
     assert response.json() == []
 
 
-async def test_discover_returns_every_health_unless_passing_is_asked_for() -> None:
+async def test_discover_returns_passing_instances_unless_passing_false_is_asked_for() -> None:
     node = FakeNode()
     node.put("web", "ok")
     node.put("web", "bad", status=Health.CRITICAL)
     async with api(node) as client:
-        everything = await client.get("/v1/services/web")
+        default = await client.get("/v1/services/web")
         passing = await client.get("/v1/services/web", params={"passing": "true"})
-        explicit_all = await client.get("/v1/services/web", params={"passing": "False"})
+        everything = await client.get("/v1/services/web", params={"passing": "False"})
 
-    assert sorted(i["id"] for i in everything.json()) == ["bad", "ok"]
+    assert [i["id"] for i in default.json()] == ["ok"]
     assert [i["id"] for i in passing.json()] == ["ok"]
-    assert sorted(i["id"] for i in explicit_all.json()) == ["bad", "ok"]
-    assert [c[2]["passing_only"] for c in node.calls] == [False, True, False]
+    assert sorted(i["id"] for i in everything.json()) == ["bad", "ok"]
+    assert [c[2]["passing_only"] for c in node.calls] == [True, True, False]
 
 
 async def test_discover_filters_need_every_tag_and_every_meta_pair() -> None:
@@ -302,7 +313,7 @@ async def test_discover_filters_need_every_tag_and_every_meta_pair() -> None:
     assert node.calls[-1] == (
         "discover",
         ("web",),
-        {"tags": ["v1", "eu"], "meta": {"zone": "a", "tier": "1"}, "passing_only": False},
+        {"tags": ["v1", "eu"], "meta": {"zone": "a", "tier": "1"}, "passing_only": True},
     )
 
 

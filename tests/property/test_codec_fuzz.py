@@ -37,7 +37,7 @@ from gossip_registry.core.messages import (
     SyncHello,
     SyncReply,
 )
-from gossip_registry.registry.entry import Entry, Health
+from gossip_registry.registry.entry import CheckKind, CheckState, Entry, Health
 
 STREAM_LIMIT = 1 << 20
 
@@ -60,6 +60,13 @@ seqs = uint(codec.MAX_SEQ)
 incarnations = uint(codec.MAX_INCARNATION)
 metas = st.dictionaries(names, text(0, codec.MAX_META_VALUE_LEN), max_size=4)
 
+checks = st.builds(
+    CheckState,
+    names,
+    st.sampled_from(CheckKind),
+    st.sampled_from(Health),
+    text(0, codec.MAX_OUTPUT_LEN),
+)
 entries = st.builds(
     Entry,
     service=names,
@@ -75,6 +82,7 @@ entries = st.builds(
     owner_incarnation=incarnations,
     stamp=incarnations,
     deleted=st.booleans(),
+    checks=st.lists(checks, max_size=3).map(tuple),
 )
 records = st.builds(MemberRecord, names, addrs, incarnations, st.sampled_from(MemberState), metas)
 member_lists = st.none() | st.lists(records, max_size=3).map(tuple)

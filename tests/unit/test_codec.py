@@ -39,7 +39,7 @@ from gossip_registry.core.messages import (
     SyncHello,
     SyncReply,
 )
-from gossip_registry.registry.entry import Entry, Health
+from gossip_registry.registry.entry import CheckKind, CheckState, Entry, Health
 
 STREAM_LIMIT = 32 * 1024 * 1024
 
@@ -59,6 +59,7 @@ def make_entry(**changes: Any) -> Entry:
         "owner_incarnation": 3,
         "stamp": 1_700_000_000_000 << 16,
         "deleted": False,
+        "checks": (CheckState("service:web-1", CheckKind.HTTP, Health.PASSING, "HTTP 200"),),
     }
     fields.update(changes)
     return Entry(**fields)
@@ -66,7 +67,14 @@ def make_entry(**changes: Any) -> Entry:
 
 ENTRY = make_entry()
 TOMBSTONE = make_entry(
-    tags=(), meta={}, status=Health.CRITICAL, output="", port=0, weight=0, deleted=True
+    tags=(),
+    meta={},
+    status=Health.CRITICAL,
+    output="",
+    port=0,
+    weight=0,
+    deleted=True,
+    checks=(),
 )
 LONGEST = "n" * codec.MAX_NAME_LEN
 MAX_ENTRY = make_entry(
@@ -85,6 +93,15 @@ MAX_ENTRY = make_entry(
     owner="ø" * codec.MAX_NAME_LEN,
     owner_incarnation=codec.MAX_INCARNATION,
     stamp=codec.MAX_INCARNATION,
+    checks=tuple(
+        CheckState(
+            f"{i:03d}".ljust(codec.MAX_NAME_LEN, "c"),
+            list(CheckKind)[i % len(CheckKind)],
+            Health.CRITICAL,
+            "o" * codec.MAX_OUTPUT_LEN,
+        )
+        for i in range(codec.MAX_CHECKS)
+    ),
 )
 RECORD = MemberRecord("node-a", ("10.0.0.1", 7946), 4, MemberState.SUSPECT, {"dc": "east"})
 MAX_RECORD = MemberRecord(
@@ -225,10 +242,17 @@ LAYOUT = [
             3,  # owner_incarnation
             1_700_000_000_000 << 16,  # stamp
             False,  # deleted
+            [["service:web-1", "http", "passing", "HTTP 200"]],  # checks: id, kind, status, output
         ],
         EntryUpdate(ENTRY),
     ),
 ]
+
+
+def test_entry_without_the_appended_checks_field_decodes_with_no_checks() -> None:
+    raw = raw_entry()[:13]
+    decoded = decode_packet(raw_packet(None, [[9, *raw]])).updates[0]
+    assert decoded == EntryUpdate(make_entry(checks=()))
 
 
 @pytest.mark.parametrize(("raw", "expected"), LAYOUT, ids=lambda x: repr(x)[:20])
@@ -377,7 +401,7 @@ BAD_PACKETS: dict[str, tuple[bytes, str]] = {
     "message_as_map": (raw_packet({"type": 3}), "invalid primary message"),
     "too_few_fields": (raw_packet([1, 7, "b"]), "message type 1 has too few fields"),
     "entry_with_too_few_fields": (
-        raw_packet(None, [[9, *ENTRY_WIRE[:-1]]]),
+        raw_packet(None, [[9, *ENTRY_WIRE[:12]]]),
         "message type 9 has too few fields",
     ),
     "updates_not_an_array": (pack([1, None, {"a": 1}]), "invalid update list"),
@@ -448,8 +472,33 @@ BAD_PACKETS: dict[str, tuple[bytes, str]] = {
         "invalid entry status",
     ),
     "too_long_output": (
-        raw_packet(None, [[9, *raw_entry(output="o" * 1025)]]),
+        raw_packet(None, [[9, *raw_entry(output="o" * (codec.MAX_OUTPUT_LEN + 1))]]),
         "invalid entry output",
+    ),
+    "checks_not_a_list": (raw_packet(None, [[9, *ENTRY_WIRE[:13], "x"]]), "invalid check list"),
+    "too_many_checks": (
+        raw_packet(None, [[9, *ENTRY_WIRE[:13], [ENTRY_WIRE[13][0]] * (codec.MAX_CHECKS + 1)]]),
+        "invalid check list",
+    ),
+    "check_too_short": (
+        raw_packet(None, [[9, *ENTRY_WIRE[:13], [["c", "http", "passing"]]]]),
+        "invalid check",
+    ),
+    "check_unknown_kind": (
+        raw_packet(None, [[9, *ENTRY_WIRE[:13], [["c", "grpc", "passing", ""]]]]),
+        "invalid check kind or status",
+    ),
+    "check_unknown_status": (
+        raw_packet(None, [[9, *ENTRY_WIRE[:13], [["c", "tcp", "ok", ""]]]]),
+        "invalid check kind or status",
+    ),
+    "check_empty_id": (
+        raw_packet(None, [[9, *ENTRY_WIRE[:13], [["", "tcp", "passing", ""]]]]),
+        "invalid check id",
+    ),
+    "check_output_too_long": (
+        raw_packet(None, [[9, *ENTRY_WIRE[:13], [["c", "ttl", "warning", "o" * 257]]]]),
+        "invalid check output",
     ),
     "out_of_range_weight": (raw_packet(None, [[9, *raw_entry(weight=65536)]]), "invalid weight"),
     "out_of_range_stamp": (raw_packet(None, [[9, *raw_entry(stamp=2**63)]]), "invalid stamp"),

@@ -1,0 +1,499 @@
+"""Health checks run by the node: real HTTP and TCP probes on loopback, TTLs, thresholds,
+deregistration everywhere, snapshots, and a node with hundreds of checks.
+
+Rules that need no I/O are in tests/unit/test_health_rules.py. Runner tests
+that only need time use ``autojump_clock`` and a scripted probe, so they do
+not wait real time; tests of the probes themselves use real sockets.
+"""
+
+from __future__ import annotations
+
+import itertools
+import random
+import socket
+from collections.abc import Awaitable, Callable, Iterator
+from dataclasses import replace
+from functools import partial
+from pathlib import Path
+
+import httpx
+import pytest
+import trio
+import trio.testing
+
+from gossip_registry.health import CheckRunner, http_status
+from gossip_registry.node import Node, NodeConfig
+from gossip_registry.registry.entry import CheckKind, CheckState, Entry, EntryKey, Health
+from gossip_registry.registry.health import CheckSpec, assign_check_ids, initial_states
+from gossip_registry.snapshot import Snapshot, decode_snapshot, encode_snapshot
+from tests.integration import fast_config, start_cluster, start_node, wait_until
+
+P, W, C = Health.PASSING, Health.WARNING, Health.CRITICAL
+KEY: EntryKey = ("web", "w1")
+
+
+# --- a tiny HTTP server and a closed port --------------------------------------------
+
+
+async def serve_http_codes(
+    nursery: trio.Nursery, codes: Callable[[], int | None]
+) -> tuple[str, list[int]]:
+    """Answer every GET with the next of ``codes()`` (None: never answer); returns the URL
+    and the list of codes served so far."""
+    served: list[int] = []
+
+    async def handle(stream: trio.SocketStream) -> None:
+        async with stream:
+            request = b""
+            while b"\r\n\r\n" not in request:
+                chunk = await stream.receive_some(4096)
+                if not chunk:
+                    return
+                request += chunk
+            code = codes()
+            if code is None:
+                await trio.sleep_forever()
+                return
+            served.append(code)
+            body = b"ok"
+            head = f"HTTP/1.1 {code} X\r\nContent-Length: {len(body)}\r\nConnection: close\r\n\r\n"
+            await stream.send_all(head.encode() + body)
+
+    port = await serve_loopback(nursery, handle)
+    return f"http://127.0.0.1:{port}/health", served
+
+
+async def serve_loopback(
+    nursery: trio.Nursery, handler: Callable[[trio.SocketStream], Awaitable[object]]
+) -> int:
+    """Serve ``handler`` on a free loopback port, in ``nursery``; returns the port."""
+    listeners = await nursery.start(partial(trio.serve_tcp, handler, 0, host="127.0.0.1"))
+    return int(listeners[0].socket.getsockname()[1])
+
+
+def closed_port() -> int:
+    """A loopback port nothing listens on (bound, then closed: connections are refused)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+# --- the runner alone -------------------------------------------------------------------
+
+
+class Recorder:
+    """The node's side of a runner: remembers what changed and what it had to deregister."""
+
+    def __init__(self) -> None:
+        self.changes: list[EntryKey] = []
+        self.deregistered: list[EntryKey] = []
+
+    def runner(
+        self, probe: Callable[[CheckSpec], object] | None = None, **kw: object
+    ) -> CheckRunner:
+        return CheckRunner(
+            on_change=self.changes.append,
+            on_deregister=self.deregistered.append,
+            rng=random.Random(1),
+            probe=probe,  # type: ignore[arg-type]
+            **kw,  # type: ignore[arg-type]
+        )
+
+
+def start(runner: CheckRunner, key: EntryKey, *specs: CheckSpec) -> None:
+    named = assign_check_ids(key[1], specs)
+    runner.replace(key, named, initial_states(named))
+
+
+def scripted(results: Iterator[Health]) -> Callable[[CheckSpec], object]:
+    async def probe(spec: CheckSpec) -> tuple[Health, str]:
+        status = next(results)
+        return status, f"scripted {status}"
+
+    return probe
+
+
+async def test_a_flapping_check_does_not_flap_the_registry(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    recorder = Recorder()
+    runner = recorder.runner(scripted(itertools.cycle([P, C, C])))
+    async with trio.open_nursery() as nursery:
+        await nursery.start(runner.run)
+        spec = CheckSpec(
+            tcp="a:1", interval=1.0, success_before_passing=2, failures_before_critical=3
+        )
+        start(runner, KEY, spec)
+        await trio.sleep(60)  # 60 probes: never 2 passes nor 3 failures in a row
+        assert recorder.changes == []
+        assert runner.states(KEY)[0].status is C
+        nursery.cancel_scope.cancel()
+
+
+async def test_thresholds_let_a_steady_check_through_once(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    recorder = Recorder()
+    runner = recorder.runner(scripted(itertools.chain([P] * 5, itertools.repeat(C))))
+    async with trio.open_nursery() as nursery:
+        await nursery.start(runner.run)
+        start(runner, KEY, CheckSpec(tcp="a:1", interval=1.0, success_before_passing=2,
+                                     failures_before_critical=3))  # fmt: skip
+        await trio.sleep(4.5)  # first run within 1 s, then every second: 4 or 5 runs
+        assert recorder.changes == [KEY]
+        assert runner.states(KEY)[0].status is P
+        await trio.sleep(10)
+        assert recorder.changes == [KEY, KEY]
+        assert runner.counts() == {"passing": 0, "warning": 0, "critical": 1}
+        nursery.cancel_scope.cancel()
+
+
+async def test_first_runs_are_spread_over_the_interval(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    first_runs: dict[str | None, float] = {}
+
+    async def probe(spec: CheckSpec) -> tuple[Health, str]:
+        first_runs.setdefault(spec.check_id, trio.current_time())
+        return P, ""
+
+    runner = Recorder().runner(probe)
+    async with trio.open_nursery() as nursery:
+        await nursery.start(runner.run)
+        began = trio.current_time()
+        for i in range(50):
+            start(runner, ("web", f"w{i}"), CheckSpec(tcp="a:1", interval=10.0))
+        await trio.sleep(10)
+        offsets = sorted(t - began for t in first_runs.values())
+        assert len(offsets) == 50
+        assert offsets[-1] - offsets[0] > 5.0  # spread, not fired together
+        assert sum(o < 5.0 for o in offsets) in range(15, 36)  # about half in each half
+        nursery.cancel_scope.cancel()
+
+
+async def test_ttl_check_expires_to_critical_and_recovers_on_pass(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    recorder = Recorder()
+    runner = recorder.runner()
+    async with trio.open_nursery() as nursery:
+        await nursery.start(runner.run)
+        start(runner, KEY, CheckSpec(ttl=30.0))
+        runner.report_ttl("service:w1", P, "up")
+        assert runner.states(KEY)[0] == CheckState("service:w1", CheckKind.TTL, P, "up")
+        await trio.sleep(29)
+        runner.report_ttl("service:w1", P, "up")  # renews the TTL, changes nothing
+        assert recorder.changes == [KEY]
+        await trio.sleep(29)
+        assert runner.states(KEY)[0].status is P
+        await trio.sleep(2)
+        assert runner.states(KEY)[0] == CheckState("service:w1", CheckKind.TTL, C, "TTL expired")
+        runner.report_ttl("service:w1", W, "x" * 1000)
+        state = runner.states(KEY)[0]
+        assert state.status is W
+        assert len(state.output) == 256  # clipped to what the wire carries
+        assert recorder.changes == [KEY, KEY, KEY]
+        nursery.cancel_scope.cancel()
+
+
+async def test_report_on_an_unknown_or_non_ttl_check_is_refused(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    runner = Recorder().runner(scripted(itertools.repeat(P)))
+    async with trio.open_nursery() as nursery:
+        await nursery.start(runner.run)
+        start(runner, KEY, CheckSpec(tcp="a:1"))
+        with pytest.raises(KeyError):
+            runner.report_ttl("nope", P)
+        with pytest.raises(ValueError, match="is a tcp check, not ttl"):
+            runner.report_ttl("service:w1", P)
+        nursery.cancel_scope.cancel()
+
+
+async def test_critical_past_deregister_after_asks_for_deregistration_once(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    recorder = Recorder()
+    runner = recorder.runner()
+    async with trio.open_nursery() as nursery:
+        await nursery.start(runner.run)
+        start(runner, KEY, CheckSpec(ttl=5.0, deregister_after=60.0))
+        await trio.sleep(59)
+        assert recorder.deregistered == []
+        await trio.sleep(2)
+        assert recorder.deregistered == [KEY]
+        assert runner.states(KEY) == ()
+        assert len(runner) == 0
+        await trio.sleep(100)
+        assert recorder.deregistered == [KEY]
+        nursery.cancel_scope.cancel()
+
+
+# --- real probes on loopback --------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("code", "status"), [(200, P), (204, P), (429, W), (500, C), (302, C)])
+def test_http_codes_map_like_consul(code: int, status: Health) -> None:
+    assert http_status(code) is status
+
+
+async def run_real_check(spec: CheckSpec, until: Callable[[CheckState], bool]) -> CheckState:
+    """Run one real check until its state satisfies ``until`` (bounded)."""
+    runner = Recorder().runner()
+    async with trio.open_nursery() as nursery:
+        await nursery.start(runner.run)
+        start(runner, KEY, spec)
+        await wait_until(lambda: until(runner.states(KEY)[0]), timeout=5.0)
+        nursery.cancel_scope.cancel()
+    return runner.states(KEY)[0]
+
+
+@pytest.mark.parametrize(("code", "status"), [(200, P), (429, W), (500, C)])
+async def test_http_check_reads_the_answer_of_a_real_server(code: int, status: Health) -> None:
+    with trio.fail_after(10):
+        async with trio.open_nursery() as nursery:
+            url, served = await serve_http_codes(nursery, lambda: code)
+            spec = CheckSpec(http=url, interval=0.1, timeout=1.0)
+            state = await run_real_check(spec, lambda s: s.output != "")
+            nursery.cancel_scope.cancel()
+    assert state.status is status
+    assert state.output.startswith(f"HTTP GET {url}: {code}")
+    assert served
+
+
+async def test_http_check_that_does_not_answer_in_time_is_critical() -> None:
+    with trio.fail_after(10):
+        async with trio.open_nursery() as nursery:
+            url, _ = await serve_http_codes(nursery, lambda: None)
+            spec = CheckSpec(http=url, interval=0.3, timeout=0.2)
+            state = await run_real_check(spec, lambda s: s.output != "")
+            nursery.cancel_scope.cancel()
+    assert (state.status, state.output) == (C, "timed out after 0.2s")
+
+
+async def test_http_check_of_a_closed_port_is_critical_with_the_reason() -> None:
+    with trio.fail_after(10):
+        spec = CheckSpec(http=f"http://127.0.0.1:{closed_port()}/", interval=0.1)
+        state = await run_real_check(spec, lambda s: s.output != "")
+    assert state.status is C
+    assert state.output.startswith("ConnectError")
+
+
+async def test_tcp_check_passes_on_a_listening_port_and_fails_on_a_closed_one() -> None:
+    with trio.fail_after(10):
+        async with trio.open_nursery() as nursery:
+            port = await serve_loopback(nursery, lambda s: s.aclose())
+            up = await run_real_check(
+                CheckSpec(tcp=f"127.0.0.1:{port}", interval=0.1), lambda s: s.output != ""
+            )
+            nursery.cancel_scope.cancel()
+        down = await run_real_check(
+            CheckSpec(tcp=f"127.0.0.1:{closed_port()}", interval=0.1), lambda s: s.output != ""
+        )
+    assert (up.status, up.output) == (P, f"TCP connect 127.0.0.1:{port}: success")
+    assert down.status is C
+    assert "refused" in down.output.lower()
+
+
+# --- the node ----------------------------------------------------------------------------------
+
+
+async def test_node_discovers_an_instance_once_its_http_check_passes_and_not_while_flapping() -> (
+    None
+):
+    with trio.fail_after(15):
+        async with trio.open_nursery() as nursery:
+            codes = itertools.cycle([200, 200, 500])
+            url, served = await serve_http_codes(nursery, lambda: next(codes))
+            node, _ = await start_node(nursery, fast_config("h0"))
+            spec = CheckSpec(
+                http=url, interval=0.05, success_before_passing=3, failures_before_critical=2
+            )
+            entry = await node.register("web", instance_id="w1", port=80, checks=[spec])
+            assert entry.status is C
+            assert entry.checks == (CheckState("service:w1", CheckKind.HTTP, C, ""),)
+            assert node.discover("web") == []
+            await wait_until(lambda: len(served) >= 15)
+            # never 3 passes nor 2 failures in a row: the entry was never written again
+            assert node.protocol.table.get(("web", "w1")) == entry
+            assert [e.instance_id for e in node.discover("web", passing_only=False)] == ["w1"]
+            codes = itertools.repeat(200)
+            await wait_until(lambda: [e.instance_id for e in node.discover("web")] == ["w1"])
+            [found] = node.discover("web")
+            assert found.checks[0].status is P
+            assert found.checks[0].output.startswith(f"HTTP GET {url}: 200")
+            assert node.check_counts() == {"passing": 1, "warning": 0, "critical": 0}
+            nursery.cancel_scope.cancel()
+
+
+async def test_node_ttl_check_expires_and_recovers_on_pass(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    with trio.fail_after(1000):
+        async with Node(NodeConfig("ttl0")) as node:
+            await node.register("web", instance_id="w1", port=80, checks=[CheckSpec(ttl=10.0)])
+            assert node.discover("web") == []
+            await node.update_ttl("service:w1", P, "ready")
+            [entry] = node.discover("web")
+            assert entry.checks == (CheckState("service:w1", CheckKind.TTL, P, "ready"),)
+            await trio.sleep(11)
+            assert node.discover("web") == []
+            [entry] = node.discover("web", passing_only=False)
+            assert (entry.status, entry.checks[0].output) == (C, "TTL expired")
+            await node.update_ttl("service:w1", P)
+            assert len(node.discover("web")) == 1
+            with pytest.raises(KeyError):
+                await node.update_ttl("service:nope", P)
+
+
+async def test_node_worst_check_decides_and_deregister_stops_the_checks(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    with trio.fail_after(1000):
+        async with Node(NodeConfig("ttl1")) as node:
+            checks = [CheckSpec(ttl=10.0), CheckSpec(ttl=10.0, check_id="db")]
+            await node.register("web", instance_id="w1", port=80, checks=checks)
+            await node.update_ttl("service:w1:1", P)
+            await node.update_ttl("db", W, "replica lag")
+            [entry] = node.discover("web", passing_only=False)
+            assert entry.status is W
+            assert node.check_counts() == {"passing": 1, "warning": 1, "critical": 0}
+            await node.deregister("w1")
+            assert node.check_counts() == {"passing": 0, "warning": 0, "critical": 0}
+            with pytest.raises(KeyError):
+                await node.update_ttl("db", P)
+
+
+async def test_node_reregistering_replaces_the_checks(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    with trio.fail_after(1000):
+        async with Node(NodeConfig("ttl2")) as node:
+            await node.register("web", instance_id="w1", port=80, checks=[CheckSpec(ttl=5.0)])
+            entry = await node.register("web", instance_id="w1", port=80)
+            assert (entry.status, entry.checks) == (P, ())
+            assert sum(node.check_counts().values()) == 0
+            await trio.sleep(10)  # the old TTL task is gone: nothing expires
+            assert node.discover("web")[0].status is P
+
+
+@pytest.mark.parametrize(
+    ("checks", "message"),
+    [
+        ([CheckSpec(ttl=1.0)] * 33, "checks: at most 32 per instance"),
+        ([CheckSpec(ttl=1.0, check_id="c" * 129)], "checks.id: must be at most 128"),
+        ([CheckSpec(ttl=1.0, check_id="x")] * 2, "checks: id 'x' used twice"),
+        ([CheckSpec(ttl=1.0, name="n" * 129)], "checks.name: must be at most 128"),
+        (["ttl"], "checks: must be a list of CheckSpec"),
+        ([CheckSpec(ttl=1.0, check_id=f"{i:03d}".ljust(120, "c")) for i in range(32)], "regi"),
+    ],
+)
+async def test_node_refuses_bad_checks_naming_the_problem(
+    autojump_clock: trio.testing.MockClock, checks: list[CheckSpec], message: str
+) -> None:
+    with trio.fail_after(100):
+        async with Node(NodeConfig("bad")) as node:
+            with pytest.raises(ValueError, match=message):
+                await node.register("web", instance_id="w1", port=80, checks=checks)
+            assert node.discover("web", passing_only=False) == []
+            assert sum(node.check_counts().values()) == 0
+
+
+async def test_node_limits_its_checks_and_check_ids_are_unique_on_it(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    with trio.fail_after(100):
+        async with Node(NodeConfig("lim", max_checks_per_node=3)) as node:
+            two = [CheckSpec(ttl=5.0), CheckSpec(ttl=5.0)]
+            await node.register("web", instance_id="w1", port=80, checks=two)
+            await node.register("web", instance_id="w1", port=80, checks=[*two, CheckSpec(ttl=1.0)])
+            with pytest.raises(ValueError, match=r"at most 3 checks \(max_checks_per_node\)"):
+                await node.register("web", instance_id="w2", port=80, checks=[CheckSpec(ttl=5.0)])
+            with pytest.raises(ValueError, match="'service:w1:1' is in use by web/w1"):
+                await node.register(
+                    "api",
+                    instance_id="a",
+                    port=80,
+                    checks=[CheckSpec(ttl=5.0, check_id="service:w1:1")],
+                )
+    with pytest.raises(ValueError, match="max_checks_per_node"):
+        Node(NodeConfig("lim", max_checks_per_node=-1))
+
+
+async def test_deregister_after_removes_the_instance_on_every_node() -> None:
+    with trio.fail_after(20):
+        async with trio.open_nursery() as nursery:
+            nodes = [n for n, _ in await start_cluster(nursery, 3)]
+            spec = CheckSpec(ttl=0.2, deregister_after=0.5)
+            await nodes[0].register("web", instance_id="w1", port=80, checks=[spec])
+            await nodes[0].update_ttl("service:w1", P)
+            await wait_until(lambda: all(len(n.discover("web")) == 1 for n in nodes))
+            # no more reports: critical after 0.2 s, deregistered 0.5 s later, everywhere
+            await wait_until(
+                lambda: all(n.discover("web", passing_only=False) == [] for n in nodes)
+            )
+            tombstone = nodes[2].protocol.table.get(("web", "w1"))
+            assert tombstone is not None
+            assert tombstone.deleted
+            assert nodes[0].check_counts() == {"passing": 0, "warning": 0, "critical": 0}
+            nursery.cancel_scope.cancel()
+
+
+def test_snapshot_keeps_the_check_specs_with_their_entries() -> None:
+    specs = assign_check_ids(
+        "w1",
+        [
+            CheckSpec(http="http://127.0.0.1:1/h", interval=0.5, success_before_passing=2),
+            CheckSpec(ttl=30.0, deregister_after=600.0, name="heartbeat"),
+        ],
+    )
+    entry = Entry("web", "w1", "10.0.0.1", 80, (), {}, 1, C, "", "n1", 3, 7, False)
+    entry = replace(entry, checks=initial_states(specs))
+    snapshot = Snapshot("n1", 3, entries=(entry,), checks=((KEY, specs),))
+    assert decode_snapshot(encode_snapshot(snapshot)) == snapshot
+    orphan = Snapshot("n1", 3, checks=((KEY, specs),))
+    with pytest.raises(ValueError, match="not our live entry"):
+        decode_snapshot(encode_snapshot(orphan))
+
+
+async def test_a_node_restarted_from_its_snapshot_runs_its_checks_again(tmp_path: Path) -> None:
+    with trio.fail_after(15):
+        config = fast_config("snap", data_dir=tmp_path)
+        spec = CheckSpec(ttl=30.0, name="heartbeat")
+        async with Node(config) as node:
+            await node.register("web", instance_id="w1", port=80, checks=[spec])
+            await node.update_ttl("service:w1", W, "warming up")
+        snapshot = decode_snapshot((tmp_path / "snapshot.msgpack").read_bytes())
+        assert snapshot.checks == (
+            (KEY, (CheckSpec(ttl=30.0, name="heartbeat", check_id="service:w1"),)),
+        )
+        [entry] = snapshot.entries
+        assert entry.checks == (CheckState("service:w1", CheckKind.TTL, W, "warming up"),)
+        async with Node(config) as node:
+            [restored] = node.discover("web", passing_only=False)
+            assert restored.status is W  # the last known state, not critical again
+            assert node.check_counts() == {"passing": 0, "warning": 1, "critical": 0}
+            await node.update_ttl("service:w1", P)
+            assert len(node.discover("web")) == 1
+
+
+async def test_two_hundred_checks_keep_the_node_responsive() -> None:
+    with trio.fail_after(30):
+        async with trio.open_nursery() as nursery:
+            url, served = await serve_http_codes(nursery, lambda: 200)
+            node, _ = await start_node(nursery, fast_config("busy", http=("127.0.0.1", 0)))
+            assert node.http_addr is not None
+            spec = CheckSpec(http=url, interval=0.5, timeout=0.4)
+            for i in range(200):
+                await node.register("web", instance_id=f"w{i}", port=80, checks=[spec])
+            base = f"http://{node.http_addr[0]}:{node.http_addr[1]}"
+            async with httpx.AsyncClient(base_url=base) as client:
+                for _ in range(10):
+                    with trio.fail_after(2):  # a bound, not a timing assertion
+                        response = await client.get("/healthz")
+                    assert response.status_code == 200
+                await wait_until(lambda: len(node.discover("web")) == 200, timeout=15)
+                listed = await client.get("/v1/services/web")
+                assert len(listed.json()) == 200
+            assert len(served) >= 200
+            nursery.cancel_scope.cancel()

@@ -73,8 +73,10 @@ from gossip_registry.core.effects import (
 )
 from gossip_registry.core.messages import Address, Alive, MemberState
 from gossip_registry.core.protocol import Protocol
+from gossip_registry.events import EventBus
 from gossip_registry.registry.entry import Entry, Health
 from gossip_registry.snapshot import Snapshot, load_snapshot, write_snapshot
+from gossip_registry.traffic import WireTraffic
 from gossip_registry.transport import DEFAULT_TCP_TIMEOUT, Transport, open_transport
 
 __all__ = ["MemberView", "Node", "NodeConfig", "open_node"]
@@ -324,6 +326,9 @@ class Node:
         # The nursery opened by __aenter__.
         self._context: trio.Nursery | None = None
         self._context_manager: Any = None
+        # Introspection (metrics.py, events.py): wire traffic by type, the event stream.
+        self.traffic = WireTraffic()
+        self.events = EventBus()
 
     # ------------------------------------------------------------ lifetime
 
@@ -436,6 +441,7 @@ class Node:
                 wait.done.set()
             for event in self._change_events.values():
                 event.set()
+            self.events.close()
             try:
                 if config.data_dir is not None and self._protocol is not None:
                     with (
@@ -711,11 +717,15 @@ class Node:
 
     def _on_datagram(self, src: Address, data: bytes) -> None:
         assert self._protocol is not None
+        self.traffic.count("in", "udp", data)
         self._apply(self._protocol.handle_packet(trio.current_time(), src, data))
 
     def _on_frame(self, src: Address, data: bytes) -> bytes | None:
         assert self._protocol is not None
+        self.traffic.count("in", "tcp", data)
         reply, effects = self._protocol.handle_stream(trio.current_time(), src, data)
+        if reply is not None:
+            self.traffic.count("out", "tcp", reply)
         self._apply(effects)
         return reply
 
@@ -731,6 +741,7 @@ class Node:
         assert transport is not None
         assert nursery is not None
         for effect in effects:
+            self.traffic.sent(effect)
             if isinstance(effect, Send):
                 transport.send_datagram(effect.addr, effect.data)
             elif isinstance(effect, SetTimer):
@@ -755,6 +766,8 @@ class Node:
         assert self._transport is not None
         assert self._protocol is not None
         reply = await self._transport.request(request.addr, request.data)
+        if reply is not None:
+            self.traffic.count("in", "tcp", reply)
         protocol = self._protocol
         completed = protocol.stats["syncs_completed"]
         effects = protocol.handle_stream_reply(trio.current_time(), request.token, reply)
@@ -764,6 +777,7 @@ class Node:
         self._apply(effects)
 
     def _notify(self, event: MemberChanged | EntryChanged) -> None:
+        self.events.notify(event)
         if isinstance(event, MemberChanged):
             logger.info(
                 "member %s is now %s (incarnation %d)",

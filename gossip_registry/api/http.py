@@ -56,11 +56,12 @@ from gossip_registry.core.codec import (
 )
 from gossip_registry.core.messages import Address
 from gossip_registry.events import parse_kinds
-from gossip_registry.metrics import exposition, node_registry
 from gossip_registry.registry.entry import Entry
 
 if TYPE_CHECKING:  # node.py starts the HTTP API, so importing it here would be circular
     from gossip_registry.node import Node
+if TYPE_CHECKING:  # prometheus-client is imported at the first scrape (see ``metrics``)
+    from prometheus_client import CollectorRegistry
 
 __all__ = ["MAX_BODY_BYTES", "build_app", "serve_http"]
 
@@ -319,10 +320,15 @@ def build_app(node: Node) -> Starlette:
         return JSONResponse([_instance(e) for e in entries])
 
     # --- Introspection: Prometheus metrics and the event stream (metrics.py, events.py).
-    registry = node_registry(node)
+    registry: list[CollectorRegistry] = []
 
     async def metrics(request: Request) -> Response:
-        body, content_type = exposition(registry, request.headers.get("accept"))
+        # Imported on the first scrape: prometheus-client costs an unscraped agent 2 MiB.
+        from gossip_registry.metrics import exposition, node_registry
+
+        if not registry:
+            registry.append(node_registry(node))
+        body, content_type = exposition(registry[0], request.headers.get("accept"))
         return Response(body, headers={"Content-Type": content_type})
 
     async def events(request: Request) -> Response:

@@ -74,11 +74,13 @@ from gossip_registry.core.effects import (
 )
 from gossip_registry.core.messages import Address, Alive, MemberState
 from gossip_registry.core.protocol import Protocol
+from gossip_registry.events import EventBus
 from gossip_registry.health import CheckRunner
 from gossip_registry.registry.entry import Entry, EntryKey, Health
 from gossip_registry.registry.health import CheckSpec, assign_check_ids, initial_states, worst
 from gossip_registry.registry.preservation import Preservation, PreservationConfig
 from gossip_registry.snapshot import Snapshot, load_snapshot, write_snapshot
+from gossip_registry.traffic import WireTraffic
 from gossip_registry.transport import DEFAULT_TCP_TIMEOUT, Transport, open_transport
 from gossip_registry.watch import CATALOG, MEMBERS, ChangeIndex
 
@@ -349,6 +351,9 @@ class Node:
             on_deregister=self._on_check_deregister,
             rng=random.Random(os.urandom(16)),
         )
+        # Introspection (metrics.py, events.py): wire traffic by type, the event stream.
+        self.traffic = WireTraffic()
+        self.events = EventBus()
 
     # ------------------------------------------------------------ lifetime
 
@@ -464,6 +469,7 @@ class Node:
             for wait in self._join_waits.values():
                 wait.done.set()
             self._index.close()
+            self.events.close()
             try:
                 if config.data_dir is not None and self._protocol is not None:
                     with (
@@ -835,11 +841,15 @@ class Node:
 
     def _on_datagram(self, src: Address, data: bytes) -> None:
         assert self._protocol is not None
+        self.traffic.count("in", "udp", data)
         self._apply(self._protocol.handle_packet(trio.current_time(), src, data))
 
     def _on_frame(self, src: Address, data: bytes) -> bytes | None:
         assert self._protocol is not None
+        self.traffic.count("in", "tcp", data)
         reply, effects = self._protocol.handle_stream(trio.current_time(), src, data)
+        if reply is not None:
+            self.traffic.count("out", "tcp", reply)
         self._apply(effects)
         return reply
 
@@ -855,6 +865,7 @@ class Node:
         assert transport is not None
         assert nursery is not None
         for effect in effects:
+            self.traffic.sent(effect)
             if isinstance(effect, Send):
                 transport.send_datagram(effect.addr, effect.data)
             elif isinstance(effect, SetTimer):
@@ -882,6 +893,8 @@ class Node:
         assert self._transport is not None
         assert self._protocol is not None
         reply = await self._transport.request(request.addr, request.data)
+        if reply is not None:
+            self.traffic.count("in", "tcp", reply)
         protocol = self._protocol
         completed = protocol.stats["syncs_completed"]
         effects = protocol.handle_stream_reply(trio.current_time(), request.token, reply)
@@ -891,6 +904,7 @@ class Node:
         self._apply(effects)
 
     def _notify(self, event: MemberChanged | EntryChanged) -> None:
+        self.events.notify(event)
         if isinstance(event, MemberChanged):
             logger.info(
                 "member %s is now %s (incarnation %d)",

@@ -5,7 +5,10 @@ method (``members``, ``status``, ``register``, ``deregister``, ``services``,
 ``discover``; reads may first block in ``wait_for_change``) and renders the
 result; it knows nothing of the protocol, so
 the API cannot change the protocol's behaviour and the node can change its
-internals without touching this file.
+internals without touching this file. The introspection endpoints are the
+exception, each in a module of its own: ``GET /metrics`` (``metrics.py``
+reads the node's counters at scrape time) and ``GET /v1/events``
+(``api/events.py`` streams the node's event bus as NDJSON).
 
 Input is untrusted. Bodies are read with a 64 KiB cap (checked on the
 Content-Length header and again while streaming, since chunked bodies have
@@ -44,6 +47,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from gossip_registry.api.checks import check_specs, ttl_report
+from gossip_registry.api.events import event_stream
 from gossip_registry.config import parse_duration
 from gossip_registry.core.codec import (
     MAX_HOST_LEN,
@@ -55,11 +59,14 @@ from gossip_registry.core.codec import (
     MAX_WEIGHT,
 )
 from gossip_registry.core.messages import Address
+from gossip_registry.events import parse_kinds
 from gossip_registry.registry.entry import Entry
 from gossip_registry.watch import TooManyWaiters
 
 if TYPE_CHECKING:  # node.py starts the HTTP API, so importing it here would be circular
     from gossip_registry.node import Node
+if TYPE_CHECKING:  # prometheus-client is imported at the first scrape (see ``metrics``)
+    from prometheus_client import CollectorRegistry
 
 __all__ = ["MAX_BODY_BYTES", "build_app", "serve_http"]
 
@@ -403,6 +410,29 @@ def build_app(node: Node) -> Starlette:
             raise _Reject(400, str(exc)) from None
         return JSONResponse({"id": check_id, "status": str(status)})
 
+    # --- Introspection: Prometheus metrics and the event stream (metrics.py, events.py).
+    registry: list[CollectorRegistry] = []
+
+    async def metrics(request: Request) -> Response:
+        # Imported on the first scrape: prometheus-client costs an unscraped agent 2 MiB.
+        from gossip_registry.metrics import exposition, node_registry
+
+        if not registry:
+            registry.append(node_registry(node))
+        body, content_type = exposition(registry[0], request.headers.get("accept"))
+        return Response(body, headers={"Content-Type": content_type})
+
+    async def events(request: Request) -> Response:
+        """NDJSON, one event per line, until the client disconnects or the node stops."""
+        unknown = [key for key in request.query_params if key != "kind"]
+        if unknown:
+            raise _Reject(400, f"{unknown[0]}: unknown query parameter (allowed: kind)")
+        try:
+            kinds = parse_kinds(request.query_params.get("kind"))
+        except ValueError as exc:
+            raise _Reject(400, str(exc)) from None
+        return event_stream(node.events, kinds)
+
     async def http_error(request: Request, exc: Exception) -> Response:
         """Starlette's own 404 and 405, in our JSON shape (405 keeps its Allow header)."""
         assert isinstance(exc, HTTPException)
@@ -424,6 +454,8 @@ def build_app(node: Node) -> Starlette:
         Route("/v1/services/{name:path}", _guarded(discover), methods=["GET"]),
         Route("/v1/services/{instance_id:path}", _guarded(deregister), methods=["DELETE"]),
         Route("/v1/checks/{check_id:path}/{verb}", _guarded(check_update), methods=["PUT"]),
+        Route("/metrics", _guarded(metrics), methods=["GET"]),
+        Route("/v1/events", _guarded(events), methods=["GET"]),
     ]
     return Starlette(routes=routes, exception_handlers={HTTPException: http_error})
 

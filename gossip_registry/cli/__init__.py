@@ -7,6 +7,7 @@ Theory of operation: one click group with a module per concern:
   status table (``cli/up.py``);
 - ``members``, ``services``, ``register``, ``deregister``, ``status``:
   clients of a node's HTTP API (``cli/client.py``);
+- ``monitor``: a node's event stream, as it happens (``cli/monitor.py``);
 - ``simulate``: the deterministic simulator at any size (``cli/simulate.py``);
 - ``version``.
 
@@ -24,6 +25,7 @@ import click
 
 from gossip_registry.cli.agent import agent
 from gossip_registry.cli.client import check, deregister, members, register, services, status
+from gossip_registry.cli.monitor import monitor
 from gossip_registry.cli.simulate import simulate
 from gossip_registry.cli.up import up
 
@@ -71,6 +73,7 @@ def version() -> None:
 for command in (agent, up, members, services, register, deregister, status, simulate):
     cli.add_command(command)
 cli.add_command(check)  # health checks: TTL reports
+cli.add_command(monitor)
 
 
 def main() -> None:

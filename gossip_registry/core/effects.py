@@ -92,10 +92,15 @@ class MemberChanged:
 
 @dataclass(frozen=True, slots=True)
 class EntryChanged:
-    """The visible registry changed for one key. ``new`` is None once it is gone."""
+    """The visible registry changed for one key. ``new`` is None once it is gone.
+
+    ``fenced``: it went because its owner died, left or restarted without it
+    (a fence), not because it was deregistered.
+    """
 
     old: Entry | None
     new: Entry | None
+    fenced: bool = False
 
 
 @dataclass(frozen=True, slots=True)

@@ -271,7 +271,7 @@ class Protocol(Swim):
             return
         removed = self.table.set_fence(record.name, level, now + self.wall_offset)
         for entry in removed:
-            self._out.append(Notify(EntryChanged(entry, None)))
+            self._out.append(Notify(EntryChanged(entry, None, fenced=True)))
         self.stats["entries_fenced"] += len(removed)
 
     def _on_refuted(self, now: float, accusation: MemberState) -> None:

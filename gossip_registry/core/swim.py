@@ -335,6 +335,8 @@ class Swim:
         current = self.members.get(msg.name)
         if not wins(MemberState.ALIVE, msg.incarnation, current):
             return
+        if current is not None and current.state is MemberState.SUSPECT:
+            self.stats["suspicions_refuted"] += 1
         self._set(
             now, MemberRecord(msg.name, msg.addr, msg.incarnation, MemberState.ALIVE, msg.meta)
         )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import collections.abc
+import contextlib
 import dataclasses
 import types
 import typing
@@ -28,6 +29,7 @@ from gossip_registry.core.messages import (
     Left,
     MemberRecord,
     MemberState,
+    MsgType,
     Nack,
     Packet,
     Ping,
@@ -300,3 +302,45 @@ def test_mutated_stream_frames_raise_only_codec_error_or_round_trip(
     message: Any, edits: list[tuple[str, int, int]]
 ) -> None:
     decodes_or_raises_codec_error("stream", mutate(encode_stream(message), edits))
+
+
+# --- The census behind traffic metrics ------------------------------------------------
+
+TYPE_OF: dict[type, MsgType] = {
+    Ping: MsgType.PING,
+    PingReq: MsgType.PING_REQ,
+    Ack: MsgType.ACK,
+    Nack: MsgType.NACK,
+    Alive: MsgType.ALIVE,
+    Suspect: MsgType.SUSPECT,
+    Dead: MsgType.DEAD,
+    Left: MsgType.LEFT,
+    EntryUpdate: MsgType.ENTRY,
+}
+
+
+@given(packets)
+def test_census_of_a_valid_packet_names_each_message_and_sums_to_its_bodies(
+    packet: Packet,
+) -> None:
+    data = encode_packet(packet)
+    census = codec.message_sizes(data, stream=False)
+    messages = [packet.primary] if packet.primary is not None else []
+    messages += packet.updates
+    assert [kind for kind, _ in census] == [TYPE_OF[type(m)] for m in messages]
+    envelope = codec.packet_overhead(None, len(packet.updates)) - (packet.primary is not None)
+    assert sum(size for _, size in census) == len(data) - envelope
+
+
+@given(packets, mutations)
+def test_census_of_mutated_packets_raises_only_codec_error(
+    packet: Packet, edits: list[tuple[str, int, int]]
+) -> None:
+    with contextlib.suppress(CodecError):
+        codec.message_sizes(mutate(encode_packet(packet), edits), stream=False)
+
+
+@given(st.booleans(), st.binary(max_size=256))
+def test_census_of_arbitrary_bytes_raises_only_codec_error(stream: bool, data: bytes) -> None:
+    with contextlib.suppress(CodecError):
+        codec.message_sizes(data, stream=stream)

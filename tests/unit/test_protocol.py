@@ -193,7 +193,7 @@ def test_suspicion_expires_into_death_and_fences_the_members_entries() -> None:
     out = node.handle_timer(timer.at, timer.timer)
     assert node.member_states()["p1"] is MemberState.DEAD
     assert [e.instance_id for e in node.table.live("web")] == ["w1"]
-    assert Notify(EntryChanged(theirs, None)) in out
+    assert Notify(EntryChanged(theirs, None, fenced=True)) in out
     # the dead member's old entry cannot come back, its next life's can
     node.handle_packet(6.0, peer(1), encode_packet(Packet(None, (EntryUpdate(theirs),))))
     assert [e.instance_id for e in node.table.live("web")] == ["w1"]
@@ -319,3 +319,18 @@ def test_push_pull_between_identical_large_tables_costs_only_the_digests() -> No
     # 256 bucket digests out, an empty answer back: independent of the 5,000 entries.
     assert len(req.data) < 256 * 9 + 200
     assert len(reply) < 50
+
+
+def test_a_suspect_heard_alive_again_counts_one_refuted_suspicion() -> None:
+    node, _ = make(peers=2)
+
+    def hear(now: float, update: Update) -> None:
+        node.handle_packet(now, peer(1), encode_packet(Packet(None, (update,))))
+
+    hear(1.0, Suspect("p1", 1, "p2"))
+    assert node.member_states()["p1"] is MemberState.SUSPECT
+    hear(1.1, Alive("p1", peer(1), 2, {}))
+    assert node.member_states()["p1"] is MemberState.ALIVE
+    assert node.stats["suspicions_refuted"] == 1
+    hear(1.2, Alive("p1", peer(1), 3, {}))  # news about an alive member refutes nothing
+    assert node.stats["suspicions_refuted"] == 1

@@ -1,0 +1,234 @@
+"""The trio client: ``async with AsyncRegistryClient(nodes) as client``.
+
+Theory of operation: the client owns a nursery for its watchers and one
+``httpx.AsyncClient`` (connection pools to nodes and instances). The first
+caller of a query with nothing cached fetches it; callers arriving
+meanwhile wait for that one fetch (single flight), so a hundred tasks
+starting together cost the node one request. With ``settings.watch`` (the
+default) the query then gets one watcher task, whatever the number of
+callers, which keeps the list fresh through blocking queries; without it,
+a list is refetched when its TTL (plus jitter) has run out.
+
+Environment proxies are ignored (``trust_env=False``): nodes and instances
+are inside the cluster's network, never behind an internet proxy.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import AsyncIterator, Mapping, Sequence
+from contextlib import closing
+from dataclasses import dataclass, field
+from types import TracebackType
+from typing import Any, TypeVar
+
+import httpx
+import trio
+
+from gossip_registry.client.balancers import Strategy
+from gossip_registry.client.base import ClientBase
+from gossip_registry.client.cache import CachedList, WatchState
+from gossip_registry.client.core import ClientSettings
+from gossip_registry.client.errors import ClientError
+from gossip_registry.client.instance import Instance, ServiceQuery
+from gossip_registry.client.plans import Pause, Plan, call, refresh, watch_step
+
+__all__ = ["AsyncRegistryClient"]
+
+T = TypeVar("T")
+
+
+@dataclass(slots=True)
+class _Flight:
+    done: trio.Event = field(default_factory=trio.Event)
+    error: ClientError | None = None
+
+
+class AsyncRegistryClient(ClientBase):
+    """Discovery, load balancing and fail-over for trio code. See ``ClientBase`` for arguments.
+
+    ``transport`` replaces httpx's network transport (``httpx.MockTransport`` in tests).
+    """
+
+    def __init__(
+        self,
+        nodes: Sequence[str],
+        *,
+        token: str | None = None,
+        strategy: Strategy | str | None = None,
+        strategies: Mapping[str, Strategy | str] | None = None,
+        settings: ClientSettings | None = None,
+        rng: random.Random | None = None,
+        transport: httpx.AsyncBaseTransport | None = None,
+    ) -> None:
+        super().__init__(
+            nodes,
+            token=token,
+            strategy=strategy,
+            strategies=strategies,
+            settings=settings,
+            rng=rng,
+            clock=trio.current_time,
+        )
+        self._http = httpx.AsyncClient(transport=transport, trust_env=False)
+        self._flights: dict[ServiceQuery, _Flight] = {}
+        self._watched: set[ServiceQuery] = set()
+        self._changed: dict[ServiceQuery, trio.Event] = {}
+        self._nursery: trio.Nursery | None = None
+        self._nursery_manager: Any = None
+
+    async def __aenter__(self) -> AsyncRegistryClient:
+        manager = trio.open_nursery()
+        self._nursery = await manager.__aenter__()
+        self._nursery_manager = manager
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> bool | None:
+        nursery, manager = self._nursery, self._nursery_manager
+        assert nursery is not None, "__aexit__ without __aenter__"
+        self._nursery = self._nursery_manager = None
+        nursery.cancel_scope.cancel()  # the watchers
+        try:
+            if exc is None or isinstance(exc, trio.Cancelled):
+                return bool(await manager.__aexit__(exc_type, exc, tb))
+            # The body's own error propagates as itself, not wrapped in an ExceptionGroup.
+            await manager.__aexit__(None, None, None)
+            return None
+        finally:
+            with trio.CancelScope(shield=True):
+                await self._http.aclose()
+
+    # ------------------------------------------------------------ public API
+
+    async def instances(
+        self, name: str, tag: str | None = None, passing: bool = True
+    ) -> list[Instance]:
+        """The instances of ``name`` (with ``tag``; only passing ones unless ``passing=False``).
+
+        Served from the cache; a cold cache costs one fetch shared by every
+        concurrent caller. When no node answers, the last good list is served.
+
+        Raises:
+            NoNodeAvailable: no node answered and nothing was cached yet.
+            RegistryError: a node refused the query (bad name or tag).
+        """
+        query = ServiceQuery.of(name, tag, passing)
+        cached = await self._cached(query)
+        if self._core.settings.watch:
+            self._watch_in_background(query, cached)
+        return cached.instances
+
+    async def pick(self, name: str, tag: str | None = None) -> Instance:
+        """One passing instance of ``name``, chosen by the service's strategy among those
+        not ejected.
+
+        Raises:
+            NoInstanceAvailable: none is registered and passing.
+            NoNodeAvailable, RegistryError: as for ``instances``.
+        """
+        return self._core.pick(name, await self.instances(name, tag))
+
+    async def request(
+        self, name: str, method: str, path: str, *, tag: str | None = None, **kwargs: Any
+    ) -> httpx.Response:
+        """Send an HTTP request to an instance of ``name``, with fail-over (see ``plans.call``
+        for what is retried). ``kwargs`` go to ``httpx.AsyncClient.request``.
+
+        Raises:
+            CallFailed: no instance could be reached within the allowed attempts.
+            NoInstanceAvailable, NoNodeAvailable, RegistryError: as for ``pick``.
+        """
+        instances = await self.instances(name, tag)
+        return await self._run(call(self._core, name, instances, method, path, kwargs))
+
+    async def watch(
+        self, name: str, tag: str | None = None, passing: bool = True
+    ) -> AsyncIterator[list[Instance]]:
+        """Yield the instance list now, then again each time it changes.
+
+        Changes while the consumer is busy fold into the next list. Shares
+        the query's single watcher with every other caller.
+        """
+        query = ServiceQuery.of(name, tag, passing)
+        cached = await self._cached(query)
+        self._watch_in_background(query, cached)
+        seen = -1
+        while True:
+            if cached.version != seen:
+                seen = cached.version
+                yield cached.instances
+                continue
+            await self._changed.setdefault(query, trio.Event()).wait()
+
+    # ------------------------------------------------------------ machinery
+
+    async def _run(self, plan: Plan[T]) -> T:
+        """Carry out a plan's actions until it returns."""
+        outcome: httpx.Response | httpx.TransportError | None = None
+        with closing(plan):
+            while True:
+                try:
+                    action = plan.send(outcome)
+                except StopIteration as stop:
+                    return stop.value  # type: ignore[no-any-return]
+                if isinstance(action, Pause):
+                    await trio.sleep(action.seconds)
+                    outcome = None
+                    continue
+                try:
+                    outcome = await self._http.request(action.method, action.url, **action.kwargs)
+                except httpx.TransportError as exc:
+                    outcome = exc
+
+    async def _cached(self, query: ServiceQuery) -> CachedList:
+        """The query's cached list, fetched first if missing or expired (single flight)."""
+        core = self._core
+        while True:
+            cached = core.cache.get(query)
+            if cached is not None and (
+                query in self._watched or core.cache.fresh(query, core.clock())
+            ):
+                return cached
+            flight = self._flights.get(query)
+            if flight is not None:
+                await flight.done.wait()
+                if flight.error is not None:
+                    raise flight.error
+                continue  # fetched, or the fetching task was cancelled: look again
+            flight = self._flights[query] = _Flight()
+            try:
+                cached = await self._run(refresh(core, query))
+            except ClientError as exc:
+                flight.error = exc
+                raise
+            finally:
+                del self._flights[query]
+                flight.done.set()
+            self._wake(query)
+            return cached
+
+    def _watch_in_background(self, query: ServiceQuery, cached: CachedList) -> None:
+        if query in self._watched:
+            return
+        if self._nursery is None:
+            raise RuntimeError(
+                "AsyncRegistryClient: use it as `async with AsyncRegistryClient(...)`"
+            )
+        self._watched.add(query)
+        self._nursery.start_soon(self._watch_loop, query, WatchState(cached.index))
+
+    async def _watch_loop(self, query: ServiceQuery, state: WatchState) -> None:
+        while True:
+            await self._run(watch_step(self._core, query, state))
+            self._wake(query)
+
+    def _wake(self, query: ServiceQuery) -> None:
+        """Wake ``watch`` iterators of ``query``; they compare versions, so waking is cheap."""
+        event = self._changed.pop(query, None)
+        if event is not None:
+            event.set()

@@ -1,13 +1,12 @@
 """The trio client: ``async with AsyncRegistryClient(nodes) as client``.
 
 Theory of operation: the client owns a nursery for its watchers and one
-``httpx.AsyncClient`` (connection pools to nodes and instances). The first
-caller of a query with nothing cached fetches it; callers arriving
-meanwhile wait for that one fetch (single flight), so a hundred tasks
-starting together cost the node one request. With ``settings.watch`` (the
-default) the query then gets one watcher task, whatever the number of
-callers, which keeps the list fresh through blocking queries; without it,
-a list is refetched when its TTL (plus jitter) has run out.
+``httpx.AsyncClient`` (connection pools to nodes and instances). A query
+with nothing cached is fetched once for all its concurrent callers
+(``plans.cached_list``). With ``settings.watch`` (the default) the query
+then gets one watcher task, whatever the number of callers, which keeps
+the list fresh through blocking queries; without it, a list is refetched
+when its TTL (plus jitter) has run out.
 
 Environment proxies are ignored (``trust_env=False``): nodes and instances
 are inside the cluster's network, never behind an internet proxy.
@@ -15,67 +14,36 @@ are inside the cluster's network, never behind an internet proxy.
 
 from __future__ import annotations
 
-import random
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import AsyncIterator
 from contextlib import closing
-from dataclasses import dataclass, field
 from types import TracebackType
 from typing import Any, TypeVar
 
 import httpx
 import trio
 
-from gossip_registry.client.balancers import Strategy
 from gossip_registry.client.base import ClientBase
 from gossip_registry.client.cache import CachedList, WatchState
-from gossip_registry.client.core import ClientSettings
-from gossip_registry.client.errors import ClientError
 from gossip_registry.client.instance import Instance, ServiceQuery
-from gossip_registry.client.plans import Pause, Plan, call, refresh, watch_step
+from gossip_registry.client.plans import Pause, Plan, Send, Steps, cached_list, call, watch_step
 
 __all__ = ["AsyncRegistryClient"]
 
 T = TypeVar("T")
 
 
-@dataclass(slots=True)
-class _Flight:
-    done: trio.Event = field(default_factory=trio.Event)
-    error: ClientError | None = None
+class AsyncRegistryClient(ClientBase[httpx.AsyncBaseTransport]):
+    """Discovery, load balancing and fail-over for trio code; arguments as ``ClientBase``."""
 
-
-class AsyncRegistryClient(ClientBase):
-    """Discovery, load balancing and fail-over for trio code. See ``ClientBase`` for arguments.
-
-    ``transport`` replaces httpx's network transport (``httpx.MockTransport`` in tests).
-    """
-
-    def __init__(
-        self,
-        nodes: Sequence[str],
-        *,
-        token: str | None = None,
-        strategy: Strategy | str | None = None,
-        strategies: Mapping[str, Strategy | str] | None = None,
-        settings: ClientSettings | None = None,
-        rng: random.Random | None = None,
-        transport: httpx.AsyncBaseTransport | None = None,
-    ) -> None:
-        super().__init__(
-            nodes,
-            token=token,
-            strategy=strategy,
-            strategies=strategies,
-            settings=settings,
-            rng=rng,
-            clock=trio.current_time,
-        )
+    def _connect(self, transport: httpx.AsyncBaseTransport | None) -> None:
         self._http = httpx.AsyncClient(transport=transport, trust_env=False)
-        self._flights: dict[ServiceQuery, _Flight] = {}
         self._watched: set[ServiceQuery] = set()
         self._changed: dict[ServiceQuery, trio.Event] = {}
         self._nursery: trio.Nursery | None = None
         self._nursery_manager: Any = None
+
+    def _now(self) -> float:
+        return trio.current_time()
 
     async def __aenter__(self) -> AsyncRegistryClient:
         manager = trio.open_nursery()
@@ -136,8 +104,8 @@ class AsyncRegistryClient(ClientBase):
     async def request(
         self, name: str, method: str, path: str, *, tag: str | None = None, **kwargs: Any
     ) -> httpx.Response:
-        """Send an HTTP request to an instance of ``name``, with fail-over (see ``plans.call``
-        for what is retried). ``kwargs`` go to ``httpx.AsyncClient.request``.
+        """Send an HTTP request to an instance of ``name``, with fail-over (``plans.call``
+        says what is retried). ``kwargs`` go to ``httpx.AsyncClient.request``.
 
         Raises:
             CallFailed: no instance could be reached within the allowed attempts.
@@ -151,8 +119,9 @@ class AsyncRegistryClient(ClientBase):
     ) -> AsyncIterator[list[Instance]]:
         """Yield the instance list now, then again each time it changes.
 
-        Changes while the consumer is busy fold into the next list. Shares
-        the query's single watcher with every other caller.
+        Changes while the consumer is busy fold into the next list. Every
+        iterator of a query shares its one watcher. Use it under
+        ``contextlib.aclosing`` so that leaving the loop early closes it.
         """
         query = ServiceQuery.of(name, tag, passing)
         cached = await self._cached(query)
@@ -169,48 +138,28 @@ class AsyncRegistryClient(ClientBase):
 
     async def _run(self, plan: Plan[T]) -> T:
         """Carry out a plan's actions until it returns."""
-        outcome: httpx.Response | httpx.TransportError | None = None
-        with closing(plan):
-            while True:
-                try:
-                    action = plan.send(outcome)
-                except StopIteration as stop:
-                    return stop.value  # type: ignore[no-any-return]
-                if isinstance(action, Pause):
+        steps = Steps(plan)
+        with closing(steps.actions()) as actions:
+            for action in actions:
+                if isinstance(action, Send):
+                    try:
+                        steps.outcome = await self._http.request(
+                            action.method, action.url, **action.kwargs
+                        )
+                    except httpx.TransportError as exc:
+                        steps.outcome = exc
+                elif isinstance(action, Pause):
                     await trio.sleep(action.seconds)
-                    outcome = None
-                    continue
-                try:
-                    outcome = await self._http.request(action.method, action.url, **action.kwargs)
-                except httpx.TransportError as exc:
-                    outcome = exc
+                else:
+                    await action.event.wait()
+        return steps.result
 
     async def _cached(self, query: ServiceQuery) -> CachedList:
-        """The query's cached list, fetched first if missing or expired (single flight)."""
-        core = self._core
-        while True:
-            cached = core.cache.get(query)
-            if cached is not None and (
-                query in self._watched or core.cache.fresh(query, core.clock())
-            ):
-                return cached
-            flight = self._flights.get(query)
-            if flight is not None:
-                await flight.done.wait()
-                if flight.error is not None:
-                    raise flight.error
-                continue  # fetched, or the fetching task was cancelled: look again
-            flight = self._flights[query] = _Flight()
-            try:
-                cached = await self._run(refresh(core, query))
-            except ClientError as exc:
-                flight.error = exc
-                raise
-            finally:
-                del self._flights[query]
-                flight.done.set()
-            self._wake(query)
-            return cached
+        cached = await self._run(
+            cached_list(self._core, query, self._flights, trio.Event, self._watched)
+        )
+        self._wake(query)
+        return cached
 
     def _watch_in_background(self, query: ServiceQuery, cached: CachedList) -> None:
         if query in self._watched:

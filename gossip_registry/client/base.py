@@ -4,17 +4,21 @@ from __future__ import annotations
 
 import os
 import random
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import replace
+from typing import Generic, TypeVar
 
 from gossip_registry.client.balancers import Strategy
 from gossip_registry.client.core import ClientCore, ClientSettings
-from gossip_registry.client.instance import InstanceKey
+from gossip_registry.client.instance import InstanceKey, ServiceQuery
+from gossip_registry.client.plans import Flight
 
 __all__ = ["ClientBase"]
 
+TransportT = TypeVar("TransportT")
 
-class ClientBase:
+
+class ClientBase(Generic[TransportT]):
     """Builds the shared ``ClientCore`` from the public constructor arguments.
 
     Args:
@@ -25,6 +29,7 @@ class ClientBase:
         strategies: per-service strategies, e.g. ``{"search": "power_of_two"}``.
         settings: the rest of the tuning.
         rng: the random generator for every choice (seed it to reproduce a run).
+        transport: replaces httpx's network transport (``httpx.MockTransport`` in tests).
 
     Raises:
         ValueError: no node, a node that is not an http(s) URL, an unknown
@@ -35,12 +40,12 @@ class ClientBase:
         self,
         nodes: Sequence[str],
         *,
-        token: str | None,
-        strategy: Strategy | str | None,
-        strategies: Mapping[str, Strategy | str] | None,
-        settings: ClientSettings | None,
-        rng: random.Random | None,
-        clock: Callable[[], float],
+        token: str | None = None,
+        strategy: Strategy | str | None = None,
+        strategies: Mapping[str, Strategy | str] | None = None,
+        settings: ClientSettings | None = None,
+        rng: random.Random | None = None,
+        transport: TransportT | None = None,
     ) -> None:
         settings = settings or ClientSettings()
         if strategy is not None:
@@ -52,13 +57,24 @@ class ClientBase:
             settings,
             token=token,
             rng=rng if rng is not None else random.Random(os.urandom(16)),
-            clock=clock,
+            clock=self._now,
         )
+        self._flights: dict[ServiceQuery, Flight] = {}
+        self._connect(transport)
+
+    def _connect(self, transport: TransportT | None) -> None:
+        """Open the subclass's httpx client."""
+        raise NotImplementedError
+
+    def _now(self) -> float:
+        """The subclass's clock: trio's (mockable in tests), or the monotonic clock."""
+        raise NotImplementedError
 
     @property
     def stats(self) -> dict[str, int]:
-        """Counters: fetches, node_requests, node_failures, retries, instance_failures,
-        ejections, quick_returns."""
+        """Counters: fetches, shared_fetches (callers that waited for another's fetch),
+        node_requests, node_failures, retries, instance_failures, ejections, quick_returns
+        (blocking queries that did not block)."""
         return dict(self._core.stats)
 
     @property

@@ -8,15 +8,22 @@ runs plans with ``await`` and ``trio.sleep``, the blocking one with
 ``httpx.Client`` and ``time.sleep``: fail-over, retries, ejection and the
 blocking-query rules exist once, and tests can step a plan by hand.
 
-A driver closes the plan if it stops early (cancellation, a bug), so the
-plan's ``finally`` blocks (outstanding counts) always run.
+A third action, ``Wait``, waits for another task's fetch (single flight);
+its event is the driver's kind (``trio.Event`` or ``threading.Event``), made
+by the factory the driver passes in.
+
+``Steps`` is the drivers' shared loop: it closes the plan if the driver
+stops early (cancellation, a bug), so the plan's ``finally`` blocks
+(outstanding counts, a fetch's waiters) always run.
 """
 
 from __future__ import annotations
 
-from collections.abc import Generator
+from collections.abc import Callable, Generator
+from collections.abc import Set as AbstractSet
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import Any, Generic, Protocol, TypeVar
 
 import httpx
 
@@ -25,13 +32,26 @@ from gossip_registry.client.core import IDEMPOTENT_METHODS, ClientCore
 from gossip_registry.client.errors import (
     BadResponse,
     CallFailed,
+    ClientError,
     NoNodeAvailable,
     RegistryError,
 )
 from gossip_registry.client.instance import Instance, InstanceKey, ServiceQuery, parse_instances
 from gossip_registry.client.nodes import jittered
 
-__all__ = ["Fetched", "Pause", "Plan", "Send", "call", "refresh", "watch_step"]
+__all__ = [
+    "Fetched",
+    "Flight",
+    "Pause",
+    "Plan",
+    "Send",
+    "Steps",
+    "Wait",
+    "cached_list",
+    "call",
+    "refresh",
+    "watch_step",
+]
 
 T = TypeVar("T")
 
@@ -54,9 +74,58 @@ class Pause:
     seconds: float
 
 
-Action = Send | Pause
+class Event(Protocol):
+    """What trio's and threading's events have in common, as far as plans care."""
+
+    def set(self) -> None: ...
+
+
+@dataclass(frozen=True, slots=True)
+class Wait:
+    event: Any
+    """The driver's own event type; the driver calls its ``wait()``."""
+
+
+@dataclass(slots=True)
+class Flight:
+    """One fetch in progress, that later callers of the same query wait for."""
+
+    done: Event
+    error: ClientError | None = None
+
+
+Action = Send | Pause | Wait
 Outcome = httpx.Response | httpx.TransportError | None
 Plan = Generator[Action, Outcome, T]
+
+
+class Steps(Generic[T]):
+    """A plan's actions one by one; the driver sets ``outcome`` after each ``Send``.
+
+    ``guard`` is held while the plan runs (never while the driver does I/O
+    or waits): the blocking client passes its lock, so threads sharing a
+    client see consistent counts and single-flight bookkeeping.
+    """
+
+    def __init__(self, plan: Plan[T], guard: AbstractContextManager[Any] | None = None) -> None:
+        self._plan = plan
+        self._guard = guard if guard is not None else nullcontext()
+        self.outcome: Outcome = None
+        self.result: T
+
+    def actions(self) -> Generator[Action, None, None]:
+        """The plan's actions; close this iterator (``contextlib.closing``) to stop early."""
+        try:
+            while True:
+                with self._guard:
+                    action = self._plan.send(self.outcome)
+                self.outcome = None
+                yield action
+        except StopIteration as stop:
+            self.result = stop.value
+        finally:
+            with self._guard:
+                self._plan.close()
 
 
 @dataclass(frozen=True, slots=True)
@@ -151,6 +220,47 @@ def refresh(core: ClientCore, query: ServiceQuery) -> Plan[CachedList]:
         core.cache.hold(query, core.clock(), core.settings.node_backoff_max)
         return cached
     return core.cache.store(query, fetched.instances, fetched.index, core.clock())
+
+
+def cached_list(
+    core: ClientCore,
+    query: ServiceQuery,
+    flights: dict[ServiceQuery, Flight],
+    new_event: Callable[[], Event],
+    watched: AbstractSet[ServiceQuery] = frozenset(),
+) -> Plan[CachedList]:
+    """The query's list from the cache, fetched first if missing or expired.
+
+    Single flight: the first caller fetches; callers arriving meanwhile
+    wait for that fetch and share its result or its error, so a hundred
+    callers starting together (or finding the same list expired) cost the
+    node one request. A watched query never expires: its watcher keeps it.
+    If the fetching caller is cancelled, a waiting one takes over.
+
+    Raises:
+        NoNodeAvailable: no node answered and nothing was cached yet.
+        RegistryError: a node refused the query.
+    """
+    while True:
+        cached = core.cache.get(query)
+        if cached is not None and (query in watched or core.cache.fresh(query, core.clock())):
+            return cached
+        flight = flights.get(query)
+        if flight is not None:
+            core.stats["shared_fetches"] += 1
+            yield Wait(flight.done)
+            if flight.error is not None:
+                raise flight.error
+            continue  # fetched, or the fetching caller was cancelled: look again
+        flight = flights[query] = Flight(new_event())
+        try:
+            return (yield from refresh(core, query))
+        except ClientError as exc:
+            flight.error = exc
+            raise
+        finally:
+            del flights[query]
+            flight.done.set()
 
 
 def watch_step(core: ClientCore, query: ServiceQuery, state: WatchState) -> Plan[None]:

@@ -9,9 +9,11 @@ from __future__ import annotations
 
 import json
 import random
+import threading
+import time
 from collections import Counter
 from contextlib import aclosing
-from typing import Any
+from typing import Any, TypeVar
 
 import httpx
 import pytest
@@ -115,26 +117,26 @@ class Fake:
         return self._fail(request) or self._answer(request)
 
 
-def aclient(fake: Fake, **settings: Any) -> AsyncRegistryClient:
-    client = AsyncRegistryClient(
+C = TypeVar("C", AsyncRegistryClient, RegistryClient)
+
+
+def connect(kind: type[C], handler: Any, fake: Fake, **settings: Any) -> C:
+    client = kind(
         NODES,
         settings=ClientSettings(**settings),
         rng=random.Random(1),
-        transport=httpx.MockTransport(fake.async_handler),
+        transport=httpx.MockTransport(handler),
     )
     fake.client = client
     return client
+
+
+def aclient(fake: Fake, **settings: Any) -> AsyncRegistryClient:
+    return connect(AsyncRegistryClient, fake.async_handler, fake, **settings)
 
 
 def sclient(fake: Fake, **settings: Any) -> RegistryClient:
-    client = RegistryClient(
-        NODES,
-        settings=ClientSettings(**settings),
-        rng=random.Random(1),
-        transport=httpx.MockTransport(fake.sync_handler),
-    )
-    fake.client = client
-    return client
+    return connect(RegistryClient, fake.sync_handler, fake, **settings)
 
 
 def host(client: AsyncRegistryClient | RegistryClient) -> str:
@@ -158,6 +160,7 @@ async def test_a_hundred_cold_callers_share_one_fetch(autojump_clock: Any) -> No
                 for _ in range(100):
                     nursery.start_soon(caller)
             assert len(fake.node_requests()) == 1
+            assert client.stats["shared_fetches"] == 99
             assert results == [["api-9001", "api-9002"]] * 100
 
             await trio.sleep(11.1)  # past ttl + jitter: the list is stale
@@ -442,6 +445,34 @@ def test_blocking_client_watch_yields_each_change() -> None:
         assert [i.port for i in next(watch)] == [9009]
         assert fake.node_requests(index="10")
         watch.close()
+
+
+def test_blocking_callers_in_many_threads_share_one_fetch() -> None:
+    fake = Fake()
+    release = threading.Event()
+    answer = fake.sync_handler
+
+    def slow(request: httpx.Request) -> httpx.Response:
+        assert release.wait(10), "never released"
+        return answer(request)
+
+    results: list[int] = []
+    with connect(RegistryClient, slow, fake) as client:
+        threads = [
+            threading.Thread(target=lambda: results.append(len(client.instances("api"))))
+            for _ in range(20)
+        ]
+        for thread in threads:
+            thread.start()
+        deadline = time.monotonic() + 10
+        while client.stats.get("shared_fetches", 0) < 19:  # all but the fetching thread wait
+            assert time.monotonic() < deadline, client.stats
+            time.sleep(0.005)
+        release.set()
+        for thread in threads:
+            thread.join(10)
+        assert results == [2] * 20
+        assert len(fake.node_requests()) == 1
 
 
 def test_bad_settings_are_refused_at_construction() -> None:

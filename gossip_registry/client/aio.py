@@ -89,7 +89,7 @@ class AsyncRegistryClient(ClientBase[httpx.AsyncBaseTransport]):
         cached = await self._cached(query)
         if self._core.settings.watch:
             self._watch_in_background(query, cached)
-        return cached.instances
+        return list(cached.instances)  # a copy: the caller may sort or filter it
 
     async def pick(self, name: str, tag: str | None = None) -> Instance:
         """One passing instance of ``name``, chosen by the service's strategy among those
@@ -130,7 +130,7 @@ class AsyncRegistryClient(ClientBase[httpx.AsyncBaseTransport]):
         while True:
             if cached.version != seen:
                 seen = cached.version
-                yield cached.instances
+                yield list(cached.instances)
                 continue
             await self._changed.setdefault(query, trio.Event()).wait()
 
@@ -155,6 +155,10 @@ class AsyncRegistryClient(ClientBase[httpx.AsyncBaseTransport]):
         return steps.result
 
     async def _cached(self, query: ServiceQuery) -> CachedList:
+        if self._nursery is None:
+            raise RuntimeError(
+                "AsyncRegistryClient: use it as `async with AsyncRegistryClient(...)`"
+            )
         cached = await self._run(
             cached_list(self._core, query, self._flights, trio.Event, self._watched)
         )
@@ -162,14 +166,10 @@ class AsyncRegistryClient(ClientBase[httpx.AsyncBaseTransport]):
         return cached
 
     def _watch_in_background(self, query: ServiceQuery, cached: CachedList) -> None:
-        if query in self._watched:
+        if query in self._watched or self._nursery is None:
             return
-        if self._nursery is None:
-            raise RuntimeError(
-                "AsyncRegistryClient: use it as `async with AsyncRegistryClient(...)`"
-            )
         self._watched.add(query)
-        self._nursery.start_soon(self._watch_loop, query, WatchState(cached.index))
+        self._nursery.start_soon(self._watch_loop, query, WatchState(cached.index, cached.node))
 
     async def _watch_loop(self, query: ServiceQuery, state: WatchState) -> None:
         while True:

@@ -42,6 +42,7 @@ __all__ = [
     "Strategy",
     "Weighted",
     "make_balancer",
+    "parse_strategy",
 ]
 
 Load = Mapping[InstanceKey, int]
@@ -122,15 +123,19 @@ _STRATEGIES: dict[Strategy, Callable[[random.Random], Balancer]] = {
 }
 
 
+def parse_strategy(strategy: Strategy | str) -> Strategy:
+    """Raises ValueError for an unknown strategy name, listing the known ones."""
+    try:
+        return Strategy(strategy)
+    except ValueError:
+        known = ", ".join(s.value for s in Strategy)
+        raise ValueError(f"strategy: unknown {strategy!r} (known: {known})") from None
+
+
 def make_balancer(strategy: Strategy | str, rng: random.Random) -> Balancer:
     """A fresh balancer for one service.
 
     Raises:
         ValueError: unknown strategy name (the message lists the known ones).
     """
-    try:
-        kind = Strategy(strategy)
-    except ValueError:
-        known = ", ".join(s.value for s in Strategy)
-        raise ValueError(f"strategy: unknown {strategy!r} (known: {known})") from None
-    return _STRATEGIES[kind](rng)
+    return _STRATEGIES[parse_strategy(strategy)](rng)

@@ -29,6 +29,8 @@ class CachedList:
     index: int | None
     """The node's ``X-Registry-Index`` for this list; None from a node without blocking queries."""
     expires: float
+    node: str | None = None
+    """The node that gave ``index``: indexes are per node, meaningless to another."""
     version: int = 0
     """Bumped on every change, for ``watch`` iterators."""
 
@@ -56,16 +58,22 @@ class ServiceCache:
         return now + self.ttl_delay()
 
     def store(
-        self, query: ServiceQuery, instances: list[Instance], index: int | None, now: float
+        self,
+        query: ServiceQuery,
+        instances: list[Instance],
+        index: int | None,
+        now: float,
+        node: str | None = None,
     ) -> CachedList:
         """Keep a fetched list; its version moves only if the list itself changed."""
         cached = self._lists.get(query)
         if cached is None:
-            cached = self._lists[query] = CachedList(instances, index, self.next_expiry(now))
+            cached = CachedList(instances, index, self.next_expiry(now), node)
+            self._lists[query] = cached
             return cached
         if cached.instances != instances:
             cached.version += 1
-        cached.instances, cached.index = instances, index
+        cached.instances, cached.index, cached.node = instances, index, node
         cached.expires = self.next_expiry(now)
         return cached
 
@@ -82,22 +90,28 @@ class WatchState:
 
     ``index`` None means the node sent no ``X-Registry-Index`` (a node
     without blocking queries): the loop polls with the TTL instead.
+    ``node`` is the node that gave the index: each node counts its own, so
+    only that node is asked to block on it (another node answers at once,
+    and its index starts the next round).
     """
 
     index: int | None
+    node: str | None = None
     quick_repeats: int = 0
 
-    def observe(self, index: int | None, elapsed: float, min_block: float) -> int:
-        """Fold in one answer; returns how many quick unchanged answers came in a row.
+    def observe(self, index: int | None, node: str, elapsed: float, min_block: float) -> int:
+        """Fold in one answer from ``node``; returns how many quick unchanged answers
+        came in a row.
 
-        An index that went backwards (a different node, or one restarted)
-        resets to 0, so the next query returns at once with the whole list
-        rather than blocking on a number the node will not reach for a
-        while. An answer with the same index that came back faster than
-        ``min_block`` seconds is a node not really blocking: the caller
-        backs off by the returned count, so a loop never spins.
+        An index that went backwards (the node restarted) resets to 0, so
+        the next query returns at once with the whole list rather than
+        blocking on a number the node will not reach for a while. An answer
+        with the same index that came back faster than ``min_block`` seconds
+        is a node not really blocking: the caller backs off by the returned
+        count, so a loop never spins.
         """
-        previous = self.index
+        previous = self.index if node == self.node else None
+        self.node = node
         if index is None or (previous is not None and index < previous):
             self.index = None if index is None else 0
             self.quick_repeats = 0

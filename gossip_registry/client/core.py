@@ -13,7 +13,7 @@ from collections import Counter
 from collections.abc import Callable, Mapping, Sequence, Set
 from dataclasses import dataclass, field
 
-from gossip_registry.client.balancers import Balancer, Strategy, make_balancer
+from gossip_registry.client.balancers import Balancer, Strategy, make_balancer, parse_strategy
 from gossip_registry.client.cache import ServiceCache
 from gossip_registry.client.ejection import Ejector
 from gossip_registry.client.errors import NoInstanceAvailable
@@ -21,9 +21,6 @@ from gossip_registry.client.instance import Instance, InstanceKey
 from gossip_registry.client.nodes import NodeRotation
 
 __all__ = ["ClientCore", "ClientSettings"]
-
-IDEMPOTENT_METHODS = frozenset({"GET", "HEAD", "OPTIONS", "PUT", "DELETE", "TRACE"})
-"""RFC 9110's idempotent methods: safe to send twice when a first attempt may have arrived."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -94,9 +91,8 @@ class ClientCore:
         """Requests in flight from this client, per instance."""
         self.stats: Counter[str] = Counter()
         """fetches, node_failures, retries, instance_failures, ejections: for tests and metrics."""
-        make_balancer(settings.strategy, rng)  # an unknown name fails here, not on the first call
-        for strategy in settings.strategies.values():
-            make_balancer(strategy, rng)
+        for strategy in (settings.strategy, *settings.strategies.values()):
+            parse_strategy(strategy)  # an unknown name fails here, not on the first call
         self._balancers: dict[str, Balancer] = {}
 
     def balancer(self, service: str) -> Balancer:

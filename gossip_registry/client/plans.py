@@ -28,7 +28,7 @@ from typing import Any, Generic, Protocol, TypeVar
 import httpx
 
 from gossip_registry.client.cache import CachedList, WatchState
-from gossip_registry.client.core import IDEMPOTENT_METHODS, ClientCore
+from gossip_registry.client.core import ClientCore
 from gossip_registry.client.errors import (
     BadResponse,
     CallFailed,
@@ -56,6 +56,9 @@ __all__ = [
 T = TypeVar("T")
 
 INDEX_HEADER = "X-Registry-Index"
+
+IDEMPOTENT_METHODS = frozenset({"GET", "HEAD", "OPTIONS", "PUT", "DELETE", "TRACE"})
+"""RFC 9110's idempotent methods: safe to send twice when a first attempt may have arrived."""
 
 NOT_SENT = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout)
 """Failures before any byte of the request left: a retry can never run it twice."""
@@ -132,6 +135,8 @@ class Steps(Generic[T]):
 class Fetched:
     instances: list[Instance]
     index: int | None
+    node: str
+    """The node that answered (and whose index ``index`` is)."""
 
 
 def _duration(seconds: float) -> str:
@@ -143,7 +148,7 @@ def _describe(error: Exception) -> str:
     return f"{type(error).__name__}: {error}" if str(error) else type(error).__name__
 
 
-def _read(outcome: Outcome) -> Fetched:
+def _read(outcome: Outcome) -> tuple[list[Instance], int | None]:
     """The instances and index of a node's answer.
 
     Raises:
@@ -165,16 +170,12 @@ def _read(outcome: Outcome) -> Fetched:
         raise BadResponse(f"unexpected HTTP {outcome.status_code}")
     header = outcome.headers.get(INDEX_HEADER)
     index = int(header) if header is not None and header.isdigit() else None
-    return Fetched(parse_instances(body), index)
+    return parse_instances(body), index
 
 
-def ask_nodes(core: ClientCore, query: ServiceQuery, index: int | None = None) -> Plan[Fetched]:
-    """Query the nodes in turn until one answers; with ``index``, as a blocking query.
-
-    Raises:
-        NoNodeAvailable: every node failed.
-        RegistryError: a node refused the query.
-    """
+def _query_kwargs(
+    core: ClientCore, query: ServiceQuery, index: int | None = None
+) -> dict[str, Any]:
     settings = core.settings
     params = query.params()
     timeout = settings.node_timeout
@@ -182,23 +183,42 @@ def ask_nodes(core: ClientCore, query: ServiceQuery, index: int | None = None) -
         params += [("index", str(index)), ("wait", _duration(settings.wait))]
         # The node may hold the request for the whole wait plus its jitter (wait/16 in Consul).
         timeout += settings.wait * 1.25
-    kwargs = {"params": params, "headers": core.node_headers, "timeout": timeout}
+    return {"params": params, "headers": core.node_headers, "timeout": timeout}
+
+
+def ask_nodes(
+    core: ClientCore,
+    query: ServiceQuery,
+    index: int | None = None,
+    index_node: str | None = None,
+) -> Plan[Fetched]:
+    """Query the nodes in turn until one answers.
+
+    With ``index``, the query to ``index_node`` (the node that gave it) is
+    a blocking query; any other node is asked for its list at once.
+
+    Raises:
+        NoNodeAvailable: every node failed.
+        RegistryError: a node refused the query.
+    """
+    settings = core.settings
     failures: list[str] = []
     for attempt, base in enumerate(core.nodes.order()):
         if attempt:
             yield Pause(
                 jittered(settings.node_backoff, attempt, settings.node_backoff_max, core.rng)
             )
+        kwargs = _query_kwargs(core, query, index if base == index_node else None)
         outcome = yield Send("GET", base + query.path, kwargs)
         core.stats["node_requests"] += 1
         try:
-            fetched = _read(outcome)
+            instances, answered_index = _read(outcome)
         except BadResponse as exc:
             core.stats["node_failures"] += 1
             failures.append(f"{base}: {exc}")
             continue
         core.nodes.answered(base)
-        return fetched
+        return Fetched(instances, answered_index, base)
     raise NoNodeAvailable(failures)
 
 
@@ -219,7 +239,7 @@ def refresh(core: ClientCore, query: ServiceQuery) -> Plan[CachedList]:
         # Serve the last good list; try the nodes again after a backoff, not on every call.
         core.cache.hold(query, core.clock(), core.settings.node_backoff_max)
         return cached
-    return core.cache.store(query, fetched.instances, fetched.index, core.clock())
+    return core.cache.store(query, fetched.instances, fetched.index, core.clock(), fetched.node)
 
 
 def cached_list(
@@ -276,14 +296,15 @@ def watch_step(core: ClientCore, query: ServiceQuery, state: WatchState) -> Plan
         yield Pause(core.cache.ttl_delay())
     started = core.clock()
     try:
-        fetched = yield from ask_nodes(core, query, state.index)
+        fetched = yield from ask_nodes(core, query, state.index, state.node)
     except (NoNodeAvailable, RegistryError) as exc:
         if isinstance(exc, RegistryError):
             state.index = None
         yield Pause(jittered(settings.node_backoff_max, 1, settings.node_backoff_max, core.rng))
         return
-    quick = state.observe(fetched.index, core.clock() - started, settings.min_block)
-    core.cache.store(query, fetched.instances, fetched.index, core.clock())
+    elapsed = core.clock() - started
+    quick = state.observe(fetched.index, fetched.node, elapsed, settings.min_block)
+    core.cache.store(query, fetched.instances, fetched.index, core.clock(), fetched.node)
     if quick:
         core.stats["quick_returns"] += 1
         yield Pause(jittered(settings.min_block, quick, settings.wait, core.rng))

@@ -61,7 +61,7 @@ class RegistryClient(ClientBase[httpx.BaseTransport]):
         self._http.close()
 
     def instances(self, name: str, tag: str | None = None, passing: bool = True) -> list[Instance]:
-        return self._cached(ServiceQuery.of(name, tag, passing)).instances
+        return list(self._cached(ServiceQuery.of(name, tag, passing)).instances)
 
     def pick(self, name: str, tag: str | None = None) -> Instance:
         instances = self.instances(name, tag)
@@ -80,12 +80,12 @@ class RegistryClient(ClientBase[httpx.BaseTransport]):
         """Yield the list now, then again each time it changes; runs in the caller's thread."""
         query = ServiceQuery.of(name, tag, passing)
         cached = self._cached(query)
-        state = WatchState(cached.index)
+        state = WatchState(cached.index, cached.node)
         seen = -1
         while True:
             if cached.version != seen:
                 seen = cached.version
-                yield cached.instances
+                yield list(cached.instances)
             self._run(watch_step(self._core, query, state))
 
     def _run(self, plan: Plan[T]) -> T:

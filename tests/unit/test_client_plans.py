@@ -370,6 +370,23 @@ async def test_an_index_going_backwards_is_reset_to_zero(autojump_clock: Any) ->
             assert fake.node_requests(index="0")
 
 
+async def test_after_a_fail_over_the_other_node_is_not_asked_to_block_on_an_index_it_never_gave(
+    autojump_clock: Any,
+) -> None:
+    fake = Fake()
+    with trio.fail_after(60):
+        async with aclient(fake) as client:
+            await client.instances("api")
+            await trio.testing.wait_all_tasks_blocked()
+            first = host(client)
+            fake.broken[first] = "refuse"
+            fake.change([instance(9003)], index=11)  # the held query ends, and its node is gone
+            await trio.sleep(1)
+            other = [r for r in fake.node_requests() if r.url.host != first]
+            assert [r.url.params.get("index") for r in other] == [None, "11"]
+            assert [i.port for i in await client.instances("api")] == [9003]
+
+
 async def test_a_node_that_does_not_block_is_not_hammered(autojump_clock: Any) -> None:
     fake = Fake()
     fake.blocks = False

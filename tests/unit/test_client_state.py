@@ -133,23 +133,30 @@ def test_the_version_moves_only_when_the_list_changes() -> None:
 
 
 def test_an_index_going_backwards_resets_to_zero() -> None:
-    state = WatchState(index=50)
-    assert state.observe(12, elapsed=0.01, min_block=0.5) == 0
+    state = WatchState(index=50, node="http://a")
+    assert state.observe(12, "http://a", elapsed=0.01, min_block=0.5) == 0
     assert state.index == 0
 
 
 def test_quick_unchanged_answers_count_up_and_a_real_block_resets_the_count() -> None:
-    state = WatchState(index=7)
-    assert [state.observe(7, 0.01, 0.5) for _ in range(3)] == [1, 2, 3]
-    assert state.observe(7, 30.0, 0.5) == 0  # held for the whole wait: a real block
-    assert state.observe(8, 0.01, 0.5) == 0  # a change, however fast, is no spin
+    state = WatchState(index=7, node="http://a")
+    assert [state.observe(7, "http://a", 0.01, 0.5) for _ in range(3)] == [1, 2, 3]
+    assert state.observe(7, "http://a", 30.0, 0.5) == 0  # held for the whole wait: a real block
+    assert state.observe(8, "http://a", 0.01, 0.5) == 0  # a change, however fast, is no spin
     assert state.index == 8
 
 
 def test_a_node_without_an_index_switches_the_watch_to_polling() -> None:
-    state = WatchState(index=7)
-    assert state.observe(None, 0.01, 0.5) == 0
+    state = WatchState(index=7, node="http://a")
+    assert state.observe(None, "http://a", 0.01, 0.5) == 0
     assert state.index is None
+
+
+def test_another_nodes_index_starts_afresh_whatever_its_value() -> None:
+    state = WatchState(index=50, node="http://a")
+    assert state.observe(3, "http://b", elapsed=0.01, min_block=0.5) == 0
+    assert (state.index, state.node) == (3, "http://b")
+    assert state.observe(3, "http://b", elapsed=0.01, min_block=0.5) == 1
 
 
 # Parsing answers.

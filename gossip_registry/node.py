@@ -120,6 +120,15 @@ class NodeConfig:
     """Bounded wait for a graceful leave to spread before the node stops."""
     tcp_timeout: float = DEFAULT_TCP_TIMEOUT
     """Seconds for one whole TCP exchange (connect, request, reply); memberlist's TCPTimeout."""
+    # --- HTTP API access (api/auth.py); repr=False keeps tokens out of logs and tracebacks.
+    read_token: str | None = field(default=None, repr=False)
+    """Bearer token for reads of the HTTP API; None leaves reads open."""
+    write_token: str | None = field(default=None, repr=False)
+    """Bearer token for writes (and key and check operations); None leaves writes open."""
+    tls_cert: Path | None = None
+    """PEM certificate (chain) for HTTPS on the HTTP API; set together with ``tls_key``."""
+    tls_key: Path | None = None
+    """PEM private key of ``tls_cert``."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -37,10 +37,12 @@ from hypercorn.trio.run import worker_serve
 from hypercorn.typing import ASGIFramework
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
+from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from gossip_registry.api.auth import TokenAuth
 from gossip_registry.core.codec import (
     MAX_HOST_LEN,
     MAX_META_PAIRS,
@@ -251,8 +253,14 @@ def _instance(entry: Entry) -> dict[str, Any]:
 # --- The app ----------------------------------------------------------------------
 
 
-def build_app(node: Node) -> Starlette:
-    """The ASGI app for ``node``; it holds no state of its own beyond the node."""
+def build_app(
+    node: Node, *, read_token: str | None = None, write_token: str | None = None
+) -> Starlette:
+    """The ASGI app for ``node``; it holds no state of its own beyond the node.
+
+    The tokens (``api/auth.py``; None: open) are arguments rather than read
+    off ``node.config`` so the app can front anything with the Node API.
+    """
 
     async def healthz(request: Request) -> Response:
         """Liveness: answers as long as the node's trio loop runs."""
@@ -333,7 +341,12 @@ def build_app(node: Node) -> Starlette:
         Route("/v1/services/{name:path}", _guarded(discover), methods=["GET"]),
         Route("/v1/services/{instance_id:path}", _guarded(deregister), methods=["DELETE"]),
     ]
-    return Starlette(routes=routes, exception_handlers={HTTPException: http_error})
+    return Starlette(
+        routes=routes,
+        exception_handlers={HTTPException: http_error},
+        # api/auth.py: by method and path, so every route, present or future, is covered.
+        middleware=[Middleware(TokenAuth, read_token=read_token, write_token=write_token)],
+    )
 
 
 class _Started:
@@ -386,8 +399,14 @@ async def serve_http(
     config.errorlog = server_log
     config.graceful_timeout = GRACEFUL_TIMEOUT
     config.include_server_header = False
+    tls = node.config.tls_cert is not None
+    if tls:  # HTTPS: hypercorn wraps the listener in trio's SSLListener
+        if node.config.tls_key is None:
+            raise ValueError("tls_cert is set without tls_key")
+        config.certfile, config.keyfile = str(node.config.tls_cert), str(node.config.tls_key)
     # Starlette's ASGI types are looser than hypercorn's; the protocol is the same.
-    app = ASGIWrapper(cast(ASGIFramework, build_app(node)))
+    tokens = {"read_token": node.config.read_token, "write_token": node.config.write_token}
+    app = ASGIWrapper(cast(ASGIFramework, build_app(node, **tokens)))
 
     family, kind, proto, _, sockaddr = (
         await trio.socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
@@ -403,7 +422,11 @@ async def serve_http(
         await worker_serve(
             app,
             config,
-            sockets=Sockets(secure_sockets=[], insecure_sockets=[sock], quic_sockets=[]),
+            sockets=Sockets(
+                secure_sockets=[sock] if tls else [],
+                insecure_sockets=[] if tls else [sock],
+                quic_sockets=[],
+            ),
             shutdown_trigger=shutdown_trigger,
             task_status=_Started(bound, task_status),
         )

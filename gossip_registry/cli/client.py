@@ -21,6 +21,7 @@ from __future__ import annotations
 import functools
 import json
 import os
+import ssl
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -102,7 +103,12 @@ class Api:
             self.url = "https" + self.url.removeprefix("http")
         self.timeout = timeout
         self.headers = {"Authorization": f"Bearer {token}"} if token else {}
-        self.verify: str | bool = str(ca_cert) if ca_cert is not None else True
+        self.verify: ssl.SSLContext | bool = True
+        if ca_cert is not None:
+            try:
+                self.verify = ssl.create_default_context(cafile=str(ca_cert))
+            except (OSError, ssl.SSLError) as exc:
+                raise ConfigFailure(f"--ca-cert: cannot load {ca_cert}: {exc}") from None
 
     def call(self, method: str, path: str, **kwargs: Any) -> Any:
         """The decoded JSON of a 2xx answer.

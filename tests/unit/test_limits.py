@@ -72,7 +72,8 @@ def test_a_flood_of_fake_alive_members_stops_at_the_cap_and_is_counted() -> None
     known = next(r.name for r in node.members if r.name != "me")
     gossip(node, 2.0, Alive(known, PEER, 7, {}))  # news about a known member still counts
     record = node.members.get(known)
-    assert record is not None and record.incarnation == 7
+    assert record is not None
+    assert record.incarnation == 7
 
 
 def test_a_push_pull_member_list_cannot_exceed_the_cap_either() -> None:
@@ -131,7 +132,7 @@ def test_a_datagram_over_the_packet_limit_is_dropped_before_decoding() -> None:
 
 def test_limits_refuse_nonsense_values() -> None:
     for bad in ({"max_members": 0}, {"max_clock_skew": float("inf")}, {"max_packet_bytes": 100}):
-        with pytest.raises(ValueError, match="limits.max_"):
+        with pytest.raises(ValueError, match=r"limits\.max_"):
             Limits(**bad)  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="max_members"):
         Limits(max_members=True)
@@ -167,5 +168,6 @@ def test_an_owner_whose_clock_was_a_year_ahead_restamps_its_entries_once_it_is_s
         assert stored is not None
         assert WALL <= stamp_wall(stored.stamp) <= WALL + 3, key
     gone = node.table.get(("web", "gone"))
-    assert gone is not None and gone.deleted
+    assert gone is not None
+    assert gone.deleted
     assert stamp_wall(node.clock.last) <= WALL + 3

@@ -387,7 +387,9 @@ async def serve_http(
     socket's, and the socket is closed on every path because we own it.
 
     Raises:
-        OSError: the address cannot be resolved or bound (in use, not local).
+        OSError: the address cannot be resolved or bound (in use, not local),
+            or the TLS files cannot be read.
+        ValueError: only one of ``tls_cert`` and ``tls_key`` is set.
     """
     config = HypercornConfig()
     config.accesslog = None
@@ -399,11 +401,12 @@ async def serve_http(
     config.errorlog = server_log
     config.graceful_timeout = GRACEFUL_TIMEOUT
     config.include_server_header = False
-    tls = node.config.tls_cert is not None
+    cert, key = node.config.tls_cert, node.config.tls_key
+    if (cert is None) != (key is None):
+        raise ValueError("tls_cert and tls_key must be set together")
+    tls = cert is not None
     if tls:  # HTTPS: hypercorn wraps the listener in trio's SSLListener
-        if node.config.tls_key is None:
-            raise ValueError("tls_cert is set without tls_key")
-        config.certfile, config.keyfile = str(node.config.tls_cert), str(node.config.tls_key)
+        config.certfile, config.keyfile = str(cert), str(key)
     # Starlette's ASGI types are looser than hypercorn's; the protocol is the same.
     tokens = {"read_token": node.config.read_token, "write_token": node.config.write_token}
     app = ASGIWrapper(cast(ASGIFramework, build_app(node, **tokens)))

@@ -379,7 +379,7 @@ class _Loader:
         kwargs: dict[str, Any] = {}
         if "leave_timeout" in merged:
             kwargs["leave_timeout"] = merged["leave_timeout"]
-        kwargs.update(self.access(at, merged))
+        kwargs.update(self.access(at, own, defaults, merged))
         config = NodeConfig(
             name=name,
             bind=(host, gossip_port),
@@ -446,17 +446,27 @@ class _Loader:
             hit = next((k for k in _LIMIT_TYPES if f"limits.{k} " in str(exc)), None)
             raise self.fail(f"limits.{hit}" if hit else "limits", str(exc)) from None
 
-    def access(self, at: str, merged: Mapping[str, Any]) -> dict[str, Any]:
-        """NodeConfig's token and TLS fields; a token may come inline or from a file."""
+    def access(
+        self,
+        at: str,
+        own: Mapping[str, Any],
+        defaults: Mapping[str, Any],
+        merged: Mapping[str, Any],
+    ) -> dict[str, Any]:
+        """NodeConfig's token and TLS fields; a token may come inline or from a file.
+
+        A node that gives a token in either form overrides both forms in [defaults].
+        """
         out: dict[str, Any] = {}
         for kind in ("read", "write"):
             inline, file = f"{kind}_token", f"{kind}_token_file"
-            if inline in merged and file in merged:
-                raise self.fail(f"{at}.{file}", f"give {inline} or {file}, not both")
-            if inline in merged:
-                out[inline] = merged[inline]
-            elif file in merged:
-                out[inline] = self.token_file(merged[file], f"{at}.{file}")
+            source, prefix = (own, at) if inline in own or file in own else (defaults, "defaults")
+            if inline in source and file in source:
+                raise self.fail(f"{prefix}.{file}", f"give {inline} or {file}, not both")
+            if inline in source:
+                out[inline] = source[inline]
+            elif file in source:
+                out[inline] = self.token_file(source[file], f"{prefix}.{file}")
         if ("tls_cert" in merged) != ("tls_key" in merged):
             raise self.fail(f"{at}.tls_key", "tls_cert and tls_key go together")
         if "tls_cert" in merged:

@@ -50,6 +50,13 @@ def test_tokens_come_from_defaults_or_the_node_and_stay_out_of_repr(tmp_path: Pa
     assert "r1" not in repr(a)
 
 
+def test_a_nodes_own_token_overrides_either_form_in_defaults(tmp_path: Path) -> None:
+    (tmp_path / "write.token").write_text("from-file")
+    text = cluster_text(defaults='write_token_file = "write.token"', a='write_token = "own"')
+    a, b = load_text(tmp_path, text).nodes
+    assert (a.write_token, b.write_token) == ("own", "from-file")
+
+
 def test_a_token_file_is_read_relative_to_the_cluster_file(tmp_path: Path) -> None:
     (tmp_path / "write.token").write_text("s3cret\n")
     cluster = load_text(tmp_path, cluster_text(defaults='write_token_file = "write.token"'))
@@ -60,8 +67,8 @@ def test_a_token_file_is_read_relative_to_the_cluster_file(tmp_path: Path) -> No
     ("defaults", "node", "key", "problem"),
     [
         ('write_token = "has space"', "", "defaults.write_token", "visible ASCII"),
-        ('read_token_file = "missing"', "", "nodes[0].read_token_file", "cannot read"),
-        ('write_token = "a"', 'write_token_file = "f"', "nodes[0].write_token_file", "not both"),
+        ('read_token_file = "missing"', "", "defaults.read_token_file", "cannot read"),
+        ('write_token = "a"\nwrite_token_file = "f"', "", "defaults.write_token_file", "not both"),
         ('tls_cert = "c.pem"', "", "nodes[0].tls_key", "go together"),
     ],
 )

@@ -26,9 +26,10 @@ from gossip_registry.access import exposure_warning, token_problem
 from gossip_registry.api.auth import Level, required_level
 from gossip_registry.api.http import build_app
 from gossip_registry.cli import cli
+from gossip_registry.core.limits import Limits
 from gossip_registry.node import Node
 from gossip_registry.threaded import ThreadedNode
-from tests.integration import fast_config
+from tests.integration import FAST, fast_config
 
 READ, WRITE = "read-secret-1", "write-secret-2"
 TIMEOUT = 20
@@ -252,3 +253,16 @@ def test_cli_sends_the_token_and_trusts_the_given_certificate(
         monkeypatch.setenv("GOSSIP_REGISTRY_TOKEN", READ)
         result = CliRunner().invoke(cli, ["status", "--http", http, "--ca-cert", str(cert)])
         assert result.exit_code == 0, result.output
+
+
+async def test_a_registration_beyond_the_per_owner_limit_is_a_400_naming_the_limit() -> None:
+    protocol = FAST.with_(limits=Limits(max_entries_per_owner=1))
+    with trio.fail_after(TIMEOUT):
+        async with Node(fast_config("cap1", protocol=protocol)) as node:
+            transport = httpx.ASGITransport(app=build_app(node))
+            async with httpx.AsyncClient(transport=transport, base_url="http://node") as client:
+                first = await client.put("/v1/services", json={"name": "a", "port": 1})
+                assert first.status_code == 200
+                second = await client.put("/v1/services", json={"name": "b", "port": 1})
+                assert second.status_code == 400
+                assert "max_entries_per_owner" in second.json()["error"]

@@ -34,6 +34,7 @@ from dataclasses import dataclass, fields, replace
 from pathlib import Path
 from typing import Any, get_type_hints
 
+from gossip_registry.access import token_problem
 from gossip_registry.core.codec import (
     MAX_HOST_LEN,
     MAX_META_PAIRS,
@@ -41,6 +42,7 @@ from gossip_registry.core.codec import (
     MAX_NAME_LEN,
 )
 from gossip_registry.core.config import ProtocolConfig
+from gossip_registry.core.limits import Limits
 from gossip_registry.core.messages import Address
 from gossip_registry.errors import ConfigError
 from gossip_registry.node import NodeConfig
@@ -245,10 +247,19 @@ def load_cluster(path: Path | str) -> ClusterConfig:
 # Key sets. Protocol fields are read off ProtocolConfig so a new field is
 # configurable without touching this file; its annotation decides the parser.
 _PROTOCOL_TYPES: dict[str, type] = {
-    f.name: get_type_hints(ProtocolConfig)[f.name] for f in fields(ProtocolConfig)
+    f.name: get_type_hints(ProtocolConfig)[f.name]
+    for f in fields(ProtocolConfig)
+    if f.name != "limits"  # its own [limits] table
 }
-_SHARED_KEYS = frozenset({"host", "profile", "data_root", "seeds", "meta", "leave_timeout"}) | set(
-    _PROTOCOL_TYPES
+_LIMIT_TYPES: dict[str, type] = {f.name: get_type_hints(Limits)[f.name] for f in fields(Limits)}
+_ACCESS_KEYS = frozenset(
+    {"read_token", "write_token", "read_token_file", "write_token_file", "tls_cert", "tls_key"}
+)
+"""HTTP API access (api/auth.py): tokens inline or from a file, and TLS files."""
+_SHARED_KEYS = (
+    frozenset({"host", "profile", "data_root", "seeds", "meta", "leave_timeout"})
+    | set(_PROTOCOL_TYPES)
+    | _ACCESS_KEYS
 )
 """Keys allowed in [defaults] and in each [[nodes]] table."""
 # Watches and self-preservation (NodeConfig.max_waiters, NodeConfig.self_preservation).
@@ -259,7 +270,7 @@ _SHARED_KEYS = _SHARED_KEYS | {"max_waiters"} | _PRESERVATION_KEYS
 _NODE_ONLY_KEYS = frozenset({"name", "gossip_port", "http_port", "advertise", "data_dir"})
 """Keys that make sense for one node only: the same port or data dir twice is a clash."""
 _NODE_KEYS = _SHARED_KEYS | _NODE_ONLY_KEYS
-_TOP_KEYS = frozenset({"cluster", "defaults", "nodes"})
+_TOP_KEYS = frozenset({"cluster", "defaults", "nodes", "limits"})
 _CLUSTER_KEYS = frozenset({"name"})
 _NODE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
 _WILDCARDS = frozenset({"0.0.0.0", "::", ""})
@@ -299,6 +310,7 @@ class _Loader:
                 raise self.fail(f"defaults.{key}", "only allowed in a [[nodes]] table")
         self.check_keys(defaults_table, _SHARED_KEYS, "defaults")
         defaults = self.shared(defaults_table, "defaults")
+        limits = self.limits(self.table(doc.get("limits", {}), "limits"))
 
         raw_nodes = doc.get("nodes")
         if raw_nodes is None:
@@ -317,7 +329,8 @@ class _Loader:
                 seeds = () if i == 0 else (self.default_seed(first),)
             own = {config.bind, config.advertise or config.bind}
             unique = tuple(s for s in dict.fromkeys(seeds) if s not in own)
-            nodes.append(replace(config, cluster=name, seeds=unique))
+            protocol = replace(config.protocol, limits=limits)
+            nodes.append(replace(config, cluster=name, seeds=unique, protocol=protocol))
         return ClusterConfig(name=name, path=path, nodes=tuple(nodes))
 
     def default_seed(self, first: NodeConfig) -> Address:
@@ -375,6 +388,7 @@ class _Loader:
         if "max_waiters" in merged:
             kwargs["max_waiters"] = merged["max_waiters"]
         kwargs.update(self.preservation(at, own, merged))
+        kwargs.update(self.access(at, own, defaults, merged))
         config = NodeConfig(
             name=name,
             bind=(host, gossip_port),
@@ -441,6 +455,65 @@ class _Loader:
                 else:
                     key = "defaults.profile"
             raise self.fail(key, f"invalid protocol setting: {message}") from None
+
+    def limits(self, table: Mapping[str, Any]) -> Limits:
+        """The [limits] table: one set for the whole cluster, since nodes that
+        drop different things never agree on a digest."""
+        self.check_keys(table, _LIMIT_TYPES, "limits")
+        values: dict[str, Any] = {}
+        for key, value in table.items():
+            if _LIMIT_TYPES[key] is float:
+                values[key] = self.duration(value, f"limits.{key}")
+            elif type(value) is not int:
+                raise self.fail(f"limits.{key}", f"must be an integer, got {_show(value)}")
+            else:
+                values[key] = value
+        try:
+            return Limits(**values)
+        except ValueError as exc:
+            hit = next((k for k in _LIMIT_TYPES if f"limits.{k} " in str(exc)), None)
+            raise self.fail(f"limits.{hit}" if hit else "limits", str(exc)) from None
+
+    def access(
+        self,
+        at: str,
+        own: Mapping[str, Any],
+        defaults: Mapping[str, Any],
+        merged: Mapping[str, Any],
+    ) -> dict[str, Any]:
+        """NodeConfig's token and TLS fields; a token may come inline or from a file.
+
+        A node that gives a token in either form overrides both forms in [defaults].
+        """
+        out: dict[str, Any] = {}
+        for kind in ("read", "write"):
+            inline, file = f"{kind}_token", f"{kind}_token_file"
+            source, prefix = (own, at) if inline in own or file in own else (defaults, "defaults")
+            if inline in source and file in source:
+                raise self.fail(f"{prefix}.{file}", f"give {inline} or {file}, not both")
+            if inline in source:
+                out[inline] = source[inline]
+            elif file in source:
+                out[inline] = self.token_file(source[file], f"{prefix}.{file}")
+        if ("tls_cert" in merged) != ("tls_key" in merged):
+            raise self.fail(f"{at}.tls_key", "tls_cert and tls_key go together")
+        if "tls_cert" in merged:
+            out["tls_cert"], out["tls_key"] = merged["tls_cert"], merged["tls_key"]
+        return out
+
+    def token_file(self, path: Path, where: str) -> str:
+        """A token kept out of the config file (and out of ``ps``): the file's one line."""
+        try:
+            token = path.read_text(encoding="utf-8").strip()
+        except (OSError, UnicodeDecodeError) as exc:
+            raise self.fail(where, f"cannot read {path}: {exc}") from None
+        return self.token(token, where)
+
+    def token(self, value: Any, where: str) -> str:
+        problem = token_problem(value)
+        if problem is not None:
+            raise self.fail(where, problem)
+        return str(value)
 
     # -- checks across nodes --
 
@@ -533,6 +606,10 @@ class _Loader:
                 out[key] = float(value)
             elif key in _PRESERVATION_KEYS:
                 out[key] = self.duration(value, where)
+            elif key in ("read_token", "write_token"):
+                out[key] = self.token(value, where)
+            elif key in _ACCESS_KEYS:  # token files and TLS files
+                out[key] = self.path(value, where)
             else:
                 out[key] = self.protocol_value(key, value, where)
         return out

@@ -135,6 +135,15 @@ class NodeConfig:
     max_checks_per_node: int = 1000
     """Health checks this node runs at most, over all its instances (each is a task and,
     every interval, a probe); registrations beyond it are refused."""
+    # --- HTTP API access (api/auth.py); repr=False keeps tokens out of logs and tracebacks.
+    read_token: str | None = field(default=None, repr=False)
+    """Bearer token for reads of the HTTP API; None leaves reads open."""
+    write_token: str | None = field(default=None, repr=False)
+    """Bearer token for writes (and key and check operations); None leaves writes open."""
+    tls_cert: Path | None = None
+    """PEM certificate (chain) for HTTPS on the HTTP API; set together with ``tls_key``."""
+    tls_key: Path | None = None
+    """PEM private key of ``tls_cert``."""
 
 
 @dataclass(frozen=True, slots=True)

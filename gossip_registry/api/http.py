@@ -42,10 +42,12 @@ from hypercorn.trio.run import worker_serve
 from hypercorn.typing import ASGIFramework
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
+from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from gossip_registry.api.auth import TokenAuth
 from gossip_registry.api.checks import check_specs, ttl_report
 from gossip_registry.api.events import event_stream
 from gossip_registry.config import parse_duration
@@ -319,9 +321,15 @@ def _instance(entry: Entry, stale: bool = False) -> dict[str, Any]:
 # --- The app ----------------------------------------------------------------------
 
 
-def build_app(node: Node) -> Starlette:
+def build_app(
+    node: Node, *, read_token: str | None = None, write_token: str | None = None
+) -> Starlette:
     """The ASGI app for ``node``; it holds no state of its own beyond the node (and a random
-    generator for the jitter of blocking queries)."""
+    generator for the jitter of blocking queries).
+
+    The tokens (``api/auth.py``; None: open) are arguments rather than read
+    off ``node.config`` so the app can front anything with the Node API.
+    """
     rng = random.Random()
 
     async def healthz(request: Request) -> Response:
@@ -457,7 +465,12 @@ def build_app(node: Node) -> Starlette:
         Route("/metrics", _guarded(metrics), methods=["GET"]),
         Route("/v1/events", _guarded(events), methods=["GET"]),
     ]
-    return Starlette(routes=routes, exception_handlers={HTTPException: http_error})
+    return Starlette(
+        routes=routes,
+        exception_handlers={HTTPException: http_error},
+        # api/auth.py: by method and path, so every route, present or future, is covered.
+        middleware=[Middleware(TokenAuth, read_token=read_token, write_token=write_token)],
+    )
 
 
 class _Started:
@@ -498,7 +511,9 @@ async def serve_http(
     socket's, and the socket is closed on every path because we own it.
 
     Raises:
-        OSError: the address cannot be resolved or bound (in use, not local).
+        OSError: the address cannot be resolved or bound (in use, not local),
+            or the TLS files cannot be read.
+        ValueError: only one of ``tls_cert`` and ``tls_key`` is set.
     """
     config = HypercornConfig()
     config.accesslog = None
@@ -510,8 +525,15 @@ async def serve_http(
     config.errorlog = server_log
     config.graceful_timeout = GRACEFUL_TIMEOUT
     config.include_server_header = False
+    cert, key = node.config.tls_cert, node.config.tls_key
+    if (cert is None) != (key is None):
+        raise ValueError("tls_cert and tls_key must be set together")
+    tls = cert is not None
+    if tls:  # HTTPS: hypercorn wraps the listener in trio's SSLListener
+        config.certfile, config.keyfile = str(cert), str(key)
     # Starlette's ASGI types are looser than hypercorn's; the protocol is the same.
-    app = ASGIWrapper(cast(ASGIFramework, build_app(node)))
+    tokens = {"read_token": node.config.read_token, "write_token": node.config.write_token}
+    app = ASGIWrapper(cast(ASGIFramework, build_app(node, **tokens)))
 
     family, kind, proto, _, sockaddr = (
         await trio.socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
@@ -527,7 +549,11 @@ async def serve_http(
         await worker_serve(
             app,
             config,
-            sockets=Sockets(secure_sockets=[], insecure_sockets=[sock], quic_sockets=[]),
+            sockets=Sockets(
+                secure_sockets=[sock] if tls else [],
+                insecure_sockets=[] if tls else [sock],
+                quic_sockets=[],
+            ),
             shutdown_trigger=shutdown_trigger,
             task_status=_Started(bound, task_status),
         )

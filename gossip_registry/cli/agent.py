@@ -34,6 +34,7 @@ from typing import TYPE_CHECKING
 
 import click
 
+from gossip_registry.access import exposure_warning, token_problem
 from gossip_registry.cli._common import (
     DEFAULT_CONFIG,
     ConfigFailure,
@@ -89,6 +90,25 @@ _FLAG_OPTIONS = ("name", "bind", "advertise", "http", "join", "data_dir", "profi
 @click.option(
     "--log-level", type=click.Choice(LEVELS), default="info", show_default=True, help="Stderr log."
 )
+@click.option(
+    "--read-token",
+    envvar="GOSSIP_REGISTRY_READ_TOKEN",
+    metavar="TOKEN",
+    help="Bearer token reads of the HTTP API need (prefer the env var GOSSIP_REGISTRY_READ_TOKEN: "
+    "flags show in ps).  Overrides the cluster file.",
+)
+@click.option(
+    "--write-token",
+    envvar="GOSSIP_REGISTRY_WRITE_TOKEN",
+    metavar="TOKEN",
+    help="Bearer token writes need (env GOSSIP_REGISTRY_WRITE_TOKEN).  Overrides the cluster file.",
+)
+@click.option(
+    "--tls-cert",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="PEM certificate: serve the HTTP API over HTTPS (with --tls-key).",
+)
+@click.option("--tls-key", type=click.Path(dir_okay=False, path_type=Path), help="PEM key.")
 @click.option("--exit-with-parent", is_flag=True, hidden=True)
 def agent(
     config_path: Path | None,
@@ -101,6 +121,10 @@ def agent(
     data_dir: Path | None,
     profile: str | None,
     log_level: str,
+    read_token: str | None,
+    write_token: str | None,
+    tls_cert: Path | None,
+    tls_key: Path | None,
     exit_with_parent: bool,
 ) -> None:
     """Run one node (gossip + HTTP API) until SIGTERM or SIGINT, then leave gracefully.
@@ -125,7 +149,11 @@ def agent(
             data_dir=data_dir,
             profile=profile,
         )
+        config = with_access(config, read_token, write_token, tls_cert, tls_key)
         configure_logging(log_level)
+        warning = exposure_warning(config.http, config.write_token)
+        if warning is not None:
+            logger.warning("SECURITY WARNING: %s", warning)
         run_agent(config, parent_pid=os.getppid() if exit_with_parent else None)
     except KeyboardInterrupt:
         # Only before the node runs (then signals are events): nothing to leave.
@@ -221,6 +249,30 @@ def config_from_flags(
         seeds=tuple(address("--join", seed) for seed in join),
         protocol=PROFILES[profile](),
     )
+
+
+def with_access(
+    config: NodeConfig,
+    read_token: str | None,
+    write_token: str | None,
+    tls_cert: Path | None,
+    tls_key: Path | None,
+) -> NodeConfig:
+    """``config`` with the token and TLS flags applied over it (in either mode)."""
+    from dataclasses import replace
+
+    changes: dict[str, object] = {}
+    for flag, token in (("--read-token", read_token), ("--write-token", write_token)):
+        if token is not None:
+            problem = token_problem(token)
+            if problem is not None:
+                raise ConfigFailure(f"{flag}: {problem}")
+            changes[flag[2:].replace("-", "_")] = token
+    if (tls_cert is None) != (tls_key is None):
+        raise click.UsageError("--tls-cert and --tls-key go together")
+    if tls_cert is not None:
+        changes.update(tls_cert=tls_cert, tls_key=tls_key)
+    return replace(config, **changes)  # type: ignore[arg-type]
 
 
 def configure_logging(level: str) -> None:

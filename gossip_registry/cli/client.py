@@ -22,6 +22,7 @@ import functools
 import itertools
 import json
 import os
+import ssl
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -65,6 +66,19 @@ def _common_params() -> list[click.Parameter]:
         click.Option(["--node", "node_name"], metavar="NAME", help="Node of the cluster file."),
         click.Option(["--json", "as_json"], is_flag=True, help="Print the API's JSON as is."),
         click.Option(
+            ["--token"],
+            envvar="GOSSIP_REGISTRY_TOKEN",
+            metavar="TOKEN",
+            help="Bearer token for a node that requires one (prefer env GOSSIP_REGISTRY_TOKEN: "
+            "flags show in ps).  [default: the node's token in the cluster file, if any]",
+        ),
+        click.Option(
+            ["--ca-cert"],
+            envvar="GOSSIP_REGISTRY_CA_CERT",
+            type=click.Path(dir_okay=False, exists=True, path_type=Path),
+            help="Talk HTTPS, trusting this PEM certificate (env GOSSIP_REGISTRY_CA_CERT).",
+        ),
+        click.Option(
             ["--timeout"],
             type=click.FloatRange(min=0, min_open=True),
             default=DEFAULT_TIMEOUT,
@@ -77,10 +91,26 @@ def _common_params() -> list[click.Parameter]:
 class Api:
     """One node's HTTP API, with every failure turned into a one-line ``Failure``."""
 
-    def __init__(self, host: str, port: int, timeout: float) -> None:
+    def __init__(
+        self,
+        host: str,
+        port: int,
+        timeout: float,
+        token: str | None = None,
+        ca_cert: Path | None = None,
+    ) -> None:
         self.address = format_address(host, port)
         self.url = base_url(host, port)
+        if ca_cert is not None:
+            self.url = "https" + self.url.removeprefix("http")
         self.timeout = timeout
+        self.headers = {"Authorization": f"Bearer {token}"} if token else {}
+        self.verify: ssl.SSLContext | bool = True
+        if ca_cert is not None:
+            try:
+                self.verify = ssl.create_default_context(cafile=str(ca_cert))
+            except (OSError, ssl.SSLError) as exc:
+                raise ConfigFailure(f"--ca-cert: cannot load {ca_cert}: {exc}") from None
 
     def call(self, method: str, path: str, **kwargs: Any) -> Any:
         """The decoded JSON of a 2xx answer.
@@ -92,7 +122,13 @@ class Api:
         import httpx
 
         try:
-            with httpx.Client(base_url=self.url, timeout=self.timeout, trust_env=False) as client:
+            with httpx.Client(
+                base_url=self.url,
+                timeout=self.timeout,
+                trust_env=False,
+                headers=self.headers,
+                verify=self.verify,
+            ) as client:
                 response = client.request(method, path, **kwargs)
         except httpx.TimeoutException:
             raise Failure(
@@ -130,8 +166,19 @@ def _reason(exc: BaseException) -> str:
     return text[:1].lower() + text[1:]
 
 
-def _api(http: str | None, config_path: Path | None, node_name: str | None, timeout: float) -> Api:
-    """The API to call: --http, else the cluster file's node, else the default address."""
+def _api(
+    http: str | None,
+    config_path: Path | None,
+    node_name: str | None,
+    timeout: float,
+    token: str | None = None,
+    ca_cert: Path | None = None,
+) -> Api:
+    """The API to call: --http, else the cluster file's node, else the default address.
+
+    Without --token, a node from the cluster file is called with its own
+    write (else read) token, so a secured local cluster needs no extra flags.
+    """
     from gossip_registry.config import parse_address
 
     if http is not None:
@@ -141,12 +188,12 @@ def _api(http: str | None, config_path: Path | None, node_name: str | None, time
             host, port = parse_address(http)
         except ValueError as exc:
             raise ConfigFailure(f"--http: {exc}") from None
-        return Api(host, port, timeout)
+        return Api(host, port, timeout, token, ca_cert)
     path = config_path
     if path is None and (node_name is not None or DEFAULT_CONFIG.is_file()):
         path = DEFAULT_CONFIG
     if path is None:
-        return Api(*DEFAULT_HTTP, timeout)
+        return Api(*DEFAULT_HTTP, timeout, token, ca_cert)
     cluster = load_config(path)
     addresses = cluster.http_addresses
     if node_name is not None:
@@ -156,10 +203,14 @@ def _api(http: str | None, config_path: Path | None, node_name: str | None, time
             raise ConfigFailure(str(exc.args[0])) from None
         if node_name not in addresses:
             raise ConfigFailure(f"{path}: node {node_name} has no http_port")
-        return Api(*addresses[node_name], timeout)
-    if not addresses:
+    elif not addresses:
         raise ConfigFailure(f"{path}: no node has an http_port")
-    return Api(*next(iter(addresses.values())), timeout)
+    else:
+        node_name = next(iter(addresses))
+    node = cluster.node(node_name)
+    if token is None:
+        token = node.write_token or node.read_token
+    return Api(*addresses[node_name], timeout, token, ca_cert)
 
 
 def client_command(fn: Callable[..., None]) -> click.Command:
@@ -174,10 +225,12 @@ def client_command(fn: Callable[..., None]) -> click.Command:
         config_path: Path | None,
         node_name: str | None,
         as_json: bool,
+        token: str | None,
+        ca_cert: Path | None,
         timeout: float,
         **rest: Any,
     ) -> None:
-        fn(_api(http, config_path, node_name, timeout), as_json, **rest)
+        fn(_api(http, config_path, node_name, timeout, token, ca_cert), as_json, **rest)
 
     cmd = click.command(name=fn.__name__)(command)
     cmd.params.extend(_common_params())

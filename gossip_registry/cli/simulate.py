@@ -400,8 +400,11 @@ def describe_protocol(config: ProtocolConfig, nodes: int) -> list[str]:
 def render_report(report: SimulationReport) -> list[str]:
     """The human-readable report, one figure per line."""
     from gossip_registry.core.config import ProtocolConfig
+    from gossip_registry.core.limits import Limits
 
-    config = ProtocolConfig(**report.protocol)
+    # asdict() flattened the nested Limits into a dict; rebuild it.
+    settings = {**report.protocol, "limits": Limits(**report.protocol.get("limits", {}))}
+    config = ProtocolConfig(**settings)
     formation = "bootstrapped (every node starts knowing every other)"
     if not report.bootstrap:
         formation = f"formed by joins through n00000: {_seconds(report.formed_s, report.timeout)}"

@@ -144,6 +144,8 @@ class Child:
     answered: bool = False
     stopping: bool = False
     output_done: trio.Event | None = None
+    token: str | None = None
+    """The node's read (else write) token, for polling a secured API."""
 
     @property
     def running(self) -> bool:
@@ -236,6 +238,7 @@ class Supervisor:
             Child(
                 name=name,
                 url=base_url(*http[name]) + "/v1/status" if name in http else None,
+                token=cluster.node(name).read_token or cluster.node(name).write_token,
                 argv=[
                     sys.executable,
                     "-m",
@@ -437,7 +440,8 @@ class Supervisor:
 
         assert child.url is not None
         try:
-            response = await client.get(child.url)
+            auth = {"Authorization": f"Bearer {child.token}"} if child.token else {}
+            response = await client.get(child.url, headers=auth)
             response.raise_for_status()
             body = response.json()
         except (httpx.HTTPError, ValueError):

@@ -8,7 +8,9 @@ defaults are memberlist's ``DefaultLANConfig`` (hashicorp/memberlist
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, fields, replace
+from dataclasses import dataclass, field, fields, replace
+
+from gossip_registry.core.limits import Limits
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,11 +57,13 @@ class ProtocolConfig:
     """Digest buckets for anti-entropy; a differing bucket costs its entries on the wire."""
     broadcast_queue_limit: int = 16384
     """Most updates queued for piggybacking; the most-sent are dropped first beyond it."""
+    limits: Limits = field(default_factory=Limits)
+    """Bounds on what peers can make us hold (``core/limits.py``); cluster.toml's [limits]."""
 
     def __post_init__(self) -> None:
         for f in fields(self):
             value = getattr(self, f.name)
-            if isinstance(value, bool):
+            if isinstance(value, bool | Limits):
                 continue
             if not isinstance(value, int | float) or value <= 0 or not math.isfinite(value):
                 raise ValueError(f"{f.name} must be a positive number, got {value!r}")

@@ -26,6 +26,15 @@ dissemination; this class adds the registry on top of it:
 
 Sans-I/O like the rest of the core: ``now`` is monotonic seconds from the
 driver; wall-clock time for HLC stamps is ``now + wall_offset``.
+
+Clock skew (``Limits.max_clock_skew``): an entry stamped further ahead of our
+wall clock than the limit is dropped and counted, and our HLC does not
+observe it. Otherwise one node with a clock a year ahead would pin its
+entries for a year (no honest write could beat them) and drag every HLC
+that saw them a year forward. Such an owner's writes are refused everywhere
+until its clock is sane; it then notices that its HLC runs beyond the limit,
+resets it, and restamps its own entries at the corrected time, and those
+versions win.
 """
 
 from __future__ import annotations
@@ -57,7 +66,7 @@ from gossip_registry.core.messages import (
     SyncReply,
 )
 from gossip_registry.core.swim import Swim
-from gossip_registry.registry.clock import HybridClock
+from gossip_registry.registry.clock import HybridClock, stamp_wall
 from gossip_registry.registry.entry import CheckState, Entry, EntryKey, Health
 from gossip_registry.registry.table import RegistryTable
 
@@ -163,10 +172,15 @@ class Protocol(Swim):
             output=output,
             owner=self.name,
             owner_incarnation=self.incarnation,
-            stamp=self.clock.tick(now + self.wall_offset),
+            stamp=self._stamp(now),
             deleted=False,
             checks=tuple(checks),
         )
+        if self._over_owner_limit(entry):
+            raise ValueError(
+                f"this node already owns {self.table.live_count_of(self.name)} live entries, "
+                "the limit (limits.max_entries_per_owner)"
+            )
         try:
             check_update(EntryUpdate(entry))
         except CodecError as exc:
@@ -225,15 +239,64 @@ class Protocol(Swim):
             entry,
             owner=self.name,
             owner_incarnation=self.incarnation,
-            stamp=self.clock.tick(now + self.wall_offset),
+            stamp=self._stamp(now),
             deleted=deleted,
         )
+
+    def _stamp(self, now: float) -> int:
+        """The HLC stamp for a local write; first recovers from a clock that was wrong.
+
+        We never observe a peer's stamp beyond the skew limit, so an HLC that
+        far ahead of our wall clock means our own wall clock was ahead and has
+        been corrected. Peers refused what we stamped meanwhile.
+        """
+        wall = now + self.wall_offset
+        if stamp_wall(self.clock.last) > wall + self.config.limits.max_clock_skew:
+            self._recover_clock(now, wall)
+        return self.clock.tick(wall)
+
+    def _recover_clock(self, now: float, wall: float) -> None:
+        """Restart the HLC at ``wall`` and restamp our versions stamped beyond the limit.
+
+        Dropped first: by the merge rule no later write could beat them.
+        """
+        self.stats["clock_resets"] += 1
+        self.clock = HybridClock()
+        limit = wall + self.config.limits.max_clock_skew
+        for entry in self.table.owned_by(self.name):
+            if stamp_wall(entry.stamp) > limit:
+                self.table.discard(entry.key)
+                self._store(now, self._restamp(now, entry, deleted=entry.deleted))
+
+    def _from_future(self, now: float, entry: Entry) -> bool:
+        """Whether ``entry`` is stamped beyond the skew limit (counted if so)."""
+        if stamp_wall(entry.stamp) <= now + self.wall_offset + self.config.limits.max_clock_skew:
+            return False
+        self.stats["entries_from_future"] += 1
+        return True
+
+    def _over_owner_limit(self, entry: Entry) -> bool:
+        """Whether ``entry`` would take its owner past ``max_entries_per_owner`` (counted).
+
+        Replacing a live entry of the same owner never does, nor does a tombstone.
+        """
+        if entry.deleted:
+            return False
+        if self.table.live_count_of(entry.owner) < self.config.limits.max_entries_per_owner:
+            return False
+        stored = self.table.get(entry.key)
+        if stored is not None and not stored.deleted and stored.owner == entry.owner:
+            return False
+        self.stats["entries_over_limit"] += 1
+        return True
 
     def _on_entry_update(self, now: float, update: EntryUpdate) -> None:
         self._merge_entry(now, update.entry)
 
     def _merge_entry(self, now: float, entry: Entry) -> bool:
         """Merge a version that came from another node."""
+        if self._from_future(now, entry) or self._over_owner_limit(entry):
+            return False
         self.clock.observe(entry.stamp)
         if entry.owner == self.name and not entry.deleted:
             current = self.table.get(entry.key)

@@ -163,7 +163,7 @@ class Swim:
         self.stats["udp_in"] += 1
         self.stats["udp_bytes_in"] += len(data)
         try:
-            packet = decode_packet(data)
+            packet = decode_packet(data, self.config.limits.max_packet_bytes)
         except CodecError:
             self.stats["malformed_packets"] += 1
             return self._drain(now)
@@ -337,6 +337,8 @@ class Swim:
             return
         if current is not None and current.state is MemberState.SUSPECT:
             self.stats["suspicions_refuted"] += 1
+        if current is None and not self._room_for_member():
+            return
         self._set(
             now, MemberRecord(msg.name, msg.addr, msg.incarnation, MemberState.ALIVE, msg.meta)
         )
@@ -416,6 +418,17 @@ class Swim:
         self._broadcast(("m", self.name), encode_update(alive))
         self._on_refuted(now, accusation)
 
+    def _room_for_member(self) -> bool:
+        """Whether a member we never knew may be added; a refusal is counted.
+
+        Fake names cost an attacker nothing, so without a cap a flood of them
+        would grow the table (and every probe ring and push-pull) until the reap.
+        """
+        if len(self.members) < self.config.limits.max_members:
+            return True
+        self.stats["members_refused"] += 1
+        return False
+
     def _set(self, now: float, record: MemberRecord) -> None:
         old = self.members.put(record, now)
         if record.state is not MemberState.SUSPECT:
@@ -439,7 +452,8 @@ class Swim:
         for r in records:
             if r.name != self.name and self.members.get(r.name) is None:
                 if r.state in (MemberState.DEAD, MemberState.LEFT):
-                    self._set(now, r)
+                    if self._room_for_member():
+                        self._set(now, r)
                     continue
                 if r.state is MemberState.SUSPECT:
                     self._alive(now, Alive(r.name, r.addr, r.incarnation, r.meta))

@@ -96,6 +96,8 @@ class RegistryTable:
         self._bucket_entries: list[dict[EntryKey, Entry]] = [{} for _ in range(buckets)]
         self._bucket_digests: list[int] = [0] * buckets
         self._tombstones: dict[EntryKey, Entry] = {}
+        # owner -> number of its live entries (for the per-owner limit); absent when 0.
+        self._live_per_owner: dict[str, int] = {}
         self._digest = 0
         # owner -> (highest fenced incarnation, time it was last fenced)
         self._fences: dict[str, tuple[int, float]] = {}
@@ -138,6 +140,10 @@ class RegistryTable:
         if not mine:
             return []
         return [mine[key] for key in sorted(mine)]
+
+    def live_count_of(self, owner: str) -> int:
+        """Live entries written by ``owner``, in O(1) (the per-owner limit asks per merge)."""
+        return self._live_per_owner.get(owner, 0)
 
     @property
     def live_count(self) -> int:
@@ -236,6 +242,19 @@ class RegistryTable:
             self._unindex(stored, bucket)
         self._index(entry, bucket)
         return True, stored
+
+    def discard(self, key: EntryKey) -> Entry | None:
+        """Forget the stored version of ``key`` outright, bypassing the merge rule.
+
+        For the owner only, when it finds its own versions stamped by a clock
+        that was wrong (far in the future): no later write of its could beat
+        them by the merge rule, and peers refused them anyway. Returns the
+        version dropped, or None.
+        """
+        entry = self._entries.pop(key, None)
+        if entry is not None:
+            self._unindex(entry, self.bucket_of(key))
+        return entry
 
     def fence(self, owner: str, incarnation: int, now: float) -> list[Entry]:
         """Drop and from now on reject every version ``owner`` wrote at ``incarnation`` or below.
@@ -352,6 +371,7 @@ class RegistryTable:
             self._tombstones[key] = entry
         else:
             self._live.setdefault(entry.service, {})[entry.instance_id] = entry
+            self._live_per_owner[entry.owner] = self._live_per_owner.get(entry.owner, 0) + 1
             self._digest ^= entry.digest
             self._bucket_digests[bucket] ^= entry.digest
 
@@ -370,6 +390,11 @@ class RegistryTable:
             del instances[entry.instance_id]
             if not instances:
                 del self._live[entry.service]
+            left = self._live_per_owner[entry.owner] - 1
+            if left:
+                self._live_per_owner[entry.owner] = left
+            else:
+                del self._live_per_owner[entry.owner]
             self._digest ^= entry.digest
             self._bucket_digests[bucket] ^= entry.digest
 

@@ -36,6 +36,7 @@ class FakeNode:
 
     def __init__(self, name: str = "node1") -> None:
         self.name = name
+        self.config = NodeConfig(name)  # serve_http reads tokens and TLS files from it
         self.entries: dict[tuple[str, str], Entry] = {}
         self.calls: list[tuple[str, tuple[Any, ...], dict[str, Any]]] = []
         self.fail_with: Exception | None = None

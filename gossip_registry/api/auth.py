@@ -1,0 +1,129 @@
+"""Bearer tokens on the HTTP API: who may read the registry and who may change it.
+
+Theory of operation: a registry decides where traffic goes, so whoever can
+write to it can redirect requests. ``TokenAuth`` is an ASGI middleware in
+front of the whole app, so an endpoint added later is covered without
+touching this file: the rule is by method and path, not by route.
+
+- Write level: any method other than GET and HEAD, and any path under
+  ``/v1/keyring`` or ``/v1/checks`` (key rotation and a service's health
+  reports change what the cluster trusts or returns, even when read-only in
+  form). Needs the write token; with no write token set, writes are as open
+  as reads.
+- Read level: everything else. Needs the read token or the write token when
+  a read token is set, else is open. ``/metrics`` is a read.
+- Open: ``/healthz`` only. Liveness probes of orchestrators and load
+  balancers carry no credentials, and it reveals nothing but the node's
+  name and that it runs.
+
+No ``Authorization: Bearer`` header is a 401 with ``WWW-Authenticate:
+Bearer``; a token that is wrong or only good for reads is a 403. Both are
+``{"error": ...}`` JSON like every other API error. Tokens are compared with
+``hmac.compare_digest``, every configured token every time, so response
+time reveals neither a token's prefix nor which token matched.
+
+Without TLS a token crosses the network in clear text: set ``tls_cert`` and
+``tls_key`` whenever the API listens beyond loopback.
+
+Which tokens are valid, and when an open API deserves a warning, is
+``gossip_registry/access.py`` (standard library only, for config loading).
+"""
+
+from __future__ import annotations
+
+import hmac
+import json
+from collections.abc import Awaitable, Callable, MutableMapping
+from enum import Enum
+from typing import Any
+
+__all__ = ["Level", "TokenAuth", "required_level"]
+
+Scope = MutableMapping[str, Any]
+Message = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
+
+OPEN_PATHS = frozenset({"/healthz"})
+WRITE_PREFIXES = ("/v1/keyring", "/v1/checks")
+READ_METHODS = frozenset({"GET", "HEAD"})
+REALM = 'Bearer realm="gossip-registry"'
+
+
+class Level(Enum):
+    OPEN = "open"
+    READ = "read"
+    WRITE = "write"
+
+
+def required_level(method: str, path: str) -> Level:
+    """What a request needs; see the module docstring."""
+    if path in OPEN_PATHS:
+        return Level.OPEN
+    under = any(path == p or path.startswith(p + "/") for p in WRITE_PREFIXES)
+    if under or method.upper() not in READ_METHODS:
+        return Level.WRITE
+    return Level.READ
+
+
+def _bearer(scope: Scope) -> str | None:
+    """The token of an ``Authorization: Bearer`` header (scheme case-insensitive), or None."""
+    for name, value in scope.get("headers", ()):
+        if name.lower() == b"authorization":
+            scheme, _, token = bytes(value).decode("latin-1").strip().partition(" ")
+            if scheme.lower() == "bearer" and token.strip():
+                return token.strip()
+    return None
+
+
+def _matches(given: str, accepted: tuple[str, ...]) -> bool:
+    raw = given.encode("utf-8", "surrogateescape")
+    matched = False
+    for token in accepted:  # every one, whatever matches first: no timing hint
+        matched |= hmac.compare_digest(raw, token.encode())
+    return matched
+
+
+class TokenAuth:
+    """ASGI middleware enforcing the read and write tokens (either may be None: open)."""
+
+    def __init__(self, app: ASGIApp, *, read_token: str | None, write_token: str | None) -> None:
+        self.app = app
+        writers = (write_token,) if write_token else (read_token,) if read_token else ()
+        readers = tuple(t for t in (read_token, write_token) if t) if read_token else ()
+        self._accepted: dict[Level, tuple[str, ...]] = {
+            Level.OPEN: (),
+            Level.READ: readers,
+            Level.WRITE: writers,
+        }
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] not in ("http", "websocket"):
+            await self.app(scope, receive, send)  # lifespan
+            return
+        level = required_level(scope.get("method", "GET"), scope["path"])
+        accepted = self._accepted[level]
+        if not accepted:
+            await self.app(scope, receive, send)
+            return
+        given = _bearer(scope)
+        if given is not None and _matches(given, accepted):
+            await self.app(scope, receive, send)
+            return
+        if scope["type"] == "websocket":
+            await send({"type": "websocket.close", "code": 1008})  # policy violation
+            return
+        if given is None:
+            status, headers = 401, [(b"www-authenticate", REALM.encode())]
+            message = (
+                f"authorization: {level.value} access needs a token "
+                "(header 'Authorization: Bearer TOKEN')"
+            )
+        else:
+            status, headers = 403, []
+            message = f"authorization: the token given does not grant {level.value} access"
+        body = json.dumps({"error": message}).encode()
+        headers += [(b"content-type", b"application/json"), (b"content-length", b"%d" % len(body))]
+        await send({"type": "http.response.start", "status": status, "headers": headers})
+        await send({"type": "http.response.body", "body": body})

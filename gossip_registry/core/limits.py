@@ -1,0 +1,79 @@
+"""Limits on what a peer may make a node hold or accept: the one place they are configured.
+
+Theory of operation: a node must survive hostile or buggy peers, so every
+path by which data enters has a bound, and exceeding it is a counted drop
+(peers are never answered with an error: SWIM has no error channel, and a
+peer that floods us gains nothing from one) or, for local calls, a
+``ValueError``. Each limit is enforced where the data enters:
+
+- ``max_packet_bytes``: UDP datagrams longer than this are dropped before
+  msgpack sees them (``stats["malformed_packets"]``).
+- ``max_members``: a new member beyond this is ignored, whether it arrives
+  in an alive message or a push-pull member list (``members_refused``).
+  Without it a flood of fake alive messages grows the member table, and
+  every probe ring and push-pull with it, until the 24 h reap.
+- ``max_entries_per_owner``: live registry entries one owner may hold. A
+  peer's entry beyond it is dropped (``entries_over_limit``); a local
+  registration beyond it raises ``ValueError`` (HTTP 400). Replacing an
+  entry the owner already holds always succeeds.
+- ``max_clock_skew``: seconds an entry's HLC stamp may run ahead of our
+  wall clock. Further ahead, it is dropped (``entries_from_future``) and
+  our clock does not observe it (see ``core/protocol.py``).
+
+Every node of a cluster should use the same values: an entry that one node
+drops and another keeps makes their digests differ, and anti-entropy then
+ships that bucket on every exchange.
+
+Limits set elsewhere, because changing them is a protocol change (peers
+reject what they do not allow): name, tag and metadata sizes
+(``core/codec.py``: 128-character names, 64 tags, 64 metadata pairs of
+512-character values), updates per packet (1,024). The TCP frame limit is
+``ProtocolConfig.max_stream_bytes`` and the HTTP body limit
+``api.http.MAX_BODY_BYTES`` (64 KiB).
+
+This module is pure: it may import nothing but the standard library.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, fields
+
+__all__ = ["Limits"]
+
+MAX_IPV4_UDP_PAYLOAD = 65507
+
+
+@dataclass(frozen=True, slots=True)
+class Limits:
+    max_packet_bytes: int = MAX_IPV4_UDP_PAYLOAD
+    """Largest UDP datagram decoded. We send at most ``packet_size`` (1,400 B); the
+    default accepts any peer's setting. Lower it to ``packet_size`` to shed
+    oversized garbage before parsing."""
+    max_members: int = 50_000
+    """Members (alive, suspect, dead or left) this node keeps: 5x the largest cluster
+    simulated (10,000). A member record costs well under 1 KB, so this bounds the
+    member table to tens of MB."""
+    max_entries_per_owner: int = 50_000
+    """Live registry entries one node may own. Generous: a node hosting more
+    instances than this is almost surely a runaway loop or a hostile peer."""
+    max_clock_skew: float = 60.0
+    """Seconds an entry's stamp may run ahead of our wall clock. NTP keeps hosts
+    within milliseconds; an unsynchronised quartz clock drifts about 1-4 s a day
+    (10-50 ppm), so 60 s tolerates weeks without NTP while keeping what a wrong
+    clock can pin small. For scale, Kerberos (MIT krb5 ``clockskew``) tolerates
+    300 s and CockroachDB's ``--max-offset`` is 500 ms."""
+
+    def __post_init__(self) -> None:
+        for f in fields(self):
+            value = getattr(self, f.name)
+            valid = (
+                isinstance(value, int | float)
+                and not isinstance(value, bool)
+                and value > 0
+                and math.isfinite(value)
+            )
+            if not valid:
+                raise ValueError(f"limits.{f.name} must be a positive number, got {value!r}")
+        if self.max_packet_bytes < 512:
+            raise ValueError("limits.max_packet_bytes must be at least 512 bytes")

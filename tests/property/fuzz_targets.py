@@ -1,0 +1,430 @@
+"""Fuzz targets for every decoder and for the merge: hostile input never crashes, never corrupts.
+
+Each target is a function and its strategies; ``fuzz_test(name)`` makes
+the hypothesis test. The suite runs each briefly and derandomized
+(``test_fuzz.py``); ``scripts/fuzz.py`` runs the same for minutes with
+fresh seeds.
+
+- ``node_packet``: a datagram (random, or a valid packet mutated) into a
+  whole protocol core: nothing escapes ``handle_packet`` and the table's
+  invariants hold afterwards.
+- ``tcp_frame``: a byte stream, split into arbitrary chunks, through the
+  transport's framing and into ``handle_stream``: only ``FrameError``
+  comes out of the framing, nothing out of the core.
+- ``snapshot_file``: a valid snapshot mutated: ``decode_snapshot`` raises
+  only ``SnapshotError``, ``load_snapshot`` never raises, and what it
+  returns starts a node.
+- ``cluster_toml``: the shipped cluster.toml mutated, or a random document
+  built from real keys and random values: only ``ConfigError``.
+- ``http_body``: random JSON, random bytes and random ids and query strings
+  against the HTTP API of a real node: never a 5xx.
+- ``adversarial_merge``: entries with random stamps (a year ahead
+  included), owners, incarnations and duplicates, mixed with member deaths,
+  refutations and local writes: the table's digests equal a recomputation,
+  no owner passes its limit, no HLC runs beyond the skew bound.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import random
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote
+
+import httpx
+import msgpack
+import trio
+from hypothesis import given
+from hypothesis import strategies as st
+
+from gossip_registry.api.http import build_app
+from gossip_registry.config import load_cluster
+from gossip_registry.core.codec import CodecError, decode_stream, encode_packet, encode_stream
+from gossip_registry.core.config import ProtocolConfig
+from gossip_registry.core.limits import Limits
+from gossip_registry.core.messages import Address, Alive, Dead, EntryUpdate, Packet, Suspect
+from gossip_registry.core.protocol import Protocol
+from gossip_registry.errors import ConfigError
+from gossip_registry.node import Node, NodeConfig
+from gossip_registry.registry.clock import make_stamp, stamp_wall
+from gossip_registry.registry.entry import Entry, Health
+from gossip_registry.snapshot import (
+    SNAPSHOT_FILE,
+    Snapshot,
+    SnapshotError,
+    decode_snapshot,
+    encode_snapshot,
+    load_snapshot,
+)
+from gossip_registry.transport import FrameError, encode_frame, read_frame
+from tests.property.test_codec_fuzz import (
+    mutate,
+    mutations,
+    packets,
+    replace_one_node,
+    streams,
+)
+
+REPO = Path(__file__).resolve().parents[2]
+WALL = 1_800_000_000.0
+YEAR = 365 * 24 * 3600.0
+ME: Address = ("198.18.0.1", 7946)
+PEER: Address = ("198.18.0.2", 7946)
+LIMITS = Limits(max_members=12, max_entries_per_owner=4)
+"""Small, so that examples reach them."""
+
+
+def new_core() -> Protocol:
+    config = ProtocolConfig(limits=LIMITS)
+    node = Protocol(config, "me", ME, rng=random.Random(0), now=0.0, wall_offset=WALL)
+    node.start(0.0)
+    return node
+
+
+def check_invariants(node: Protocol, wall: float) -> None:
+    """What no input may break: digests, per-owner counts and limits, the HLC bound.
+
+    ``wall`` is the latest wall-clock time this node has had: peers can push
+    its HLC at most the skew limit beyond that.
+    """
+    table = node.table
+    total, buckets = 0, [0] * table.buckets
+    owners: dict[str, int] = {}
+    for entry in table.entries():
+        if not entry.deleted:
+            total ^= entry.digest
+            buckets[table.bucket_of(entry.key)] ^= entry.digest
+            owners[entry.owner] = owners.get(entry.owner, 0) + 1
+    assert table.digest == total
+    assert table.bucket_digests() == tuple(buckets)
+    assert table.live_count == sum(owners.values())
+    for owner, count in owners.items():
+        assert table.live_count_of(owner) == count
+        assert count <= LIMITS.max_entries_per_owner
+    assert len(node.members) <= LIMITS.max_members
+    assert stamp_wall(node.clock.last) <= wall + LIMITS.max_clock_skew
+
+
+# --- UDP packets ----------------------------------------------------------------------------
+
+
+def _packet_bytes(data: st.DataObject) -> bytes:
+    how = data.draw(st.sampled_from(["random", "mutated", "replaced"]))
+    if how == "random":
+        return data.draw(st.binary(max_size=512))
+    packet = data.draw(packets)
+    if how == "mutated":
+        return mutate(encode_packet(packet), data.draw(mutations))
+    raw: bytes = msgpack.packb(replace_one_node(data, msgpack.unpackb(encode_packet(packet))))
+    return raw
+
+
+def node_packet(data: st.DataObject) -> None:
+    node = new_core()
+    for i in range(data.draw(st.integers(1, 4))):
+        node.handle_packet(float(i), PEER, _packet_bytes(data))
+        check_invariants(node, WALL + i)
+
+
+# --- TCP frames -----------------------------------------------------------------------------
+
+
+class _Chunks(trio.abc.ReceiveStream):
+    """A receive stream that hands out ``data`` in the given chunk sizes."""
+
+    def __init__(self, data: bytes, sizes: list[int]) -> None:
+        self.data, self.sizes = data, sizes
+
+    async def receive_some(self, max_bytes: int | None = None) -> bytes:
+        await trio.lowlevel.checkpoint()
+        size = self.sizes.pop(0) if self.sizes else len(self.data)
+        size = min(size, max_bytes or len(self.data))
+        chunk, self.data = self.data[:size], self.data[size:]
+        return chunk
+
+    async def aclose(self) -> None:
+        await trio.lowlevel.checkpoint()
+
+
+def _frame_stream(data: st.DataObject) -> bytes:
+    how = data.draw(st.sampled_from(["random", "framed", "mutated"]))
+    if how == "random":
+        return data.draw(st.binary(max_size=512))
+    frame = encode_frame(encode_stream(data.draw(streams)))
+    return frame if how == "framed" else mutate(frame, data.draw(mutations))
+
+
+def tcp_frame(data: st.DataObject) -> None:
+    raw = _frame_stream(data)
+    sizes = data.draw(st.lists(st.integers(1, 64), max_size=8))
+    max_frame = data.draw(st.sampled_from([16, 256, 1 << 20]))
+
+    async def read() -> bytes | None:
+        return await read_frame(_Chunks(raw, sizes), max_frame)
+
+    try:
+        frame = trio.run(read)
+    except FrameError:
+        return
+    if frame is None:
+        return
+    with contextlib.suppress(CodecError):
+        decode_stream(frame, max_frame)
+    node = new_core()
+    node.handle_stream(1.0, PEER, frame)
+    check_invariants(node, WALL + 1.0)
+
+
+# --- Snapshot files -------------------------------------------------------------------------
+
+
+def _own_entry(i: int) -> Entry:
+    return Entry(
+        "web", f"w{i}", "198.18.1.1", 80, ("a",), {"k": "v"}, 1, Health.PASSING, "", "me", 3,
+        make_stamp(WALL + i), False,
+    )  # fmt: skip
+
+
+def snapshot_file(n_entries: int, edits: list[tuple[str, int, int]], mutated: bool) -> None:
+    snapshot = Snapshot(
+        "me", 5, (("p1", "198.18.0.2", 7946),), tuple(_own_entry(i) for i in range(n_entries))
+    )
+    raw = encode_snapshot(snapshot)
+    if mutated:
+        raw = mutate(raw, edits)
+    with contextlib.suppress(SnapshotError):
+        decode_snapshot(raw)
+    with tempfile.TemporaryDirectory() as tmp:
+        (Path(tmp) / SNAPSHOT_FILE).write_bytes(raw)
+        loaded = load_snapshot(Path(tmp), "me")
+    if loaded is not None:
+        node = Protocol(
+            ProtocolConfig(limits=LIMITS),
+            "me",
+            ME,
+            rng=random.Random(0),
+            now=0.0,
+            wall_offset=WALL,
+            incarnation=loaded.incarnation,
+            entries=loaded.entries,
+        )
+        node.start(0.0)
+        check_invariants(node, WALL)
+
+
+# --- cluster.toml ---------------------------------------------------------------------------
+
+SHIPPED_TOML = (REPO / "cluster.toml").read_bytes()
+_KEYS = [
+    "host", "profile", "data_root", "seeds", "meta", "leave_timeout", "probe_interval",
+    "suspicion_mult", "tcp_fallback", "read_token", "write_token", "read_token_file",
+    "tls_cert", "tls_key", "name", "gossip_port", "http_port", "advertise", "data_dir",
+    "max_members", "max_clock_skew", "packet_size", "bogus",
+]  # fmt: skip
+_TABLES = ["cluster", "defaults", "limits", "[nodes]", "nodes.x"]
+_toml_scalars = st.one_of(
+    st.integers(-(2**63), 2**63 - 1),
+    st.floats(allow_nan=False),
+    st.booleans(),
+    st.text(max_size=12),
+    st.sampled_from(["1s", "500ms", "0s", "lan", "127.0.0.1:7946", "::1", "data", "99999h"]),
+)
+
+
+def _toml_value(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, float):
+        return repr(value)  # inf and -inf are TOML too
+    if isinstance(value, list):
+        return "[" + ", ".join(_toml_value(v) for v in value) + "]"
+    if isinstance(value, str):
+        return json.dumps(value)  # a TOML basic string, or a TOMLDecodeError for surrogates
+    return str(value)
+
+
+_toml_docs = st.lists(
+    st.tuples(
+        st.sampled_from(_TABLES),
+        st.lists(
+            st.tuples(st.sampled_from(_KEYS), _toml_scalars | st.lists(_toml_scalars, max_size=3)),
+            max_size=5,
+        ),
+    ),
+    max_size=5,
+).map(
+    lambda tables: "\n".join(
+        (f"[{name}]" if name != "[nodes]" else "[[nodes]]")
+        + "\n"
+        + "".join(f"{key} = {_toml_value(value)}\n" for key, value in pairs)
+        for name, pairs in tables
+    ).encode("utf-8", "surrogatepass")
+)
+
+
+def cluster_toml(raw: bytes) -> None:
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "cluster.toml"
+        path.write_bytes(raw)
+        with contextlib.suppress(ConfigError):
+            load_cluster(path)
+
+
+# --- HTTP bodies ----------------------------------------------------------------------------
+
+_json_values = st.recursive(
+    st.none() | st.booleans() | st.integers(-(2**70), 2**70) | st.floats() | st.text(max_size=20),
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner),
+    max_leaves=12,
+)
+_fields = st.sampled_from(["name", "id", "address", "port", "tags", "meta", "weight", "x"])
+_bodies = st.one_of(
+    st.binary(max_size=64),
+    _json_values.map(lambda v: json.dumps(v).encode()),
+    st.dictionaries(_fields, _json_values, max_size=7).map(lambda v: json.dumps(v).encode()),
+    st.just(b'{"name": "web", "port": 80}'),
+)
+_requests = st.lists(
+    st.one_of(
+        st.tuples(st.just("PUT"), st.just("/v1/services"), _bodies),
+        st.tuples(st.just("DELETE"), st.text(min_size=1, max_size=12), st.just(b"")),
+        st.tuples(st.just("GET"), st.text(max_size=12), st.just(b"")),
+    ),
+    min_size=1,
+    max_size=5,
+)
+
+
+def http_body(requests: list[tuple[str, str, bytes]]) -> None:
+    async def run() -> None:
+        with trio.fail_after(20):
+            async with Node(NodeConfig("fuzz", bind=("127.0.0.1", 0))) as node:
+                transport = httpx.ASGITransport(app=build_app(node))
+                async with httpx.AsyncClient(transport=transport, base_url="http://n") as client:
+                    for method, tail, body in requests:
+                        if method == "PUT":
+                            url = tail
+                        elif method == "DELETE":
+                            url = "/v1/services/" + quote(tail, safe="")
+                        else:
+                            url = "/v1/services/web?" + quote(tail, safe="=&:")
+                        response = await client.request(method, url, content=body)
+                        assert response.status_code < 500, (method, url, body, response.text)
+                        assert "error" in response.json() or response.is_success
+
+    trio.run(run)
+
+
+# --- Merge with adversarial versions ----------------------------------------------------------
+
+_owners = st.sampled_from(["me", "p1", "p2", "p3"])
+_offsets = st.one_of(st.floats(-10.0, 10.0), st.sampled_from([59.0, 61.0, YEAR, -YEAR / 10, 0.0]))
+
+
+@st.composite
+def _versions(draw: st.DrawFn) -> Entry:
+    return Entry(
+        service=draw(st.sampled_from(["web", "db"])),
+        instance_id=draw(st.sampled_from(["a", "b", "c", "d", "e", "f"])),
+        address="198.18.1.1",
+        port=draw(st.integers(0, 3)),
+        tags=(),
+        meta={},
+        weight=1,
+        status=Health.PASSING,
+        output="",
+        owner=draw(_owners),
+        owner_incarnation=draw(st.integers(0, 3)),
+        stamp=make_stamp(max(0.0, WALL + draw(_offsets))) + draw(st.integers(0, 2)),
+        deleted=draw(st.booleans()),
+    )
+
+
+_operations = st.lists(
+    st.one_of(
+        st.tuples(st.just("entry"), st.lists(_versions(), min_size=1, max_size=4)),
+        st.tuples(st.just("dead"), _owners, st.integers(0, 3)),
+        st.tuples(st.just("alive"), _owners, st.integers(0, 4)),
+        st.tuples(st.just("suspect"), _owners, st.integers(0, 3)),
+        st.tuples(st.just("register"), st.sampled_from(["a", "b", "c", "d", "e", "f"])),
+        st.tuples(st.just("deregister"), st.sampled_from(["a", "b", "c"])),
+        st.tuples(st.just("clock"), _offsets),
+    ),
+    max_size=25,
+)
+
+
+def _apply(node: Protocol, now: float, op: tuple[Any, ...]) -> None:
+    kind = op[0]
+    if kind == "entry":
+        updates = tuple(EntryUpdate(v) for v in op[1])
+        node.handle_packet(now, PEER, encode_packet(Packet(None, updates + updates[:1])))
+    elif kind in ("dead", "suspect", "alive"):
+        name, incarnation = op[1], op[2]
+        update = (
+            Dead(name, incarnation, "p9")
+            if kind == "dead"
+            else Suspect(name, incarnation, "p9")
+            if kind == "suspect"
+            else Alive(name, PEER, incarnation, {})
+        )
+        node.handle_packet(now, PEER, encode_packet(Packet(None, (update,))))
+    elif kind == "register":
+        try:
+            node.register(now, "web", op[1], "198.18.1.1", 80)
+        except ValueError:
+            assert node.table.live_count_of("me") >= LIMITS.max_entries_per_owner
+    elif kind == "deregister":
+        stored = node.table.get(("web", op[1]))
+        if stored is None or stored.deleted or stored.owner == "me":  # only the owner may delete
+            node.deregister(now, ("web", op[1]))
+    else:  # our own wall clock steps
+        node.wall_offset = WALL + op[1]
+
+
+def adversarial_merge(operations: list[tuple[Any, ...]]) -> None:
+    node = new_core()
+    now, latest_wall = 0.0, WALL
+    for op in operations:
+        now += 1.0
+        _apply(node, now, op)
+        latest_wall = max(latest_wall, now + node.wall_offset)
+        check_invariants(node, latest_wall)
+
+
+def fuzz_test(name: str) -> Callable[[], None]:
+    """A fresh hypothesis test of target ``name``, ready for its own ``settings`` and ``seed``.
+
+    Fresh each call: hypothesis refuses settings applied twice to one function.
+    """
+    return given(*_STRATEGIES[name])(_FUNCTIONS[name])
+
+
+_STRATEGIES: dict[str, tuple[st.SearchStrategy[Any], ...]] = {
+    "node_packet": (st.data(),),
+    "tcp_frame": (st.data(),),
+    "snapshot_file": (
+        st.integers(0, 3),
+        mutations,
+        st.booleans(),
+    ),
+    "cluster_toml": (
+        st.one_of(mutations.map(lambda edits: mutate(SHIPPED_TOML, edits)), _toml_docs),
+    ),
+    "http_body": (_requests,),
+    "adversarial_merge": (_operations,),
+}
+_FUNCTIONS: dict[str, Callable[..., None]] = {
+    "node_packet": node_packet,
+    "tcp_frame": tcp_frame,
+    "snapshot_file": snapshot_file,
+    "cluster_toml": cluster_toml,
+    "http_body": http_body,
+    "adversarial_merge": adversarial_merge,
+}
+TARGETS = tuple(_FUNCTIONS)
+"""Every fuzz target by name; ``scripts/fuzz.py`` and ``test_fuzz.py`` run these."""

@@ -41,6 +41,7 @@ import time
 from collections.abc import AsyncGenerator, AsyncIterator, Callable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from types import TracebackType
 from typing import Any
@@ -120,6 +121,12 @@ class NodeConfig:
     """Bounded wait for a graceful leave to spread before the node stops."""
     tcp_timeout: float = DEFAULT_TCP_TIMEOUT
     """Seconds for one whole TCP exchange (connect, request, reply); memberlist's TCPTimeout."""
+    dns: Address | None = None
+    """Binds the DNS interface (UDP and TCP, same port) when set; see ``api/dns_answer.py``."""
+    dns_domain: str = "registry."
+    """The zone DNS answers for: NAME.service.DOMAIN, NODE.node.DOMAIN."""
+    dns_ttl: float = 5.0
+    """Seconds resolvers may cache DNS answers (0..86400): staleness traded for query load."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -290,6 +297,10 @@ class Node:
     """What peers use to reach us; final once started."""
     http_addr: Address | None
     """Bound HTTP address, known once started."""
+    dns_addr: Address | None
+    """Bound DNS address (UDP and TCP), known once started."""
+    dns_stats: dict[str, int]
+    """DNS counters (queries, answers, nxdomain, malformed, truncated ...), for metrics."""
 
     def __init__(self, config: NodeConfig) -> None:
         try:
@@ -305,6 +316,8 @@ class Node:
         self.gossip_addr = config.bind
         self.advertise_addr = config.advertise or config.bind
         self.http_addr = None
+        self.dns_addr = None
+        self.dns_stats = {}
         self._protocol: Protocol | None = None
         self._transport: Transport | None = None
         self._nursery: trio.Nursery | None = None
@@ -416,6 +429,19 @@ class Node:
                     from gossip_registry.api.http import serve_http  # lazy: optional dependency
 
                     self.http_addr = await nursery.start(serve_http, self, *config.http)
+                if config.dns is not None:  # DNS interface (api/dns.py)
+                    from gossip_registry.api.dns import serve_dns
+
+                    self.dns_addr = await nursery.start(
+                        partial(
+                            serve_dns,
+                            domain=config.dns_domain,
+                            ttl=config.dns_ttl,
+                            stats=self.dns_stats,
+                        ),
+                        self,
+                        *config.dns,
+                    )
                 seeds = list(config.seeds)
                 if snapshot is not None:
                     seeds += [(h, p) for n, h, p in snapshot.members if n != self.name]

@@ -643,17 +643,23 @@ class Node:
         meta: Mapping[str, str] | None = None,
         passing_only: bool = True,
     ) -> list[Entry]:
-        """Live instances of ``service`` having every tag and meta pair asked for, by id."""
-        table = self._protocol_or_raise().table
-        wanted_tags = set(tags)
-        wanted_meta = dict(meta or {})
-        return [
-            e
-            for e in table.live(service)
-            if not (passing_only and e.status is not Health.PASSING)
-            and wanted_tags.issubset(e.tags)
-            and all(e.meta.get(k) == v for k, v in wanted_meta.items())
-        ]
+        """Live instances of ``service`` having every tag and meta pair asked for, by id.
+
+        Each filter is a pass of its own, skipped when not asked for: the
+        usual lookup (passing, no tag or meta) of a 100-instance service
+        then takes a few microseconds (``scripts/bench_discovery.py``).
+        """
+        entries = self._protocol_or_raise().table.live(service)
+        if passing_only:
+            passing = Health.PASSING  # looked up once: enum attribute access is slow per entry
+            entries = [e for e in entries if e.status is passing]
+        if tags:
+            wanted_tags = set(tags)
+            entries = [e for e in entries if wanted_tags.issubset(e.tags)]
+        if meta:
+            pairs = dict(meta).items()
+            entries = [e for e in entries if all(e.meta.get(k) == v for k, v in pairs)]
+        return entries
 
     async def watch(self, service: str) -> AsyncGenerator[list[Entry], None]:
         """Yield the current instance list, then the new list after every change.

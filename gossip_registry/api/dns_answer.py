@@ -47,15 +47,15 @@ question (offset 12), so the response echoes the case the client asked in
 
 from __future__ import annotations
 
-import io
 import ipaddress
 import logging
 import math
+import operator
 import random
 import struct
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, TypeVar
+from typing import TYPE_CHECKING, Generic, TypeVar, cast
 
 import dns.exception
 import dns.flags
@@ -66,7 +66,9 @@ import dns.rcode
 import dns.rdata
 import dns.rdataclass
 import dns.rdatatype
-import dns.rrset
+import dns.rdtypes.IN.A
+import dns.rdtypes.IN.AAAA
+import dns.rdtypes.IN.SRV
 
 from gossip_registry.core.messages import MemberState
 from gossip_registry.registry.entry import Entry
@@ -94,13 +96,19 @@ MAX_TTL = 86400
 """Largest TTL accepted, seconds: a registry answer cached for a day is stale by design."""
 RENDER_CACHE_MAX = 1024
 """Rendered (service, tag) answers kept; past it the cache starts over (names are client input)."""
+PERMUTATIONS = 16
+"""Random orders kept per record list (see _Shuffler)."""
+SHAPE_CACHE_MAX = 4096
+"""Parsed queries kept (by their bytes after the id); past it the cache starts over."""
 STAT_KEYS = ("queries", "answers", "nxdomain", "refused", "malformed", "truncated", "servfail")
 """Counters in ``DnsAnswerer.stats``: queries received, responses sent, and why some differ."""
 
 _T = TypeVar("_T")
 _QNAME_POINTER = b"\xc0\x0c"  # compression pointer to the question name, right after the header
 _HEADER = struct.Struct("!HHHHHH")
-_COUNTS = struct.Struct("!HHH")  # ANCOUNT, NSCOUNT, ARCOUNT at offset 6
+_COUNTS = struct.Struct("!HHH")  # ANCOUNT, NSCOUNT, ARCOUNT
+_RR = struct.Struct("!HHIH")  # a record's type, class, TTL and data length, after its owner name
+_CLASSES = (dns.rdataclass.IN, dns.rdataclass.ANY)
 _ACTIVE = (MemberState.ALIVE, MemberState.SUSPECT)
 _NO_TAG_PROTOCOLS = (b"_tcp", b"_udp")
 _SOA_TIMERS = (3600, 600, 86400)  # refresh, retry, expire: no zone transfers happen
@@ -129,15 +137,42 @@ def addr_label(address: str) -> str | None:
         return None
 
 
+class _Shuffler(Generic[_T]):
+    """Random orders of one record list, cheaply: a shuffle per query would cost more than the rest.
+
+    PERMUTATIONS random permutations are drawn on first use; each query
+    gets one of them rotated by a random offset. The first record, the one
+    most clients use, is then uniform over the instances, and consecutive
+    queries differ throughout.
+    """
+
+    __slots__ = ("_orders", "items")
+
+    def __init__(self, items: list[_T]) -> None:
+        self.items = items
+        self._orders: list[list[_T]] | None = None
+
+    def pick(self, rng: random.Random) -> list[_T]:
+        items = self.items
+        if len(items) < 2:
+            return items
+        if self._orders is None:
+            self._orders = [rng.sample(items, len(items)) for _ in range(PERMUTATIONS)]
+        order = self._orders[rng.randrange(PERMUTATIONS)]
+        at = rng.randrange(len(order))
+        return order[at:] + order[:at]
+
+
 @dataclass(frozen=True, slots=True)
 class _Records:
     """The wire records of one (service, tag) view, built from ``entries``."""
 
     entries: list[Entry]
-    a: list[bytes]
-    aaaa: list[bytes]
-    srv: list[tuple[bytes, bytes | None]]
+    a: _Shuffler[bytes]
+    aaaa: _Shuffler[bytes]
+    srv: _Shuffler[tuple[bytes, bytes | None]]
     """(SRV answer, the target's A/AAAA for the additional section, if it has one)."""
+    any: _Shuffler[bytes]
 
 
 @dataclass(slots=True)
@@ -184,11 +219,14 @@ class DnsAnswerer:
             self.stats.setdefault(key, 0)
         self._cache: dict[tuple[str, str | None], _Records] = {}
         refresh, retry, expire = _SOA_TIMERS
-        soa = _rdata(
+        self._shapes: dict[bytes, _Shape] = {}
+        refresh, retry, expire = _SOA_TIMERS
+        self._soa_rdata = dns.rdata.from_text(
+            dns.rdataclass.IN,
             dns.rdatatype.SOA,
             f"ns.{self.domain} hostmaster.{self.domain} 1 {refresh} {retry} {expire} {self.ttl}",
         )
-        self._soa = self._record(soa, self.domain)
+        self._soa = self._record(_wire(self.domain), self._soa_rdata)
 
     # ------------------------------------------------------------- entry
 
@@ -199,46 +237,58 @@ class DnsAnswerer:
         failure of ours is logged and answered SERVFAIL.
         """
         self.stats["queries"] += 1
+        key = data[2:]  # all but the id: clients repeat the same few queries
+        shape = self._shapes.get(key)
+        if shape is None:
+            parsed = self._parse(data)
+            if not isinstance(parsed, _Shape):
+                return None if parsed is None else self._sent(parsed)
+            if len(self._shapes) >= SHAPE_CACHE_MAX:
+                self._shapes.clear()
+            shape = self._shapes[key] = parsed
         try:
-            query = dns.message.from_wire(data)
-        except Exception:  # dnspython raises many types on garbage, not all DNSException
-            self.stats["malformed"] += 1
-            formerr = _formerr(data)
-            return None if formerr is None else self._sent(formerr)
-        if query.flags & dns.flags.QR:
-            self.stats["malformed"] += 1
-            return None
-        response = dns.message.make_response(query, our_payload=MAX_UDP_PAYLOAD)
-        response.flags |= dns.flags.AA
-        if query.opcode() != dns.opcode.QUERY:
-            response.set_rcode(dns.rcode.NOTIMP)
-            return self._sent(response.to_wire())
-        if len(query.question) != 1:
-            self.stats["malformed"] += 1
-            response.set_rcode(dns.rcode.FORMERR)
-            return self._sent(response.to_wire())
-        if query.edns > 0:
-            response.set_rcode(dns.rcode.BADVERS)
-            return self._sent(response.to_wire())
-        question = query.question[0]
-        try:
-            reply = self._resolve(question.name, question.rdtype, question.rdclass)
+            reply = self._resolve(shape.labels, shape.qtype)
         except Exception:
-            log.exception("DNS query %s %s failed", question.name, question.rdtype)
+            log.exception("DNS query %s failed", shape.response.question[0])
             self.stats["servfail"] += 1
             reply = _Reply(dns.rcode.SERVFAIL)
-        response.set_rcode(reply.rcode)
         if reply.rcode == dns.rcode.NXDOMAIN:
             self.stats["nxdomain"] += 1
         elif reply.rcode == dns.rcode.REFUSED:
             self.stats["refused"] += 1
-            response.flags &= ~dns.flags.AA  # not our zone: we claim no authority
-        limit = 65535
-        if udp:
+        limit = shape.udp_limit if udp else 65535
+        return self._sent(data[:2] + self._assemble(shape, reply, limit))
+
+    def _parse(self, data: bytes) -> _Shape | bytes | None:
+        """A query's shape; or the final response (FORMERR, NOTIMP, BADVERS), or None to drop."""
+        try:
+            query = dns.message.from_wire(data)
+        except Exception:  # dnspython raises many types on garbage, not all DNSException
+            self.stats["malformed"] += 1
+            return _formerr(data)
+        if query.flags & dns.flags.QR:
+            self.stats["malformed"] += 1
+            return None
+        response = dns.message.make_response(query, our_payload=MAX_UDP_PAYLOAD)
+        if query.opcode() != dns.opcode.QUERY:
+            response.set_rcode(dns.rcode.NOTIMP)
+            return response.to_wire()
+        if len(query.question) != 1:
+            self.stats["malformed"] += 1
+            response.set_rcode(dns.rcode.FORMERR)
+            return response.to_wire()
+        if query.edns > 0:
+            response.set_rcode(dns.rcode.BADVERS)
+            return response.to_wire()
+        question = query.question[0]
+        labels = None  # not ours to answer: REFUSED
+        if question.name.is_subdomain(self.domain) and question.rdclass in _CLASSES:
+            relative = question.name.relativize(self.domain).labels
+            labels = tuple(label.lower() for label in relative)
+        limit = CLASSIC_UDP_PAYLOAD
+        if query.edns >= 0:
             limit = max(CLASSIC_UDP_PAYLOAD, min(query.payload, MAX_UDP_PAYLOAD))
-            if query.edns < 0:
-                limit = CLASSIC_UDP_PAYLOAD
-        return self._sent(self._assemble(response, reply, limit))
+        return _Shape(response, labels, question.rdtype, limit)
 
     def _sent(self, wire: bytes) -> bytes:
         self.stats["answers"] += 1
@@ -246,16 +296,13 @@ class DnsAnswerer:
 
     # -------------------------------------------------------------- names
 
-    def _resolve(self, qname: dns.name.Name, qtype: int, qclass: int) -> _Reply:
-        if not qname.is_subdomain(self.domain) or qclass not in (
-            dns.rdataclass.IN,
-            dns.rdataclass.ANY,
-        ):
+    def _resolve(self, labels: tuple[bytes, ...] | None, qtype: int) -> _Reply:
+        """The records for a name (its labels below the domain, in lower case)."""
+        if labels is None:
             return _Reply(dns.rcode.REFUSED)
-        labels = tuple(label.lower() for label in qname.relativize(self.domain).labels)
         if not labels:
             if qtype in (dns.rdatatype.SOA, dns.rdatatype.ANY):
-                return _Reply(answer=[self._soa_answer()])
+                return _Reply(answer=[self._record(_QNAME_POINTER, self._soa_rdata)])
             return self._nodata()
         if labels in ((b"service",), (b"node",), (b"addr",)):
             return self._nodata()
@@ -297,17 +344,17 @@ class DnsAnswerer:
         records = self._records(service, tag_text, passing)
         if qtype == dns.rdatatype.SRV:
             return self._srv_reply(records.srv)
-        wanted: list[bytes] = {
+        wanted = {
             dns.rdatatype.A: records.a,
             dns.rdatatype.AAAA: records.aaaa,
-            dns.rdatatype.ANY: records.a + records.aaaa + [answer for answer, _ in records.srv],
-        }.get(dns.rdatatype.RdataType.make(qtype), [])
-        if not wanted:
+            dns.rdatatype.ANY: records.any,
+        }.get(dns.rdatatype.RdataType.make(qtype))
+        if wanted is None or not wanted.items:
             return self._nodata()
-        return _Reply(answer=self._shuffled(wanted))
+        return _Reply(answer=wanted.pick(self.rng))
 
-    def _srv_reply(self, srv: list[tuple[bytes, bytes | None]]) -> _Reply:
-        pairs = self._shuffled(srv)
+    def _srv_reply(self, srv: _Shuffler[tuple[bytes, bytes | None]]) -> _Reply:
+        pairs = srv.pick(self.rng)
         extra = dict.fromkeys(add for _, add in pairs if add is not None)
         return _Reply(answer=[answer for answer, _ in pairs], additional=list(extra))
 
@@ -336,17 +383,13 @@ class DnsAnswerer:
         rdata = _address_rdata(address)
         if rdata is None or qtype not in (rdata.rdtype, dns.rdatatype.ANY):
             return self._nodata()
-        return _Reply(answer=[self._record(rdata, None)])
+        return _Reply(answer=[self._record(_QNAME_POINTER, rdata)])
 
     def _nodata(self) -> _Reply:
         return _Reply(authority=[self._soa])
 
     def _nxdomain(self) -> _Reply:
         return _Reply(dns.rcode.NXDOMAIN, authority=[self._soa])
-
-    def _soa_answer(self) -> bytes:
-        # The SOA is owned by the domain, which is the question here: point at it.
-        return _QNAME_POINTER + self._soa[len(self.domain.to_wire() or b"") :]
 
     # ------------------------------------------------------------ records
 
@@ -357,7 +400,7 @@ class DnsAnswerer:
         if (
             cached is not None
             and len(cached.entries) == len(entries)
-            and all(a is b for a, b in zip(cached.entries, entries, strict=True))
+            and all(map(operator.is_, cached.entries, entries))
         ):
             return cached
         if len(self._cache) >= RENDER_CACHE_MAX:
@@ -371,64 +414,102 @@ class DnsAnswerer:
             if rdata is not None and label is not None:
                 target = dns.name.Name((label.encode(), b"addr", *self.domain.labels))
                 addresses = a if rdata.rdtype == dns.rdatatype.A else aaaa
-                addresses.setdefault(entry.address, self._record(rdata, None))
-                additional: bytes | None = self._record(rdata, target)
+                addresses.setdefault(entry.address, self._record(_QNAME_POINTER, rdata))
+                additional: bytes | None = self._record(_wire(target), rdata)
             else:
                 try:
                     target = dns.name.from_text(entry.address)
                 except dns.exception.DNSException:
                     continue  # neither an IP nor a DNS name: nothing to point at
                 additional = None
-            record = _rdata(dns.rdatatype.SRV, f"1 {entry.weight} {entry.port} {target}")
-            srv.append((self._record(record, None), additional))
-        records = _Records(entries, list(a.values()), list(aaaa.values()), srv)
+            record = dns.rdtypes.IN.SRV.SRV(  # type: ignore[no-untyped-call]
+                dns.rdataclass.IN, dns.rdatatype.SRV, 1, entry.weight, entry.port, target
+            )
+            srv.append((self._record(_QNAME_POINTER, record), additional))
+        ips = [*a.values(), *aaaa.values()]
+        records = _Records(
+            entries,
+            _Shuffler(list(a.values())),
+            _Shuffler(list(aaaa.values())),
+            _Shuffler(srv),
+            _Shuffler(ips + [answer for answer, _ in srv]),
+        )
         self._cache[key] = records
         return records
 
-    def _record(self, rdata: dns.rdata.Rdata, owner: dns.name.Name | None) -> bytes:
-        """One resource record's wire form; ``owner=None`` means the question's name."""
-        out = io.BytesIO()
-        dns.rrset.from_rdata(owner or dns.name.root, self.ttl, rdata).to_wire(out)
-        wire = out.getvalue()
-        return _QNAME_POINTER + wire[1:] if owner is None else wire
-
-    def _shuffled(self, items: list[_T]) -> list[_T]:
-        copy = list(items)
-        self.rng.shuffle(copy)
-        return copy
+    def _record(self, owner: bytes, rdata: dns.rdata.Rdata) -> bytes:
+        """One resource record's wire form: ``owner`` is a name's wire form or _QNAME_POINTER."""
+        data = cast(bytes, rdata.to_wire())
+        return owner + _RR.pack(rdata.rdtype, rdata.rdclass, self.ttl, len(data)) + data
 
     # ----------------------------------------------------------- assembly
 
-    def _assemble(self, response: dns.message.Message, reply: _Reply, limit: int) -> bytes:
-        """Splice the records into the skeleton dnspython renders; shed what exceeds ``limit``.
+    def _assemble(self, shape: _Shape, reply: _Reply, limit: int) -> bytes:
+        """Splice the records into the response skeleton; shed what exceeds ``limit``.
 
-        The skeleton is header, question, then the OPT record if the query
-        had EDNS0; our records go between the question and the OPT (which
-        may sit anywhere in the additional section, RFC 6891 section 6.1.1).
+        The skeleton (without its id) is the header, the question, then the
+        OPT record if the query had EDNS0; our records go between the
+        question and the OPT (which may sit anywhere in the additional
+        section, RFC 6891 section 6.1.1).
         """
-        skeleton = response.to_wire()
-        end = _HEADER.size + len(response.question[0].name.to_wire() or b"") + 4
-        _, _, arcount = _COUNTS.unpack_from(skeleton, 6)
+        skeleton = shape.skeleton(reply.rcode, truncated=False)
+        end = shape.question_end
+        arcount = int.from_bytes(skeleton[8:10], "big")
         for additional in (reply.additional, ()):
-            counts = _COUNTS.pack(
-                len(reply.answer), len(reply.authority), arcount + len(additional)
-            )
+            ancount, nscount = len(reply.answer), len(reply.authority)
             wire = b"".join(
                 (
-                    skeleton[:6],
-                    counts,
-                    skeleton[_HEADER.size : end],
+                    skeleton[:4],
+                    _COUNTS.pack(ancount, nscount, arcount + len(additional)),
+                    skeleton[10:end],
                     *reply.answer,
                     *reply.authority,
                     *additional,
                     skeleton[end:],
                 )
             )
-            if len(wire) <= limit:
+            if len(wire) + 2 <= limit:  # + the id
                 return wire
         self.stats["truncated"] += 1
-        response.flags |= dns.flags.TC
-        return response.to_wire()
+        return shape.skeleton(reply.rcode, truncated=True)
+
+
+class _Shape:
+    """A parsed query without its id: what answering it needs, and its response skeletons.
+
+    A skeleton is dnspython's rendering of the response with no records,
+    minus the 2-byte id, per (rcode, truncated); built on first use.
+    """
+
+    __slots__ = ("_skeletons", "labels", "qtype", "question_end", "response", "udp_limit")
+
+    def __init__(
+        self,
+        response: dns.message.Message,
+        labels: tuple[bytes, ...] | None,
+        qtype: int,
+        udp_limit: int,
+    ) -> None:
+        self.response = response
+        self.labels = labels
+        self.qtype = qtype
+        self.udp_limit = udp_limit
+        # Offsets are without the id: flags and 4 counts (10 bytes), name, type and class.
+        self.question_end = 10 + len(_wire(response.question[0].name)) + 4
+        self._skeletons: dict[tuple[int, bool], bytes] = {}
+
+    def skeleton(self, rcode: dns.rcode.Rcode, *, truncated: bool) -> bytes:
+        wire = self._skeletons.get((rcode, truncated))
+        if wire is None:
+            response = self.response
+            response.set_rcode(rcode)
+            response.flags &= ~(dns.flags.AA | dns.flags.TC)
+            if rcode != dns.rcode.REFUSED:  # outside our zone we claim no authority
+                response.flags |= dns.flags.AA
+            if truncated:
+                response.flags |= dns.flags.TC
+            wire = self._skeletons[(rcode, truncated)] = response.to_wire()[2:]
+        return wire
 
 
 def _text(label: bytes) -> str | None:
@@ -449,12 +530,14 @@ def _address_rdata(address: str) -> dns.rdata.Rdata | None:
         ip = ipaddress.ip_address(address)
     except ValueError:
         return None
-    return _rdata(dns.rdatatype.A if ip.version == 4 else dns.rdatatype.AAAA, str(ip))
+    if ip.version == 4:
+        return dns.rdtypes.IN.A.A(dns.rdataclass.IN, dns.rdatatype.A, str(ip))  # type: ignore[no-untyped-call]
+    return dns.rdtypes.IN.AAAA.AAAA(dns.rdataclass.IN, dns.rdatatype.AAAA, str(ip))  # type: ignore[no-untyped-call]
 
 
-def _rdata(rdtype: dns.rdatatype.RdataType, text: str) -> dns.rdata.Rdata:
-    """A record's data from its zone-file text (built once per cached record, so speed is moot)."""
-    return dns.rdata.from_text(dns.rdataclass.IN, rdtype, text)
+def _wire(name: dns.name.Name) -> bytes:
+    """A name's uncompressed wire form."""
+    return cast(bytes, name.to_wire())
 
 
 def _formerr(data: bytes) -> bytes | None:

@@ -37,11 +37,13 @@ is sent with the TC bit so the client asks again over TCP.
 Speed: dnspython spends about 20 us per record building a message, so a
 100-instance answer would cost milliseconds. Each record is built once by
 dnspython and kept as wire bytes per (service, tag) for as long as
-``node.discover`` returns the very same Entry objects (entries are
-immutable: any change replaces the object). A query then costs a parse, a
-shuffle and a splice of those bytes into the skeleton (header, question,
-EDNS) dnspython builds for the response. Answer owner names point at the
-question (offset 12), so the response echoes the case the client asked in
+``node.discover`` returns the very same Entry objects (``view_cache.py``).
+Parsed queries are kept too, by their bytes after the id (clients repeat a
+few queries), with the response skeletons (header, question, EDNS)
+dnspython built for them. A repeated query then costs a dictionary lookup,
+a discover, a pick of a random order and a splice of the records into its
+skeleton. Answer owner names point at the question (offset 12), so the
+response echoes the case the client asked in
 (resolvers using 0x20 randomisation check it).
 """
 
@@ -50,7 +52,6 @@ from __future__ import annotations
 import ipaddress
 import logging
 import math
-import operator
 import random
 import struct
 from collections.abc import Sequence
@@ -70,6 +71,7 @@ import dns.rdtypes.IN.A
 import dns.rdtypes.IN.AAAA
 import dns.rdtypes.IN.SRV
 
+from gossip_registry.api.view_cache import ViewCache
 from gossip_registry.core.messages import MemberState
 from gossip_registry.registry.entry import Entry
 
@@ -165,9 +167,8 @@ class _Shuffler(Generic[_T]):
 
 @dataclass(frozen=True, slots=True)
 class _Records:
-    """The wire records of one (service, tag) view, built from ``entries``."""
+    """The wire records of one (service, tag) view."""
 
-    entries: list[Entry]
     a: _Shuffler[bytes]
     aaaa: _Shuffler[bytes]
     srv: _Shuffler[tuple[bytes, bytes | None]]
@@ -217,7 +218,7 @@ class DnsAnswerer:
         self.stats = stats if stats is not None else {}
         for key in STAT_KEYS:
             self.stats.setdefault(key, 0)
-        self._cache: dict[tuple[str, str | None], _Records] = {}
+        self._views = ViewCache(self._render, max_size=RENDER_CACHE_MAX)
         refresh, retry, expire = _SOA_TIMERS
         self._shapes: dict[bytes, _Shape] = {}
         refresh, retry, expire = _SOA_TIMERS
@@ -341,7 +342,7 @@ class DnsAnswerer:
             if tag_text is None or any(_has_tag(e, tag_text) for e in everyone):
                 return self._nodata()
             return self._nxdomain()
-        records = self._records(service, tag_text, passing)
+        records = self._views.get((service, tag_text), passing)
         if qtype == dns.rdatatype.SRV:
             return self._srv_reply(records.srv)
         wanted = {
@@ -393,18 +394,8 @@ class DnsAnswerer:
 
     # ------------------------------------------------------------ records
 
-    def _records(self, service: str, tag: str | None, entries: list[Entry]) -> _Records:
-        """The wire records of ``entries``, rebuilt only when discover's answer changed."""
-        key = (service, tag)
-        cached = self._cache.get(key)
-        if (
-            cached is not None
-            and len(cached.entries) == len(entries)
-            and all(map(operator.is_, cached.entries, entries))
-        ):
-            return cached
-        if len(self._cache) >= RENDER_CACHE_MAX:
-            self._cache.clear()
+    def _render(self, entries: list[Entry]) -> _Records:
+        """The wire records of ``entries`` (cached by the caller until they change)."""
         a: dict[str, bytes] = {}
         aaaa: dict[str, bytes] = {}
         srv: list[tuple[bytes, bytes | None]] = []
@@ -427,15 +418,12 @@ class DnsAnswerer:
             )
             srv.append((self._record(_QNAME_POINTER, record), additional))
         ips = [*a.values(), *aaaa.values()]
-        records = _Records(
-            entries,
+        return _Records(
             _Shuffler(list(a.values())),
             _Shuffler(list(aaaa.values())),
             _Shuffler(srv),
             _Shuffler(ips + [answer for answer, _ in srv]),
         )
-        self._cache[key] = records
-        return records
 
     def _record(self, owner: bytes, rdata: dns.rdata.Rdata) -> bytes:
         """One resource record's wire form: ``owner`` is a name's wire form or _QNAME_POINTER."""

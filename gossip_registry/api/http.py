@@ -41,6 +41,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from gossip_registry.api.view_cache import ViewCache
 from gossip_registry.core.codec import (
     MAX_HOST_LEN,
     MAX_META_PAIRS,
@@ -252,7 +253,12 @@ def _instance(entry: Entry) -> dict[str, Any]:
 
 
 def build_app(node: Node) -> Starlette:
-    """The ASGI app for ``node``; it holds no state of its own beyond the node."""
+    """The ASGI app for ``node``; it holds no state of its own beyond the node.
+
+    (Save a cache of rendered discovery answers: see ``view_cache.py``.)
+    """
+    # Rendered /v1/services/{name} bodies per (name, filters), while the entries are unchanged.
+    rendered = ViewCache(lambda entries: JSONResponse([_instance(e) for e in entries]).body)
 
     async def healthz(request: Request) -> Response:
         """Liveness: answers as long as the node's trio loop runs."""
@@ -310,7 +316,8 @@ def build_app(node: Node) -> Starlette:
             entries = node.discover(name, **filters)
         except ValueError as exc:
             raise _Reject(400, str(exc)) from None
-        return JSONResponse([_instance(e) for e in entries])
+        key = (name, *filters["tags"], *sorted(filters["meta"].items()), filters["passing_only"])
+        return Response(rendered.get(key, entries), media_type="application/json")
 
     async def http_error(request: Request, exc: Exception) -> Response:
         """Starlette's own 404 and 405, in our JSON shape (405 keeps its Allow header)."""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import socket
 from pathlib import Path
 
 import pytest
@@ -61,3 +62,14 @@ def test_up_says_where_each_node_answers_dns(tmp_path: Path) -> None:
     supervisor = Supervisor(cluster, ["n0", "n1"], log_level="info", console=console)
     assert supervisor.dns_line() == "DNS (UDP and TCP): n0 127.0.0.1:8600"
     assert Supervisor(cluster, ["n1"], log_level="info", console=console).dns_line() is None
+
+
+def test_agent_names_the_dns_address_it_cannot_bind() -> None:
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as taken:
+        taken.bind(("127.0.0.1", 0))
+        port = taken.getsockname()[1]
+        result = run("agent", "--name", "a1", "--bind", "127.0.0.1:0", "--dns", f"127.0.0.1:{port}")
+    assert result.exit_code == 1
+    assert result.stderr.endswith(
+        f"cannot start node a1: DNS address 127.0.0.1:{port}: address already in use\n"
+    )

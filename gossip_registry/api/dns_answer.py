@@ -219,7 +219,6 @@ class DnsAnswerer:
         for key in STAT_KEYS:
             self.stats.setdefault(key, 0)
         self._views = ViewCache(self._render, max_size=RENDER_CACHE_MAX)
-        refresh, retry, expire = _SOA_TIMERS
         self._shapes: dict[bytes, _Shape] = {}
         refresh, retry, expire = _SOA_TIMERS
         self._soa_rdata = dns.rdata.from_text(

@@ -64,6 +64,8 @@ PROFILES: dict[str, Callable[[], ProtocolConfig]] = {
 }
 """Protocol presets by the name ``profile`` takes (memberlist's three configs)."""
 
+MAX_DNS_TTL = 86400
+"""Largest dns_ttl, seconds (the DNS server's own bound)."""
 DEFAULT_HOST = "127.0.0.1"
 """Bind host when neither [defaults] nor the node sets one: loopback, never exposed by accident."""
 
@@ -206,6 +208,11 @@ class ClusterConfig:
         return {n.name: n.http for n in self.nodes if n.http is not None}
 
     @property
+    def dns_addresses(self) -> dict[str, Address]:
+        """DNS address (UDP and TCP) of each node that serves one, by node name."""
+        return {n.name: n.dns for n in self.nodes if n.dns is not None}
+
+    @property
     def gossip_addresses(self) -> dict[str, Address]:
         """The address peers reach each node at (advertised, else bound), by node name."""
         return {n.name: n.advertise or n.bind for n in self.nodes}
@@ -261,6 +268,8 @@ _SHARED_KEYS = (
     | set(_PROTOCOL_TYPES)
     | _ACCESS_KEYS
 )
+_DNS_KEYS = frozenset({"dns_domain", "dns_ttl"})
+_SHARED_KEYS |= _DNS_KEYS
 """Keys allowed in [defaults] and in each [[nodes]] table."""
 # Watches and self-preservation (NodeConfig.max_waiters, NodeConfig.self_preservation).
 _PRESERVATION_KEYS = frozenset(
@@ -268,6 +277,9 @@ _PRESERVATION_KEYS = frozenset(
 )
 _SHARED_KEYS = _SHARED_KEYS | {"max_waiters"} | _PRESERVATION_KEYS
 _NODE_ONLY_KEYS = frozenset({"name", "gossip_port", "http_port", "advertise", "data_dir"})
+_NODE_ONLY_KEYS = frozenset(
+    {"name", "gossip_port", "http_port", "dns_port", "advertise", "data_dir"}
+)
 """Keys that make sense for one node only: the same port or data dir twice is a clash."""
 _NODE_KEYS = _SHARED_KEYS | _NODE_ONLY_KEYS
 _TOP_KEYS = frozenset({"cluster", "defaults", "nodes", "limits"})
@@ -282,7 +294,7 @@ class _Binding:
 
     index: int
     node: str
-    key: str  # gossip_port | http_port
+    key: str  # gossip_port | http_port | dns_port
     host: str
     port: int
 
@@ -389,6 +401,10 @@ class _Loader:
             kwargs["max_waiters"] = merged["max_waiters"]
         kwargs.update(self.preservation(at, own, merged))
         kwargs.update(self.access(at, own, defaults, merged))
+        # DNS interface: dns_port per node; dns_domain, dns_ttl shared.
+        if "dns_port" in table:
+            kwargs["dns"] = (host, self.port(table["dns_port"], f"{at}.dns_port"))
+        kwargs.update({k: v for k, v in merged.items() if k in _DNS_KEYS})
         config = NodeConfig(
             name=name,
             bind=(host, gossip_port),
@@ -544,6 +560,13 @@ class _Loader:
                     f"nodes[{i}].http_port",
                     f"{mine[1].port} is also this node's gossip_port (TCP clash)",
                 )
+            if d.dns is not None:  # DNS takes UDP and TCP: it clashes with gossip and HTTP
+                for own in mine:
+                    if own.port == d.dns[1]:
+                        raise self.fail(
+                            f"nodes[{i}].dns_port", f"{d.dns[1]} is also this node's {own.key}"
+                        )
+                mine.append(_Binding(i, d.name, "dns_port", *d.dns))
             for b in mine:
                 for other in bindings:
                     if other.port == b.port and _hosts_overlap(other.host, b.host):
@@ -610,6 +633,12 @@ class _Loader:
                 out[key] = self.token(value, where)
             elif key in _ACCESS_KEYS:  # token files and TLS files
                 out[key] = self.path(value, where)
+            elif key == "dns_domain":
+                out[key] = self.dns_domain(value, where)
+            elif key == "dns_ttl":
+                out[key] = self.duration(value, where)
+                if out[key] > MAX_DNS_TTL:
+                    raise self.fail(where, f"at most {MAX_DNS_TTL // 3600}h, got {_show(value)}")
             else:
                 out[key] = self.protocol_value(key, value, where)
         return out
@@ -633,6 +662,11 @@ class _Loader:
             return parse_duration(value)
         except ValueError as exc:
             raise self.fail(where, str(exc)) from None
+
+    def dns_domain(self, value: Any, where: str) -> str:
+        if not isinstance(value, str) or value in ("", ".") or not is_valid_host(value):
+            raise self.fail(where, f"must be a DNS domain such as 'registry.', got {_show(value)}")
+        return value
 
     def name(self, value: Any, where: str, *, node: bool = False) -> str:
         # Node names become directory names (data_root/<name>): no '/', no '..'.

@@ -243,6 +243,15 @@ def health_checks(node: Node) -> Iterator[Metric]:
     yield family
 
 
+def dns_queries(node: Node) -> Iterator[Metric]:
+    family = CounterMetricFamily(
+        _name("dns"), "DNS queries this node answered or dropped, by outcome.", labels=["outcome"]
+    )
+    for outcome, count in sorted(node.dns_stats.items()):
+        family.add_metric([outcome], count)
+    yield family
+
+
 def discovery_state(node: Node) -> Iterator[Metric]:
     """Blocking queries and self-preservation: both read from the node's status in one call."""
     status = node.status()
@@ -276,6 +285,7 @@ FAMILIES: tuple[Family, ...] = (
     event_stream,
     health_checks,
     discovery_state,
+    dns_queries,
 )
 
 

@@ -41,6 +41,7 @@ import time
 from collections.abc import AsyncGenerator, AsyncIterator, Callable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from types import TracebackType
 from typing import Any
@@ -144,6 +145,12 @@ class NodeConfig:
     """PEM certificate (chain) for HTTPS on the HTTP API; set together with ``tls_key``."""
     tls_key: Path | None = None
     """PEM private key of ``tls_cert``."""
+    dns: Address | None = None
+    """Binds the DNS interface (UDP and TCP, same port) when set; see ``api/dns_answer.py``."""
+    dns_domain: str = "registry."
+    """The zone DNS answers for: NAME.service.DOMAIN, NODE.node.DOMAIN."""
+    dns_ttl: float = 5.0
+    """Seconds resolvers may cache DNS answers (0..86400): staleness traded for query load."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -314,6 +321,10 @@ class Node:
     """What peers use to reach us; final once started."""
     http_addr: Address | None
     """Bound HTTP address, known once started."""
+    dns_addr: Address | None
+    """Bound DNS address (UDP and TCP), known once started."""
+    dns_stats: dict[str, int]
+    """DNS counters (queries, answers, nxdomain, malformed, truncated ...), for metrics."""
 
     def __init__(self, config: NodeConfig) -> None:
         try:
@@ -333,6 +344,8 @@ class Node:
         self.gossip_addr = config.bind
         self.advertise_addr = config.advertise or config.bind
         self.http_addr = None
+        self.dns_addr = None
+        self.dns_stats = {}
         self._protocol: Protocol | None = None
         self._transport: Transport | None = None
         self._nursery: trio.Nursery | None = None
@@ -459,6 +472,19 @@ class Node:
                     from gossip_registry.api.http import serve_http  # lazy: optional dependency
 
                     self.http_addr = await nursery.start(serve_http, self, *config.http)
+                if config.dns is not None:  # DNS interface (api/dns.py)
+                    from gossip_registry.api.dns import serve_dns
+
+                    self.dns_addr = await nursery.start(
+                        partial(
+                            serve_dns,
+                            domain=config.dns_domain,
+                            ttl=config.dns_ttl,
+                            stats=self.dns_stats,
+                        ),
+                        self,
+                        *config.dns,
+                    )
                 seeds = list(config.seeds)
                 if snapshot is not None:
                     seeds += [(h, p) for n, h, p in snapshot.members if n != self.name]
@@ -680,17 +706,22 @@ class Node:
 
         During self-preservation this includes instances of members declared
         dead, kept as they were last seen; ``is_stale`` tells them apart.
+        Each filter is a pass of its own, skipped when not asked for: the
+        usual lookup (passing, no tag or meta) of a 100-instance service
+        then takes a few microseconds (``scripts/bench_discovery.py``).
         """
         protocol = self._protocol_or_raise()
-        wanted_tags = set(tags)
-        wanted_meta = dict(meta or {})
-        return [
-            e
-            for e in self._instances(protocol, service)
-            if not (passing_only and e.status is not Health.PASSING)
-            and wanted_tags.issubset(e.tags)
-            and all(e.meta.get(k) == v for k, v in wanted_meta.items())
-        ]
+        entries = self._instances(protocol, service)
+        if passing_only:
+            passing = Health.PASSING  # looked up once: enum attribute access is slow per entry
+            entries = [e for e in entries if e.status is passing]
+        if tags:
+            wanted_tags = set(tags)
+            entries = [e for e in entries if wanted_tags.issubset(e.tags)]
+        if meta:
+            pairs = dict(meta).items()
+            entries = [e for e in entries if all(e.meta.get(k) == v for k, v in pairs)]
+        return entries
 
     async def watch(self, service: str) -> AsyncGenerator[list[Entry], None]:
         """Yield the current instance list, then the new list after every change.

@@ -262,6 +262,10 @@ class ThreadedNode:
     def http_addr(self) -> Address | None:
         return self.node.http_addr
 
+    @property
+    def dns_addr(self) -> Address | None:
+        return self.node.dns_addr
+
     def join(self, seeds: Sequence[Address]) -> int:
         """See ``Node.join``."""
         return self._run(self.node.join, list(seeds))

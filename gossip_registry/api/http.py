@@ -50,6 +50,7 @@ from starlette.routing import Route
 from gossip_registry.api.auth import TokenAuth
 from gossip_registry.api.checks import check_specs, ttl_report
 from gossip_registry.api.events import event_stream
+from gossip_registry.api.view_cache import ViewCache
 from gossip_registry.config import parse_duration
 from gossip_registry.core.codec import (
     MAX_HOST_LEN,
@@ -331,6 +332,12 @@ def build_app(
     off ``node.config`` so the app can front anything with the Node API.
     """
     rng = random.Random()
+    # Rendered /v1/services/{name} bodies per (name, index, filters), while the entries are
+    # unchanged (view_cache.py); the index is in the key because a stale flag can change
+    # without the entry objects changing (self-preservation).
+    rendered = ViewCache(
+        lambda entries: JSONResponse([_instance(e, node.is_stale(e)) for e in entries]).body
+    )
 
     async def healthz(request: Request) -> Response:
         """Liveness: answers as long as the node's trio loop runs."""
@@ -402,8 +409,10 @@ def build_app(
             entries = node.discover(name, **filters)
         except ValueError as exc:
             raise _Reject(400, str(exc)) from None
-        body = [_instance(e, node.is_stale(e)) for e in entries]
-        return _indexed(JSONResponse(body), node.index(name))
+        index = node.index(name)
+        key = (name, index, *filters["tags"], *sorted(filters["meta"].items()))
+        body = rendered.get((*key, filters["passing_only"]), entries)
+        return _indexed(Response(body, media_type="application/json"), index)
 
     async def check_update(request: Request) -> Response:
         """A TTL check's report: PUT /v1/checks/{id}/pass|warn|fail, reason in body or ?note=."""

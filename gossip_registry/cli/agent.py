@@ -30,7 +30,7 @@ import sys
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from types import FrameType
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import click
 
@@ -56,6 +56,7 @@ LOG_FORMAT = "%(asctime)s.%(msecs)03d %(levelname)s %(message)s"
 LOG_DATE_FORMAT = "%Y-%m-%d %H:%M:%S"
 LEVELS = ("debug", "info", "warning", "error")
 _FLAG_OPTIONS = ("name", "bind", "advertise", "http", "join", "data_dir", "profile")
+_DNS_FLAG_OPTIONS = ("dns", "dns_domain", "dns_ttl")
 
 
 @click.command()
@@ -110,6 +111,9 @@ _FLAG_OPTIONS = ("name", "bind", "advertise", "http", "join", "data_dir", "profi
 )
 @click.option("--tls-key", type=click.Path(dir_okay=False, path_type=Path), help="PEM key.")
 @click.option("--exit-with-parent", is_flag=True, hidden=True)
+@click.option("--dns", metavar="HOST:PORT", help="DNS address (UDP and TCP); none if not given.")
+@click.option("--dns-domain", metavar="DOMAIN", help="Zone DNS answers for.  [default: registry.]")
+@click.option("--dns-ttl", metavar="DURATION", help="TTL of DNS answers, e.g. 5s.  [default: 5s]")
 def agent(
     config_path: Path | None,
     node_name: str | None,
@@ -126,6 +130,9 @@ def agent(
     tls_cert: Path | None,
     tls_key: Path | None,
     exit_with_parent: bool,
+    dns: str | None,
+    dns_domain: str | None,
+    dns_ttl: str | None,
 ) -> None:
     """Run one node (gossip + HTTP API) until SIGTERM or SIGINT, then leave gracefully.
 
@@ -148,6 +155,7 @@ def agent(
             join=join,
             data_dir=data_dir,
             profile=profile,
+            dns_flags={"dns": dns, "dns_domain": dns_domain, "dns_ttl": dns_ttl},
         )
         config = with_access(config, read_token, write_token, tls_cert, tls_key)
         configure_logging(log_level)
@@ -173,9 +181,12 @@ def _node_config(
     join: tuple[str, ...],
     data_dir: Path | None,
     profile: str | None,
+    dns_flags: dict[str, str | None] | None = None,
 ) -> NodeConfig:
     """The node's config from the file (--config/--node) or from the flags, never a mix."""
+    dns_flags = dns_flags or {}
     flags = {
+        **{k: dns_flags.get(k) for k in _DNS_FLAG_OPTIONS},
         "name": name,
         "bind": bind,
         "advertise": advertise,
@@ -184,7 +195,11 @@ def _node_config(
         "data_dir": data_dir,
         "profile": profile,
     }
-    given = [f"--{k.replace('_', '-')}" for k in _FLAG_OPTIONS if flags[k] is not None]
+    given = [
+        f"--{k.replace('_', '-')}"
+        for k in (*_FLAG_OPTIONS, *_DNS_FLAG_OPTIONS)
+        if flags[k] is not None
+    ]
     if config_path is not None or node_name is not None:
         if given:
             raise click.UsageError(
@@ -210,6 +225,7 @@ def _node_config(
         join=join,
         data_dir=data_dir,
         profile=profile or "lan",
+        **dns_flags,
     )
 
 
@@ -222,6 +238,9 @@ def config_from_flags(
     join: tuple[str, ...],
     data_dir: Path | None,
     profile: str,
+    dns: str | None = None,
+    dns_domain: str | None = None,
+    dns_ttl: str | None = None,
 ) -> NodeConfig:
     """A NodeConfig from the config-less flags; a bad value is a ConfigFailure naming the flag.
 
@@ -248,6 +267,7 @@ def config_from_flags(
         data_dir=data_dir,
         seeds=tuple(address("--join", seed) for seed in join),
         protocol=PROFILES[profile](),
+        **_dns_settings(address, dns, dns_domain, dns_ttl),
     )
 
 
@@ -273,6 +293,35 @@ def with_access(
     if tls_cert is not None:
         changes.update(tls_cert=tls_cert, tls_key=tls_key)
     return replace(config, **changes)  # type: ignore[arg-type]
+
+
+def _dns_settings(
+    address: Callable[..., tuple[str, int]],
+    dns: str | None,
+    domain: str | None,
+    ttl: str | None,
+) -> dict[str, Any]:
+    """NodeConfig's dns fields from --dns, --dns-domain, --dns-ttl (checked like cluster.toml's)."""
+    from gossip_registry.api.dns_answer import MAX_TTL, parse_domain
+    from gossip_registry.config import parse_duration
+
+    settings: dict[str, Any] = {}
+    if dns is not None:
+        settings["dns"] = address("--dns", dns, allow_zero=True)
+    if domain is not None:
+        try:
+            parse_domain(domain)
+        except ValueError as exc:
+            raise ConfigFailure(f"--dns-domain: {exc}") from None
+        settings["dns_domain"] = domain
+    if ttl is not None:
+        try:
+            settings["dns_ttl"] = parse_duration(ttl)
+        except ValueError as exc:
+            raise ConfigFailure(f"--dns-ttl: {exc}") from None
+        if settings["dns_ttl"] > MAX_TTL:
+            raise ConfigFailure(f"--dns-ttl: at most {MAX_TTL} seconds, got {ttl!r}")
+    return settings
 
 
 def configure_logging(level: str) -> None:
@@ -398,5 +447,7 @@ def _describe_bind_error(node: Node, error: OSError) -> str:
         what, addr = "gossip address", config.bind
     else:
         what, addr = "HTTP address", config.http or ("?", 0)
+        if config.dns is not None and (config.http is None or node.http_addr is not None):
+            what, addr = "DNS address", config.dns  # DNS binds after HTTP
     reason = error.strerror or str(error)
     return f"{what} {format_address(*addr)}: {reason[:1].lower()}{reason[1:]}"

@@ -47,6 +47,7 @@ from gossip_registry.cli._common import (
     DEFAULT_CONFIG,
     ConfigFailure,
     base_url,
+    format_address,
     load_config,
     render_table,
 )
@@ -271,6 +272,9 @@ class Supervisor:
                     f"starting {len(self.children)} nodes of cluster {self.cluster.name} "
                     f"({self.cluster.path})"
                 )
+                dns = self.dns_line()
+                if dns is not None:
+                    self.console.event(dns)
                 if await self._spawn_all(nursery):
                     nursery.start_soon(self._poll_loop)
                     await self._wait_for_stop(signals)
@@ -416,6 +420,14 @@ class Supervisor:
             for child in self.children:
                 if child.output_done is not None:
                     await child.output_done.wait()
+
+    def dns_line(self) -> str | None:
+        """Where each node answers DNS (the table shows gossip state, not addresses), if any."""
+        dns = self.cluster.dns_addresses
+        listed = [
+            f"{c.name} {format_address(*dns[c.name])}" for c in self.children if c.name in dns
+        ]
+        return "DNS (UDP and TCP): " + ", ".join(listed) if listed else None
 
     # ------------------------------------------------------------- status
 

@@ -90,6 +90,9 @@ class RegistryTable:
         # Live entries only: service -> instance_id -> entry. A service is
         # present iff it has at least one live instance.
         self._live: dict[str, dict[str, Entry]] = {}
+        # live()'s sorted answer per service, until the service's next change: reads
+        # (discovery) far outnumber writes, and sorting on every read cost most of one.
+        self._live_sorted: dict[str, list[Entry]] = {}
         # Stored entries (live and tombstones) per owner, for fence and owned_by.
         self._by_owner: dict[str, dict[EntryKey, Entry]] = {}
         # Stored entries per bucket, for entries_in.
@@ -117,10 +120,13 @@ class RegistryTable:
 
     def live(self, service: str) -> list[Entry]:
         """Live instances of ``service``, sorted by instance_id (stable output for callers)."""
-        instances = self._live.get(service)
-        if not instances:
-            return []
-        return [instances[i] for i in sorted(instances)]
+        ordered = self._live_sorted.get(service)
+        if ordered is None:
+            instances = self._live.get(service)
+            if not instances:
+                return []
+            ordered = self._live_sorted[service] = [instances[i] for i in sorted(instances)]
+        return list(ordered)  # a copy: the caller may change its list
 
     def services(self) -> dict[str, int]:
         """Service name -> number of live instances, for services with at least one."""
@@ -372,6 +378,7 @@ class RegistryTable:
         else:
             self._live.setdefault(entry.service, {})[entry.instance_id] = entry
             self._live_per_owner[entry.owner] = self._live_per_owner.get(entry.owner, 0) + 1
+            self._live_sorted.pop(entry.service, None)
             self._digest ^= entry.digest
             self._bucket_digests[bucket] ^= entry.digest
 
@@ -388,6 +395,7 @@ class RegistryTable:
         else:
             instances = self._live[entry.service]
             del instances[entry.instance_id]
+            self._live_sorted.pop(entry.service, None)
             if not instances:
                 del self._live[entry.service]
             left = self._live_per_owner[entry.owner] - 1

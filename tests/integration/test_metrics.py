@@ -8,6 +8,8 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from importlib import metadata
 
+import dns.message
+import dns.query
 import h11
 import httpx
 import trio
@@ -274,7 +276,7 @@ async def test_an_unknown_kind_or_parameter_is_a_400_naming_it() -> None:
 async def test_checks_by_status_and_blocking_waiters_are_gauges_that_follow_the_node() -> None:
     with trio.fail_after(20):
         async with trio.open_nursery() as nursery:
-            a, _ = await start_node(nursery, fast_config("a", http=HTTP))
+            a, _ = await start_node(nursery, fast_config("a", http=HTTP, dns=HTTP))
             await a.register("job", instance_id="job-1", port=1, checks=[CheckSpec(ttl=30.0)])
             before = await scrape(a)
             assert value(before, "checks", status="critical") == 1
@@ -282,6 +284,12 @@ async def test_checks_by_status_and_blocking_waiters_are_gauges_that_follow_the_
             assert value(before, "blocking_queries_waiting") == 0
             assert value(before, "self_preservation_active") == 0
             assert value(before, "stale_entries") == 0
+            assert a.dns_addr is not None
+            query = dns.message.make_query("job.service.registry.", "A")
+            await trio.to_thread.run_sync(
+                lambda: dns.query.udp(query, a.dns_addr[0], port=a.dns_addr[1], timeout=2)
+            )
+            assert value(await scrape(a), "dns_total", outcome="queries") == 1
 
             index = a.index("job")
             nursery.start_soon(a.wait_for_change, "job", index, 10.0)

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import dns.message
+import dns.query
+import dns.rdatatype
 import httpx
 import trio
 from click.testing import CliRunner
@@ -26,6 +29,18 @@ def stale_ids(node: Node) -> list[str]:
     return [e.instance_id for e in node.discover("web") if node.is_stale(e)]
 
 
+async def srv_ttl(node: Node) -> int:
+    """The TTL of node's SRV answer for web: dnspython gives an RRset the least TTL of its
+    records (the instances here share address and port, so their records fold into one)."""
+    assert node.dns_addr is not None
+    query = dns.message.make_query("web.service.registry.", dns.rdatatype.SRV, use_edns=True)
+    reply = await trio.to_thread.run_sync(
+        lambda: dns.query.udp(query, node.dns_addr[0], port=node.dns_addr[1], timeout=2)
+    )
+    [rrset] = reply.answer
+    return int(rrset.ttl)
+
+
 def cli_output(*args: str) -> str:
     result = CliRunner(env={"GOSSIP_REGISTRY_HTTP": None}).invoke(cli, list(args))
     assert result.exit_code == 0, result.output
@@ -43,8 +58,10 @@ async def register_one_each(nodes: list[Node]) -> list[str]:
 async def test_survivors_of_a_mass_death_serve_the_dead_entries_stale_until_they_return() -> None:
     with trio.fail_after(40):
         async with trio.open_nursery() as nursery:
-            nodes = [n for n, _ in await start_cluster(nursery, 5, http=("127.0.0.1", 0))]
+            loopback = ("127.0.0.1", 0)
+            nodes = [n for n, _ in await start_cluster(nursery, 5, http=loopback, dns=loopback)]
             expected = await register_one_each(nodes)
+            assert await srv_ttl(nodes[0]) == 5  # the default TTL while every owner is alive
             survivors, victims = nodes[:2], nodes[2:]
             victim_names = [v.name for v in victims]
             addresses = {v.name: v.advertise_addr for v in victims}
@@ -74,6 +91,9 @@ async def test_survivors_of_a_mass_death_serve_the_dead_entries_stale_until_they
             assert [line.count("(stale)") for line in table.splitlines()] == [0, 0, 0, 1, 1, 1]
             shown = await trio.to_thread.run_sync(cli_output, "status", "--http", http)
             assert "ACTIVE since" in shown
+            assert (
+                await srv_ttl(survivors[0]) == 0
+            )  # DNS has no flag: stale answers are uncacheable
 
             # The victims restart under their names and addresses, and re-register.
             seeds = (survivors[0].advertise_addr,)
@@ -95,6 +115,7 @@ async def test_survivors_of_a_mass_death_serve_the_dead_entries_stale_until_they
                 ),
                 timeout=15,
             )
+            assert await srv_ttl(survivors[0]) == 5
             nursery.cancel_scope.cancel()
 
 

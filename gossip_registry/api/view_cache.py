@@ -1,0 +1,46 @@
+"""Renderings of discovery answers, reused while the answer is unchanged.
+
+Theory of operation: ``Node.discover`` is cheap (the table keeps each
+service's sorted list), but turning its 100 entries into JSON or DNS
+records costs a hundred times more. Entries are immutable and the table
+replaces the object on every change, so an answer made of the very same
+Entry objects, in the same order, renders the same: the cache compares
+identities (no version counter or change hook needed from the node) and
+renders again only when something changed. Keys come from client input, so
+the cache is bounded: past ``max_size`` keys it starts over.
+"""
+
+from __future__ import annotations
+
+import operator
+from collections.abc import Callable, Hashable
+from typing import Generic, TypeVar
+
+from gossip_registry.registry.entry import Entry
+
+__all__ = ["ViewCache"]
+
+_T = TypeVar("_T")
+
+
+class ViewCache(Generic[_T]):
+    """``build(entries)`` per key, rebuilt when the entries under the key change."""
+
+    def __init__(self, build: Callable[[list[Entry]], _T], *, max_size: int = 1024) -> None:
+        self._build = build
+        self._max_size = max_size
+        self._views: dict[Hashable, tuple[list[Entry], _T]] = {}
+
+    def get(self, key: Hashable, entries: list[Entry]) -> _T:
+        cached = self._views.get(key)
+        if (
+            cached is not None
+            and len(cached[0]) == len(entries)
+            and all(map(operator.is_, cached[0], entries))
+        ):
+            return cached[1]
+        if len(self._views) >= self._max_size:
+            self._views.clear()
+        view = self._build(entries)
+        self._views[key] = (entries, view)
+        return view

@@ -73,6 +73,7 @@ from gossip_registry.core.effects import (
 )
 from gossip_registry.core.messages import Address, Alive, MemberState
 from gossip_registry.core.protocol import Protocol
+from gossip_registry.faultinject import FaultFilter
 from gossip_registry.registry.entry import Entry, Health
 from gossip_registry.snapshot import Snapshot, load_snapshot, write_snapshot
 from gossip_registry.transport import DEFAULT_TCP_TIMEOUT, Transport, open_transport
@@ -120,6 +121,9 @@ class NodeConfig:
     """Bounded wait for a graceful leave to spread before the node stops."""
     tcp_timeout: float = DEFAULT_TCP_TIMEOUT
     """Seconds for one whole TCP exchange (connect, request, reply); memberlist's TCPTimeout."""
+    unsafe_test_faults: Path | None = None
+    """Chaos testing only: drop packets by the rules in this file (``faultinject.py``).
+    Set only by the agent's ``--unsafe-test-faults`` flag, never from cluster.toml."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -376,6 +380,15 @@ class Node:
             max_frame=config.protocol.max_stream_bytes,
             tcp_timeout=config.tcp_timeout,
         )
+        # --- chaos testing: injected packet faults (test-only, see faultinject.py) ---
+        if config.unsafe_test_faults is not None:
+            transport.faults = FaultFilter(config.unsafe_test_faults)
+            logger.warning(
+                "UNSAFE TEST MODE: node %s drops packets as %s says; never use this in production",
+                self.name,
+                config.unsafe_test_faults,
+            )
+        # --- end chaos testing ---
         try:
             self._transport = transport
             self.gossip_addr = transport.addr

@@ -22,6 +22,7 @@ the CLI's client or ``up`` code, the simulator) is imported at all.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import math
 import os
@@ -90,6 +91,12 @@ _FLAG_OPTIONS = ("name", "bind", "advertise", "http", "join", "data_dir", "profi
     "--log-level", type=click.Choice(LEVELS), default="info", show_default=True, help="Stderr log."
 )
 @click.option("--exit-with-parent", is_flag=True, hidden=True)
+@click.option(
+    "--unsafe-test-faults",
+    type=click.Path(dir_okay=False, path_type=Path),
+    metavar="FILE",
+    help="CHAOS TESTING ONLY: drop packets by the rules in FILE (see faultinject.py).",
+)
 def agent(
     config_path: Path | None,
     node_name: str | None,
@@ -102,6 +109,7 @@ def agent(
     profile: str | None,
     log_level: str,
     exit_with_parent: bool,
+    unsafe_test_faults: Path | None,
 ) -> None:
     """Run one node (gossip + HTTP API) until SIGTERM or SIGINT, then leave gracefully.
 
@@ -125,6 +133,8 @@ def agent(
             data_dir=data_dir,
             profile=profile,
         )
+        if unsafe_test_faults is not None:  # chaos testing only; cluster.toml cannot set it
+            config = dataclasses.replace(config, unsafe_test_faults=unsafe_test_faults.resolve())
         configure_logging(log_level)
         run_agent(config, parent_pid=os.getppid() if exit_with_parent else None)
     except KeyboardInterrupt:

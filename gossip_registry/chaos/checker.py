@@ -258,7 +258,7 @@ def _detection(run: _Run, figures: dict[str, Any]) -> Check:
         if w.kind != "down" or w.end != INF or w.params.get("how") != "sigkill":
             continue
         for victim in w.nodes:
-            firsts = {}
+            firsts: dict[str, float] = {}
             for o in run.obs:
                 seen = o.get("members") or {}
                 if o["node"] in run.up_at_end and o["t"] >= w.start and seen.get(victim) == "dead":

@@ -94,6 +94,7 @@ import tempfile
 import time
 from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -119,6 +120,7 @@ import trio  # noqa: E402  (after the re-execution: this Python may not have it)
 
 from gossip_registry.harness.http11 import HttpClient  # noqa: E402
 from gossip_registry.harness.processes import agent_argv, spawn, stop_processes  # noqa: E402
+from gossip_registry.harness.sigterm import interrupt_on_sigterm  # noqa: E402
 
 FIGURES = (
     "join_s",
@@ -661,34 +663,6 @@ async def measure(
     return figures
 
 
-async def measure_until_sigterm(
-    cluster: LocalCluster, options: RunOptions, rng: random.Random, say: Callable[[str], None]
-) -> dict[str, float]:
-    """``measure``, abandoned for a KeyboardInterrupt if SIGTERM arrives meanwhile.
-
-    Inside ``trio.run`` the signal is received as an event and the
-    interrupt raised from here, at a checkpoint, never from a signal handler
-    in the middle of trio's own code.
-    """
-    figures: dict[str, float] = {}
-    terminated = False
-    with trio.open_signal_receiver(signal.SIGTERM) as signals:
-        async with trio.open_nursery() as nursery:
-
-            async def run() -> None:
-                figures.update(await measure(cluster, options, rng, say))
-                nursery.cancel_scope.cancel()
-
-            nursery.start_soon(run)
-            async for _ in signals:
-                terminated = True
-                nursery.cancel_scope.cancel()
-                break
-    if terminated:
-        raise KeyboardInterrupt
-    return figures
-
-
 def run_once(
     n: int, run: int, runs: int, options: RunOptions, workdir: Path, seed: int
 ) -> dict[str, float] | None:
@@ -702,9 +676,8 @@ def run_once(
     say(f"starting {n} agents (config {cluster.config})")
     failure: BaseExceptionGroup[BenchError] | None = None
     try:
-        return trio.run(
-            measure_until_sigterm, cluster, options, random.Random(f"{seed}-{n}-{run}"), say
-        )
+        rng = random.Random(f"{seed}-{n}-{run}")
+        return trio.run(interrupt_on_sigterm, partial(measure, cluster, options, rng, say))
     except* BenchError as group:  # raised in a nursery's task, it arrives in a group
         failure = group
     finally:

@@ -40,6 +40,7 @@ __all__ = [
     "NetnsHosts",
     "make_hosts",
     "netns_available",
+    "sweep_stale",
 ]
 
 GOSSIP_PORT = 7946
@@ -49,6 +50,8 @@ CONTROLLER_HOST = 254
 """Last octet of the bridge's own address: the runner's side of every HTTP request."""
 CMD_TIMEOUT = 20.0
 """Seconds for one ``ip``/``nft`` command."""
+RUN_MARKERS = Path("/run/gossip-registry-chaos")
+"""One file per netns run in progress, named by its prefix, holding the runner's PID."""
 
 
 @dataclass(frozen=True)
@@ -107,6 +110,45 @@ def _run(argv: list[str], stdin: str | None = None, check: bool = True) -> str:
     return result.stdout
 
 
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _names_with(prefix: str) -> list[str]:
+    names = _run(["ip", "netns", "list"]).split() + _run(["ip", "-o", "link", "show"]).split()
+    return sorted({name.rstrip(":").split("@")[0] for name in names if name.startswith(prefix)})
+
+
+def sweep_stale() -> list[str]:
+    """Remove what earlier runs left behind (their runner died without teardown, e.g. SIGKILL).
+
+    Only runs whose marker names a process that no longer exists: a run in
+    progress, even one just setting up, is never touched.
+    """
+    removed: list[str] = []
+    for marker in sorted(RUN_MARKERS.glob("gr*")) if RUN_MARKERS.is_dir() else []:
+        try:
+            pid = int(marker.read_text())
+        except (OSError, ValueError):
+            continue
+        if _pid_alive(pid):
+            continue
+        for name in _names_with(marker.name):
+            if name.startswith(f"{marker.name}-"):
+                _run(["ip", "netns", "del", name], check=False)
+            else:
+                _run(["ip", "link", "del", name], check=False)
+            removed.append(name)
+        marker.unlink(missing_ok=True)
+    return removed
+
+
 class NetnsHosts:
     """A namespace per node on a bridge of this run's own; faults by nftables."""
 
@@ -120,6 +162,10 @@ class NetnsHosts:
         self.addresses = [f"{self.net}.{i + 1}" for i in range(n)]
         self.controller = f"{self.net}.{CONTROLLER_HOST}"
         self._torn_down = False
+        sweep_stale()
+        RUN_MARKERS.mkdir(parents=True, exist_ok=True)
+        self._marker = RUN_MARKERS / self.prefix
+        self._marker.write_text(str(os.getpid()))
         atexit.register(self.teardown)
         try:
             self._setup()
@@ -197,12 +243,12 @@ class NetnsHosts:
             _run(["ip", "link", "del", f"{self.prefix}h{i}"], check=False)
             _run(["ip", "netns", "del", ns], check=False)
         _run(["ip", "link", "del", self.bridge], check=False)
+        self._marker.unlink(missing_ok=True)
         atexit.unregister(self.teardown)
 
     def leftovers(self) -> list[str]:
         """Namespaces and links of this run that still exist (empty after teardown)."""
-        names = _run(["ip", "netns", "list"]).split() + _run(["ip", "-o", "link", "show"]).split()
-        return sorted({name.rstrip(":").split("@")[0] for name in names if self.prefix in name})
+        return _names_with(self.prefix)
 
 
 class LoopbackHosts:

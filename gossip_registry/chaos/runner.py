@@ -17,6 +17,7 @@ import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 
 import trio
@@ -27,6 +28,7 @@ from gossip_registry.chaos.history import History
 from gossip_registry.chaos.hosts import make_hosts
 from gossip_registry.chaos.scenarios import SCENARIOS, Scenario
 from gossip_registry.chaos.traffic import Churn, Observer
+from gossip_registry.harness.sigterm import interrupt_on_sigterm
 
 __all__ = ["ChaosError", "RunOptions", "RunResult", "run"]
 
@@ -98,7 +100,8 @@ def run(options: RunOptions) -> RunResult:
         | {"command": options.command(), "python": sys.version.split()[0]}
     )
     try:
-        trio.run(_drive, cluster, scenario, timing, options.duration, rng)
+        drive = partial(_drive, cluster, scenario, timing, options.duration, rng)
+        trio.run(interrupt_on_sigterm, drive)
     finally:
         cluster.stop_all()
         hosts.teardown()

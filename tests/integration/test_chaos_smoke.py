@@ -78,3 +78,19 @@ def test_chaos_smoke_passes_every_invariant_and_leaves_nothing_behind(tmp_path: 
     assert record["figures"]["detection"], "the kill was not timed"
     assert record["operations"]["acknowledged"] > 0
     assert "PASS" in (run / "report.md").read_text()
+
+
+@pytest.mark.skipif(not netns_available(), reason="needs root, ip and nft")
+def test_a_run_whose_runner_died_is_swept_by_the_next_one() -> None:
+    from gossip_registry.chaos.hosts import NetnsHosts, sweep_stale
+
+    dead = NetnsHosts(2)
+    try:
+        dead._marker.write_text("999999999")  # above pid_max: that runner is surely gone
+        assert names_with(dead.prefix)
+        removed = sweep_stale()
+        assert f"{dead.prefix}-0" in removed
+        assert names_with(dead.prefix) == []
+        assert not dead._marker.exists()
+    finally:
+        dead.teardown()

@@ -5,11 +5,11 @@ later, and the checker can be tested on hand-written histories. Sampling is
 what the history holds: a state that came and went between two sweeps is not
 seen (the protocol's own counters are the complement; the report shows them).
 
-1. No false positive: no node declares a member dead unless that member was
-   down, paused longer than the minimum suspicion timeout, or cut off from
-   the observer, or the observer itself was (while the fault lasted, plus
-   ``linger`` seconds for the verdict to be refuted afterwards). Loss and a
-   short pause excuse nothing.
+1. No false positive: no node holds a member dead unless that member or the
+   observer was down or paused longer than the minimum suspicion timeout, or
+   a partition cut the member off from some node whose verdict can reach the
+   observer (while the fault lasted, plus ``linger`` seconds for the verdict
+   to be refuted afterwards). Loss and a short pause excuse nothing.
 2. Nothing acknowledged is lost: every acknowledged registration, not
    acknowledged as deregistered since, whose owner is up at the end, is on
    every up node within ``converge_bound`` of the heal and still there at the
@@ -90,20 +90,19 @@ class _Run:
         self.up_at_end = [n for n in self.nodes if n not in self.gone_for_good]
         self.linger = float(self.meta["linger"])
 
-    def separated(self, a: str, b: str, t: float) -> bool:
-        """Whether a fault explains a or b losing the other at time t."""
+    def excused(self, observer: str, member: str, t: float) -> bool:
+        """Whether a fault explains ``observer`` holding ``member`` dead at time t."""
         for w in self.windows:
             if not w.start <= t <= w.end + self.linger:
                 continue
-            if w.kind == "down" and (a in w.nodes or b in w.nodes):
+            involved = observer in w.nodes or member in w.nodes
+            if w.kind == "down" and involved:
                 return True
             long_pause = w.params.get("seconds", 0) > self.meta["suspicion_min"]
-            if w.kind == "pause" and long_pause and (a in w.nodes or b in w.nodes):
+            if w.kind == "pause" and long_pause and involved:
                 return True
-            if w.kind == "partition":
-                groups = [set(g) for g in w.params["groups"]]
-                if any(a in g for g in groups) and not any(a in g and b in g for g in groups):
-                    return True
+            if w.kind == "partition" and _verdict_can_reach(w, member, observer):
+                return True
         return False
 
     def rounds(self) -> dict[int, list[Event]]:
@@ -111,6 +110,42 @@ class _Run:
         for o in self.obs:
             out[o["round"]].append(o)
         return out
+
+
+def _verdict_can_reach(w: Window, member: str, observer: str) -> bool:
+    """Whether some node cut off from ``member`` by partition ``w`` can tell ``observer``.
+
+    SWIM's verdicts are the cluster's: a node that cannot reach the member
+    declares it dead and gossips that to everyone it can still reach (in a
+    one-way partition, the side that can still send tells the other). So a
+    death is excused for an observer the verdict can reach, directly or via
+    other groups, from a node the member is cut off from.
+    """
+    groups: list[set[str]] = [set(g) for g in w.params["groups"]]
+    one_way = bool(w.params.get("one_way"))
+
+    def cut(i: int, j: int) -> bool:
+        return i != j and (not one_way or i == 0)
+
+    def group_of(name: str) -> int | None:
+        return next((i for i, g in enumerate(groups) if name in g), None)
+
+    gm, go = group_of(member), group_of(observer)
+    if gm is None:
+        return False
+    for gy in range(len(groups)):
+        if not (cut(gm, gy) or cut(gy, gm)):
+            continue
+        reached, frontier = {gy}, [gy]  # groups gy's verdict can travel to
+        while frontier:
+            g = frontier.pop()
+            for nxt in range(len(groups)):
+                if nxt not in reached and not cut(g, nxt):
+                    reached.add(nxt)
+                    frontier.append(nxt)
+        if go is None or go in reached:
+            return True
+    return False
 
 
 def check_history(events: list[Event]) -> Verdict:
@@ -131,7 +166,7 @@ def _false_positives(run: _Run, figures: dict[str, Any]) -> Check:
     wrong: set[tuple[str, str]] = set()
     for o in run.obs:
         for member, state in (o.get("members") or {}).items():
-            if state == "dead" and not run.separated(o["node"], member, o["t"]):
+            if state == "dead" and not run.excused(o["node"], member, o["t"]):
                 wrong.add((o["node"], member))
     figures["false_positives"] = len({m for _, m in wrong})
     detail = ", ".join(f"{obs} saw {m} dead" for obs, m in sorted(wrong)) or "none"
@@ -204,7 +239,7 @@ def _no_resurrection(run: _Run) -> Check:
                 if entry not in present:
                     seen_gone.add(entry)
                 elif entry in seen_gone:
-                    problems.append(f"{entry} back on {node} at {o['t']:.1f}s")
+                    problems.append(f"{entry} back on {node} at {o['t']:.1f}s (gone {since:.1f}s)")
                     seen_gone.discard(entry)
     for node in run.up_at_end:
         last = _last_obs(run, node)

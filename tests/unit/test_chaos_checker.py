@@ -179,3 +179,15 @@ def test_a_saved_history_is_checked_the_same_after_loading(tmp_path: Path) -> No
     events = load_history(tmp_path / "h.jsonl")
     assert json.loads(json.dumps(events)) == good_history()
     assert check_history(events).ok
+
+
+def test_a_one_way_cut_excuses_only_the_deaths_its_verdicts_can_explain() -> None:
+    events = good_history()
+    events[PAUSE] = {"type": "fault_start", "t": 4.0, "id": 1, "kind": "partition"}
+    events[PAUSE] |= {"nodes": NODES, "params": {"groups": [["n1"], ["n2", "n3"]], "one_way": True}}
+    events[N1_PAUSED] = obs(4.5, 2, "n1", ["a"], n2="dead")  # n1's pings to n2 are cut
+    events[N2_PAUSED] = obs(4.51, 2, "n2", ["a"], n1="dead")  # n1's acks to n2 are cut
+    assert failed(events) == set()
+    # n2 and n3 reach each other; only n1 could doubt n2, and n1 cannot tell n3.
+    events[N2_PAUSED + 1] = obs(4.52, 2, "n3", ["a"], n2="dead")
+    assert failed(events) == {"1"}

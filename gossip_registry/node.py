@@ -76,6 +76,7 @@ from gossip_registry.core.effects import (
 from gossip_registry.core.messages import Address, Alive, MemberState
 from gossip_registry.core.protocol import Protocol
 from gossip_registry.events import EventBus
+from gossip_registry.faultinject import FaultFilter
 from gossip_registry.health import CheckRunner
 from gossip_registry.registry.entry import Entry, EntryKey, Health
 from gossip_registry.registry.health import CheckSpec, assign_check_ids, initial_states, worst
@@ -151,6 +152,9 @@ class NodeConfig:
     """The zone DNS answers for: NAME.service.DOMAIN, NODE.node.DOMAIN."""
     dns_ttl: float = 5.0
     """Seconds resolvers may cache DNS answers (0..86400): staleness traded for query load."""
+    unsafe_test_faults: Path | None = None
+    """Chaos testing only: drop packets by the rules in this file (``faultinject.py``).
+    Set only by the agent's ``--unsafe-test-faults`` flag, never from cluster.toml."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -428,6 +432,15 @@ class Node:
             max_frame=config.protocol.max_stream_bytes,
             tcp_timeout=config.tcp_timeout,
         )
+        # --- chaos testing: injected packet faults (test-only, see faultinject.py) ---
+        if config.unsafe_test_faults is not None:
+            transport.faults = FaultFilter(config.unsafe_test_faults)
+            logger.warning(
+                "UNSAFE TEST MODE: node %s drops packets as %s says; never use this in production",
+                self.name,
+                config.unsafe_test_faults,
+            )
+        # --- end chaos testing ---
         try:
             self._transport = transport
             self.gossip_addr = transport.addr

@@ -38,6 +38,7 @@ from collections.abc import Callable
 import trio
 
 from gossip_registry.core.messages import Address
+from gossip_registry.faultinject import FaultFilter
 
 __all__ = [
     "DEFAULT_TCP_TIMEOUT",
@@ -154,6 +155,8 @@ class Transport:
         self._inbound = trio.Semaphore(MAX_INBOUND_STREAMS)
         self._unsent = 0
         self._drained: trio.Event | None = None
+        self.faults: FaultFilter | None = None
+        """Test-only injected packet faults (``faultinject.py``); None in any real use."""
 
     # ------------------------------------------------------------------ UDP
 
@@ -178,7 +181,8 @@ class Transport:
         """Send queued datagrams in order until cancelled; errors are counted, not raised."""
         async for addr, data in self._outbox:
             try:
-                await self.udp.sendto(data, addr)
+                if self.faults is None or not self._fault_drops(addr):
+                    await self.udp.sendto(data, addr)
             except OSError as exc:
                 # ENETUNREACH, EHOSTUNREACH, EMSGSIZE, a name that does not
                 # resolve (socket.gaierror is an OSError): the peer is lost
@@ -190,6 +194,12 @@ class Transport:
             if not self._unsent and self._drained is not None:
                 self._drained.set()
                 self._drained = None
+
+    def _fault_drops(self, addr: Address) -> bool:
+        assert self.faults is not None
+        dropped = self.faults.drops_datagram(self.addr[0], addr[0])
+        self.stats["test_fault_drops"] += dropped
+        return dropped
 
     async def receive_loop(self, on_datagram: DatagramHandler) -> None:
         """Hand every datagram to ``on_datagram`` until cancelled or the socket closes."""
@@ -266,6 +276,9 @@ class Transport:
     async def _exchange(self, addr: Address, data: bytes, *, want_reply: bool) -> bytes | None:
         if len(data) > self.max_frame:
             self.stats["stream_oversized_out"] += 1
+            return None
+        if self.faults is not None and self.faults.blocks_stream(self.addr[0], addr[0]):
+            self.stats["test_fault_drops"] += 1
             return None
         with trio.move_on_after(self.tcp_timeout):
             try:

@@ -92,9 +92,9 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections import Counter
 from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -117,6 +117,10 @@ if __name__ == "__main__":
     _use_project_venv()
 
 import trio  # noqa: E402  (after the re-execution: this Python may not have it)
+
+from gossip_registry.harness.http11 import HttpClient  # noqa: E402
+from gossip_registry.harness.processes import agent_argv, spawn, stop_processes  # noqa: E402
+from gossip_registry.harness.sigterm import interrupt_on_sigterm  # noqa: E402
 
 FIGURES = (
     "join_s",
@@ -152,8 +156,6 @@ DETECT_TIMEOUT = 90.0
 """Seconds for every survivor to declare the victim dead (LAN, N=50: suspicion <= 41 s)."""
 STOP_GRACE = 10.0
 """Seconds the agents get, after SIGTERM, to leave gracefully (leave_timeout is 3 s)."""
-KILL_WAIT = 5.0
-"""Seconds to wait for SIGKILLed agents to be reaped."""
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 
 
@@ -257,20 +259,8 @@ class LocalCluster:
 
     def start(self, agent: Agent) -> None:
         """Start one agent, its output in logs/<name>.log; in its own session, tied to us."""
-        argv = [sys.executable, "-m", "gossip_registry", "agent", "--config", str(self.config)]
-        argv += ["--node", agent.name, "--exit-with-parent"]
-        path = [str(ROOT), *filter(None, [os.environ.get("PYTHONPATH")])]
-        env = {**os.environ, "PYTHONPATH": os.pathsep.join(path)}
-        with open(self.logs / f"{agent.name}.log", "ab") as log:
-            agent.process = subprocess.Popen(
-                argv,
-                stdin=subprocess.DEVNULL,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                cwd=self.workdir,
-                env=env,
-                start_new_session=True,
-            )
+        argv = agent_argv("--config", str(self.config), "--node", agent.name, "--exit-with-parent")
+        agent.process = spawn(argv, self.logs / f"{agent.name}.log", self.workdir)
 
     def check_alive(self, except_: str | None = None) -> None:
         """Raise if any started agent (other than ``except_``) has exited."""
@@ -279,29 +269,8 @@ class LocalCluster:
                 raise BenchError(f"{a.name} exited unexpectedly (status {a.process.returncode})")
 
     def stop(self) -> None:
-        """SIGTERM every running agent, wait up to STOP_GRACE, SIGKILL the rest.
-
-        Signals go by PID through ``Popen.send_signal``, which skips a
-        process already reaped (its PID may belong to someone else by now).
-
-        A Ctrl-C while waiting skips the grace period: everything left is SIGKILLed.
-        """
-        procs = [a.process for a in self.agents if a.process is not None]
-        try:
-            for p in procs:
-                if p.poll() is None:
-                    p.send_signal(signal.SIGTERM)
-            deadline = time.monotonic() + STOP_GRACE
-            for p in procs:
-                with contextlib.suppress(subprocess.TimeoutExpired):
-                    p.wait(timeout=max(0.0, deadline - time.monotonic()))
-        finally:
-            for p in procs:
-                if p.poll() is None:
-                    p.send_signal(signal.SIGKILL)
-            for p in procs:
-                with contextlib.suppress(subprocess.TimeoutExpired):
-                    p.wait(timeout=KILL_WAIT)
+        """SIGTERM every running agent, wait up to STOP_GRACE, SIGKILL the rest (by PID)."""
+        stop_processes([a.process for a in self.agents if a.process is not None], STOP_GRACE)
 
     def log_tails(self, lines: int = 8) -> str:
         parts = []
@@ -362,57 +331,21 @@ class Api:
     def __init__(self, verdicts: Verdicts) -> None:
         self.verdicts = verdicts
         self.round_trips: list[float] = []
-        self.failures: Counter[str] = Counter()
+        self._http = HttpClient(REQUEST_TIMEOUT)
+        self.failures = self._http.failures
         """Requests that got no answer, by exception type (refused, timed out, closed)."""
-        self._streams: dict[int, trio.SocketStream] = {}
-        self._locks: dict[int, trio.Lock] = {}
 
     async def __aenter__(self) -> Api:
         return self
 
     async def __aexit__(self, *exc_info: object) -> None:
-        for stream in self._streams.values():
-            with contextlib.suppress(trio.BrokenResourceError, OSError):
-                await stream.aclose()
-        self._streams.clear()
+        await self._http.__aexit__(*exc_info)
 
     async def request(
         self, agent: Agent, method: str, path: str, body: Any = None
     ) -> tuple[int, Any] | None:
-        """(status, JSON answer), or None if the node does not answer (yet, or any more).
-
-        A kept connection the server has closed meanwhile is retried once on a new one.
-        """
-        port = agent.http_port
-        payload = None if body is None else json.dumps(body).encode()
-        lock = self._locks.setdefault(port, trio.Lock())
-        async with lock:
-            for _ in range(2):
-                reused = port in self._streams
-                try:
-                    with trio.fail_after(REQUEST_TIMEOUT):
-                        if not reused:
-                            self._streams[port] = await trio.open_tcp_stream(HOST, port)
-                        status, raw, keep = await _exchange(
-                            self._streams[port], port, method, path, payload
-                        )
-                    answer = json.loads(raw) if raw else None
-                except (OSError, trio.TooSlowError, trio.BrokenResourceError, ValueError) as exc:
-                    await self._drop(port)
-                    if reused:  # the server may have closed a kept connection meanwhile
-                        continue
-                    self.failures[type(exc).__name__] += 1
-                    return None
-                if not keep:
-                    await self._drop(port)
-                return status, answer
-        return None
-
-    async def _drop(self, port: int) -> None:
-        stream = self._streams.pop(port, None)
-        if stream is not None:
-            with contextlib.suppress(trio.BrokenResourceError, OSError):
-                await stream.aclose()
+        """(status, JSON answer), or None if the node does not answer (yet, or any more)."""
+        return await self._http.request(HOST, agent.http_port, method, path, body)
 
     async def get(self, agent: Agent, path: str) -> Any:
         """The JSON answer to a GET if it is a 200, else None."""
@@ -454,46 +387,6 @@ class Api:
         result = await self.request(agent, "PUT", "/v1/services", body)
         if result is None or result[0] != 200:
             raise BenchError(f"{agent.name}: PUT /v1/services answered {result!r}")
-
-
-async def _exchange(
-    stream: trio.SocketStream, port: int, method: str, path: str, payload: bytes | None
-) -> tuple[int, bytes, bool]:
-    """One request and its response: (status, body, whether the connection stays open).
-
-    Enough HTTP/1.1 for our server's answers, which always carry a
-    Content-Length. Raises ValueError for anything else, and for a
-    connection closed before the response is complete.
-    """
-    head = f"{method} {path} HTTP/1.1\r\nHost: {HOST}:{port}\r\n"
-    if payload is not None:
-        head += f"Content-Type: application/json\r\nContent-Length: {len(payload)}\r\n"
-    await stream.send_all(head.encode() + b"\r\n" + (payload or b""))
-    buffer = bytearray()
-    while (end := buffer.find(b"\r\n\r\n")) < 0:
-        buffer += await _receive(stream)
-        if len(buffer) > 65536:
-            raise ValueError("response head too long")
-    status_line, *header_lines = buffer[:end].decode("latin-1").split("\r\n")
-    headers = {}
-    for line in header_lines:
-        name, _, value = line.partition(":")
-        headers[name.strip().lower()] = value.strip()
-    if "content-length" not in headers:
-        raise ValueError("response without Content-Length")
-    length = int(headers["content-length"])
-    body = buffer[end + 4 :]
-    while len(body) < length:
-        body += await _receive(stream)
-    keep = headers.get("connection", "").lower() != "close"
-    return int(status_line.split(" ", 2)[1]), bytes(body[:length]), keep
-
-
-async def _receive(stream: trio.SocketStream) -> bytes:
-    data = await stream.receive_some(65536)
-    if not data:
-        raise ValueError("connection closed by the server")
-    return data
 
 
 async def poll_until(check: Callable[[], Awaitable[bool]], interval: float) -> float:
@@ -770,34 +663,6 @@ async def measure(
     return figures
 
 
-async def measure_until_sigterm(
-    cluster: LocalCluster, options: RunOptions, rng: random.Random, say: Callable[[str], None]
-) -> dict[str, float]:
-    """``measure``, abandoned for a KeyboardInterrupt if SIGTERM arrives meanwhile.
-
-    Inside ``trio.run`` the signal is received as an event and the
-    interrupt raised from here, at a checkpoint, never from a signal handler
-    in the middle of trio's own code.
-    """
-    figures: dict[str, float] = {}
-    terminated = False
-    with trio.open_signal_receiver(signal.SIGTERM) as signals:
-        async with trio.open_nursery() as nursery:
-
-            async def run() -> None:
-                figures.update(await measure(cluster, options, rng, say))
-                nursery.cancel_scope.cancel()
-
-            nursery.start_soon(run)
-            async for _ in signals:
-                terminated = True
-                nursery.cancel_scope.cancel()
-                break
-    if terminated:
-        raise KeyboardInterrupt
-    return figures
-
-
 def run_once(
     n: int, run: int, runs: int, options: RunOptions, workdir: Path, seed: int
 ) -> dict[str, float] | None:
@@ -811,9 +676,8 @@ def run_once(
     say(f"starting {n} agents (config {cluster.config})")
     failure: BaseExceptionGroup[BenchError] | None = None
     try:
-        return trio.run(
-            measure_until_sigterm, cluster, options, random.Random(f"{seed}-{n}-{run}"), say
-        )
+        rng = random.Random(f"{seed}-{n}-{run}")
+        return trio.run(interrupt_on_sigterm, partial(measure, cluster, options, rng, say))
     except* BenchError as group:  # raised in a nursery's task, it arrives in a group
         failure = group
     finally:

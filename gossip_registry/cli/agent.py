@@ -22,6 +22,7 @@ the CLI's client or ``up`` code, the simulator) is imported at all.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import math
 import os
@@ -114,6 +115,12 @@ _DNS_FLAG_OPTIONS = ("dns", "dns_domain", "dns_ttl")
 @click.option("--dns", metavar="HOST:PORT", help="DNS address (UDP and TCP); none if not given.")
 @click.option("--dns-domain", metavar="DOMAIN", help="Zone DNS answers for.  [default: registry.]")
 @click.option("--dns-ttl", metavar="DURATION", help="TTL of DNS answers, e.g. 5s.  [default: 5s]")
+@click.option(
+    "--unsafe-test-faults",
+    type=click.Path(dir_okay=False, path_type=Path),
+    metavar="FILE",
+    help="CHAOS TESTING ONLY: drop packets by the rules in FILE (see faultinject.py).",
+)
 def agent(
     config_path: Path | None,
     node_name: str | None,
@@ -133,6 +140,7 @@ def agent(
     dns: str | None,
     dns_domain: str | None,
     dns_ttl: str | None,
+    unsafe_test_faults: Path | None,
 ) -> None:
     """Run one node (gossip + HTTP API) until SIGTERM or SIGINT, then leave gracefully.
 
@@ -158,6 +166,8 @@ def agent(
             dns_flags={"dns": dns, "dns_domain": dns_domain, "dns_ttl": dns_ttl},
         )
         config = with_access(config, read_token, write_token, tls_cert, tls_key)
+        if unsafe_test_faults is not None:  # chaos testing only; cluster.toml cannot set it
+            config = dataclasses.replace(config, unsafe_test_faults=unsafe_test_faults.resolve())
         configure_logging(log_level)
         warning = exposure_warning(config.http, config.write_token)
         if warning is not None:

@@ -1,0 +1,122 @@
+"""The chaos scenarios, all in one place: a name, what it tests, and its steps.
+
+A scenario's steps inject faults through the ``ChaosCluster`` and return when
+every fault is over; the runner churns registrations meanwhile and then waits
+for the cluster to converge. Lengths come from the profile's timings
+(``Timing``) so "shorter than the suspicion timeout" stays true whatever the
+profile, and from ``duration`` (the ``--duration`` option) where a fault
+simply lasts a while. To add a scenario, add one entry to ``SCENARIOS``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+
+import trio
+
+from gossip_registry.chaos.cluster import ChaosCluster, Timing
+
+__all__ = ["SCENARIOS", "Scenario", "Steps"]
+
+Wait = Callable[[list[int]], Awaitable[None]]
+Steps = Callable[[ChaosCluster, Timing, float, Wait], Awaitable[None]]
+"""(cluster, timing, duration, wait until every survivor sees these dead) -> done."""
+
+
+@dataclass(frozen=True)
+class Scenario:
+    name: str
+    description: str
+    steps: Steps
+
+
+def cut_length(timing: Timing, duration: float) -> float:
+    """A partition long enough for each side to declare the other dead."""
+    return max(duration, timing.suspicion_max + 2 * timing.probe_interval)
+
+
+def long_pause(timing: Timing) -> float:
+    return timing.suspicion_max + 2 * timing.probe_interval + 2.0
+
+
+def short_pause(timing: Timing) -> float:
+    return 0.5 * timing.suspicion_min
+
+
+def halves(cluster: ChaosCluster, among: list[int]) -> list[list[int]]:
+    first = cluster.sample(0.5, among)
+    return [first, [i for i in among if i not in first]]
+
+
+async def kill(c: ChaosCluster, t: Timing, duration: float, wait: Wait) -> None:
+    victims = c.sample(0.3)
+    c.kill(victims)
+    await wait(victims)
+
+
+async def pause_short(c: ChaosCluster, t: Timing, duration: float, wait: Wait) -> None:
+    await c.pause(c.sample(0)[0], short_pause(t))
+
+
+async def pause_long(c: ChaosCluster, t: Timing, duration: float, wait: Wait) -> None:
+    await c.pause(c.sample(0)[0], long_pause(t))
+
+
+def loss(rate: float) -> Steps:
+    async def steps(c: ChaosCluster, t: Timing, duration: float, wait: Wait) -> None:
+        await c.loss(rate, duration)
+
+    return steps
+
+
+async def partition(c: ChaosCluster, t: Timing, duration: float, wait: Wait) -> None:
+    await c.partition(halves(c, c.up()), cut_length(t, duration))
+
+
+async def isolate(c: ChaosCluster, t: Timing, duration: float, wait: Wait) -> None:
+    minority = c.sample(0.2)
+    await c.partition([minority, [i for i in c.up() if i not in minority]], cut_length(t, duration))
+
+
+async def one_way(c: ChaosCluster, t: Timing, duration: float, wait: Wait) -> None:
+    await c.partition(halves(c, c.up()), cut_length(t, duration), one_way=True)
+
+
+async def rolling_restart(c: ChaosCluster, t: Timing, duration: float, wait: Wait) -> None:
+    for i in range(c.n):
+        await c.restart([i])
+        await trio.sleep(2 * t.probe_interval)
+
+
+async def full_restart(c: ChaosCluster, t: Timing, duration: float, wait: Wait) -> None:
+    await c.restart(list(range(c.n)))
+
+
+async def smoke(c: ChaosCluster, t: Timing, duration: float, wait: Wait) -> None:
+    """CI's short form: one kill, one short pause, one partition and heal."""
+    victim = c.sample(0)
+    c.kill(victim)
+    await wait(victim)
+    await c.pause(c.sample(0)[0], short_pause(t))
+    await c.partition(halves(c, c.up()), cut_length(t, 0))
+
+
+SCENARIOS = {
+    s.name: s
+    for s in (
+        Scenario("kill", "SIGKILL a random 30 % of the nodes, for good", kill),
+        Scenario("pause-short", "SIGSTOP one node for half the minimum suspicion", pause_short),
+        Scenario("pause-long", "SIGSTOP one node beyond the longest suspicion", pause_long),
+        Scenario("loss-10", "10 % uniform packet loss for --duration", loss(0.10)),
+        Scenario("loss-30", "30 % uniform packet loss for --duration", loss(0.30)),
+        Scenario("partition", "two-way 50/50 partition, then heal", partition),
+        Scenario("isolate", "a 20 % minority cut off, then healed", isolate),
+        Scenario("one-way", "half the nodes cannot reach the other half", one_way),
+        Scenario("rolling-restart", "SIGTERM and restart each node in turn", rolling_restart),
+        Scenario("full-restart", "every node stopped at once, restarted from data", full_restart),
+        Scenario("smoke", "one kill, one short pause, one partition and heal", smoke),
+    )
+}
+SUITE = [name for name in SCENARIOS if name != "smoke"]
+"""What ``scripts/chaos.py all`` runs."""

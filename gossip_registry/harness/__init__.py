@@ -1,0 +1,1 @@
+"""Driving real agent processes from outside: bench_cluster.py and the chaos runner."""

@@ -96,7 +96,7 @@ from collections import Counter
 from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 ROOT = Path(__file__).resolve().parent.parent
 VENV = ROOT / ".venv"
@@ -132,6 +132,8 @@ FIGURES = (
     "udp_bytes_per_node_s",
 )
 """Per-run figures; a row holds the median of each over the runs."""
+
+T = TypeVar("T")
 
 HOST = "127.0.0.1"
 REQUEST_TIMEOUT = 2.0
@@ -773,19 +775,24 @@ async def measure(
 async def measure_until_sigterm(
     cluster: LocalCluster, options: RunOptions, rng: random.Random, say: Callable[[str], None]
 ) -> dict[str, float]:
-    """``measure``, abandoned for a KeyboardInterrupt if SIGTERM arrives meanwhile.
+    """``measure``, abandoned for a KeyboardInterrupt if SIGTERM arrives meanwhile."""
+    return await until_sigterm(lambda: measure(cluster, options, rng, say))
+
+
+async def until_sigterm(work: Callable[[], Awaitable[T]]) -> T:
+    """``work()``, abandoned for a KeyboardInterrupt if SIGTERM arrives meanwhile.
 
     Inside ``trio.run`` the signal is received as an event and the
     interrupt raised from here, at a checkpoint, never from a signal handler
-    in the middle of trio's own code.
+    in the middle of trio's own code. (scripts/bench_failover.py uses it too.)
     """
-    figures: dict[str, float] = {}
+    results: list[T] = []
     terminated = False
     with trio.open_signal_receiver(signal.SIGTERM) as signals:
         async with trio.open_nursery() as nursery:
 
             async def run() -> None:
-                figures.update(await measure(cluster, options, rng, say))
+                results.append(await work())
                 nursery.cancel_scope.cancel()
 
             nursery.start_soon(run)
@@ -793,9 +800,9 @@ async def measure_until_sigterm(
                 terminated = True
                 nursery.cancel_scope.cancel()
                 break
-    if terminated:
+    if terminated or not results:
         raise KeyboardInterrupt
-    return figures
+    return results[0]
 
 
 def run_once(

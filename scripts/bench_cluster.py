@@ -96,7 +96,7 @@ from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 ROOT = Path(__file__).resolve().parent.parent
 VENV = ROOT / ".venv"
@@ -136,6 +136,8 @@ FIGURES = (
     "udp_bytes_per_node_s",
 )
 """Per-run figures; a row holds the median of each over the runs."""
+
+T = TypeVar("T")
 
 HOST = "127.0.0.1"
 REQUEST_TIMEOUT = 2.0

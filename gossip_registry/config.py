@@ -40,7 +40,7 @@ from gossip_registry.core.codec import (
     MAX_META_VALUE_LEN,
     MAX_NAME_LEN,
 )
-from gossip_registry.core.config import ProtocolConfig
+from gossip_registry.core.config import DRIVER_FIELDS, ProtocolConfig
 from gossip_registry.core.messages import Address
 from gossip_registry.errors import ConfigError
 from gossip_registry.node import NodeConfig
@@ -244,11 +244,18 @@ def load_cluster(path: Path | str) -> ClusterConfig:
 # Key sets. Protocol fields are read off ProtocolConfig so a new field is
 # configurable without touching this file; its annotation decides the parser.
 _PROTOCOL_TYPES: dict[str, type] = {
-    f.name: get_type_hints(ProtocolConfig)[f.name] for f in fields(ProtocolConfig)
+    f.name: get_type_hints(ProtocolConfig)[f.name]
+    for f in fields(ProtocolConfig)
+    if f.name not in DRIVER_FIELDS
 }
 _SHARED_KEYS = frozenset({"host", "profile", "data_root", "seeds", "meta", "leave_timeout"}) | set(
     _PROTOCOL_TYPES
 )
+_GOSSIP_KEY_KEYS = frozenset(
+    {"encrypt", "keyring_file", "gossip_allow_plaintext", "gossip_encrypt_outgoing"}
+)
+"""Gossip encryption (keyring.py): a base64 key or a keyring file, and the migration switches."""
+_SHARED_KEYS |= _GOSSIP_KEY_KEYS
 """Keys allowed in [defaults] and in each [[nodes]] table."""
 _NODE_ONLY_KEYS = frozenset({"name", "gossip_port", "http_port", "advertise", "data_dir"})
 """Keys that make sense for one node only: the same port or data dir twice is a clash."""
@@ -366,6 +373,7 @@ class _Loader:
         kwargs: dict[str, Any] = {}
         if "leave_timeout" in merged:
             kwargs["leave_timeout"] = merged["leave_timeout"]
+        kwargs.update(self.gossip_keys(at, own, merged))
         config = NodeConfig(
             name=name,
             bind=(host, gossip_port),
@@ -495,6 +503,8 @@ class _Loader:
                 out[key] = self.meta(value, where)
             elif key == "leave_timeout":
                 out[key] = self.duration(value, where)
+            elif key in _GOSSIP_KEY_KEYS:
+                out[key] = self.gossip_key_value(key, value, where)
             else:
                 out[key] = self.protocol_value(key, value, where)
         return out
@@ -512,6 +522,36 @@ class _Loader:
                 raise self.fail(where, f"must be an integer, got {_show(value)}")
             return value
         raise AssertionError(f"ProtocolConfig.{key} has an unsupported type {kind!r}")
+
+    def gossip_key_value(self, key: str, value: Any, where: str) -> Any:
+        if key == "encrypt":
+            if not isinstance(value, str):
+                raise self.fail(where, f"must be a base64 key string, got {_show(type(value))}")
+            return value  # checked with the keyring, in gossip_keys
+        if key == "keyring_file":
+            return self.path(value, where)
+        if not isinstance(value, bool):
+            raise self.fail(where, f"must be true or false, got {_show(value)}")
+        return value
+
+    def gossip_keys(
+        self, at: str, own: Mapping[str, Any], merged: Mapping[str, Any]
+    ) -> dict[str, Any]:
+        """NodeConfig's keyring and migration switches; a bad key is reported where it was set."""
+        from gossip_registry.keyring import KeyringError
+        from gossip_registry.keyring_file import configured_keyring
+
+        out = {
+            k: merged[k]
+            for k in ("gossip_allow_plaintext", "gossip_encrypt_outgoing")
+            if k in merged
+        }
+        try:
+            out["keyring"] = configured_keyring(merged.get("encrypt"), merged.get("keyring_file"))
+        except KeyringError as exc:
+            key = next((k for k in ("encrypt", "keyring_file") if k in merged), "encrypt")
+            raise self.fail(f"{at if key in own else 'defaults'}.{key}", str(exc)) from None
+        return out
 
     def duration(self, value: Any, where: str) -> float:
         try:

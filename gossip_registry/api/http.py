@@ -248,6 +248,17 @@ def _instance(entry: Entry) -> dict[str, Any]:
     }
 
 
+async def _keyring(node: Node, op: str, key: str | None) -> Response:
+    """``{"op", "nodes": {name: {ok, error, primary, keys}}, "failed": n}``; 200 even if
+    some node failed (each node's result says so), 400 if nothing could be tried."""
+    try:
+        nodes = await node.keyring_operation(op, key)
+    except ValueError as exc:
+        raise _Reject(400, str(exc)) from None
+    failed = sum(not result["ok"] for result in nodes.values())
+    return JSONResponse({"op": op, "nodes": nodes, "failed": failed})
+
+
 # --- The app ----------------------------------------------------------------------
 
 
@@ -312,6 +323,20 @@ def build_app(node: Node) -> Starlette:
             raise _Reject(400, str(exc)) from None
         return JSONResponse([_instance(e) for e in entries])
 
+    # --- gossip keyring (key_management.py): one operation here, fanned out to every member.
+    async def keyring_list(request: Request) -> Response:
+        return await _keyring(node, "list", None)
+
+    async def keyring_change(request: Request) -> Response:
+        op: str = request.path_params["op"]
+        if op not in ("install", "use", "remove"):
+            raise _Reject(404, f"not found: {request.url.path}")
+        body = await _json_object(request)
+        unknown = [k for k in body if k != "key"]
+        if unknown:
+            raise _Reject(400, f"{unknown[0]}: unknown field (allowed: key)")
+        return await _keyring(node, op, _string("key", body.get("key"), 256))
+
     async def http_error(request: Request, exc: Exception) -> Response:
         """Starlette's own 404 and 405, in our JSON shape (405 keeps its Allow header)."""
         assert isinstance(exc, HTTPException)
@@ -332,6 +357,8 @@ def build_app(node: Node) -> Starlette:
         Route("/v1/services", _guarded(register), methods=["PUT"]),
         Route("/v1/services/{name:path}", _guarded(discover), methods=["GET"]),
         Route("/v1/services/{instance_id:path}", _guarded(deregister), methods=["DELETE"]),
+        Route("/v1/keyring", _guarded(keyring_list), methods=["GET"]),
+        Route("/v1/keyring/{op}", _guarded(keyring_change), methods=["POST"]),
     ]
     return Starlette(routes=routes, exception_handlers={HTTPException: http_error})
 

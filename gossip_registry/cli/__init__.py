@@ -8,6 +8,7 @@ Theory of operation: one click group with a module per concern:
 - ``members``, ``services``, ``register``, ``deregister``, ``status``:
   clients of a node's HTTP API (``cli/client.py``);
 - ``simulate``: the deterministic simulator at any size (``cli/simulate.py``);
+- ``keygen``, ``keys``: gossip keys and their rotation (``cli/keys.py``);
 - ``version``.
 
 Modules import only click and the standard library at import time (see
@@ -24,6 +25,7 @@ import click
 
 from gossip_registry.cli.agent import agent
 from gossip_registry.cli.client import deregister, members, register, services, status
+from gossip_registry.cli.keys import keygen, keys
 from gossip_registry.cli.simulate import simulate
 from gossip_registry.cli.up import up
 
@@ -70,6 +72,8 @@ def version() -> None:
 
 for command in (agent, up, members, services, register, deregister, status, simulate):
     cli.add_command(command)
+cli.add_command(keygen)  # gossip encryption (cli/keys.py)
+cli.add_command(keys)
 
 
 def main() -> None:

@@ -30,7 +30,7 @@ import sys
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from types import FrameType
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import click
 
@@ -41,6 +41,7 @@ from gossip_registry.cli._common import (
     format_address,
     load_config,
 )
+from gossip_registry.cli.keys import apply_gossip_keys, gossip_key_options
 
 if TYPE_CHECKING:
     import trio
@@ -57,6 +58,7 @@ LEVELS = ("debug", "info", "warning", "error")
 _FLAG_OPTIONS = ("name", "bind", "advertise", "http", "join", "data_dir", "profile")
 
 
+@gossip_key_options
 @click.command()
 @click.option(
     "--config",
@@ -102,6 +104,7 @@ def agent(
     profile: str | None,
     log_level: str,
     exit_with_parent: bool,
+    **gossip_keys: Any,
 ) -> None:
     """Run one node (gossip + HTTP API) until SIGTERM or SIGINT, then leave gracefully.
 
@@ -125,6 +128,8 @@ def agent(
             data_dir=data_dir,
             profile=profile,
         )
+        from_file = config_path is not None or node_name is not None
+        config = apply_gossip_keys(config, from_file, gossip_keys)
         configure_logging(log_level)
         run_agent(config, parent_pid=os.getppid() if exit_with_parent else None)
     except KeyboardInterrupt:

@@ -10,6 +10,9 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, fields, replace
 
+DRIVER_FIELDS = frozenset({"seal_overhead"})
+"""Fields the node sets from its other settings, not the operator: cluster.toml refuses them."""
+
 
 @dataclass(frozen=True, slots=True)
 class ProtocolConfig:
@@ -55,11 +58,15 @@ class ProtocolConfig:
     """Digest buckets for anti-entropy; a differing bucket costs its entries on the wire."""
     broadcast_queue_limit: int = 16384
     """Most updates queued for piggybacking; the most-sent are dropped first beyond it."""
+    seal_overhead: int = 0
+    """Bytes the driver adds to every datagram after the core built it (29 when gossip is
+    sealed, see ``keyring.py``); set by the node, not in cluster.toml. Packets are filled
+    to ``packet_size - seal_overhead`` so that they leave at most ``packet_size``."""
 
     def __post_init__(self) -> None:
         for f in fields(self):
             value = getattr(self, f.name)
-            if isinstance(value, bool):
+            if isinstance(value, bool) or f.name in DRIVER_FIELDS:
                 continue
             if not isinstance(value, int | float) or value <= 0 or not math.isfinite(value):
                 raise ValueError(f"{f.name} must be a positive number, got {value!r}")
@@ -67,6 +74,13 @@ class ProtocolConfig:
             raise ValueError("probe_timeout must not exceed probe_interval")
         if self.packet_size < 512:
             raise ValueError("packet_size must be at least 512 bytes")
+        if type(self.seal_overhead) is not int or not 0 <= self.seal_overhead <= 256:
+            raise ValueError(f"seal_overhead must be 0..256 bytes, got {self.seal_overhead!r}")
+
+    @property
+    def payload_size(self) -> int:
+        """Bytes the core may put in one datagram: what is left once the driver has sealed it."""
+        return self.packet_size - self.seal_overhead
 
     @classmethod
     def lan(cls) -> ProtocolConfig:

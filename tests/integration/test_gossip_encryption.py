@@ -321,3 +321,41 @@ def test_keygen_prints_a_key_that_decodes_to_32_bytes() -> None:
         assert len(base64.b64decode(result.stdout.strip(), validate=True)) == 32
         outputs.add(result.stdout)
     assert len(outputs) == 2
+
+
+async def test_keys_cli_prints_per_node_results_and_exits_1_when_any_node_failed() -> None:
+    runner = CliRunner(env={"GOSSIP_REGISTRY_HTTP": None})
+
+    async def keys_cli(http: str, *args: str) -> Any:
+        return await trio.to_thread.run_sync(runner.invoke, cli, ["keys", *args, "--http", http])
+
+    with trio.fail_after(20):
+        async with trio.open_nursery() as nursery:
+            keyed = (
+                await start_node(
+                    nursery, fast_config("k", http=("127.0.0.1", 0), keyring=keyring(OLD))
+                )
+            )[0]
+            plain = (await start_node(nursery, fast_config("p", http=("127.0.0.1", 0))))[0]
+            keyed_http, plain_http = ("{}:{}".format(*n.http_addr) for n in (keyed, plain))
+            listed = await keys_cli(keyed_http, "list")
+            assert listed.exit_code == 0, listed.output
+            assert listed.stdout.split() == [
+                "NODE",
+                "RESULT",
+                "KEYS",
+                "k",
+                "ok",
+                f"*{fingerprint(OLD)}",
+            ]
+            refused = await keys_cli(keyed_http, "remove", encode_key(OLD))
+            assert refused.exit_code == 1
+            assert "is the primary key" in refused.stdout
+            assert "remove failed on 1 of 1 nodes" in refused.stderr
+            malformed = await keys_cli(keyed_http, "install", "abc")
+            assert malformed.exit_code == 1
+            assert "base64" in malformed.stderr
+            disabled = await keys_cli(plain_http, "list")
+            assert disabled.exit_code == 1
+            assert "not enabled" in disabled.stderr
+            nursery.cancel_scope.cancel()

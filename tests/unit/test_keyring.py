@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import base64
+import contextlib
 import heapq
 import itertools
 import random
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from gossip_registry.core.codec import (
     CodecError,
@@ -240,3 +243,12 @@ def test_packets_leave_room_for_the_seal() -> None:
     assert max(sealed) <= 1400
     unsealed_budget = [largest_datagram(0, n) + SEAL_OVERHEAD for n in meta_lengths]
     assert max(unsealed_budget) > 1400
+
+
+@given(st.binary(max_size=200))
+def test_arbitrary_bytes_raise_only_the_one_error_each(data: bytes) -> None:
+    with pytest.raises(SealError):
+        Keyring([A]).open(data, UDP)
+    frame = encode_keyring(KeyringRequest("list", b""))[:3] + data
+    with contextlib.suppress(CodecError):
+        decode_keyring(frame)

@@ -251,12 +251,12 @@ _PROTOCOL_TYPES: dict[str, type] = {
 _SHARED_KEYS = frozenset({"host", "profile", "data_root", "seeds", "meta", "leave_timeout"}) | set(
     _PROTOCOL_TYPES
 )
+"""Keys allowed in [defaults] and in each [[nodes]] table."""
 _GOSSIP_KEY_KEYS = frozenset(
     {"encrypt", "keyring_file", "gossip_allow_plaintext", "gossip_encrypt_outgoing"}
 )
 """Gossip encryption (keyring.py): a base64 key or a keyring file, and the migration switches."""
 _SHARED_KEYS |= _GOSSIP_KEY_KEYS
-"""Keys allowed in [defaults] and in each [[nodes]] table."""
 _NODE_ONLY_KEYS = frozenset({"name", "gossip_port", "http_port", "advertise", "data_dir"})
 """Keys that make sense for one node only: the same port or data dir twice is a clash."""
 _NODE_KEYS = _SHARED_KEYS | _NODE_ONLY_KEYS

@@ -23,6 +23,11 @@ loop and its connection tasks, the timer task, stream tasks, the snapshot
 writer, the background join, the HTTP API. Cancelling ``run`` stops all of
 it; its ``finally`` writes the last snapshot and closes both sockets.
 
+Gossip encryption (``keyring.py``): with a keyring the transport seals and
+opens every datagram and frame, the core leaves ``SEAL_OVERHEAD`` bytes of
+room in each packet, and keyring frames from peers are answered here
+(``key_management.py``) before the core sees them.
+
 Public methods are called from tasks in the same trio run (the embedding
 API, the HTTP API); ``threaded.py`` offers them to plain threads.
 """

@@ -41,7 +41,7 @@ from gossip_registry.core.codec import (
     MAX_META_VALUE_LEN,
     MAX_NAME_LEN,
 )
-from gossip_registry.core.config import ProtocolConfig
+from gossip_registry.core.config import DRIVER_FIELDS, ProtocolConfig
 from gossip_registry.core.limits import Limits
 from gossip_registry.core.messages import Address
 from gossip_registry.errors import ConfigError
@@ -257,6 +257,7 @@ _PROTOCOL_TYPES: dict[str, type] = {
     f.name: get_type_hints(ProtocolConfig)[f.name]
     for f in fields(ProtocolConfig)
     if f.name != "limits"  # its own [limits] table
+    and f.name not in DRIVER_FIELDS
 }
 _LIMIT_TYPES: dict[str, type] = {f.name: get_type_hints(Limits)[f.name] for f in fields(Limits)}
 _ACCESS_KEYS = frozenset(
@@ -276,6 +277,11 @@ _PRESERVATION_KEYS = frozenset(
     {"self_preservation_threshold", "self_preservation_window", "self_preservation_max_duration"}
 )
 _SHARED_KEYS = _SHARED_KEYS | {"max_waiters"} | _PRESERVATION_KEYS
+_GOSSIP_KEY_KEYS = frozenset(
+    {"encrypt", "keyring_file", "gossip_allow_plaintext", "gossip_encrypt_outgoing"}
+)
+"""Gossip encryption (keyring.py): a base64 key or a keyring file, and the migration switches."""
+_SHARED_KEYS |= _GOSSIP_KEY_KEYS
 _NODE_ONLY_KEYS = frozenset({"name", "gossip_port", "http_port", "advertise", "data_dir"})
 _NODE_ONLY_KEYS = frozenset(
     {"name", "gossip_port", "http_port", "dns_port", "advertise", "data_dir"}
@@ -405,6 +411,7 @@ class _Loader:
         if "dns_port" in table:
             kwargs["dns"] = (host, self.port(table["dns_port"], f"{at}.dns_port"))
         kwargs.update({k: v for k, v in merged.items() if k in _DNS_KEYS})
+        kwargs.update(self.gossip_keys(at, own, merged))
         config = NodeConfig(
             name=name,
             bind=(host, gossip_port),
@@ -639,6 +646,8 @@ class _Loader:
                 out[key] = self.duration(value, where)
                 if out[key] > MAX_DNS_TTL:
                     raise self.fail(where, f"at most {MAX_DNS_TTL // 3600}h, got {_show(value)}")
+            elif key in _GOSSIP_KEY_KEYS:
+                out[key] = self.gossip_key_value(key, value, where)
             else:
                 out[key] = self.protocol_value(key, value, where)
         return out
@@ -656,6 +665,36 @@ class _Loader:
                 raise self.fail(where, f"must be an integer, got {_show(value)}")
             return value
         raise AssertionError(f"ProtocolConfig.{key} has an unsupported type {kind!r}")
+
+    def gossip_key_value(self, key: str, value: Any, where: str) -> Any:
+        if key == "encrypt":
+            if not isinstance(value, str):
+                raise self.fail(where, f"must be a base64 key string, got {_show(type(value))}")
+            return value  # checked with the keyring, in gossip_keys
+        if key == "keyring_file":
+            return self.path(value, where)
+        if not isinstance(value, bool):
+            raise self.fail(where, f"must be true or false, got {_show(value)}")
+        return value
+
+    def gossip_keys(
+        self, at: str, own: Mapping[str, Any], merged: Mapping[str, Any]
+    ) -> dict[str, Any]:
+        """NodeConfig's keyring and migration switches; a bad key is reported where it was set."""
+        from gossip_registry.keyring import KeyringError
+        from gossip_registry.keyring_file import configured_keyring
+
+        out = {
+            k: merged[k]
+            for k in ("gossip_allow_plaintext", "gossip_encrypt_outgoing")
+            if k in merged
+        }
+        try:
+            out["keyring"] = configured_keyring(merged.get("encrypt"), merged.get("keyring_file"))
+        except KeyringError as exc:
+            key = next((k for k in ("encrypt", "keyring_file") if k in merged), "encrypt")
+            raise self.fail(f"{at if key in own else 'defaults'}.{key}", str(exc)) from None
+        return out
 
     def duration(self, value: Any, where: str) -> float:
         try:

@@ -23,6 +23,11 @@ loop and its connection tasks, the timer task, stream tasks, the snapshot
 writer, the background join, the HTTP API. Cancelling ``run`` stops all of
 it; its ``finally`` writes the last snapshot and closes both sockets.
 
+Gossip encryption (``keyring.py``): with a keyring the transport seals and
+opens every datagram and frame, the core leaves ``SEAL_OVERHEAD`` bytes of
+room in each packet, and keyring frames from peers are answered here
+(``key_management.py``) before the core sees them.
+
 Public methods are called from tasks in the same trio run (the embedding
 API, the HTTP API); ``threaded.py`` offers them to plain threads.
 """
@@ -40,7 +45,7 @@ import socket
 import time
 from collections.abc import AsyncGenerator, AsyncIterator, Callable, Mapping, Sequence
 from contextlib import asynccontextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import partial
 from pathlib import Path
 from types import TracebackType
@@ -60,6 +65,7 @@ from gossip_registry.core.codec import (
     MAX_WEIGHT,
     CodecError,
     check_update,
+    is_keyring_frame,
 )
 from gossip_registry.core.config import ProtocolConfig
 from gossip_registry.core.effects import (
@@ -78,6 +84,9 @@ from gossip_registry.core.protocol import Protocol
 from gossip_registry.events import EventBus
 from gossip_registry.faultinject import FaultFilter
 from gossip_registry.health import CheckRunner
+from gossip_registry.key_management import KeyManager
+from gossip_registry.keyring import SEAL_OVERHEAD, GossipSeal, Keyring
+from gossip_registry.keyring_file import keyring_path, node_keyring, write_keyring_file
 from gossip_registry.registry.entry import Entry, EntryKey, Health
 from gossip_registry.registry.health import CheckSpec, assign_check_ids, initial_states, worst
 from gossip_registry.registry.preservation import Preservation, PreservationConfig
@@ -155,6 +164,14 @@ class NodeConfig:
     unsafe_test_faults: Path | None = None
     """Chaos testing only: drop packets by the rules in this file (``faultinject.py``).
     Set only by the agent's ``--unsafe-test-faults`` flag, never from cluster.toml."""
+    # --- gossip encryption (keyring.py)
+    keyring: Keyring | None = None
+    """Gossip keys (AES-256-GCM); None gossips in plaintext. ``<data_dir>/keyring.json``,
+    when it exists, wins: it holds the keys as rotated since."""
+    gossip_allow_plaintext: bool = False
+    """Also accept unsealed gossip (only while moving a cluster to encryption)."""
+    gossip_encrypt_outgoing: bool = True
+    """Seal what we send; off only in the first step of a migration (needs allow_plaintext)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -343,6 +360,23 @@ class Node:
             raise ValueError(
                 f"max_checks_per_node: must be an integer >= 0, got {config.max_checks_per_node!r}"
             )
+        # --- gossip encryption: the keyring the node runs with, and what it accepts.
+        self._keys: KeyManager | None = None
+        self._seal: GossipSeal | None = None
+        keyring = node_keyring(config.keyring, config.data_dir)  # KeyringError is a ValueError
+        if keyring is not None:
+            if not (config.gossip_encrypt_outgoing or config.gossip_allow_plaintext):
+                raise ValueError(
+                    "gossip_encrypt_outgoing = false needs gossip_allow_plaintext = true: "
+                    "a node sending plaintext must accept it from its peers too"
+                )
+            path = None if config.data_dir is None else keyring_path(config.data_dir)
+            self._keys = KeyManager(keyring, path)
+            self._seal = GossipSeal(
+                keyring,
+                verify_incoming=not config.gossip_allow_plaintext,
+                encrypt_outgoing=config.gossip_encrypt_outgoing,
+            )
         self.config = config
         self.name = config.name
         self.gossip_addr = config.bind
@@ -426,6 +460,9 @@ class Node:
         snapshot: Snapshot | None = None
         if config.data_dir is not None:
             snapshot = await trio.to_thread.run_sync(load_snapshot, config.data_dir, self.name)
+        protocol_config = config.protocol
+        if self._keys is not None:
+            await trio.to_thread.run_sync(self._keys_save_first)
         transport = await open_transport(
             config.bind[0],
             config.bind[1],
@@ -442,6 +479,11 @@ class Node:
             )
         # --- end chaos testing ---
         try:
+            # --- gossip encryption: seal below the protocol, leave room in each packet.
+            if self._seal is not None:
+                transport.seal = self._seal
+                if self._seal.encrypt_outgoing:
+                    protocol_config = replace(protocol_config, seal_overhead=SEAL_OVERHEAD)
             self._transport = transport
             self.gossip_addr = transport.addr
             host, port = config.advertise or (transport.addr[0], 0)
@@ -450,7 +492,7 @@ class Node:
             self.advertise_addr = (host, port or transport.addr[1])
             now = trio.current_time()
             protocol = self._protocol = Protocol(
-                config.protocol,
+                protocol_config,
                 self.name,
                 self.advertise_addr,
                 rng=random.Random(os.urandom(16)),
@@ -900,6 +942,8 @@ class Node:
     def _on_frame(self, src: Address, data: bytes) -> bytes | None:
         assert self._protocol is not None
         self.traffic.count("in", "tcp", data)
+        if is_keyring_frame(data):  # key management is the node's, not the protocol's
+            return self._answer_keyring(data)
         reply, effects = self._protocol.handle_stream(trio.current_time(), src, data)
         if reply is not None:
             self.traffic.count("out", "tcp", reply)
@@ -995,6 +1039,47 @@ class Node:
         """Wake the watchers of services whose stale instances appeared or went."""
         if entries:
             self._index.changed([CATALOG, *(e.service for e in entries)])
+
+    # ------------------------------------------------------------ keyring
+
+    async def keyring_operation(self, op: str, key: str | None = None) -> dict[str, Any]:
+        """Run a keyring operation (list, install, use, remove) here and on every active member.
+
+        Returns per node name ``{"ok", "error", "primary", "keys"}`` (keys as
+        fingerprints, the primary first); a node that did not answer is an
+        error, never left out.
+
+        Raises:
+            ValueError: gossip encryption is off here, or the op or key is invalid.
+            RuntimeError: the node is not running.
+        """
+        protocol = self._require_running()
+        if self._keys is None:
+            raise ValueError("gossip encryption is not enabled on this node")
+        if self._seal is not None and not self._seal.verify_incoming:
+            raise ValueError("key rotation is refused while plaintext gossip is accepted")
+        members = [
+            (r.name, r.addr) for r in protocol.members if r.name != self.name and r.state in _ACTIVE
+        ]
+        return await self._keys.run_everywhere(op, key, self.name, members, self.transport.request)
+
+    def _answer_keyring(self, data: bytes) -> bytes | None:
+        """A peer's key operation; only over sealed streams, so never while plaintext is let in."""
+        if self._keys is None or self._seal is None or not self._seal.verify_incoming:
+            self._protocol_or_raise().stats["keyring_refused"] += 1
+            return None
+        return self._keys.answer(data)
+
+    def _keys_save_first(self) -> None:
+        """Seed ``<data_dir>/keyring.json`` from the config on a first start; errors are logged."""
+        keys = self._keys
+        assert keys is not None
+        if keys.path is None or keys.path.exists():
+            return
+        try:
+            write_keyring_file(keys.path, keys.keyring)
+        except OSError as exc:
+            logger.error("could not write the keyring file %s: %s", keys.path, exc)
 
     # ----------------------------------------------------------- snapshot
 

@@ -63,6 +63,7 @@ __all__ = [
     "encode_snapshot",
     "load_snapshot",
     "read_snapshot",
+    "write_atomically",
     "write_snapshot",
 ]
 
@@ -214,19 +215,31 @@ def write_snapshot(data_dir: Path, snapshot: Snapshot) -> None:
         OSError: the directory cannot be created or written (the caller logs
             it and keeps running; the previous snapshot stays intact).
     """
-    data_dir.mkdir(parents=True, exist_ok=True)
-    data = encode_snapshot(snapshot)
-    fd, tmp = tempfile.mkstemp(prefix=f".{SNAPSHOT_FILE}.", suffix=".tmp", dir=data_dir)
+    write_atomically(data_dir, SNAPSHOT_FILE, encode_snapshot(snapshot))
+
+
+def write_atomically(directory: Path, name: str, data: bytes) -> None:
+    """Replace ``directory/name`` with ``data`` atomically and durably; the file is 0600.
+
+    mkstemp creates the temporary file readable by its owner only, and the
+    rename keeps that mode, so a secret (the keyring) is never readable by
+    others, not even for a moment.
+
+    Raises:
+        OSError: the directory cannot be created or written; the old file stays.
+    """
+    directory.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{name}.", suffix=".tmp", dir=directory)
     try:
         with os.fdopen(fd, "wb") as f:
             f.write(data)
             f.flush()
             os.fsync(f.fileno())
-        os.replace(tmp, data_dir / SNAPSHOT_FILE)
+        os.replace(tmp, directory / name)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
-    _fsync_dir(data_dir)
+    _fsync_dir(directory)
 
 
 def _fsync_dir(path: Path) -> None:

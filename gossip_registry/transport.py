@@ -16,6 +16,13 @@ mid-frame or stalls past the timeout is counted in ``stats`` and dropped;
 send errors (``ENETUNREACH``, ``EHOSTUNREACH``, a full buffer) are counted and
 ignored, because UDP is lossy anyway and the protocol retries by design.
 
+Sealing (``keyring.py``): when the node sets ``seal``, every datagram and
+every frame (requests and replies) is sealed on the way out and opened on
+the way in, before any callback sees it. What fails to open, or plaintext
+the seal refuses, is counted as ``auth_failed`` and dropped; a stream whose
+frame fails is closed without a reply. Sealing happens here, below the
+protocol, so that nothing unauthenticated ever reaches the decoder.
+
 Outgoing datagrams go through a bounded queue drained by one sender task, so
 callers (the node applying a batch of effects) never wait on a socket and
 datagrams leave in the order they were queued. A full queue drops the
@@ -39,6 +46,7 @@ import trio
 
 from gossip_registry.core.messages import Address
 from gossip_registry.faultinject import FaultFilter
+from gossip_registry.keyring import TCP, UDP, GossipSeal, SealError
 
 __all__ = [
     "DEFAULT_TCP_TIMEOUT",
@@ -157,6 +165,8 @@ class Transport:
         self._drained: trio.Event | None = None
         self.faults: FaultFilter | None = None
         """Test-only injected packet faults (``faultinject.py``); None in any real use."""
+        self.seal: GossipSeal | None = None
+        """Set by the node when gossip is encrypted; None sends and accepts plaintext."""
 
     # ------------------------------------------------------------------ UDP
 
@@ -181,6 +191,8 @@ class Transport:
         """Send queued datagrams in order until cancelled; errors are counted, not raised."""
         async for addr, data in self._outbox:
             try:
+                if self.seal is not None:
+                    data = self.seal.seal(data, UDP)
                 if self.faults is None or not self._fault_drops(addr):
                     await self.udp.sendto(data, addr)
             except OSError as exc:
@@ -215,6 +227,13 @@ class Transport:
                 self.stats["udp_receive_errors"] += 1
                 logger.debug("UDP receive error: %s", exc)
                 continue
+            if self.seal is not None:
+                try:
+                    data = self.seal.open(data, UDP)
+                except SealError as exc:
+                    self.stats["auth_failed"] += 1
+                    logger.debug("dropped a datagram from %s: %s", _address(sockaddr), exc)
+                    continue
             on_datagram(_address(sockaddr), data)
 
     # ------------------------------------------------------------------ TCP
@@ -251,9 +270,10 @@ class Transport:
                     if frame is None:
                         self.stats["stream_empty"] += 1
                         return
+                    frame = self._open_frame(frame)
                     reply = on_frame(src, frame)
                     if reply is not None:
-                        await stream.send_all(encode_frame(reply))
+                        await stream.send_all(encode_frame(self._seal_frame(reply)))
                 if scope.cancelled_caught:
                     self.stats["stream_timeouts"] += 1
             except FrameError as exc:
@@ -273,7 +293,24 @@ class Transport:
         """Send one frame to ``addr`` and close; False if it could not be delivered."""
         return await self._exchange(addr, data, want_reply=False) is not None
 
+    def _seal_frame(self, data: bytes) -> bytes:
+        return data if self.seal is None else self.seal.seal(data, TCP)
+
+    def _open_frame(self, data: bytes) -> bytes:
+        """The frame's plaintext.
+
+        Raises:
+            FrameError: counted as ``auth_failed``; the stream is closed.
+        """
+        if self.seal is None:
+            return data
+        try:
+            return self.seal.open(data, TCP)
+        except SealError as exc:
+            raise FrameError("auth_failed", str(exc)) from None
+
     async def _exchange(self, addr: Address, data: bytes, *, want_reply: bool) -> bytes | None:
+        data = self._seal_frame(data)
         if len(data) > self.max_frame:
             self.stats["stream_oversized_out"] += 1
             return None
@@ -290,7 +327,8 @@ class Transport:
                     reply = await read_frame(stream, self.max_frame)
                     if reply is None:
                         self.stats["stream_no_reply"] += 1
-                    return reply
+                        return None
+                    return self._open_frame(reply)
             except FrameError as exc:
                 self.stats[exc.counter] += 1
                 logger.debug("bad reply from %s: %s", addr, exc)

@@ -135,7 +135,15 @@ def _guarded(handler: Handler) -> Handler:
 # --- Input checks ----------------------------------------------------------------
 
 
-async def _json_object(request: Request, *, optional: bool = False) -> dict[str, Any] | None:
+async def _json_object(request: Request) -> dict[str, Any]:
+    value = await _optional_json_object(request)
+    if value is None:
+        raise _Reject(400, "body must be a JSON object")
+    return value
+
+
+async def _optional_json_object(request: Request) -> dict[str, Any] | None:
+    """The body as a JSON object, or None for an empty body (a TTL report needs none)."""
     declared = request.headers.get("content-length")
     if declared is not None and declared.isdigit() and int(declared) > MAX_BODY_BYTES:
         raise _Reject(413, f"body larger than {MAX_BODY_BYTES} bytes")
@@ -147,9 +155,7 @@ async def _json_object(request: Request, *, optional: bool = False) -> dict[str,
             if len(body) > MAX_BODY_BYTES:
                 raise _Reject(413, f"body larger than {MAX_BODY_BYTES} bytes")
     if not body.strip():
-        if optional:
-            return None
-        raise _Reject(400, "body must be a JSON object")
+        return None
     try:
         value = json.loads(body)
     except RecursionError:  # deeply nested arrays: json recurses per level
@@ -319,6 +325,17 @@ def _instance(entry: Entry, stale: bool = False) -> dict[str, Any]:
     }
 
 
+async def _keyring(node: Node, op: str, key: str | None) -> Response:
+    """``{"op", "nodes": {name: {ok, error, primary, keys}}, "failed": n}``; 200 even if
+    some node failed (each node's result says so), 400 if nothing could be tried."""
+    try:
+        nodes = await node.keyring_operation(op, key)
+    except ValueError as exc:
+        raise _Reject(400, str(exc)) from None
+    failed = sum(not result["ok"] for result in nodes.values())
+    return JSONResponse({"op": op, "nodes": nodes, "failed": failed})
+
+
 # --- The app ----------------------------------------------------------------------
 
 
@@ -363,7 +380,6 @@ def build_app(
 
     async def register(request: Request) -> Response:
         body = await _json_object(request)
-        assert body is not None
         name, kwargs = _registration(body)
         try:
             entry = await node.register(name, **kwargs)
@@ -417,7 +433,7 @@ def build_app(
     async def check_update(request: Request) -> Response:
         """A TTL check's report: PUT /v1/checks/{id}/pass|warn|fail, reason in body or ?note=."""
         check_id: str = request.path_params["check_id"]
-        body = await _json_object(request, optional=True)
+        body = await _optional_json_object(request)
         try:
             status, output = ttl_report(request.path_params["verb"], body, request.query_params)
             await node.update_ttl(check_id, status, output)
@@ -450,6 +466,20 @@ def build_app(
             raise _Reject(400, str(exc)) from None
         return event_stream(node.events, kinds)
 
+    # --- gossip keyring (key_management.py): one operation here, fanned out to every member.
+    async def keyring_list(request: Request) -> Response:
+        return await _keyring(node, "list", None)
+
+    async def keyring_change(request: Request) -> Response:
+        op: str = request.path_params["op"]
+        if op not in ("install", "use", "remove"):
+            raise _Reject(404, f"not found: {request.url.path}")
+        body = await _json_object(request)
+        unknown = [k for k in body if k != "key"]
+        if unknown:
+            raise _Reject(400, f"{unknown[0]}: unknown field (allowed: key)")
+        return await _keyring(node, op, _string("key", body.get("key"), 256))
+
     async def http_error(request: Request, exc: Exception) -> Response:
         """Starlette's own 404 and 405, in our JSON shape (405 keeps its Allow header)."""
         assert isinstance(exc, HTTPException)
@@ -473,6 +503,8 @@ def build_app(
         Route("/v1/checks/{check_id:path}/{verb}", _guarded(check_update), methods=["PUT"]),
         Route("/metrics", _guarded(metrics), methods=["GET"]),
         Route("/v1/events", _guarded(events), methods=["GET"]),
+        Route("/v1/keyring", _guarded(keyring_list), methods=["GET"]),
+        Route("/v1/keyring/{op}", _guarded(keyring_change), methods=["POST"]),
     ]
     return Starlette(
         routes=routes,

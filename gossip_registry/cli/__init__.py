@@ -9,6 +9,7 @@ Theory of operation: one click group with a module per concern:
   clients of a node's HTTP API (``cli/client.py``);
 - ``monitor``: a node's event stream, as it happens (``cli/monitor.py``);
 - ``simulate``: the deterministic simulator at any size (``cli/simulate.py``);
+- ``keygen``, ``keys``: gossip keys and their rotation (``cli/keys.py``);
 - ``version``.
 
 Modules import only click and the standard library at import time (see
@@ -25,6 +26,7 @@ import click
 
 from gossip_registry.cli.agent import agent
 from gossip_registry.cli.client import check, deregister, members, register, services, status
+from gossip_registry.cli.keys import keygen, keys
 from gossip_registry.cli.monitor import monitor
 from gossip_registry.cli.simulate import simulate
 from gossip_registry.cli.up import up
@@ -74,6 +76,8 @@ for command in (agent, up, members, services, register, deregister, status, simu
     cli.add_command(command)
 cli.add_command(check)  # health checks: TTL reports
 cli.add_command(monitor)
+cli.add_command(keygen)  # gossip encryption (cli/keys.py)
+cli.add_command(keys)
 
 
 def main() -> None:

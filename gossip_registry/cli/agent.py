@@ -43,6 +43,7 @@ from gossip_registry.cli._common import (
     format_address,
     load_config,
 )
+from gossip_registry.cli.keys import apply_gossip_keys, gossip_key_options
 
 if TYPE_CHECKING:
     import trio
@@ -60,6 +61,7 @@ _FLAG_OPTIONS = ("name", "bind", "advertise", "http", "join", "data_dir", "profi
 _DNS_FLAG_OPTIONS = ("dns", "dns_domain", "dns_ttl")
 
 
+@gossip_key_options
 @click.command()
 @click.option(
     "--config",
@@ -141,6 +143,7 @@ def agent(
     dns_domain: str | None,
     dns_ttl: str | None,
     unsafe_test_faults: Path | None,
+    **gossip_keys: Any,
 ) -> None:
     """Run one node (gossip + HTTP API) until SIGTERM or SIGINT, then leave gracefully.
 
@@ -168,6 +171,8 @@ def agent(
         config = with_access(config, read_token, write_token, tls_cert, tls_key)
         if unsafe_test_faults is not None:  # chaos testing only; cluster.toml cannot set it
             config = dataclasses.replace(config, unsafe_test_faults=unsafe_test_faults.resolve())
+        from_file = config_path is not None or node_name is not None
+        config = apply_gossip_keys(config, from_file, gossip_keys)
         configure_logging(log_level)
         warning = exposure_warning(config.http, config.write_token)
         if warning is not None:

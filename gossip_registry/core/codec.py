@@ -41,11 +41,15 @@ from typing import Any, TypeVar
 import msgpack
 
 from gossip_registry.core.messages import (
+    KEYRING_OPS,
     PROTOCOL_VERSION,
     Ack,
     Alive,
     Dead,
     EntryUpdate,
+    KeyringMessage,
+    KeyringReply,
+    KeyringRequest,
     Left,
     MemberRecord,
     MemberState,
@@ -84,12 +88,15 @@ __all__ = [
     "CodecError",
     "assemble_packet",
     "check_update",
+    "decode_keyring",
     "decode_packet",
     "decode_stream",
+    "encode_keyring",
     "encode_packet",
     "encode_primary",
     "encode_stream",
     "encode_update",
+    "is_keyring_frame",
     "message_sizes",
     "packet_overhead",
     "unpack_bounded",
@@ -131,6 +138,12 @@ MAX_UPDATES = 1024
 """Piggybacked updates in one packet; ``assemble_packet`` refuses more."""
 MAX_SYNC_ITEMS = 2**20
 """Members, and separately entries, in one push-pull message."""
+MAX_KEY_LEN = 64
+"""Bytes of a key in a keyring request (the keyring itself wants exactly 32)."""
+MAX_KEYS = 64
+"""Key fingerprints in a keyring reply."""
+MAX_KEYRING_FRAME = 64 * 1024
+"""Largest keyring frame decoded; real ones are a few hundred bytes."""
 
 
 class CodecError(ValueError):
@@ -390,6 +403,24 @@ def _sync_finish(m: tuple[Any, ...]) -> SyncFinish:
     return SyncFinish(members=_records(m[1]), entries=_entries(m[2]))
 
 
+def _keyring_request(m: tuple[Any, ...]) -> KeyringRequest:
+    op, key = m[1], m[2]
+    if type(op) is not str or op not in KEYRING_OPS:
+        raise CodecError("invalid keyring operation")
+    if type(key) is not bytes or len(key) > MAX_KEY_LEN:
+        raise CodecError("invalid key")
+    return KeyringRequest(op, key)
+
+
+def _keyring_reply(m: tuple[Any, ...]) -> KeyringReply:
+    error, keys = m[1], m[2]
+    if type(error) is not str or len(error) > MAX_OUTPUT_LEN:
+        raise CodecError("invalid keyring error")
+    if type(keys) is not tuple or len(keys) > MAX_KEYS:
+        raise CodecError("invalid key list")
+    return KeyringReply(error, tuple([_name(k, "key fingerprint") for k in keys]))
+
+
 _M = TypeVar("_M")
 _Decoders = dict[int, tuple[int, Callable[[tuple[Any, ...]], _M]]]
 """Message type -> (minimum array length including the type, decoder)."""
@@ -413,6 +444,11 @@ _STREAM_DECODERS: _Decoders[StreamMessage] = {
     MsgType.SYNC_HELLO: (4, _sync_hello),
     MsgType.SYNC_REPLY: (5, _sync_reply),
     MsgType.SYNC_FINISH: (3, _sync_finish),
+}
+
+_KEYRING_DECODERS: _Decoders[KeyringMessage] = {
+    MsgType.KEYRING_REQUEST: (3, _keyring_request),
+    MsgType.KEYRING_REPLY: (3, _keyring_reply),
 }
 
 
@@ -508,6 +544,31 @@ def decode_stream(data: bytes, max_size: int) -> StreamMessage:
     return _message(obj[1], _STREAM_DECODERS, "stream")
 
 
+def is_keyring_frame(data: bytes) -> bool:
+    """Whether a frame holds a keyring message, from its first bytes and without decoding it.
+
+    Lets the driver route key management (not protocol state) away from
+    the core without decoding every push-pull frame twice. A frame that
+    claims to be one and is not is refused by ``decode_keyring``.
+    """
+    return (
+        len(data) > 3
+        and data[:2] == _STREAM_HEAD
+        and data[2] & 0xF0 == 0x90  # fixarray: every keyring message has 3 fields
+        and data[3] in _KEYRING_TYPES
+    )
+
+
+def decode_keyring(data: bytes) -> KeyringMessage:
+    """Decode a keyring frame (request or reply).
+
+    Raises:
+        CodecError: for anything we do not accept.
+    """
+    obj = _unpack(data, MAX_KEYRING_FRAME, 2)
+    return _message(obj[1], _KEYRING_DECODERS, "keyring")
+
+
 # --- Encoding ----------------------------------------------------------------
 # Each encoder returns the message array as a tuple (msgpack packs tuples as
 # arrays). Meta maps are copied to dicts only if they are not dicts already:
@@ -527,6 +588,9 @@ _ENTRY = int(MsgType.ENTRY)
 _SYNC_HELLO = int(MsgType.SYNC_HELLO)
 _SYNC_REPLY = int(MsgType.SYNC_REPLY)
 _SYNC_FINISH = int(MsgType.SYNC_FINISH)
+_KEYRING_REQUEST = int(MsgType.KEYRING_REQUEST)
+_KEYRING_REPLY = int(MsgType.KEYRING_REPLY)
+_KEYRING_TYPES = frozenset({_KEYRING_REQUEST, _KEYRING_REPLY})
 
 
 def _dict(meta: Mapping[str, str]) -> dict[str, str]:
@@ -591,6 +655,14 @@ def _enc_sync_finish(m: SyncFinish) -> tuple[Any, ...]:
     return (_SYNC_FINISH, _enc_records(m.members), [e.canonical() for e in m.entries])
 
 
+def _enc_keyring_request(m: KeyringRequest) -> tuple[Any, ...]:
+    return (_KEYRING_REQUEST, m.op, m.key)
+
+
+def _enc_keyring_reply(m: KeyringReply) -> tuple[Any, ...]:
+    return (_KEYRING_REPLY, m.error, list(m.keys))
+
+
 _Encoders = dict[type, Callable[[Any], tuple[Any, ...]]]
 _PRIMARY_ENCODERS: _Encoders = {
     Ping: _enc_ping,
@@ -611,6 +683,10 @@ _STREAM_ENCODERS: _Encoders = {
     SyncHello: _enc_sync_hello,
     SyncReply: _enc_sync_reply,
     SyncFinish: _enc_sync_finish,
+}
+_KEYRING_ENCODERS: _Encoders = {
+    KeyringRequest: _enc_keyring_request,
+    KeyringReply: _enc_keyring_reply,
 }
 
 
@@ -699,6 +775,15 @@ def encode_stream(msg: StreamMessage) -> bytes:
         TypeError: ``msg`` is not a stream type (Ping, Ack, SyncHello, SyncReply, SyncFinish).
     """
     return _STREAM_HEAD + _pack(_fields(msg, _STREAM_ENCODERS, "stream"))
+
+
+def encode_keyring(msg: KeyringMessage) -> bytes:
+    """One TCP frame payload for a keyring message.
+
+    Raises:
+        TypeError: ``msg`` is not a KeyringRequest or KeyringReply.
+    """
+    return _STREAM_HEAD + _pack(_fields(msg, _KEYRING_ENCODERS, "keyring"))
 
 
 def check_update(update: Update) -> None:

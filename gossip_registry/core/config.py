@@ -12,6 +12,9 @@ from dataclasses import dataclass, field, fields, replace
 
 from gossip_registry.core.limits import Limits
 
+DRIVER_FIELDS = frozenset({"seal_overhead"})
+"""Fields the node sets from its other settings, not the operator: cluster.toml refuses them."""
+
 
 @dataclass(frozen=True, slots=True)
 class ProtocolConfig:
@@ -59,11 +62,15 @@ class ProtocolConfig:
     """Most updates queued for piggybacking; the most-sent are dropped first beyond it."""
     limits: Limits = field(default_factory=Limits)
     """Bounds on what peers can make us hold (``core/limits.py``); cluster.toml's [limits]."""
+    seal_overhead: int = 0
+    """Bytes the driver adds to every datagram after the core built it (29 when gossip is
+    sealed, see ``keyring.py``); set by the node, not in cluster.toml. Packets are filled
+    to ``packet_size - seal_overhead`` so that they leave at most ``packet_size``."""
 
     def __post_init__(self) -> None:
         for f in fields(self):
             value = getattr(self, f.name)
-            if isinstance(value, bool | Limits):
+            if isinstance(value, bool | Limits) or f.name in DRIVER_FIELDS:
                 continue
             if not isinstance(value, int | float) or value <= 0 or not math.isfinite(value):
                 raise ValueError(f"{f.name} must be a positive number, got {value!r}")
@@ -71,6 +78,13 @@ class ProtocolConfig:
             raise ValueError("probe_timeout must not exceed probe_interval")
         if self.packet_size < 512:
             raise ValueError("packet_size must be at least 512 bytes")
+        if type(self.seal_overhead) is not int or not 0 <= self.seal_overhead <= 256:
+            raise ValueError(f"seal_overhead must be 0..256 bytes, got {self.seal_overhead!r}")
+
+    @property
+    def payload_size(self) -> int:
+        """Bytes the core may put in one datagram: what is left once the driver has sealed it."""
+        return self.packet_size - self.seal_overhead
 
     @classmethod
     def lan(cls) -> ProtocolConfig:

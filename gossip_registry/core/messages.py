@@ -41,6 +41,8 @@ class MsgType(IntEnum):
     SYNC_HELLO = 10
     SYNC_REPLY = 11
     SYNC_FINISH = 12
+    KEYRING_REQUEST = 13
+    KEYRING_REPLY = 14
 
 
 class MemberState(IntEnum):
@@ -165,10 +167,34 @@ class SyncFinish:
     entries: tuple[Entry, ...]
 
 
+@dataclass(frozen=True, slots=True)
+class KeyringRequest:
+    """Key management from the node an operator asked, over a sealed stream.
+
+    Not protocol state: the node answers it before the protocol core sees
+    the frame. ``op`` is one of ``KEYRING_OPS``; ``key`` is empty for list.
+    """
+
+    op: str
+    key: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class KeyringReply:
+    """``error`` is empty on success; ``keys`` are fingerprints, the primary first."""
+
+    error: str
+    keys: tuple[str, ...]
+
+
+KEYRING_OPS = ("list", "install", "use", "remove")
+"""Keyring operations, by the name the wire and the HTTP API use."""
+
 Update = Alive | Suspect | Dead | Left | EntryUpdate
 Primary = Ping | PingReq | Ack | Nack
 StreamMessage = Ping | Ack | SyncHello | SyncReply | SyncFinish
 Message = Primary | Update | SyncHello | SyncReply | SyncFinish
+KeyringMessage = KeyringRequest | KeyringReply
 
 
 @dataclass(frozen=True, slots=True)

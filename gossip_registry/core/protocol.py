@@ -111,7 +111,7 @@ class Protocol(Swim):
         self._timer_handlers[TimerKind.SYNC] = self._on_sync_tick
         self._timer_handlers[TimerKind.RECONNECT] = self._on_reconnect_tick
         self._timer_handlers[TimerKind.REAP] = self._on_reap_tick
-        self._entry_budget = config.packet_size - packet_overhead(None, MAX_UPDATES)
+        self._entry_budget = config.payload_size - packet_overhead(None, MAX_UPDATES)
 
     # ----------------------------------------------------------- entry points
 

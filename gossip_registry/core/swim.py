@@ -134,7 +134,7 @@ class Swim:
         self._fast_armed = False
         self._fresh = False
         self._last_fast = float("-inf")
-        self._update_budget = config.packet_size - packet_overhead(None, MAX_UPDATES)
+        self._update_budget = config.payload_size - packet_overhead(None, MAX_UPDATES)
         self._timer_handlers: dict[TimerKind, Callable[[float, str], None]] = {
             TimerKind.PROBE: self._on_probe_tick,
             TimerKind.PROBE_TIMEOUT: self._on_probe_timeout,
@@ -512,7 +512,9 @@ class Swim:
     def _send(self, addr: Address, primary: Primary | None, extra: Sequence[bytes] = ()) -> None:
         """One datagram: the primary message plus as many queued updates as fit."""
         head = encode_primary(primary) if primary is not None else None
-        budget = self.config.packet_size - packet_overhead(head, MAX_UPDATES) - sum(map(len, extra))
+        budget = (
+            self.config.payload_size - packet_overhead(head, MAX_UPDATES) - sum(map(len, extra))
+        )
         limit = self.config.retransmit_limit(self.members.active_count)
         updates = [*extra, *self.queue.take(budget, limit, MAX_UPDATES - len(extra))]
         if head is None and not updates:

@@ -1,0 +1,281 @@
+"""The cluster's gossip keys: AES-256-GCM sealing with one primary key and any number of others.
+
+Theory of operation (memberlist ``keyring.go`` and ``security.go``): every
+message we send is sealed under the *primary* key; every message we receive
+is opened with the primary first, then with each other installed key. So a
+cluster rotates without downtime: install the new key everywhere (all still
+send under the old one, all can open both), make it primary everywhere (all
+send under the new one, all can still open the old one), then remove the old
+one.
+
+A sealed message is ``SEAL_VERSION | nonce (12 B) | ciphertext | tag (16 B)``:
+``SEAL_OVERHEAD`` = 29 bytes more than the plaintext, as memberlist's version
+1. ``SEAL_VERSION`` is 0xC1, the one byte msgpack never uses, so a sealed
+message can never be mistaken for a plaintext one (which starts with a
+msgpack array header) and the transport can tell the two apart during a
+migration. The associated data is the wire protocol version and a label for
+the channel (``UDP`` or ``TCP``): a datagram cannot be replayed as a stream
+frame, nor a message be accepted by a node speaking another protocol version.
+
+Nonces are 12 random bytes (``os.urandom`` unless a source is injected for
+tests). AES-GCM's bound for random nonces is 2**32 messages per key, about
+40 years of a busy node's gossip at 3 packets per second; rotate keys anyway.
+
+Opening fails with one error type, ``SealError``, whatever went wrong (not
+sealed, truncated, unknown version, no key opens it): the caller counts and
+drops. Misuse (a malformed key, removing the primary) is ``KeyringError``.
+
+This module does no I/O apart from reading the nonce source.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import os
+from collections.abc import Callable, Iterable
+
+from cryptography.exceptions import InvalidTag
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
+from gossip_registry.core.messages import PROTOCOL_VERSION
+
+__all__ = [
+    "KEY_SIZE",
+    "SEAL_OVERHEAD",
+    "SEAL_VERSION",
+    "TCP",
+    "UDP",
+    "GossipSeal",
+    "Keyring",
+    "KeyringError",
+    "SealError",
+    "encode_key",
+    "fingerprint",
+    "generate_key",
+    "is_sealed",
+    "parse_key",
+]
+
+KEY_SIZE = 32
+"""AES-256: the only key size we accept (memberlist also takes 16 and 24)."""
+NONCE_SIZE = 12
+TAG_SIZE = 16
+SEAL_VERSION = 0xC1
+"""First byte of every sealed message; never valid msgpack (see the module docstring)."""
+SEAL_OVERHEAD = 1 + NONCE_SIZE + TAG_SIZE
+"""Bytes sealing adds to a message: 29, which the UDP packet budget must leave room for."""
+UDP = b"udp"
+"""Associated-data label of a datagram."""
+TCP = b"tcp"
+"""Associated-data label of a stream frame (requests and replies)."""
+
+NonceSource = Callable[[int], bytes]
+
+
+class KeyringError(ValueError):
+    """A key or keyring operation we refuse: malformed key, unknown key, removing the primary."""
+
+
+class SealError(Exception):
+    """Data that could not be opened: not sealed, truncated, tampered, or under no key we hold."""
+
+
+def parse_key(text: str) -> bytes:
+    """The 32-byte key in ``text`` (standard base64, as ``gossip-registry keygen`` prints).
+
+    Raises:
+        KeyringError: not base64, or not 32 bytes once decoded.
+    """
+    if not isinstance(text, str):
+        raise KeyringError(f"key must be a base64 string, got {type(text).__name__}")
+    try:
+        key = base64.b64decode(text.strip(), validate=True)
+    except (binascii.Error, ValueError):
+        raise KeyringError("key is not valid base64 (use `gossip-registry keygen`)") from None
+    if len(key) != KEY_SIZE:
+        raise KeyringError(
+            f"key must decode to {KEY_SIZE} bytes (AES-256), got {len(key)} "
+            "(use `gossip-registry keygen`)"
+        )
+    return key
+
+
+def encode_key(key: bytes) -> str:
+    return base64.b64encode(key).decode("ascii")
+
+
+def generate_key(source: NonceSource = os.urandom) -> bytes:
+    """A fresh random key."""
+    return source(KEY_SIZE)
+
+
+def fingerprint(key: bytes) -> str:
+    """A short public name for a key (first 8 bytes of its SHA-256, hex).
+
+    What ``keys list`` shows: it tells keys apart without revealing them,
+    so listing keys needs no more trust than reading the status.
+    """
+    return hashlib.sha256(key).hexdigest()[:16]
+
+
+def is_sealed(data: bytes) -> bool:
+    """Whether ``data`` claims to be sealed (its first byte); says nothing of its validity."""
+    return bool(data) and data[0] == SEAL_VERSION
+
+
+def _aad(label: bytes) -> bytes:
+    return bytes((PROTOCOL_VERSION,)) + label
+
+
+class Keyring:
+    """Installed keys, the primary first; seals under the primary, opens under any.
+
+    Mutable (install, use, remove) because rotation happens on a running
+    node; the node owns its keyring and serialises changes (one trio thread).
+
+    Raises:
+        KeyringError: from the constructor, for no key or a key of the wrong size.
+    """
+
+    def __init__(self, keys: Iterable[bytes], *, nonce: NonceSource = os.urandom) -> None:
+        ordered = list(dict.fromkeys(keys))
+        if not ordered:
+            raise KeyringError("a keyring needs at least one key")
+        self._ciphers: dict[bytes, AESGCM] = {}
+        for key in ordered:
+            self._ciphers[self._check(key)] = AESGCM(key)
+        self._primary = ordered[0]
+        self._nonce = nonce
+
+    @classmethod
+    def from_base64(cls, texts: Iterable[str]) -> Keyring:
+        """From base64 keys, the primary first.
+
+        Raises:
+            KeyringError: no key, or a key that does not parse.
+        """
+        return cls([parse_key(t) for t in texts])
+
+    @staticmethod
+    def _check(key: bytes) -> bytes:
+        if not isinstance(key, bytes) or len(key) != KEY_SIZE:
+            raise KeyringError(f"key must be {KEY_SIZE} bytes")
+        return key
+
+    @property
+    def primary(self) -> bytes:
+        return self._primary
+
+    @property
+    def keys(self) -> tuple[bytes, ...]:
+        """Every installed key, the primary first, the others in installation order."""
+        return (self._primary, *(k for k in self._ciphers if k != self._primary))
+
+    def copy(self) -> Keyring:
+        return Keyring(self.keys, nonce=self._nonce)
+
+    def __eq__(self, other: object) -> bool:
+        """Same keys, same primary: two loads of one config compare equal."""
+        return isinstance(other, Keyring) and self.keys == other.keys
+
+    __hash__ = None  # type: ignore[assignment]  # mutable
+
+    def __repr__(self) -> str:
+        """Fingerprints only: a keyring must never reach a log in clear."""
+        return f"Keyring(primary={fingerprint(self._primary)}, keys={len(self._ciphers)})"
+
+    def __contains__(self, key: object) -> bool:
+        return key in self._ciphers
+
+    # ------------------------------------------------------------ rotation
+
+    def install(self, key: bytes) -> None:
+        """Add ``key`` for opening (idempotent); the primary does not change."""
+        key = self._check(key)
+        if key not in self._ciphers:
+            self._ciphers[key] = AESGCM(key)
+
+    def use(self, key: bytes) -> None:
+        """Make ``key`` the primary.
+
+        Raises:
+            KeyringError: the key is not installed (install it everywhere first).
+        """
+        if self._check(key) not in self._ciphers:
+            raise KeyringError(f"key {fingerprint(key)} is not installed; install it first")
+        self._primary = key
+
+    def remove(self, key: bytes) -> None:
+        """Forget ``key`` (idempotent for a key not installed).
+
+        Raises:
+            KeyringError: ``key`` is the primary (make another key primary first).
+        """
+        if self._check(key) == self._primary:
+            raise KeyringError(f"key {fingerprint(key)} is the primary key; use another first")
+        self._ciphers.pop(key, None)
+
+    # -------------------------------------------------------------- sealing
+
+    def seal(self, plaintext: bytes, label: bytes) -> bytes:
+        """``plaintext`` encrypted and authenticated under the primary key."""
+        nonce = self._nonce(NONCE_SIZE)
+        sealed = self._ciphers[self._primary].encrypt(nonce, plaintext, _aad(label))
+        return b"".join((bytes((SEAL_VERSION,)), nonce, sealed))
+
+    def open(self, data: bytes, label: bytes) -> bytes:
+        """The plaintext of a sealed message; the primary is tried first, then the others.
+
+        Raises:
+            SealError: not a sealed message, too short, or no installed key
+                authenticates it with this label and protocol version.
+        """
+        if len(data) < SEAL_OVERHEAD:
+            raise SealError(f"{len(data)} bytes is too short for a sealed message")
+        if data[0] != SEAL_VERSION:
+            raise SealError(f"not sealed (first byte 0x{data[0]:02x})")
+        nonce, body, aad = data[1 : 1 + NONCE_SIZE], data[1 + NONCE_SIZE :], _aad(label)
+        primary = self._ciphers[self._primary]
+        for cipher in (primary, *(c for c in self._ciphers.values() if c is not primary)):
+            try:
+                return cipher.decrypt(nonce, body, aad)
+            except InvalidTag:
+                continue
+        raise SealError("no installed key authenticates the message")
+
+
+class GossipSeal:
+    """What a node seals and what it accepts: the keyring plus the migration switches.
+
+    ``verify_incoming`` off accepts plaintext as well as sealed messages;
+    ``encrypt_outgoing`` off sends plaintext. Both on is the normal state.
+    Moving a live cluster to encryption takes three rolling restarts
+    (memberlist's GossipVerifyIncoming/Outgoing, Consul's upshift):
+    key with both off (everyone still talks plaintext, all can read sealed),
+    then outgoing on (everyone sends sealed), then incoming on (plaintext is
+    refused). Sealed messages that fail to open are refused in every mode.
+    """
+
+    def __init__(
+        self, keyring: Keyring, *, verify_incoming: bool = True, encrypt_outgoing: bool = True
+    ) -> None:
+        self.keyring = keyring
+        self.verify_incoming = verify_incoming
+        self.encrypt_outgoing = encrypt_outgoing
+
+    def seal(self, data: bytes, label: bytes) -> bytes:
+        return self.keyring.seal(data, label) if self.encrypt_outgoing else data
+
+    def open(self, data: bytes, label: bytes) -> bytes:
+        """The plaintext to hand on.
+
+        Raises:
+            SealError: sealed but not opened, or plaintext while verifying incoming.
+        """
+        if is_sealed(data):
+            return self.keyring.open(data, label)
+        if self.verify_incoming:
+            raise SealError("plaintext refused: this node requires sealed gossip")
+        return data

@@ -18,7 +18,7 @@ Durations are strings with a unit (``"500ms"``, ``"1s"``, ``"1m30s"``,
 ``"2h"``); bare numbers are refused, because ``probe_interval = 500`` is
 more often meant as milliseconds than as eight minutes. Relative paths are
 relative to the directory of the file, not the working directory, so that
-``gossip-registry run -c some/dir/cluster.toml`` means the same from
+``gossip-registry agent --config some/dir/cluster.toml`` means the same from
 anywhere.
 """
 

@@ -385,7 +385,8 @@ def build_app(
             entry = await node.register(name, **kwargs)
         except ValueError as exc:  # the node's own checks; its message names the field
             raise _Reject(400, str(exc)) from None
-        return JSONResponse({"id": entry.instance_id, "name": entry.service})
+        checks = [c.check_id for c in entry.checks]  # the ids TTL reports must name
+        return JSONResponse({"id": entry.instance_id, "name": entry.service, "checks": checks})
 
     async def deregister(request: Request) -> Response:
         instance_id: str = request.path_params["instance_id"]

@@ -408,6 +408,8 @@ def register(
         _print_json(answer)
     else:
         click.echo(f"registered {answer['id']} (service {answer['name']}) at {api.address}")
+        for check_id in answer.get("checks", ()):
+            click.echo(f"  check {check_id}")
 
 
 @client_command

@@ -23,6 +23,10 @@ def test_register_with_checks_then_report_ttl_from_the_command_line(
         "--http", http,
     )  # fmt: skip
     assert registered.exit_code == 0, registered.output
+    assert registered.stdout.splitlines()[1:] == [
+        "  check port",
+        "  check beat",
+    ]  # ids to report to
     [entry] = node.discover("web", passing_only=False)
     assert [(c.check_id, c.kind, c.status) for c in entry.checks] == [
         ("port", "tcp", Health.CRITICAL),

@@ -368,7 +368,7 @@ async def test_register_returns_the_id_and_name_and_passes_every_field() -> None
         response = await client.put("/v1/services", json=body)
 
     assert response.status_code == 200
-    assert response.json() == {"id": "web-1", "name": "web"}
+    assert response.json() == {"id": "web-1", "name": "web", "checks": []}
     assert node.calls == [
         (
             "register",

@@ -87,6 +87,7 @@ from gossip_registry.health import CheckRunner
 from gossip_registry.key_management import KeyManager
 from gossip_registry.keyring import SEAL_OVERHEAD, GossipSeal, Keyring
 from gossip_registry.keyring_file import keyring_path, node_keyring, write_keyring_file
+from gossip_registry.owned_nursery import close_owned_nursery
 from gossip_registry.registry.entry import Entry, EntryKey, Health
 from gossip_registry.registry.health import CheckSpec, assign_check_ids, initial_states, worst
 from gossip_registry.registry.preservation import Preservation, PreservationConfig
@@ -438,13 +439,7 @@ class Node:
         nursery, manager = self._context, self._context_manager
         self._context = self._context_manager = None
         assert nursery is not None, "__aexit__ without __aenter__"
-        nursery.cancel_scope.cancel()
-        if exc is None or isinstance(exc, trio.Cancelled):
-            # Cancellation must reach the nursery so the scopes unwind properly.
-            return bool(await manager.__aexit__(exc_type, exc, tb))
-        # The body's own error propagates as itself, not wrapped in an ExceptionGroup.
-        await manager.__aexit__(None, None, None)
-        return None
+        return await close_owned_nursery(nursery, manager, exc_type, exc, tb)
 
     async def run(self, *, task_status: trio.TaskStatus[Node] = trio.TASK_STATUS_IGNORED) -> None:
         """Run until cancelled; ``task_status.started(self)`` once every socket listens.

@@ -26,6 +26,7 @@ from gossip_registry.client.base import ClientBase
 from gossip_registry.client.cache import CachedList, WatchState
 from gossip_registry.client.instance import Instance, ServiceQuery
 from gossip_registry.client.plans import Pause, Plan, Send, Steps, cached_list, call, watch_step
+from gossip_registry.owned_nursery import close_owned_nursery
 
 __all__ = ["AsyncRegistryClient"]
 
@@ -60,13 +61,8 @@ class AsyncRegistryClient(ClientBase[httpx.AsyncBaseTransport]):
         nursery, manager = self._nursery, self._nursery_manager
         assert nursery is not None, "__aexit__ without __aenter__"
         self._nursery = self._nursery_manager = None
-        nursery.cancel_scope.cancel()  # the watchers
         try:
-            if exc is None or isinstance(exc, trio.Cancelled):
-                return bool(await manager.__aexit__(exc_type, exc, tb))
-            # The body's own error propagates as itself, not wrapped in an ExceptionGroup.
-            await manager.__aexit__(None, None, None)
-            return None
+            return await close_owned_nursery(nursery, manager, exc_type, exc, tb)  # the watchers
         finally:
             with trio.CancelScope(shield=True):
                 await self._http.aclose()

@@ -231,7 +231,6 @@ async def watched(
         [f"http://{HOST}:{node.http_port}"], transport=transport
     ) as client:
         updates = client.watch(SERVICE)
-        assert isinstance(updates, AsyncGenerator)  # annotated AsyncIterator; it is a generator
         async with aclosing(updates):
             yield client, updates
 

@@ -14,7 +14,7 @@ are inside the cluster's network, never behind an internet proxy.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator
 from contextlib import closing
 from types import TracebackType
 from typing import Any, TypeVar
@@ -112,7 +112,7 @@ class AsyncRegistryClient(ClientBase[httpx.AsyncBaseTransport]):
 
     async def watch(
         self, name: str, tag: str | None = None, passing: bool = True
-    ) -> AsyncIterator[list[Instance]]:
+    ) -> AsyncGenerator[list[Instance], None]:
         """Yield the instance list now, then again each time it changes.
 
         Changes while the consumer is busy fold into the next list. Every

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Generator
 from contextlib import closing
 from types import TracebackType
 from typing import Any, TypeVar
@@ -76,7 +76,7 @@ class RegistryClient(ClientBase[httpx.BaseTransport]):
 
     def watch(
         self, name: str, tag: str | None = None, passing: bool = True
-    ) -> Iterator[list[Instance]]:
+    ) -> Generator[list[Instance], None, None]:
         """Yield the list now, then again each time it changes; runs in the caller's thread."""
         query = ServiceQuery.of(name, tag, passing)
         cached = self._cached(query)

@@ -32,7 +32,8 @@ Method, per trial, on loopback, with a fresh agent each time:
    the machine): ``p50_ms``, ``p99_ms`` (nearest rank), ``max_ms`` (the
    time until every watcher had its answer). ``put_ms``: the PUT's own
    round trip, answered amid the wake-up. ``wake_cpu_s``: the agent's CPU
-   time (user + system) from the PUT until the load process exited.
+   time (user + system, /proc, sampled every 20 ms) from the PUT until the
+   last answer arrived.
 4. Checks, reported as counts and failing the run if wrong: every web
    watcher answered 200 with the index a plain GET returns afterwards, a
    higher one than it waited on (``stale_answers``: the others); no
@@ -206,19 +207,21 @@ class Trial:
             figures["kib_per_watcher"] = growth * 1024 / (self.watchers + self.other)
             figures["agent_open_files"] = open_files_soft(self.agent.pid)
             self.say(f"parked {self.watchers} + {self.other} in {figures['park_s']:.2f}s")
-            cpu = cpu_seconds(self.agent.pid)
+            cpu = [(time.monotonic(), cpu_seconds(self.agent.pid))]
             registered = time.monotonic()
             await self._register(http, SERVICE, "web-2")
             figures["put_ms"] = (time.monotonic() - registered) * 1000
-            report = await self._load_report()
-            figures["wake_cpu_s"] = cpu_seconds(self.agent.pid) - cpu
+            report = await self._load_report(cpu)
             new_index = await current_index(HOST, self.agent.http_port, SERVICE)
         if new_index <= waited_index:
             raise BenchError(f"the registration did not move web's index ({new_index})")
         latencies = sorted(arrival - registered for arrival in report["arrivals"])
         if not latencies:
             raise BenchError(f"no watcher answered: {report['errors']}")
+        last = registered + latencies[-1]
+        woken = [used for when, used in cpu if when <= last + POLL]
         figures |= {
+            "wake_cpu_s": woken[-1] - cpu[0][1],
             "p50_ms": percentile(latencies, 0.5) * 1000,
             "p99_ms": percentile(latencies, 0.99) * 1000,
             "max_ms": latencies[-1] * 1000,
@@ -259,11 +262,16 @@ class Trial:
             return time.monotonic() - started
         raise BenchError(f"only {waiting} of {total} watchers parked in {PARK_TIMEOUT:.0f}s")
 
-    async def _load_report(self) -> dict[str, Any]:
-        """The load process's JSON, once it has exited (every answer in, then the hold)."""
+    async def _load_report(self, cpu: list[tuple[float, float]]) -> dict[str, Any]:
+        """The load process's JSON, once it has exited (every answer in, then the hold).
+
+        Meanwhile the agent's CPU time is sampled every POLL seconds into
+        ``cpu`` as (monotonic time, CPU seconds).
+        """
         assert self.load is not None
         with trio.move_on_after(WAKE_TIMEOUT):
             while self.load.poll() is None:
+                cpu.append((time.monotonic(), cpu_seconds(self.agent.pid)))
                 await trio.sleep(POLL)
         if self.load.poll() is None or not self.result.exists():
             raise BenchError(f"the load process gave no result in {WAKE_TIMEOUT:.0f}s")
@@ -294,7 +302,9 @@ def run_trials(args: argparse.Namespace, watchers: int, root: Path) -> list[dict
 
 
 def _fmt(value: Any) -> str:
-    return f"{value:.3g}" if isinstance(value, float) else str(value)
+    if isinstance(value, float):
+        return f"{value:.0f}" if abs(value) >= 100 else f"{value:.3g}"
+    return str(value)
 
 
 def wrong(row: dict[str, Any], watchers: int, other: int) -> list[str]:

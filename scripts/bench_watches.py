@@ -11,6 +11,9 @@
    call to A's answer, over ``--trials`` trials (p50/p99), LAN profile,
    trials 250 ms apart.
 
+Through real connections, with one agent process and a separate load
+process, see scripts/bench_watches_http.py.
+
 Usage: scripts/bench_watches.py [--waiters 10000,20000] [--trials 50] [--json PATH]
 Prints a table and writes JSON (default bench-results/bench_watches.json).
 """

@@ -44,6 +44,7 @@ from gossip_registry.cli._common import (
     load_config,
 )
 from gossip_registry.cli.keys import apply_gossip_keys, gossip_key_options
+from gossip_registry.fdlimit import raise_open_files_limit
 
 if TYPE_CHECKING:
     import trio
@@ -177,6 +178,9 @@ def agent(
         warning = exposure_warning(config.http, config.write_token)
         if warning is not None:
             logger.warning("SECURITY WARNING: %s", warning)
+        # Every held blocking query is an open connection: see fdlimit.py.
+        before, after = raise_open_files_limit()
+        logger.debug("open files limit (RLIMIT_NOFILE soft): %d -> %d", before, after)
         run_agent(config, parent_pid=os.getppid() if exit_with_parent else None)
     except KeyboardInterrupt:
         # Only before the node runs (then signals are events): nothing to leave.

@@ -14,7 +14,7 @@ from typing import Any
 
 import trio
 
-__all__ = ["HttpClient", "exchange"]
+__all__ = ["HttpClient", "exchange", "read_response", "send_request"]
 
 MAX_HEAD = 65536
 
@@ -84,14 +84,30 @@ async def exchange(
 ) -> tuple[int, bytes, bool]:
     """One request and its response: (status, body, whether the connection stays open).
 
-    Enough HTTP/1.1 for our server's answers, which always carry a
-    Content-Length. Raises ValueError for anything else, and for a
-    connection closed before the response is complete.
+    Raises ValueError as ``read_response`` does.
     """
+    await send_request(stream, host, port, method, path, payload)
+    status, headers, body = await read_response(stream)
+    return status, body, headers.get("connection", "").lower() != "close"
+
+
+async def send_request(
+    stream: trio.SocketStream, host: str, port: int, method: str, path: str, payload: bytes | None
+) -> None:
+    """Send one request; a JSON body if ``payload`` is not None."""
     head = f"{method} {path} HTTP/1.1\r\nHost: {host}:{port}\r\n"
     if payload is not None:
         head += f"Content-Type: application/json\r\nContent-Length: {len(payload)}\r\n"
     await stream.send_all(head.encode() + b"\r\n" + (payload or b""))
+
+
+async def read_response(stream: trio.SocketStream) -> tuple[int, dict[str, str], bytes]:
+    """The next response on ``stream``: (status, headers by lower-case name, body).
+
+    Enough HTTP/1.1 for our server's answers, which always carry a
+    Content-Length. Raises ValueError for anything else, and for a
+    connection closed before the response is complete.
+    """
     buffer = bytearray()
     while (end := buffer.find(b"\r\n\r\n")) < 0:
         buffer += await _receive(stream)
@@ -108,8 +124,7 @@ async def exchange(
     body = buffer[end + 4 :]
     while len(body) < length:
         body += await _receive(stream)
-    keep = headers.get("connection", "").lower() != "close"
-    return int(status_line.split(" ", 2)[1]), bytes(body[:length]), keep
+    return int(status_line.split(" ", 2)[1]), headers, bytes(body[:length])
 
 
 async def _receive(stream: trio.SocketStream) -> bytes:

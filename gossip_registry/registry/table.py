@@ -45,8 +45,11 @@ that holds neither version of a deleted key (it restarted, was paused, or
 the gossip missed it) would otherwise look the same as one holding the
 tombstone, get nothing from it, and take the stale live copy of the one
 peer that missed the deletion, showing the instance again (the chaos
-suite's ``rolling-restart`` found this). The whole-table ``digest`` covers
-live entries only: it says whether two replicas answer queries the same.
+suite's ``rolling-restart`` found this). The cost: a tombstone one replica
+has collected and another not yet keeps their bucket different (re-sent,
+refused by the GC floor) until the other collects it too, within one reap
+interval plus clock skew. The whole-table ``digest`` covers live entries
+only: it says whether two replicas answer queries the same.
 XOR is order-independent, so two tables with the same versions have the
 same digests however they got there, and each change updates them in O(1).
 

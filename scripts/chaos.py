@@ -3,7 +3,7 @@
 
 Usage:
     scripts/chaos.py SCENARIO [--nodes 5] [--duration 30] [--seed 1]
-        [--mode auto|netns|loopback] [--profile local] [--out DIR]
+        [--mode auto|netns|loopback] [--profile local|lan|wan] [--out DIR]
     scripts/chaos.py all [same options]     # every scenario but smoke, one after another
     scripts/chaos.py check HISTORY.jsonl    # judge a saved history again
     scripts/chaos.py list                   # the scenarios
@@ -78,7 +78,7 @@ def run_one(name: str, args: argparse.Namespace, out: Path) -> RunResult:
         seed=args.seed,
         mode=args.mode,
         out=out,
-        profile=args.profile,
+        profile=args.profile or SCENARIOS[name].profile,
     )
     result = run(options)
     publish(result)
@@ -88,8 +88,9 @@ def run_one(name: str, args: argparse.Namespace, out: Path) -> RunResult:
 def summary(results: list[RunResult], path: Path) -> None:
     """The suite's table: invariants, detection and convergence per scenario."""
     lines = [
-        "| scenario | mode | 1 | 2 | 3 | 4 | 5 | false pos | detect first/all s | converge s |",
-        "|---|---|---|---|---|---|---|---|---|---|",
+        "| scenario | mode | profile | 1 | 2 | 3 | 4 | 5 | false pos | detect first/all s "
+        "| converge s |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in results:
         marks = ["ok" if c.ok else "FAIL" for c in r.verdict.checks]
@@ -98,7 +99,7 @@ def summary(results: list[RunResult], path: Path) -> None:
             f"{d['first_s']}/{d['all_s']}" for d in figures.get("detection", {}).values()
         )
         lines.append(
-            f"| {r.options.scenario} | {r.mode} | {' | '.join(marks)} | "
+            f"| {r.options.scenario} | {r.mode} | {r.options.profile} | {' | '.join(marks)} | "
             f"{figures.get('false_positives')} | {detect or '-'} | "
             f"{figures.get('convergence_s')} |"
         )
@@ -115,7 +116,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--duration", type=float, default=30.0, help="fault length, seconds")
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--mode", choices=["auto", "netns", "loopback"], default="auto")
-    parser.add_argument("--profile", choices=["local", "lan", "wan"], default="local")
+    parser.add_argument(
+        "--profile",
+        choices=["local", "lan", "wan"],
+        default=None,
+        help="default: the scenario's own (lan for the loss scenarios, local for the rest)",
+    )
     parser.add_argument("--out", type=Path, default=ROOT / "chaos-results")
     args = parser.parse_args(argv)
     if args.what not in (*SCENARIOS, "all", "check", "list"):
@@ -136,7 +142,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     if args.what == "list":
         for s in SCENARIOS.values():
-            print(f"{s.name:16} {s.description}")
+            print(f"{s.name:16} {s.profile:6} {s.description}")
         return 0
     if args.what == "check":
         verdict = check_history(load_history(args.file))

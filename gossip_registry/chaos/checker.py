@@ -14,9 +14,13 @@ seen (the protocol's own counters are the complement; the report shows them).
    acknowledged as deregistered since, whose owner is up at the end, is on
    every up node within ``converge_bound`` of the heal and still there at the
    end. Unanswered operations are uncertain and judged neither way.
-3. No resurrection: once a node has seen a deregistered entry (or an entry
-   of a node down for good) gone, it never sees it again, and no up node
-   holds one at the end, unless it was registered again.
+3. No resurrection: once a node has shown an entry and then, after it was
+   deregistered (or its node went down for good), shown it gone, it never
+   shows it again; and no up node holds one at the end, unless it was
+   registered again. A node that never showed the entry and learns it late
+   (the deletion could not reach it yet: a partition, a pause) reads stale,
+   which is eventual consistency, not a resurrection; the end check still
+   requires the deletion to arrive.
 4. Convergence: within ``converge_bound`` of the heal one sweep finds every
    up node answering, seeing every up node alive and holding the same digest;
    the last sweep too.
@@ -228,6 +232,7 @@ def _no_resurrection(run: _Run) -> Check:
     _, gone, _ = _acked(run)
     problems = []
     for node in run.nodes:
+        shown: set[str] = set()
         seen_gone: set[str] = set()
         for o in run.obs:
             if o["node"] != node or o.get("ids") is None:
@@ -237,10 +242,12 @@ def _no_resurrection(run: _Run) -> Check:
                 if o["t"] < since:
                     continue
                 if entry not in present:
-                    seen_gone.add(entry)
+                    if entry in shown:
+                        seen_gone.add(entry)
                 elif entry in seen_gone:
                     problems.append(f"{entry} back on {node} at {o['t']:.1f}s (gone {since:.1f}s)")
                     seen_gone.discard(entry)
+            shown |= present
     for node in run.up_at_end:
         last = _last_obs(run, node)
         lingering = sorted(set(gone) & set(last["ids"])) if last is not None else []

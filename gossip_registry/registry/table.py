@@ -15,10 +15,12 @@ Two rules narrow the merge, both about versions that must not come back:
 
 - Fences. When membership declares owner X dead or left at incarnation i,
   ``fence(X, i, now)`` drops every live version X wrote at incarnation <= i
-  and rejects such versions from then on (X's tombstones stay, so its
-  deletions still win if X turns out alive); a live X re-asserts what it
-  still holds under a higher incarnation. ``fence`` only raises a fence;
-  ``set_fence`` moves it either way.
+  and rejects such live versions from then on; a live X re-asserts what it
+  still holds under a higher incarnation. X's tombstones are kept and still
+  accepted, so its deletions win if X turns out alive, and so every replica
+  ends up holding the same deletions whenever it raised its fence (see the
+  bucket digests below). ``fence`` only raises a fence; ``set_fence`` moves
+  it either way.
 - GC floors. Tombstones cannot be kept forever. ``collect(now, horizon)``
   drops tombstones older than ``horizon`` and remembers, per owner, the
   highest stamp it dropped. A version for a key the table no longer holds,
@@ -36,11 +38,20 @@ within it.
 
 Anti-entropy support: the table is split into ``buckets`` by a hash of the key
 that is stable across processes (blake2b, never Python's salted ``hash``).
-Each bucket keeps the XOR of its live entries' digests, as does the whole
-table; peers compare the table digest, then the bucket digests, then exchange
-only the entries of buckets that differ. XOR is order-independent, so two
-tables with the same live entries have the same digests however they got
-there, and each change updates them in O(1).
+Each bucket keeps the XOR of the digests of every version it stores,
+tombstones included; peers compare the bucket digests, then exchange only
+the entries of buckets that differ. Tombstones must count there: a replica
+that holds neither version of a deleted key (it restarted, was paused, or
+the gossip missed it) would otherwise look the same as one holding the
+tombstone, get nothing from it, and take the stale live copy of the one
+peer that missed the deletion, showing the instance again (the chaos
+suite's ``rolling-restart`` found this). The cost: a tombstone one replica
+has collected and another not yet keeps their bucket different (re-sent,
+refused by the GC floor) until the other collects it too, within one reap
+interval plus clock skew. The whole-table ``digest`` covers live entries
+only: it says whether two replicas answer queries the same.
+XOR is order-independent, so two tables with the same versions have the
+same digests however they got there, and each change updates them in O(1).
 
 Rules: pure. No time, sockets, trio or global random; ``now`` is passed in.
 Imports nothing from the package outside ``registry``. All indexes are
@@ -169,9 +180,8 @@ class RegistryTable:
 
         Tombstones are left out so that two replicas serving the same live
         view agree even if one has already collected tombstones the other
-        still holds; a tombstone still reaches a replica holding the live
-        version it beats, because that live version makes their digests
-        differ.
+        still holds (``/v1/status`` shows it). Anti-entropy compares
+        ``bucket_digests`` instead, which count tombstones.
         """
         return self._digest
 
@@ -190,7 +200,12 @@ class RegistryTable:
         return value % self._buckets
 
     def bucket_digests(self) -> tuple[int, ...]:
-        """Per bucket, the XOR of its live entries' digests."""
+        """Per bucket, the XOR of the digests of every version it stores, tombstones included.
+
+        Unlike ``digest``: these say whether two replicas hold the same
+        versions, which is what anti-entropy repairs. A replica lacking a
+        deletion differs from one holding it even when neither shows the key.
+        """
         return tuple(self._bucket_digests)
 
     def entries_in(self, buckets: Iterable[int]) -> list[Entry]:
@@ -223,7 +238,8 @@ class RegistryTable:
         - it is strictly newer (``Entry.order``) than the stored version of its
           key, if any; equal or older is a no-op, which is what makes
           re-delivery harmless;
-        - its owner is not fenced at or above its ``owner_incarnation``;
+        - it is a tombstone, or its owner is not fenced at or above its
+          ``owner_incarnation`` (a deletion can never bring anything back);
         - its key is held, or its stamp is above its owner's GC floor.
 
         Returns:
@@ -235,7 +251,7 @@ class RegistryTable:
         key = entry.key
         stored = self._entries.get(key)
         fence = self._fences.get(entry.owner)
-        if fence is not None and entry.owner_incarnation <= fence[0]:
+        if fence is not None and not entry.deleted and entry.owner_incarnation <= fence[0]:
             return False, stored
         if stored is None:
             floor = self._floors.get(entry.owner)
@@ -266,10 +282,12 @@ class RegistryTable:
         """Drop and from now on reject every version ``owner`` wrote at ``incarnation`` or below.
 
         Called when membership declares ``owner`` dead or left at
-        ``incarnation``. Its tombstones stay (invisible, collected at the
-        horizon like any other): the verdict may rest on a stale incarnation,
-        and when the owner turns out alive at one we fenced, its deletions
-        must still beat the older live copies that peers send back.
+        ``incarnation``. Its tombstones stay, and more are still accepted
+        (invisible, collected at the horizon like any other): the verdict may
+        rest on a stale incarnation, and when the owner turns out alive at
+        one we fenced, its deletions must still beat the older live copies
+        that peers send back. Accepting them also keeps the bucket digests of
+        replicas that fenced at different moments equal.
 
         Args:
             owner: the member's name, as in ``Entry.owner``.
@@ -373,6 +391,7 @@ class RegistryTable:
         self._entries[key] = entry
         self._by_owner.setdefault(entry.owner, {})[key] = entry
         self._bucket_entries[bucket][key] = entry
+        self._bucket_digests[bucket] ^= entry.digest
         if entry.deleted:
             self._tombstones[key] = entry
         else:
@@ -380,7 +399,6 @@ class RegistryTable:
             self._live_per_owner[entry.owner] = self._live_per_owner.get(entry.owner, 0) + 1
             self._live_sorted.pop(entry.service, None)
             self._digest ^= entry.digest
-            self._bucket_digests[bucket] ^= entry.digest
 
     def _unindex(self, entry: Entry, bucket: int) -> None:
         """Remove ``entry`` from every index but the main map (the caller replaces or deletes)."""
@@ -390,6 +408,7 @@ class RegistryTable:
         if not mine:
             del self._by_owner[entry.owner]
         del self._bucket_entries[bucket][key]
+        self._bucket_digests[bucket] ^= entry.digest
         if entry.deleted:
             del self._tombstones[key]
         else:
@@ -404,7 +423,6 @@ class RegistryTable:
             else:
                 del self._live_per_owner[entry.owner]
             self._digest ^= entry.digest
-            self._bucket_digests[bucket] ^= entry.digest
 
     def __repr__(self) -> str:
         return (

@@ -95,9 +95,9 @@ def check_invariants(node: Protocol, wall: float) -> None:
     total, buckets = 0, [0] * table.buckets
     owners: dict[str, int] = {}
     for entry in table.entries():
+        buckets[table.bucket_of(entry.key)] ^= entry.digest  # tombstones too
         if not entry.deleted:
             total ^= entry.digest
-            buckets[table.bucket_of(entry.key)] ^= entry.digest
             owners[entry.owner] = owners.get(entry.owner, 0) + 1
     assert table.digest == total
     assert table.bucket_digests() == tuple(buckets)

@@ -87,9 +87,9 @@ def lww(versions: Iterable[Entry]) -> list[Entry]:
 def recomputed_digests(table: RegistryTable) -> tuple[int, tuple[int, ...]]:
     total, per_bucket = 0, [0] * table.buckets
     for version in table.entries():
+        per_bucket[table.bucket_of(version.key)] ^= version.digest  # tombstones too
         if not version.deleted:
             total ^= version.digest
-            per_bucket[table.bucket_of(version.key)] ^= version.digest
     return total, tuple(per_bucket)
 
 

@@ -127,6 +127,16 @@ def test_a_deregistered_entry_that_comes_back_is_a_resurrection() -> None:
     assert "3" in failed(events)
 
 
+def test_a_deregistered_entry_a_node_never_held_may_arrive_late_but_must_go() -> None:
+    # n3 missed the registration; a peer cut off from the deletion hands it over late.
+    events = good_history()
+    events[5] = obs(2.02, 1, "n3", ["a"])  # n3 never shows b before its deletion
+    events[N3_AFTER_HEAL] = obs(6.02, 3, "n3", ["a", "b"])
+    assert failed(events) == set()
+    events[-2] = obs(7.02, 4, "n3", ["a", "b"])  # but it must not keep it
+    assert "3" in failed(events)
+
+
 def test_a_re_registered_entry_may_come_back() -> None:
     events = good_history()
     events.insert(-5, op("register", "b", 5.5, node="n2"))

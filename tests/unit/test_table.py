@@ -67,6 +67,7 @@ def assert_indexes_match_a_full_scan(table: RegistryTable) -> None:
     per_bucket = [0] * table.buckets
     for e in live:
         digest ^= e.digest
+    for e in stored:  # the bucket digests cover tombstones as well
         per_bucket[expected_bucket(e.key, table.buckets)] ^= e.digest
     assert table.digest == digest
     assert table.bucket_digests() == tuple(per_bucket)
@@ -248,6 +249,31 @@ def test_fence_rejects_the_owners_fenced_versions_later_but_accepts_higher_incar
     reasserted = entry(owner="node-x", incarnation=3, at=T0 + 10)
     assert table.merge(reasserted) == (True, None)
     assert table.merge(entry(owner="node-y", incarnation=0, at=T0 + 20))[0]
+
+
+def test_a_fenced_owners_deletions_are_still_accepted() -> None:
+    # Replicas that fenced at different moments must still end up with the same
+    # deletions, or their bucket digests would differ until the horizon.
+    table = RegistryTable()
+    table.fence("node-x", 2, T0)
+    deletion = entry(owner="node-x", incarnation=2, at=T0 + 10, deleted=True)
+    assert table.merge(deletion) == (True, None)
+    assert table.merge(entry(owner="node-x", incarnation=2, at=T0 + 20)) == (False, deletion)
+    assert table.live("web") == []
+    assert_indexes_match_a_full_scan(table)
+
+
+def test_bucket_digests_tell_a_deletion_from_nothing_but_the_digest_does_not() -> None:
+    # A replica that never heard of a deletion must see a difference in that
+    # bucket, or anti-entropy never sends it the tombstone (the chaos suite's
+    # rolling-restart: the stale live copy of a peer that missed it came back).
+    knows, empty = RegistryTable(), RegistryTable()
+    tombstone = entry(at=T0 + 1, deleted=True)
+    knows.merge(tombstone)
+    assert knows.digest == empty.digest
+    bucket = knows.bucket_of(tombstone.key)
+    assert knows.bucket_digests()[bucket] != empty.bucket_digests()[bucket]
+    assert knows.entries_in([bucket]) == [tombstone]
 
 
 def test_a_fence_never_goes_down() -> None:

@@ -20,7 +20,10 @@ seen (the protocol's own counters are the complement; the report shows them).
    registered again. A node that never showed the entry and learns it late
    (the deletion could not reach it yet: a partition, a pause) reads stale,
    which is eventual consistency, not a resurrection; the end check still
-   requires the deletion to arrive.
+   requires the deletion to arrive. Answers flagged stale (self-preservation
+   keeps the entries of members it doubts are dead, and says so) are not
+   counted: the flag is the registry telling the client the owner may be
+   gone. The history keeps them (``stale_ids``) and the figures count them.
 4. Convergence: within ``converge_bound`` of the heal one sweep finds every
    up node answering, seeing every up node alive and holding the same digest;
    the last sweep too.
@@ -156,6 +159,7 @@ def check_history(events: list[Event]) -> Verdict:
     """Every invariant's verdict, and the figures (detection, convergence, false positives)."""
     run = _Run(events)
     figures: dict[str, Any] = {"heal_s": run.heal}
+    figures["stale_answers"] = sum(len(o.get("stale_ids") or ()) for o in run.obs)
     checks = [
         _false_positives(run, figures),
         _nothing_lost(run),

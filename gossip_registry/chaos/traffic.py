@@ -58,7 +58,10 @@ class Observer:
                 event["digest"] = status[1]["digest"]
             found = await http.request(host, port, "GET", f"/v1/services/{SERVICE}?passing=false")
             if found is not None and found[0] == 200:
-                event["ids"] = sorted(x["id"] for x in found[1])
+                # Stale answers (self-preservation) carry a flag that tells the client the
+                # owner may be gone: recorded apart, and judged apart by the checker.
+                event["ids"] = sorted(x["id"] for x in found[1] if not x.get("stale"))
+                event["stale_ids"] = sorted(x["id"] for x in found[1] if x.get("stale"))
         self.cluster.history.write(event)
         self.last[event["node"]] = event
 

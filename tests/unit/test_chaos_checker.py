@@ -137,6 +137,14 @@ def test_a_deregistered_entry_a_node_never_held_may_arrive_late_but_must_go() ->
     assert "3" in failed(events)
 
 
+def test_an_entry_shown_again_flagged_stale_is_not_a_resurrection() -> None:
+    # Self-preservation: n3 shows b again, but flagged stale (the history keeps it apart).
+    events = good_history()
+    events[N3_AFTER_HEAL] = obs(6.02, 3, "n3", ["a"]) | {"stale_ids": ["b"]}
+    assert failed(events) == set()
+    assert check_history(events).figures["stale_answers"] == 1
+
+
 def test_a_re_registered_entry_may_come_back() -> None:
     events = good_history()
     events.insert(-5, op("register", "b", 5.5, node="n2"))

@@ -235,7 +235,11 @@ def test_five_agents_share_registrations_and_handle_crash_restart_and_sigterm(
     # A registration on n3 is returned by every node.
     before = time.time_ns()
     body = {"name": "web", "id": "w3", "port": 9003}
-    assert api(http["n3"], "/v1/services", "PUT", json=body) == {"id": "w3", "name": "web", "checks": []}
+    assert api(http["n3"], "/v1/services", "PUT", json=body) == {
+        "id": "w3",
+        "name": "web",
+        "checks": [],
+    }
     processes.eventually(
         lambda: all(instance_ids(p, "web") == ["w3"] for p in everywhere),
         "w3 on every node",

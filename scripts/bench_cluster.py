@@ -120,7 +120,10 @@ import trio  # noqa: E402  (after the re-execution: this Python may not have it)
 
 from gossip_registry.harness.http11 import HttpClient  # noqa: E402
 from gossip_registry.harness.processes import agent_argv, spawn, stop_processes  # noqa: E402
-from gossip_registry.harness.sigterm import interrupt_on_sigterm  # noqa: E402
+from gossip_registry.harness.sigterm import (  # noqa: E402
+    interrupt_on_sigterm,
+    run_interruptible,
+)
 
 FIGURES = (
     "join_s",
@@ -813,20 +816,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return args
 
 
-def _terminate(signum: int, frame: object) -> None:
-    """SIGTERM outside ``trio.run`` acts as Ctrl-C: the ``finally`` blocks stop every agent."""
-    raise KeyboardInterrupt
-
-
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    signal.signal(signal.SIGTERM, _terminate)
-    try:
-        return bench(args)
-    except* KeyboardInterrupt:  # trio may deliver it inside a group
-        pass
-    print("interrupted; every agent was stopped", flush=True)
-    return 130
+    return run_interruptible(lambda: bench(args), "every agent was stopped")
 
 
 def bench(args: argparse.Namespace) -> int:

@@ -94,7 +94,10 @@ from bench_cluster import (  # noqa: E402  (scripts/ is not a package)
 
 from gossip_registry.client import AsyncRegistryClient, CallFailed, Instance  # noqa: E402
 from gossip_registry.harness.processes import KILL_WAIT  # noqa: E402
-from gossip_registry.harness.sigterm import interrupt_on_sigterm  # noqa: E402
+from gossip_registry.harness.sigterm import (  # noqa: E402
+    interrupt_on_sigterm,
+    sigterm_as_ctrl_c,
+)
 
 SERVICE = "bench-failover"
 CHECK_INTERVAL = 1.0
@@ -509,14 +512,9 @@ def _say(message: str) -> None:
     print(message, flush=True)
 
 
-def _terminate(signum: int, frame: object) -> None:
-    """SIGTERM outside ``trio.run`` acts as Ctrl-C: the ``finally`` blocks stop every process."""
-    raise KeyboardInterrupt
-
-
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    signal.signal(signal.SIGTERM, _terminate)
+    sigterm_as_ctrl_c()
     print(f"command: {' '.join([Path(sys.argv[0]).name, *sys.argv[1:]])}", flush=True)
     print(f"machine: {os.cpu_count()} cores; python {sys.version.split()[0]}", flush=True)
     started = time.monotonic()

@@ -56,7 +56,6 @@ import argparse
 import json
 import os
 import resource
-import signal
 import statistics
 import subprocess
 import sys
@@ -87,7 +86,10 @@ from watchgen import SPARE_FILES, current_index  # noqa: E402
 
 from gossip_registry.harness.http11 import HttpClient  # noqa: E402
 from gossip_registry.harness.processes import spawn, stop_processes  # noqa: E402
-from gossip_registry.harness.sigterm import interrupt_on_sigterm  # noqa: E402
+from gossip_registry.harness.sigterm import (  # noqa: E402
+    interrupt_on_sigterm,
+    run_interruptible,
+)
 
 WATCHGEN = SCRIPTS / "watchgen.py"
 SERVICE = "web"
@@ -345,20 +347,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return args
 
 
-def _terminate(signum: int, frame: object) -> None:
-    """SIGTERM outside ``trio.run`` acts as Ctrl-C: the ``finally`` blocks stop every process."""
-    raise KeyboardInterrupt
-
-
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    signal.signal(signal.SIGTERM, _terminate)
-    try:
-        return bench(args)
-    except* KeyboardInterrupt:  # trio may deliver it inside a group
-        pass
-    print("interrupted; every process was stopped", flush=True)
-    return 130
+    return run_interruptible(lambda: bench(args), "every process was stopped")
 
 
 def bench(args: argparse.Namespace) -> int:

@@ -33,7 +33,6 @@ if __name__ == "__main__":
         os.execv(python, [str(python), __file__, *sys.argv[1:]])
 
 import argparse  # noqa: E402
-import signal  # noqa: E402
 import time  # noqa: E402
 
 from gossip_registry.chaos.checker import Verdict, check_history  # noqa: E402
@@ -45,6 +44,7 @@ from gossip_registry.chaos.report import (  # noqa: E402
 )
 from gossip_registry.chaos.runner import ChaosError, RunOptions, RunResult, run  # noqa: E402
 from gossip_registry.chaos.scenarios import SCENARIOS, SUITE  # noqa: E402
+from gossip_registry.harness.sigterm import sigterm_as_ctrl_c  # noqa: E402
 
 
 def print_verdict(verdict: Verdict) -> None:
@@ -133,11 +133,6 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     return args
 
 
-def _terminate(signum: int, frame: object) -> None:
-    """SIGTERM acts as Ctrl-C: the runner's ``finally`` stops agents and removes namespaces."""
-    raise KeyboardInterrupt
-
-
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     if args.what == "list":
@@ -149,7 +144,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{args.file}: {'PASS' if verdict.ok else 'FAIL'}")
         print_verdict(verdict)
         return 0 if verdict.ok else 1
-    signal.signal(signal.SIGTERM, _terminate)
+    sigterm_as_ctrl_c()
     names = SUITE if args.what == "all" else [args.what]
     stamp = time.strftime("%Y%m%d-%H%M%S")
     results = []

@@ -11,11 +11,12 @@ from __future__ import annotations
 
 import signal
 from collections.abc import Awaitable, Callable
+from types import FrameType
 from typing import TypeVar
 
 import trio
 
-__all__ = ["interrupt_on_sigterm"]
+__all__ = ["interrupt_on_sigterm", "run_interruptible", "sigterm_as_ctrl_c"]
 
 T = TypeVar("T")
 
@@ -39,3 +40,24 @@ async def interrupt_on_sigterm(work: Callable[[], Awaitable[T]]) -> T:
     if terminated or not results:
         raise KeyboardInterrupt
     return results[0]
+
+
+def _raise_interrupt(signum: int, frame: FrameType | None) -> None:
+    raise KeyboardInterrupt
+
+
+def sigterm_as_ctrl_c() -> None:
+    """Outside ``trio.run``, make SIGTERM raise KeyboardInterrupt, so the ``finally`` blocks
+    that stop agents and remove namespaces run for it as they do for Ctrl-C."""
+    signal.signal(signal.SIGTERM, _raise_interrupt)
+
+
+def run_interruptible(main: Callable[[], int], stopped: str) -> int:
+    """``main()``'s exit status, or 130 after Ctrl-C or SIGTERM (saying ``stopped``)."""
+    sigterm_as_ctrl_c()
+    try:
+        return main()
+    except* KeyboardInterrupt:  # trio may deliver it inside a group
+        pass
+    print(f"interrupted; {stopped}", flush=True)
+    return 130

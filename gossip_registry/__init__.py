@@ -1,3 +1,54 @@
-"""gossip_registry: a service registry replicated to every node by SWIM gossip."""
+"""gossip_registry: a service registry replicated to every node by SWIM gossip.
 
-__all__: list[str] = []
+The public API, importable from here. Names load on first use (PEP 562), so
+that ``import gossip_registry.core`` (pure, used by the simulator) does not
+pull in trio, httpx or the HTTP server.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from gossip_registry.client import AsyncRegistryClient, RegistryClient
+    from gossip_registry.keyring import Keyring
+    from gossip_registry.node import MemberView, Node, NodeConfig, open_node
+    from gossip_registry.registry.entry import Entry, Health
+    from gossip_registry.registry.health import CheckSpec
+    from gossip_registry.threaded import ThreadedNode
+
+_HOMES = {
+    "AsyncRegistryClient": "gossip_registry.client",
+    "RegistryClient": "gossip_registry.client",
+    "Keyring": "gossip_registry.keyring",
+    "MemberView": "gossip_registry.node",
+    "Node": "gossip_registry.node",
+    "NodeConfig": "gossip_registry.node",
+    "open_node": "gossip_registry.node",
+    "Entry": "gossip_registry.registry.entry",
+    "Health": "gossip_registry.registry.entry",
+    "CheckSpec": "gossip_registry.registry.health",
+    "ThreadedNode": "gossip_registry.threaded",
+}
+
+__all__ = [
+    "AsyncRegistryClient",
+    "CheckSpec",
+    "Entry",
+    "Health",
+    "Keyring",
+    "MemberView",
+    "Node",
+    "NodeConfig",
+    "RegistryClient",
+    "ThreadedNode",
+    "open_node",
+]
+
+
+def __getattr__(name: str) -> Any:
+    home = _HOMES.get(name)
+    if home is None:
+        raise AttributeError(f"module 'gossip_registry' has no attribute {name!r}")
+    return getattr(importlib.import_module(home), name)

@@ -20,8 +20,9 @@ the effects out, in order:
 drives the node as it drives trio. Everything the node runs lives in one
 nursery opened by ``run``: the UDP receive and send loops, the TCP accept
 loop and its connection tasks, the timer task, stream tasks, the snapshot
-writer, the background join, the HTTP API. Cancelling ``run`` stops all of
-it; its ``finally`` writes the last snapshot and closes both sockets.
+writer (``snapshot_writer.py``), the background join, the HTTP API.
+Cancelling ``run`` stops all of it; its ``finally`` writes the last snapshot
+and closes both sockets.
 
 Gossip encryption (``keyring.py``): with a keyring the transport seals and
 opens every datagram and frame, the core leaves ``SEAL_OVERHEAD`` bytes of
@@ -91,7 +92,8 @@ from gossip_registry.owned_nursery import close_owned_nursery
 from gossip_registry.registry.entry import Entry, EntryKey, Health
 from gossip_registry.registry.health import CheckSpec, assign_check_ids, initial_states, worst
 from gossip_registry.registry.preservation import Preservation, PreservationConfig
-from gossip_registry.snapshot import Snapshot, load_snapshot, write_snapshot
+from gossip_registry.snapshot import Snapshot, load_snapshot
+from gossip_registry.snapshot_writer import SnapshotWriter
 from gossip_registry.traffic import WireTraffic
 from gossip_registry.transport import DEFAULT_TCP_TIMEOUT, Transport, open_transport
 from gossip_registry.watch import CATALOG, MEMBERS, ChangeIndex
@@ -100,12 +102,6 @@ __all__ = ["MemberView", "Node", "NodeConfig", "open_node"]
 
 logger = logging.getLogger("gossip_registry")
 
-SNAPSHOT_MIN_INTERVAL = 1.0
-"""Seconds between snapshot writes at most: a burst of registrations costs one write."""
-SNAPSHOT_MEMBERS_INTERVAL = 30.0
-"""Seconds between snapshot writes when only the member list may have changed."""
-SNAPSHOT_SHUTDOWN_TIMEOUT = 5.0
-"""Bound on the last write at shutdown, so a hung disk cannot keep the node alive."""
 JOIN_ATTEMPTS = 6
 """Background joins tried (with doubling backoff) while no seed answers: peers may start later."""
 JOIN_BACKOFF = 1.0
@@ -399,10 +395,8 @@ class Node:
         self._preservation = Preservation(config.self_preservation)
         self._preservation_sleep: trio.CancelScope | None = None
         self._preservation_dirty = False
-        # Snapshot bookkeeping (only with data_dir).
-        self._snapshot_wanted: trio.Event | None = None
-        self._snapshot_incarnation: int | None = None
-        self._snapshot_written: Snapshot | None = None
+        # Snapshot writes (snapshot_writer.py); only with data_dir, once the core exists.
+        self._snapshots: SnapshotWriter | None = None
         # The nursery opened by __aenter__.
         self._context: trio.Nursery | None = None
         self._context_manager: Any = None
@@ -497,6 +491,8 @@ class Node:
                 meta=config.meta,
                 entries=snapshot.entries if snapshot is not None else (),
             )
+            if config.data_dir is not None:
+                self._snapshots = SnapshotWriter(config.data_dir, self.name, protocol, self._checks)
             async with trio.open_nursery() as nursery:
                 # Running before any input can arrive: effects are never
                 # dropped while the core lives (a lost timer would stall it).
@@ -511,13 +507,11 @@ class Node:
                 await nursery.start(self._checks.run)
                 if snapshot is not None:
                     self._restore_checks(snapshot)
-                if config.data_dir is not None:
+                if self._snapshots is not None:
                     # Write at once: the file must hold this life's incarnation
                     # before anything else, or a crash now would let the next
                     # life start at the incarnation this one already used.
-                    self._snapshot_wanted = trio.Event()
-                    self._snapshot_wanted.set()
-                    nursery.start_soon(self._snapshot_loop, config.data_dir)
+                    self._snapshots.start(nursery)
                 if config.http is not None:
                     from gossip_registry.api.http import serve_http  # lazy: optional dependency
 
@@ -556,12 +550,8 @@ class Node:
             self._index.close()
             self.events.close()
             try:
-                if config.data_dir is not None and self._protocol is not None:
-                    with (
-                        trio.CancelScope(shield=True),
-                        trio.move_on_after(SNAPSHOT_SHUTDOWN_TIMEOUT),
-                    ):
-                        await self._save_snapshot(config.data_dir, abandon_on_cancel=True)
+                if self._snapshots is not None:
+                    await self._snapshots.save_last()
             finally:
                 transport.close()
                 self._stopped.set()
@@ -974,12 +964,8 @@ class Node:
         if self._progress is not None:
             self._progress.set()
             self._progress = None
-        if (
-            self._snapshot_wanted is not None
-            and self._protocol is not None
-            and self._protocol.incarnation != self._snapshot_incarnation
-        ):
-            self._snapshot_wanted.set()
+        if self._snapshots is not None:
+            self._snapshots.effects_applied()
 
     async def _stream_request(self, request: StreamRequest) -> None:
         assert self._transport is not None
@@ -1016,8 +1002,8 @@ class Node:
         self._index.changed(
             (service, CATALOG) if event.old is None or event.new is None else (service,)
         )
-        if self._snapshot_wanted is not None and any(e.owner == self.name for e in entries):
-            self._snapshot_wanted.set()
+        if self._snapshots is not None and any(e.owner == self.name for e in entries):
+            self._snapshots.entries_changed()
 
     def _on_member_changed(self, event: MemberChanged) -> None:
         """Feed self-preservation: deaths (not leaves, not old news) and returns."""
@@ -1075,50 +1061,6 @@ class Node:
             write_keyring_file(keys.path, keys.keyring)
         except OSError as exc:
             logger.error("could not write the keyring file %s: %s", keys.path, exc)
-
-    # ----------------------------------------------------------- snapshot
-
-    def _snapshot(self) -> Snapshot:
-        protocol = self._protocol
-        assert protocol is not None
-        members = sorted(
-            (r.name, r.addr[0], r.addr[1])
-            for r in protocol.members
-            if r.name != self.name and r.state in _ACTIVE
-        )
-        return Snapshot(
-            self.name,
-            protocol.incarnation,
-            tuple(members),
-            tuple(protocol.own_entries()),
-            tuple(sorted(self._checks.specs().items())),
-        )
-
-    async def _save_snapshot(self, data_dir: Path, *, abandon_on_cancel: bool = False) -> None:
-        """Write the snapshot in a worker thread unless it is unchanged; errors are logged."""
-        snapshot = self._snapshot()
-        self._snapshot_incarnation = snapshot.incarnation
-        if snapshot == self._snapshot_written:
-            return
-        try:
-            await trio.to_thread.run_sync(
-                write_snapshot, data_dir, snapshot, abandon_on_cancel=abandon_on_cancel
-            )
-        except OSError as exc:
-            logger.error("could not write the snapshot in %s: %s", data_dir, exc)
-            return
-        self._snapshot_written = snapshot
-
-    async def _snapshot_loop(self, data_dir: Path) -> None:
-        """Write when our entries or incarnation change (at most every SNAPSHOT_MIN_INTERVAL)
-        and every SNAPSHOT_MEMBERS_INTERVAL for the member list."""
-        while True:
-            with trio.move_on_after(SNAPSHOT_MEMBERS_INTERVAL):
-                assert self._snapshot_wanted is not None
-                await self._snapshot_wanted.wait()
-            self._snapshot_wanted = trio.Event()
-            await self._save_snapshot(data_dir)
-            await trio.sleep(SNAPSHOT_MIN_INTERVAL)
 
     # -------------------------------------------------------- health checks
 

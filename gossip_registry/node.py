@@ -24,10 +24,11 @@ writer (``snapshot_writer.py``), the background join, the HTTP API.
 Cancelling ``run`` stops all of it; its ``finally`` writes the last snapshot
 and closes both sockets.
 
-Gossip encryption (``keyring.py``): with a keyring the transport seals and
-opens every datagram and frame, the core leaves ``SEAL_OVERHEAD`` bytes of
-room in each packet, and keyring frames from peers are answered here
-(``key_management.py``) before the core sees them.
+Gossip encryption (``keyring.py``, set up by ``gossip_encryption.py``): with
+a keyring the transport seals and opens every datagram and frame, the core
+leaves ``SEAL_OVERHEAD`` bytes of room in each packet, and keyring frames
+from peers are answered here (``key_management.py``) before the core sees
+them.
 
 Public methods are called from tasks in the same trio run (the embedding
 API, the HTTP API); ``threaded.py`` offers them to plain threads.
@@ -84,10 +85,9 @@ from gossip_registry.core.messages import Address, Alive, MemberState
 from gossip_registry.core.protocol import Protocol
 from gossip_registry.events import EventBus
 from gossip_registry.faultinject import FaultFilter
+from gossip_registry.gossip_encryption import GossipEncryption
 from gossip_registry.health import CheckRunner
-from gossip_registry.key_management import KeyManager
-from gossip_registry.keyring import SEAL_OVERHEAD, GossipSeal, Keyring
-from gossip_registry.keyring_file import keyring_path, node_keyring, write_keyring_file
+from gossip_registry.keyring import SEAL_OVERHEAD, Keyring
 from gossip_registry.owned_nursery import close_owned_nursery
 from gossip_registry.registry.entry import Entry, EntryKey, Health
 from gossip_registry.registry.health import CheckSpec, assign_check_ids, initial_states, worst
@@ -358,22 +358,12 @@ class Node:
                 f"max_checks_per_node: must be an integer >= 0, got {config.max_checks_per_node!r}"
             )
         # --- gossip encryption: the keyring the node runs with, and what it accepts.
-        self._keys: KeyManager | None = None
-        self._seal: GossipSeal | None = None
-        keyring = node_keyring(config.keyring, config.data_dir)  # KeyringError is a ValueError
-        if keyring is not None:
-            if not (config.gossip_encrypt_outgoing or config.gossip_allow_plaintext):
-                raise ValueError(
-                    "gossip_encrypt_outgoing = false needs gossip_allow_plaintext = true: "
-                    "a node sending plaintext must accept it from its peers too"
-                )
-            path = None if config.data_dir is None else keyring_path(config.data_dir)
-            self._keys = KeyManager(keyring, path)
-            self._seal = GossipSeal(
-                keyring,
-                verify_incoming=not config.gossip_allow_plaintext,
-                encrypt_outgoing=config.gossip_encrypt_outgoing,
-            )
+        self._encryption = GossipEncryption.from_config(
+            config.keyring,
+            config.data_dir,
+            allow_plaintext=config.gossip_allow_plaintext,
+            encrypt_outgoing=config.gossip_encrypt_outgoing,
+        )
         self.config = config
         self.name = config.name
         self.gossip_addr = config.bind
@@ -450,8 +440,9 @@ class Node:
         if config.data_dir is not None:
             snapshot = await trio.to_thread.run_sync(load_snapshot, config.data_dir, self.name)
         protocol_config = config.protocol
-        if self._keys is not None:
-            await trio.to_thread.run_sync(self._keys_save_first)
+        encryption = self._encryption
+        if encryption is not None:
+            await trio.to_thread.run_sync(encryption.save_first)
         transport = await open_transport(
             config.bind[0],
             config.bind[1],
@@ -469,9 +460,9 @@ class Node:
         # --- end chaos testing ---
         try:
             # --- gossip encryption: seal below the protocol, leave room in each packet.
-            if self._seal is not None:
-                transport.seal = self._seal
-                if self._seal.encrypt_outgoing:
+            if encryption is not None:
+                transport.seal = encryption.seal
+                if encryption.seal.encrypt_outgoing:
                     protocol_config = replace(protocol_config, seal_overhead=SEAL_OVERHEAD)
             self._transport = transport
             self.gossip_addr = transport.addr
@@ -928,7 +919,10 @@ class Node:
         assert self._protocol is not None
         self.traffic.count("in", "tcp", data)
         if is_keyring_frame(data):  # key management is the node's, not the protocol's
-            return self._answer_keyring(data)
+            keyring_reply = None if self._encryption is None else self._encryption.answer(data)
+            if keyring_reply is None:
+                self._protocol.stats["keyring_refused"] += 1
+            return keyring_reply
         reply, effects = self._protocol.handle_stream(trio.current_time(), src, data)
         if reply is not None:
             self.traffic.count("out", "tcp", reply)
@@ -1035,32 +1029,14 @@ class Node:
             RuntimeError: the node is not running.
         """
         protocol = self._require_running()
-        if self._keys is None:
+        if self._encryption is None:
             raise ValueError("gossip encryption is not enabled on this node")
-        if self._seal is not None and not self._seal.verify_incoming:
-            raise ValueError("key rotation is refused while plaintext gossip is accepted")
         members = [
             (r.name, r.addr) for r in protocol.members if r.name != self.name and r.state in _ACTIVE
         ]
-        return await self._keys.run_everywhere(op, key, self.name, members, self.transport.request)
-
-    def _answer_keyring(self, data: bytes) -> bytes | None:
-        """A peer's key operation; only over sealed streams, so never while plaintext is let in."""
-        if self._keys is None or self._seal is None or not self._seal.verify_incoming:
-            self._protocol_or_raise().stats["keyring_refused"] += 1
-            return None
-        return self._keys.answer(data)
-
-    def _keys_save_first(self) -> None:
-        """Seed ``<data_dir>/keyring.json`` from the config on a first start; errors are logged."""
-        keys = self._keys
-        assert keys is not None
-        if keys.path is None or keys.path.exists():
-            return
-        try:
-            write_keyring_file(keys.path, keys.keyring)
-        except OSError as exc:
-            logger.error("could not write the keyring file %s: %s", keys.path, exc)
+        return await self._encryption.run_everywhere(
+            op, key, self.name, members, self.transport.request
+        )
 
     # -------------------------------------------------------- health checks
 

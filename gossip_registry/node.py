@@ -91,9 +91,10 @@ from gossip_registry.keyring import SEAL_OVERHEAD, Keyring
 from gossip_registry.owned_nursery import close_owned_nursery
 from gossip_registry.registry.entry import Entry, EntryKey, Health
 from gossip_registry.registry.health import CheckSpec, assign_check_ids, initial_states, worst
-from gossip_registry.registry.preservation import Preservation, PreservationConfig
+from gossip_registry.registry.preservation import PreservationConfig
 from gossip_registry.snapshot import Snapshot, load_snapshot
 from gossip_registry.snapshot_writer import SnapshotWriter
+from gossip_registry.stale_entries import StaleEntries
 from gossip_registry.traffic import WireTraffic
 from gossip_registry.transport import DEFAULT_TCP_TIMEOUT, Transport, open_transport
 from gossip_registry.watch import CATALOG, MEMBERS, ChangeIndex
@@ -382,9 +383,7 @@ class Node:
         self._progress: trio.Event | None = None
         # Watches: the index of each view, and self-preservation (both in their own modules).
         self._index = ChangeIndex(config.max_waiters)
-        self._preservation = Preservation(config.self_preservation)
-        self._preservation_sleep: trio.CancelScope | None = None
-        self._preservation_dirty = False
+        self._stale = StaleEntries(config.self_preservation, self._index)
         # Snapshot writes (snapshot_writer.py); only with data_dir, once the core exists.
         self._snapshots: SnapshotWriter | None = None
         # The nursery opened by __aenter__.
@@ -493,7 +492,7 @@ class Node:
                 nursery.start_soon(transport.receive_loop, self._on_datagram)
                 await nursery.start(transport.serve_streams, self._on_frame)
                 nursery.start_soon(self._timers.run, self._on_timer)
-                nursery.start_soon(self._preservation_loop)
+                nursery.start_soon(self._stale.run, protocol.members)
                 self._apply(protocol.start(trio.current_time()))
                 await nursery.start(self._checks.run)
                 if snapshot is not None:
@@ -720,10 +719,7 @@ class Node:
 
     def services(self) -> dict[str, int]:
         """Service name -> number of live instances (any health), stale ones included."""
-        counts = self._protocol_or_raise().table.services()
-        for service, stale in self._preservation.stale_counts().items():
-            counts[service] = counts.get(service, 0) + stale
-        return counts
+        return self._stale.counts(self._protocol_or_raise().table.services())
 
     def discover(
         self,
@@ -805,48 +801,14 @@ class Node:
 
     def is_stale(self, entry: Entry) -> bool:
         """True if ``entry`` is served only because self-preservation kept it (owner dead)."""
-        return self._preservation.is_stale(entry)
+        return self._stale.is_stale(entry)
 
     def stale_keys(self) -> set[EntryKey]:
         """Keys of every instance served stale now (empty outside self-preservation)."""
-        return {e.key for e in self._preservation.stale_entries()}
+        return self._stale.keys()
 
     def _instances(self, protocol: Protocol, service: str) -> list[Entry]:
-        live = protocol.table.live(service)
-        stale = self._preservation.stale(service)
-        if not stale:
-            return live
-        return sorted([*live, *stale], key=lambda e: e.instance_id)
-
-    def _preservation_status(self) -> dict[str, Any]:
-        state = self._preservation.status(trio.current_time())
-        since = state["since"]
-        if since is not None:  # monotonic -> wall clock seconds, for people and other nodes
-            state["since"] = time.time() - (trio.current_time() - since)
-        return state
-
-    def _evaluate_preservation(self) -> None:
-        protocol = self._protocol
-        assert protocol is not None
-        was_active = self._preservation.active
-        changed = self._preservation.evaluate(trio.current_time(), protocol.members.active_count)
-        self._stale_changed(changed)
-        if self._preservation.active != was_active:
-            logger.warning(
-                "self-preservation %s: %s",
-                "started" if self._preservation.active else "ended",
-                self._preservation_status(),
-            )
-        if self._preservation_sleep is not None:
-            self._preservation_sleep.deadline = self._preservation.deadline
-
-    async def _preservation_loop(self) -> None:
-        """Ends a preservation at its deadline even if no member changes meanwhile."""
-        while True:
-            with trio.CancelScope(deadline=self._preservation.deadline) as self._preservation_sleep:
-                await trio.sleep_forever()
-            self._preservation_sleep = None
-            self._evaluate_preservation()
+        return self._stale.instances(protocol.table.live(service), service)
 
     def status(self) -> dict[str, Any]:
         """name, incarnation, address, members by state, table digest (hex), counts, stats."""
@@ -870,7 +832,7 @@ class Node:
             "stats": stats,
             "index": self._index.current,
             "waiters": self._index.waiters,
-            "self_preservation": self._preservation_status(),
+            "self_preservation": self._stale.status(),
         }
 
     @property
@@ -952,9 +914,8 @@ class Node:
                 nursery.start_soon(transport.send_stream, effect.addr, effect.data)
             elif isinstance(effect, Notify):
                 self._notify(effect.event)
-        if self._preservation_dirty:
-            self._preservation_dirty = False
-            self._evaluate_preservation()
+        assert self._protocol is not None
+        self._stale.settle(self._protocol.members)
         if self._progress is not None:
             self._progress.set()
             self._progress = None
@@ -984,36 +945,18 @@ class Node:
                 event.state.label,
                 event.incarnation,
             )
-            self._on_member_changed(event)
+            self._index.changed((MEMBERS,))
+            self._stale.member_changed(event)
             return
         entries = [e for e in (event.old, event.new) if e is not None]
         service = entries[0].service  # one key, so one service
-        if event.new is not None:
-            self._preservation.entry_replaced(event.new)
-        elif event.old is not None:
-            self._preservation.entry_removed(event.old)
+        self._stale.entry_changed(event)
         # The catalog (service -> count) changes only when an instance comes or goes.
         self._index.changed(
             (service, CATALOG) if event.old is None or event.new is None else (service,)
         )
         if self._snapshots is not None and any(e.owner == self.name for e in entries):
             self._snapshots.entries_changed()
-
-    def _on_member_changed(self, event: MemberChanged) -> None:
-        """Feed self-preservation: deaths (not leaves, not old news) and returns."""
-        self._index.changed((MEMBERS,))
-        if event.state is MemberState.DEAD:
-            if event.previous in _ACTIVE:
-                self._preservation.member_died(trio.current_time(), event.name)
-                self._preservation_dirty = True
-        elif event.previous is MemberState.DEAD:
-            self._stale_changed(self._preservation.member_returned(event.name))
-            self._preservation_dirty = True
-
-    def _stale_changed(self, entries: list[Entry]) -> None:
-        """Wake the watchers of services whose stale instances appeared or went."""
-        if entries:
-            self._index.changed([CATALOG, *(e.service for e in entries)])
 
     # ------------------------------------------------------------ keyring
 

@@ -56,19 +56,7 @@ from uuid import uuid4
 
 import trio
 
-from gossip_registry.core.codec import (
-    MAX_CHECKS,
-    MAX_HOST_LEN,
-    MAX_META_PAIRS,
-    MAX_META_VALUE_LEN,
-    MAX_NAME_LEN,
-    MAX_PORT,
-    MAX_TAGS,
-    MAX_WEIGHT,
-    CodecError,
-    check_update,
-    is_keyring_frame,
-)
+from gossip_registry.core.codec import CodecError, check_update, is_keyring_frame
 from gossip_registry.core.config import ProtocolConfig
 from gossip_registry.core.effects import (
     Effect,
@@ -89,8 +77,9 @@ from gossip_registry.gossip_encryption import GossipEncryption
 from gossip_registry.health import CheckRunner
 from gossip_registry.keyring import SEAL_OVERHEAD, Keyring
 from gossip_registry.owned_nursery import close_owned_nursery
+from gossip_registry.registration import check_registration, check_specs
 from gossip_registry.registry.entry import Entry, EntryKey, Health
-from gossip_registry.registry.health import CheckSpec, assign_check_ids, initial_states, worst
+from gossip_registry.registry.health import CheckSpec, initial_states, worst
 from gossip_registry.registry.preservation import PreservationConfig
 from gossip_registry.snapshot import Snapshot, load_snapshot
 from gossip_registry.snapshot_writer import SnapshotWriter
@@ -244,51 +233,6 @@ class _JoinWait:
         self.answered += answered
         if not self.pending:
             self.done.set()
-
-
-def _check_name(what: str, value: object, limit: int = MAX_NAME_LEN) -> None:
-    if not isinstance(value, str) or not value:
-        raise ValueError(f"{what}: must be a non-empty string")
-    if len(value) > limit:
-        raise ValueError(f"{what}: must be at most {limit} characters, got {len(value)}")
-
-
-def _check_uint(what: str, value: object, maximum: int) -> None:
-    if type(value) is not int or not 0 <= value <= maximum:
-        raise ValueError(f"{what}: must be an integer 0..{maximum}, got {value!r}")
-
-
-def _check_registration(
-    service: str,
-    instance_id: str,
-    address: str,
-    port: int,
-    tags: Sequence[str],
-    meta: Mapping[str, str],
-    weight: int,
-) -> None:
-    """Reject what peers would refuse, naming the field (the codec's limits, its words)."""
-    _check_name("service", service)
-    _check_name("instance_id", instance_id)
-    _check_name("address", address, MAX_HOST_LEN)
-    _check_uint("port", port, MAX_PORT)
-    _check_uint("weight", weight, MAX_WEIGHT)
-    if isinstance(tags, str | bytes) or not isinstance(tags, Sequence):
-        raise ValueError("tags: must be a list of strings")
-    if len(tags) > MAX_TAGS:
-        raise ValueError(f"tags: at most {MAX_TAGS} tags, got {len(tags)}")
-    for tag in tags:
-        _check_name("tags", tag)
-    if not isinstance(meta, Mapping):
-        raise ValueError("meta: must be a mapping of strings to strings")
-    if len(meta) > MAX_META_PAIRS:
-        raise ValueError(f"meta: at most {MAX_META_PAIRS} pairs, got {len(meta)}")
-    for key, value in meta.items():
-        _check_name("meta key", key)
-        if not isinstance(value, str) or len(value) > MAX_META_VALUE_LEN:
-            raise ValueError(
-                f"meta[{key!r}]: must be a string of at most {MAX_META_VALUE_LEN} characters"
-            )
 
 
 def _advertise_host(bound_host: str, family: int) -> str:
@@ -662,12 +606,14 @@ class Node:
         if address is None:
             address = self.advertise_addr[0]
         meta = {} if meta is None else meta
-        _check_registration(service, instance_id, address, port, tags, meta, weight)
+        check_registration(service, instance_id, address, port, tags, meta, weight)
         try:
             health = Health(status)
         except ValueError:
             raise ValueError(f"status: must be one of {[h.value for h in Health]}") from None
-        specs = self._check_specs((service, instance_id), checks)
+        specs = check_specs(
+            (service, instance_id), checks, self._checks, self.config.max_checks_per_node
+        )
         states = initial_states(specs)
         if states:
             health = worst(s.status for s in states)
@@ -982,35 +928,6 @@ class Node:
         )
 
     # -------------------------------------------------------- health checks
-
-    def _check_specs(self, key: EntryKey, checks: Sequence[CheckSpec]) -> tuple[CheckSpec, ...]:
-        """``checks`` with ids assigned, once they pass the per-instance and per-node limits.
-
-        Raises:
-            ValueError: not CheckSpecs, too many, an id too long or in use by another instance.
-        """
-        if isinstance(checks, str | bytes) or not isinstance(checks, Sequence):
-            raise ValueError("checks: must be a list of CheckSpec")
-        if not all(isinstance(c, CheckSpec) for c in checks):
-            raise ValueError("checks: must be a list of CheckSpec")
-        if len(checks) > MAX_CHECKS:
-            raise ValueError(f"checks: at most {MAX_CHECKS} per instance, got {len(checks)}")
-        specs = assign_check_ids(key[1], checks)
-        for spec in specs:
-            assert spec.check_id is not None
-            _check_name("checks.id", spec.check_id)
-            if spec.name is not None:
-                _check_name("checks.name", spec.name)
-            owner = self._checks.owner_of(spec.check_id)
-            if owner is not None and owner != key:
-                raise ValueError(f"checks.id: {spec.check_id!r} is in use by {owner[0]}/{owner[1]}")
-        others = len(self._checks) - len(self._checks.states(key))
-        if others + len(specs) > self.config.max_checks_per_node:
-            raise ValueError(
-                f"checks: this node runs at most {self.config.max_checks_per_node} checks "
-                f"(max_checks_per_node); {others} run already, {len(specs)} more asked"
-            )
-        return specs
 
     def _restore_checks(self, snapshot: Snapshot) -> None:
         """Run again the checks of the entries the snapshot gave back, from their last states."""

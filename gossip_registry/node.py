@@ -37,13 +37,11 @@ API, the HTTP API); ``threaded.py`` offers them to plain threads.
 from __future__ import annotations
 
 import heapq
-import ipaddress
 import itertools
 import logging
 import math
 import os
 import random
-import socket
 import time
 from collections.abc import AsyncGenerator, AsyncIterator, Callable, Mapping, Sequence
 from contextlib import asynccontextmanager
@@ -56,6 +54,7 @@ from uuid import uuid4
 
 import trio
 
+from gossip_registry.advertise import advertise_host
 from gossip_registry.core.codec import CodecError, check_update, is_keyring_frame
 from gossip_registry.core.config import ProtocolConfig
 from gossip_registry.core.effects import (
@@ -235,32 +234,6 @@ class _JoinWait:
             self.done.set()
 
 
-def _advertise_host(bound_host: str, family: int) -> str:
-    """A host peers can reach when we bound a wildcard (0.0.0.0, ::) and advertise nothing.
-
-    A UDP ``connect`` sends nothing; it only asks the kernel which local
-    address routes outwards (memberlist picks a private interface address
-    instead; this needs no interface enumeration). Without a route we fall
-    back to loopback, which serves a single-host cluster, and say so.
-    """
-    try:
-        wildcard = ipaddress.ip_address(bound_host).is_unspecified
-    except ValueError:
-        return bound_host
-    if not wildcard:
-        return bound_host
-    probe = socket.socket(family, socket.SOCK_DGRAM)
-    try:
-        probe.connect(("2001:db8::1" if family == socket.AF_INET6 else "192.0.2.1", 9))
-        host = str(probe.getsockname()[0])
-    except OSError:
-        host = "::1" if family == socket.AF_INET6 else "127.0.0.1"
-    finally:
-        probe.close()
-    logger.warning("bound to %s with no advertise address; advertising %s", bound_host, host)
-    return host
-
-
 class Node:
     """One registry node in a trio program.
 
@@ -411,7 +384,7 @@ class Node:
             self.gossip_addr = transport.addr
             host, port = config.advertise or (transport.addr[0], 0)
             if config.advertise is None:
-                host = _advertise_host(host, transport.udp.family)
+                host = advertise_host(host, transport.udp.family)
             self.advertise_addr = (host, port or transport.addr[1])
             now = trio.current_time()
             protocol = self._protocol = Protocol(

@@ -13,16 +13,19 @@ the effects out, in order:
   stale ones by token.
 - ``StreamRequest`` / ``StreamSend``: one task each in the node's nursery
   (connect, write a frame, read the reply, report back).
-- ``Notify``: wakes watchers of the affected service, logs member changes,
-  marks the snapshot dirty when our own entries change.
+- ``Notify``: published on the event stream (``events.py``), wakes watchers
+  of the affected service (``watch.py``), logs member changes, feeds
+  self-preservation (``stale_entries.py``), and wakes the snapshot writer
+  when our own entries change.
 
 ``now`` is always ``trio.current_time()``, so ``trio.testing.MockClock``
 drives the node as it drives trio. Everything the node runs lives in one
 nursery opened by ``run``: the UDP receive and send loops, the TCP accept
-loop and its connection tasks, the timer task, stream tasks, the snapshot
-writer (``snapshot_writer.py``), the background join, the HTTP API.
-Cancelling ``run`` stops all of it; its ``finally`` writes the last snapshot
-and closes both sockets.
+loop and its connection tasks, the timer task, stream tasks, the
+self-preservation deadline task, the health checks (``health.py``), the
+snapshot writer (``snapshot_writer.py``), the background join, the HTTP API
+and DNS (``api/serve.py``). Cancelling ``run`` stops all of it; its
+``finally`` writes the last snapshot and closes both sockets.
 
 Gossip encryption (``keyring.py``, set up by ``gossip_encryption.py``): with
 a keyring the transport seals and opens every datagram and frame, the core
@@ -31,7 +34,9 @@ from peers are answered here (``key_management.py``) before the core sees
 them.
 
 Public methods are called from tasks in the same trio run (the embedding
-API, the HTTP API); ``threaded.py`` offers them to plain threads.
+API, the HTTP API); ``threaded.py`` offers them to plain threads. What they
+are given is checked before it reaches the core (``registration.py``), so a
+write peers would refuse fails at the caller, naming the field.
 """
 
 from __future__ import annotations
@@ -46,7 +51,6 @@ import time
 from collections.abc import AsyncGenerator, AsyncIterator, Callable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field, replace
-from functools import partial
 from pathlib import Path
 from types import TracebackType
 from typing import Any
@@ -419,23 +423,10 @@ class Node:
                     # before anything else, or a crash now would let the next
                     # life start at the incarnation this one already used.
                     self._snapshots.start(nursery)
-                if config.http is not None:
-                    from gossip_registry.api.http import serve_http  # lazy: optional dependency
+                if config.http is not None or config.dns is not None:
+                    from gossip_registry.api.serve import serve_interfaces  # lazy: optional deps
 
-                    self.http_addr = await nursery.start(serve_http, self, *config.http)
-                if config.dns is not None:  # DNS interface (api/dns.py)
-                    from gossip_registry.api.dns import serve_dns
-
-                    self.dns_addr = await nursery.start(
-                        partial(
-                            serve_dns,
-                            domain=config.dns_domain,
-                            ttl=config.dns_ttl,
-                            stats=self.dns_stats,
-                        ),
-                        self,
-                        *config.dns,
-                    )
+                    await serve_interfaces(nursery, self)
                 seeds = list(config.seeds)
                 if snapshot is not None:
                     seeds += [(h, p) for n, h, p in snapshot.members if n != self.name]

@@ -75,7 +75,7 @@ from gossip_registry.core.effects import (
 from gossip_registry.core.messages import Address, Alive, MemberState
 from gossip_registry.core.protocol import Protocol
 from gossip_registry.events import EventBus
-from gossip_registry.faultinject import FaultFilter
+from gossip_registry.faultinject import unsafe_node_faults
 from gossip_registry.gossip_encryption import GossipEncryption
 from gossip_registry.health import CheckRunner
 from gossip_registry.keyring import SEAL_OVERHEAD, Keyring
@@ -371,12 +371,7 @@ class Node:
         )
         # --- chaos testing: injected packet faults (test-only, see faultinject.py) ---
         if config.unsafe_test_faults is not None:
-            transport.faults = FaultFilter(config.unsafe_test_faults)
-            logger.warning(
-                "UNSAFE TEST MODE: node %s drops packets as %s says; never use this in production",
-                self.name,
-                config.unsafe_test_faults,
-            )
+            transport.faults = unsafe_node_faults(config.unsafe_test_faults, self.name)
         # --- end chaos testing ---
         try:
             # --- gossip encryption: seal below the protocol, leave room in each packet.

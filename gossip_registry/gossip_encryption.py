@@ -13,12 +13,9 @@ plaintext gossip, so an unsealed frame can never carry a key operation.
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
 
-from gossip_registry.core.messages import Address
-from gossip_registry.key_management import KeyManager, Request
+from gossip_registry.key_management import KeyManager
 from gossip_registry.keyring import GossipSeal, Keyring
 from gossip_registry.keyring_file import keyring_path, node_keyring, write_keyring_file
 
@@ -82,19 +79,12 @@ class GossipEncryption:
             return None
         return self.keys.answer(frame)
 
-    async def run_everywhere(
-        self,
-        op: str,
-        key: str | None,
-        own_name: str,
-        members: Sequence[tuple[str, Address]],
-        request: Request,
-    ) -> dict[str, dict[str, Any]]:
-        """``KeyManager.run_everywhere``, refused while plaintext gossip is accepted.
+    def operable_keys(self) -> KeyManager:
+        """The keys, for an operator's key operation (``KeyManager.run_everywhere``).
 
         Raises:
-            ValueError: plaintext is accepted here, or the op or key is invalid.
+            ValueError: plaintext gossip is accepted here, so key rotation is refused.
         """
         if not self.seal.verify_incoming:
             raise ValueError("key rotation is refused while plaintext gossip is accepted")
-        return await self.keys.run_everywhere(op, key, own_name, members, request)
+        return self.keys

@@ -80,7 +80,7 @@ from gossip_registry.gossip_encryption import GossipEncryption
 from gossip_registry.health import CheckRunner
 from gossip_registry.keyring import SEAL_OVERHEAD, Keyring
 from gossip_registry.owned_nursery import close_owned_nursery
-from gossip_registry.registration import check_registration, check_specs
+from gossip_registry.registration import admit_checks, check_registration
 from gossip_registry.registry.entry import Entry, EntryKey, Health
 from gossip_registry.registry.health import CheckSpec, initial_states, worst
 from gossip_registry.registry.preservation import PreservationConfig
@@ -570,7 +570,7 @@ class Node:
             health = Health(status)
         except ValueError:
             raise ValueError(f"status: must be one of {[h.value for h in Health]}") from None
-        specs = check_specs(
+        specs = admit_checks(
             (service, instance_id), checks, self._checks, self.config.max_checks_per_node
         )
         states = initial_states(specs)
@@ -879,12 +879,11 @@ class Node:
         protocol = self._require_running()
         if self._encryption is None:
             raise ValueError("gossip encryption is not enabled on this node")
+        keys = self._encryption.operable_keys()
         members = [
             (r.name, r.addr) for r in protocol.members if r.name != self.name and r.state in _ACTIVE
         ]
-        return await self._encryption.run_everywhere(
-            op, key, self.name, members, self.transport.request
-        )
+        return await keys.run_everywhere(op, key, self.name, members, self.transport.request)
 
     # -------------------------------------------------------- health checks
 

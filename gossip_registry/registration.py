@@ -29,7 +29,7 @@ from gossip_registry.registry.health import CheckSpec, assign_check_ids
 if TYPE_CHECKING:
     from gossip_registry.health import CheckRunner
 
-__all__ = ["check_registration", "check_specs"]
+__all__ = ["admit_checks", "check_registration"]
 
 
 def _check_name(what: str, value: object, limit: int = MAX_NAME_LEN) -> None:
@@ -77,7 +77,7 @@ def check_registration(
             )
 
 
-def check_specs(
+def admit_checks(
     key: EntryKey, checks: Sequence[CheckSpec], running: CheckRunner, max_per_node: int
 ) -> tuple[CheckSpec, ...]:
     """``checks`` with ids assigned, once they pass the per-instance and per-node limits.

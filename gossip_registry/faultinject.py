@@ -28,7 +28,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-__all__ = ["FaultFilter"]
+__all__ = ["FaultFilter", "unsafe_node_faults"]
 
 logger = logging.getLogger("gossip_registry")
 
@@ -89,3 +89,14 @@ class FaultFilter:
             logger.warning("test faults: ignoring unreadable %s: %s", self.path, exc)
             return
         self.loss, self.blocked = min(max(loss, 0.0), 1.0), blocked
+
+
+def unsafe_node_faults(path: Path, node_name: str) -> FaultFilter:
+    """The filter a node's transport applies, announced loudly: never on by accident."""
+    faults = FaultFilter(path)
+    logger.warning(
+        "UNSAFE TEST MODE: node %s drops packets as %s says; never use this in production",
+        node_name,
+        path,
+    )
+    return faults

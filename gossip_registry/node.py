@@ -13,40 +13,44 @@ the effects out, in order:
   stale ones by token.
 - ``StreamRequest`` / ``StreamSend``: one task each in the node's nursery
   (connect, write a frame, read the reply, report back).
-- ``Notify``: wakes watchers of the affected service, logs member changes,
-  marks the snapshot dirty when our own entries change.
+- ``Notify``: published on the event stream (``events.py``), wakes watchers
+  of the affected service (``watch.py``), logs member changes, feeds
+  self-preservation (``stale_entries.py``), and wakes the snapshot writer
+  when our own entries change.
 
 ``now`` is always ``trio.current_time()``, so ``trio.testing.MockClock``
 drives the node as it drives trio. Everything the node runs lives in one
 nursery opened by ``run``: the UDP receive and send loops, the TCP accept
-loop and its connection tasks, the timer task, stream tasks, the snapshot
-writer, the background join, the HTTP API. Cancelling ``run`` stops all of
-it; its ``finally`` writes the last snapshot and closes both sockets.
+loop and its connection tasks, the timer task, stream tasks, the
+self-preservation deadline task, the health checks (``health.py``), the
+snapshot writer (``snapshot_writer.py``), the background join, the HTTP API
+and DNS (``api/serve.py``). Cancelling ``run`` stops all of it; its
+``finally`` writes the last snapshot and closes both sockets.
 
-Gossip encryption (``keyring.py``): with a keyring the transport seals and
-opens every datagram and frame, the core leaves ``SEAL_OVERHEAD`` bytes of
-room in each packet, and keyring frames from peers are answered here
-(``key_management.py``) before the core sees them.
+Gossip encryption (``keyring.py``, set up by ``gossip_encryption.py``): with
+a keyring the transport seals and opens every datagram and frame, the core
+leaves ``SEAL_OVERHEAD`` bytes of room in each packet, and keyring frames
+from peers are answered here (``key_management.py``) before the core sees
+them.
 
 Public methods are called from tasks in the same trio run (the embedding
-API, the HTTP API); ``threaded.py`` offers them to plain threads.
+API, the HTTP API); ``threaded.py`` offers them to plain threads. What they
+are given is checked before it reaches the core (``registration.py``), so a
+write peers would refuse fails at the caller, naming the field.
 """
 
 from __future__ import annotations
 
 import heapq
-import ipaddress
 import itertools
 import logging
 import math
 import os
 import random
-import socket
 import time
 from collections.abc import AsyncGenerator, AsyncIterator, Callable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field, replace
-from functools import partial
 from pathlib import Path
 from types import TracebackType
 from typing import Any
@@ -54,19 +58,8 @@ from uuid import uuid4
 
 import trio
 
-from gossip_registry.core.codec import (
-    MAX_CHECKS,
-    MAX_HOST_LEN,
-    MAX_META_PAIRS,
-    MAX_META_VALUE_LEN,
-    MAX_NAME_LEN,
-    MAX_PORT,
-    MAX_TAGS,
-    MAX_WEIGHT,
-    CodecError,
-    check_update,
-    is_keyring_frame,
-)
+from gossip_registry.advertise import advertise_host
+from gossip_registry.core.codec import CodecError, check_update, is_keyring_frame
 from gossip_registry.core.config import ProtocolConfig
 from gossip_registry.core.effects import (
     Effect,
@@ -82,16 +75,18 @@ from gossip_registry.core.effects import (
 from gossip_registry.core.messages import Address, Alive, MemberState
 from gossip_registry.core.protocol import Protocol
 from gossip_registry.events import EventBus
-from gossip_registry.faultinject import FaultFilter
+from gossip_registry.faultinject import unsafe_node_faults
+from gossip_registry.gossip_encryption import GossipEncryption
 from gossip_registry.health import CheckRunner
-from gossip_registry.key_management import KeyManager
-from gossip_registry.keyring import SEAL_OVERHEAD, GossipSeal, Keyring
-from gossip_registry.keyring_file import keyring_path, node_keyring, write_keyring_file
+from gossip_registry.keyring import SEAL_OVERHEAD, Keyring
 from gossip_registry.owned_nursery import close_owned_nursery
+from gossip_registry.registration import admit_checks, check_registration
 from gossip_registry.registry.entry import Entry, EntryKey, Health
-from gossip_registry.registry.health import CheckSpec, assign_check_ids, initial_states, worst
-from gossip_registry.registry.preservation import Preservation, PreservationConfig
-from gossip_registry.snapshot import Snapshot, load_snapshot, write_snapshot
+from gossip_registry.registry.health import CheckSpec, initial_states, worst
+from gossip_registry.registry.preservation import PreservationConfig
+from gossip_registry.snapshot import Snapshot, load_snapshot
+from gossip_registry.snapshot_writer import SnapshotWriter
+from gossip_registry.stale_entries import StaleEntries
 from gossip_registry.traffic import WireTraffic
 from gossip_registry.transport import DEFAULT_TCP_TIMEOUT, Transport, open_transport
 from gossip_registry.watch import CATALOG, MEMBERS, ChangeIndex
@@ -100,12 +95,6 @@ __all__ = ["MemberView", "Node", "NodeConfig", "open_node"]
 
 logger = logging.getLogger("gossip_registry")
 
-SNAPSHOT_MIN_INTERVAL = 1.0
-"""Seconds between snapshot writes at most: a burst of registrations costs one write."""
-SNAPSHOT_MEMBERS_INTERVAL = 30.0
-"""Seconds between snapshot writes when only the member list may have changed."""
-SNAPSHOT_SHUTDOWN_TIMEOUT = 5.0
-"""Bound on the last write at shutdown, so a hung disk cannot keep the node alive."""
 JOIN_ATTEMPTS = 6
 """Background joins tried (with doubling backoff) while no seed answers: peers may start later."""
 JOIN_BACKOFF = 1.0
@@ -249,77 +238,6 @@ class _JoinWait:
             self.done.set()
 
 
-def _check_name(what: str, value: object, limit: int = MAX_NAME_LEN) -> None:
-    if not isinstance(value, str) or not value:
-        raise ValueError(f"{what}: must be a non-empty string")
-    if len(value) > limit:
-        raise ValueError(f"{what}: must be at most {limit} characters, got {len(value)}")
-
-
-def _check_uint(what: str, value: object, maximum: int) -> None:
-    if type(value) is not int or not 0 <= value <= maximum:
-        raise ValueError(f"{what}: must be an integer 0..{maximum}, got {value!r}")
-
-
-def _check_registration(
-    service: str,
-    instance_id: str,
-    address: str,
-    port: int,
-    tags: Sequence[str],
-    meta: Mapping[str, str],
-    weight: int,
-) -> None:
-    """Reject what peers would refuse, naming the field (the codec's limits, its words)."""
-    _check_name("service", service)
-    _check_name("instance_id", instance_id)
-    _check_name("address", address, MAX_HOST_LEN)
-    _check_uint("port", port, MAX_PORT)
-    _check_uint("weight", weight, MAX_WEIGHT)
-    if isinstance(tags, str | bytes) or not isinstance(tags, Sequence):
-        raise ValueError("tags: must be a list of strings")
-    if len(tags) > MAX_TAGS:
-        raise ValueError(f"tags: at most {MAX_TAGS} tags, got {len(tags)}")
-    for tag in tags:
-        _check_name("tags", tag)
-    if not isinstance(meta, Mapping):
-        raise ValueError("meta: must be a mapping of strings to strings")
-    if len(meta) > MAX_META_PAIRS:
-        raise ValueError(f"meta: at most {MAX_META_PAIRS} pairs, got {len(meta)}")
-    for key, value in meta.items():
-        _check_name("meta key", key)
-        if not isinstance(value, str) or len(value) > MAX_META_VALUE_LEN:
-            raise ValueError(
-                f"meta[{key!r}]: must be a string of at most {MAX_META_VALUE_LEN} characters"
-            )
-
-
-def _advertise_host(bound_host: str, family: int) -> str:
-    """A host peers can reach when we bound a wildcard (0.0.0.0, ::) and advertise nothing.
-
-    A UDP ``connect`` sends nothing; it only asks the kernel which local
-    address routes outwards (memberlist picks a private interface address
-    instead; this needs no interface enumeration). Without a route we fall
-    back to loopback, which serves a single-host cluster, and say so.
-    """
-    try:
-        wildcard = ipaddress.ip_address(bound_host).is_unspecified
-    except ValueError:
-        return bound_host
-    if not wildcard:
-        return bound_host
-    probe = socket.socket(family, socket.SOCK_DGRAM)
-    try:
-        probe.connect(("2001:db8::1" if family == socket.AF_INET6 else "192.0.2.1", 9))
-        host = str(probe.getsockname()[0])
-    except OSError:
-        host = "::1" if family == socket.AF_INET6 else "127.0.0.1"
-    finally:
-        probe.close()
-    logger.warning("bound to %s with no advertise address; advertising %s", bound_host, host)
-    return host
-
-
 class Node:
     """One registry node in a trio program.
 
@@ -362,22 +280,12 @@ class Node:
                 f"max_checks_per_node: must be an integer >= 0, got {config.max_checks_per_node!r}"
             )
         # --- gossip encryption: the keyring the node runs with, and what it accepts.
-        self._keys: KeyManager | None = None
-        self._seal: GossipSeal | None = None
-        keyring = node_keyring(config.keyring, config.data_dir)  # KeyringError is a ValueError
-        if keyring is not None:
-            if not (config.gossip_encrypt_outgoing or config.gossip_allow_plaintext):
-                raise ValueError(
-                    "gossip_encrypt_outgoing = false needs gossip_allow_plaintext = true: "
-                    "a node sending plaintext must accept it from its peers too"
-                )
-            path = None if config.data_dir is None else keyring_path(config.data_dir)
-            self._keys = KeyManager(keyring, path)
-            self._seal = GossipSeal(
-                keyring,
-                verify_incoming=not config.gossip_allow_plaintext,
-                encrypt_outgoing=config.gossip_encrypt_outgoing,
-            )
+        self._encryption = GossipEncryption.from_config(
+            config.keyring,
+            config.data_dir,
+            allow_plaintext=config.gossip_allow_plaintext,
+            encrypt_outgoing=config.gossip_encrypt_outgoing,
+        )
         self.config = config
         self.name = config.name
         self.gossip_addr = config.bind
@@ -396,13 +304,9 @@ class Node:
         self._progress: trio.Event | None = None
         # Watches: the index of each view, and self-preservation (both in their own modules).
         self._index = ChangeIndex(config.max_waiters)
-        self._preservation = Preservation(config.self_preservation)
-        self._preservation_sleep: trio.CancelScope | None = None
-        self._preservation_dirty = False
-        # Snapshot bookkeeping (only with data_dir).
-        self._snapshot_wanted: trio.Event | None = None
-        self._snapshot_incarnation: int | None = None
-        self._snapshot_written: Snapshot | None = None
+        self._stale = StaleEntries(config.self_preservation, self._index)
+        # Snapshot writes (snapshot_writer.py); only with data_dir, once the core exists.
+        self._snapshots: SnapshotWriter | None = None
         # The nursery opened by __aenter__.
         self._context: trio.Nursery | None = None
         self._context_manager: Any = None
@@ -456,8 +360,9 @@ class Node:
         if config.data_dir is not None:
             snapshot = await trio.to_thread.run_sync(load_snapshot, config.data_dir, self.name)
         protocol_config = config.protocol
-        if self._keys is not None:
-            await trio.to_thread.run_sync(self._keys_save_first)
+        encryption = self._encryption
+        if encryption is not None:
+            await trio.to_thread.run_sync(encryption.save_first)
         transport = await open_transport(
             config.bind[0],
             config.bind[1],
@@ -466,24 +371,19 @@ class Node:
         )
         # --- chaos testing: injected packet faults (test-only, see faultinject.py) ---
         if config.unsafe_test_faults is not None:
-            transport.faults = FaultFilter(config.unsafe_test_faults)
-            logger.warning(
-                "UNSAFE TEST MODE: node %s drops packets as %s says; never use this in production",
-                self.name,
-                config.unsafe_test_faults,
-            )
+            transport.faults = unsafe_node_faults(config.unsafe_test_faults, self.name)
         # --- end chaos testing ---
         try:
             # --- gossip encryption: seal below the protocol, leave room in each packet.
-            if self._seal is not None:
-                transport.seal = self._seal
-                if self._seal.encrypt_outgoing:
+            if encryption is not None:
+                transport.seal = encryption.seal
+                if encryption.seal.encrypt_outgoing:
                     protocol_config = replace(protocol_config, seal_overhead=SEAL_OVERHEAD)
             self._transport = transport
             self.gossip_addr = transport.addr
             host, port = config.advertise or (transport.addr[0], 0)
             if config.advertise is None:
-                host = _advertise_host(host, transport.udp.family)
+                host = advertise_host(host, transport.udp.family)
             self.advertise_addr = (host, port or transport.addr[1])
             now = trio.current_time()
             protocol = self._protocol = Protocol(
@@ -497,6 +397,8 @@ class Node:
                 meta=config.meta,
                 entries=snapshot.entries if snapshot is not None else (),
             )
+            if config.data_dir is not None:
+                self._snapshots = SnapshotWriter(config.data_dir, self.name, protocol, self._checks)
             async with trio.open_nursery() as nursery:
                 # Running before any input can arrive: effects are never
                 # dropped while the core lives (a lost timer would stall it).
@@ -506,35 +408,20 @@ class Node:
                 nursery.start_soon(transport.receive_loop, self._on_datagram)
                 await nursery.start(transport.serve_streams, self._on_frame)
                 nursery.start_soon(self._timers.run, self._on_timer)
-                nursery.start_soon(self._preservation_loop)
+                nursery.start_soon(self._stale.run, protocol.members)
                 self._apply(protocol.start(trio.current_time()))
                 await nursery.start(self._checks.run)
                 if snapshot is not None:
                     self._restore_checks(snapshot)
-                if config.data_dir is not None:
+                if self._snapshots is not None:
                     # Write at once: the file must hold this life's incarnation
                     # before anything else, or a crash now would let the next
                     # life start at the incarnation this one already used.
-                    self._snapshot_wanted = trio.Event()
-                    self._snapshot_wanted.set()
-                    nursery.start_soon(self._snapshot_loop, config.data_dir)
-                if config.http is not None:
-                    from gossip_registry.api.http import serve_http  # lazy: optional dependency
+                    self._snapshots.start(nursery)
+                if config.http is not None or config.dns is not None:
+                    from gossip_registry.api.serve import serve_interfaces  # lazy: optional deps
 
-                    self.http_addr = await nursery.start(serve_http, self, *config.http)
-                if config.dns is not None:  # DNS interface (api/dns.py)
-                    from gossip_registry.api.dns import serve_dns
-
-                    self.dns_addr = await nursery.start(
-                        partial(
-                            serve_dns,
-                            domain=config.dns_domain,
-                            ttl=config.dns_ttl,
-                            stats=self.dns_stats,
-                        ),
-                        self,
-                        *config.dns,
-                    )
+                    await serve_interfaces(nursery, self)
                 seeds = list(config.seeds)
                 if snapshot is not None:
                     seeds += [(h, p) for n, h, p in snapshot.members if n != self.name]
@@ -556,12 +443,8 @@ class Node:
             self._index.close()
             self.events.close()
             try:
-                if config.data_dir is not None and self._protocol is not None:
-                    with (
-                        trio.CancelScope(shield=True),
-                        trio.move_on_after(SNAPSHOT_SHUTDOWN_TIMEOUT),
-                    ):
-                        await self._save_snapshot(config.data_dir, abandon_on_cancel=True)
+                if self._snapshots is not None:
+                    await self._snapshots.save_last()
             finally:
                 transport.close()
                 self._stopped.set()
@@ -682,12 +565,14 @@ class Node:
         if address is None:
             address = self.advertise_addr[0]
         meta = {} if meta is None else meta
-        _check_registration(service, instance_id, address, port, tags, meta, weight)
+        check_registration(service, instance_id, address, port, tags, meta, weight)
         try:
             health = Health(status)
         except ValueError:
             raise ValueError(f"status: must be one of {[h.value for h in Health]}") from None
-        specs = self._check_specs((service, instance_id), checks)
+        specs = admit_checks(
+            (service, instance_id), checks, self._checks, self.config.max_checks_per_node
+        )
         states = initial_states(specs)
         if states:
             health = worst(s.status for s in states)
@@ -739,10 +624,7 @@ class Node:
 
     def services(self) -> dict[str, int]:
         """Service name -> number of live instances (any health), stale ones included."""
-        counts = self._protocol_or_raise().table.services()
-        for service, stale in self._preservation.stale_counts().items():
-            counts[service] = counts.get(service, 0) + stale
-        return counts
+        return self._stale.counts(self._protocol_or_raise().table.services())
 
     def discover(
         self,
@@ -824,48 +706,14 @@ class Node:
 
     def is_stale(self, entry: Entry) -> bool:
         """True if ``entry`` is served only because self-preservation kept it (owner dead)."""
-        return self._preservation.is_stale(entry)
+        return self._stale.is_stale(entry)
 
     def stale_keys(self) -> set[EntryKey]:
         """Keys of every instance served stale now (empty outside self-preservation)."""
-        return {e.key for e in self._preservation.stale_entries()}
+        return self._stale.keys()
 
     def _instances(self, protocol: Protocol, service: str) -> list[Entry]:
-        live = protocol.table.live(service)
-        stale = self._preservation.stale(service)
-        if not stale:
-            return live
-        return sorted([*live, *stale], key=lambda e: e.instance_id)
-
-    def _preservation_status(self) -> dict[str, Any]:
-        state = self._preservation.status(trio.current_time())
-        since = state["since"]
-        if since is not None:  # monotonic -> wall clock seconds, for people and other nodes
-            state["since"] = time.time() - (trio.current_time() - since)
-        return state
-
-    def _evaluate_preservation(self) -> None:
-        protocol = self._protocol
-        assert protocol is not None
-        was_active = self._preservation.active
-        changed = self._preservation.evaluate(trio.current_time(), protocol.members.active_count)
-        self._stale_changed(changed)
-        if self._preservation.active != was_active:
-            logger.warning(
-                "self-preservation %s: %s",
-                "started" if self._preservation.active else "ended",
-                self._preservation_status(),
-            )
-        if self._preservation_sleep is not None:
-            self._preservation_sleep.deadline = self._preservation.deadline
-
-    async def _preservation_loop(self) -> None:
-        """Ends a preservation at its deadline even if no member changes meanwhile."""
-        while True:
-            with trio.CancelScope(deadline=self._preservation.deadline) as self._preservation_sleep:
-                await trio.sleep_forever()
-            self._preservation_sleep = None
-            self._evaluate_preservation()
+        return self._stale.instances(protocol.table.live(service), service)
 
     def status(self) -> dict[str, Any]:
         """name, incarnation, address, members by state, table digest (hex), counts, stats."""
@@ -889,7 +737,7 @@ class Node:
             "stats": stats,
             "index": self._index.current,
             "waiters": self._index.waiters,
-            "self_preservation": self._preservation_status(),
+            "self_preservation": self._stale.status(),
         }
 
     @property
@@ -938,7 +786,10 @@ class Node:
         assert self._protocol is not None
         self.traffic.count("in", "tcp", data)
         if is_keyring_frame(data):  # key management is the node's, not the protocol's
-            return self._answer_keyring(data)
+            keyring_reply = None if self._encryption is None else self._encryption.answer(data)
+            if keyring_reply is None:
+                self._protocol.stats["keyring_refused"] += 1
+            return keyring_reply
         reply, effects = self._protocol.handle_stream(trio.current_time(), src, data)
         if reply is not None:
             self.traffic.count("out", "tcp", reply)
@@ -968,18 +819,13 @@ class Node:
                 nursery.start_soon(transport.send_stream, effect.addr, effect.data)
             elif isinstance(effect, Notify):
                 self._notify(effect.event)
-        if self._preservation_dirty:
-            self._preservation_dirty = False
-            self._evaluate_preservation()
+        assert self._protocol is not None
+        self._stale.settle(self._protocol.members)
         if self._progress is not None:
             self._progress.set()
             self._progress = None
-        if (
-            self._snapshot_wanted is not None
-            and self._protocol is not None
-            and self._protocol.incarnation != self._snapshot_incarnation
-        ):
-            self._snapshot_wanted.set()
+        if self._snapshots is not None:
+            self._snapshots.effects_applied()
 
     async def _stream_request(self, request: StreamRequest) -> None:
         assert self._transport is not None
@@ -1004,36 +850,18 @@ class Node:
                 event.state.label,
                 event.incarnation,
             )
-            self._on_member_changed(event)
+            self._index.changed((MEMBERS,))
+            self._stale.member_changed(event)
             return
         entries = [e for e in (event.old, event.new) if e is not None]
         service = entries[0].service  # one key, so one service
-        if event.new is not None:
-            self._preservation.entry_replaced(event.new)
-        elif event.old is not None:
-            self._preservation.entry_removed(event.old)
+        self._stale.entry_changed(event)
         # The catalog (service -> count) changes only when an instance comes or goes.
         self._index.changed(
             (service, CATALOG) if event.old is None or event.new is None else (service,)
         )
-        if self._snapshot_wanted is not None and any(e.owner == self.name for e in entries):
-            self._snapshot_wanted.set()
-
-    def _on_member_changed(self, event: MemberChanged) -> None:
-        """Feed self-preservation: deaths (not leaves, not old news) and returns."""
-        self._index.changed((MEMBERS,))
-        if event.state is MemberState.DEAD:
-            if event.previous in _ACTIVE:
-                self._preservation.member_died(trio.current_time(), event.name)
-                self._preservation_dirty = True
-        elif event.previous is MemberState.DEAD:
-            self._stale_changed(self._preservation.member_returned(event.name))
-            self._preservation_dirty = True
-
-    def _stale_changed(self, entries: list[Entry]) -> None:
-        """Wake the watchers of services whose stale instances appeared or went."""
-        if entries:
-            self._index.changed([CATALOG, *(e.service for e in entries)])
+        if self._snapshots is not None and any(e.owner == self.name for e in entries):
+            self._snapshots.entries_changed()
 
     # ------------------------------------------------------------ keyring
 
@@ -1049,107 +877,15 @@ class Node:
             RuntimeError: the node is not running.
         """
         protocol = self._require_running()
-        if self._keys is None:
+        if self._encryption is None:
             raise ValueError("gossip encryption is not enabled on this node")
-        if self._seal is not None and not self._seal.verify_incoming:
-            raise ValueError("key rotation is refused while plaintext gossip is accepted")
+        keys = self._encryption.operable_keys()
         members = [
             (r.name, r.addr) for r in protocol.members if r.name != self.name and r.state in _ACTIVE
         ]
-        return await self._keys.run_everywhere(op, key, self.name, members, self.transport.request)
-
-    def _answer_keyring(self, data: bytes) -> bytes | None:
-        """A peer's key operation; only over sealed streams, so never while plaintext is let in."""
-        if self._keys is None or self._seal is None or not self._seal.verify_incoming:
-            self._protocol_or_raise().stats["keyring_refused"] += 1
-            return None
-        return self._keys.answer(data)
-
-    def _keys_save_first(self) -> None:
-        """Seed ``<data_dir>/keyring.json`` from the config on a first start; errors are logged."""
-        keys = self._keys
-        assert keys is not None
-        if keys.path is None or keys.path.exists():
-            return
-        try:
-            write_keyring_file(keys.path, keys.keyring)
-        except OSError as exc:
-            logger.error("could not write the keyring file %s: %s", keys.path, exc)
-
-    # ----------------------------------------------------------- snapshot
-
-    def _snapshot(self) -> Snapshot:
-        protocol = self._protocol
-        assert protocol is not None
-        members = sorted(
-            (r.name, r.addr[0], r.addr[1])
-            for r in protocol.members
-            if r.name != self.name and r.state in _ACTIVE
-        )
-        return Snapshot(
-            self.name,
-            protocol.incarnation,
-            tuple(members),
-            tuple(protocol.own_entries()),
-            tuple(sorted(self._checks.specs().items())),
-        )
-
-    async def _save_snapshot(self, data_dir: Path, *, abandon_on_cancel: bool = False) -> None:
-        """Write the snapshot in a worker thread unless it is unchanged; errors are logged."""
-        snapshot = self._snapshot()
-        self._snapshot_incarnation = snapshot.incarnation
-        if snapshot == self._snapshot_written:
-            return
-        try:
-            await trio.to_thread.run_sync(
-                write_snapshot, data_dir, snapshot, abandon_on_cancel=abandon_on_cancel
-            )
-        except OSError as exc:
-            logger.error("could not write the snapshot in %s: %s", data_dir, exc)
-            return
-        self._snapshot_written = snapshot
-
-    async def _snapshot_loop(self, data_dir: Path) -> None:
-        """Write when our entries or incarnation change (at most every SNAPSHOT_MIN_INTERVAL)
-        and every SNAPSHOT_MEMBERS_INTERVAL for the member list."""
-        while True:
-            with trio.move_on_after(SNAPSHOT_MEMBERS_INTERVAL):
-                assert self._snapshot_wanted is not None
-                await self._snapshot_wanted.wait()
-            self._snapshot_wanted = trio.Event()
-            await self._save_snapshot(data_dir)
-            await trio.sleep(SNAPSHOT_MIN_INTERVAL)
+        return await keys.run_everywhere(op, key, self.name, members, self.transport.request)
 
     # -------------------------------------------------------- health checks
-
-    def _check_specs(self, key: EntryKey, checks: Sequence[CheckSpec]) -> tuple[CheckSpec, ...]:
-        """``checks`` with ids assigned, once they pass the per-instance and per-node limits.
-
-        Raises:
-            ValueError: not CheckSpecs, too many, an id too long or in use by another instance.
-        """
-        if isinstance(checks, str | bytes) or not isinstance(checks, Sequence):
-            raise ValueError("checks: must be a list of CheckSpec")
-        if not all(isinstance(c, CheckSpec) for c in checks):
-            raise ValueError("checks: must be a list of CheckSpec")
-        if len(checks) > MAX_CHECKS:
-            raise ValueError(f"checks: at most {MAX_CHECKS} per instance, got {len(checks)}")
-        specs = assign_check_ids(key[1], checks)
-        for spec in specs:
-            assert spec.check_id is not None
-            _check_name("checks.id", spec.check_id)
-            if spec.name is not None:
-                _check_name("checks.name", spec.name)
-            owner = self._checks.owner_of(spec.check_id)
-            if owner is not None and owner != key:
-                raise ValueError(f"checks.id: {spec.check_id!r} is in use by {owner[0]}/{owner[1]}")
-        others = len(self._checks) - len(self._checks.states(key))
-        if others + len(specs) > self.config.max_checks_per_node:
-            raise ValueError(
-                f"checks: this node runs at most {self.config.max_checks_per_node} checks "
-                f"(max_checks_per_node); {others} run already, {len(specs)} more asked"
-            )
-        return specs
 
     def _restore_checks(self, snapshot: Snapshot) -> None:
         """Run again the checks of the entries the snapshot gave back, from their last states."""

@@ -1,0 +1,43 @@
+"""Starts the network interfaces a node's configuration asks for: HTTP, DNS.
+
+Theory of operation: both are adapters over the Node's public API, run as
+tasks in the node's own nursery so that stopping the node stops them. Each
+is started with ``nursery.start``, so the node reports itself started only
+once they listen, and its bound address is recorded on the node
+(``http_addr``, ``dns_addr``) as soon as it is known, which ``port = 0``
+needs. The node imports this module only when an interface is configured:
+the HTTP stack is an optional dependency.
+"""
+
+from __future__ import annotations
+
+from functools import partial
+from typing import TYPE_CHECKING
+
+import trio
+
+from gossip_registry.api.dns import serve_dns
+from gossip_registry.api.http import serve_http
+
+if TYPE_CHECKING:  # node.py starts the interfaces, so importing it here would be circular
+    from gossip_registry.node import Node
+
+__all__ = ["serve_interfaces"]
+
+
+async def serve_interfaces(nursery: trio.Nursery, node: Node) -> None:
+    """Start in ``nursery`` the HTTP API and the DNS interface that ``node.config`` binds.
+
+    Raises:
+        OSError: an address cannot be bound (those started before keep
+            running until the nursery is cancelled).
+    """
+    config = node.config
+    if config.http is not None:
+        node.http_addr = await nursery.start(serve_http, node, *config.http)
+    if config.dns is not None:
+        node.dns_addr = await nursery.start(
+            partial(serve_dns, domain=config.dns_domain, ttl=config.dns_ttl, stats=node.dns_stats),
+            node,
+            *config.dns,
+        )

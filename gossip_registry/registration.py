@@ -1,0 +1,112 @@
+"""Whether a registration can be written: what peers would refuse, and this node's limits.
+
+Theory of operation: an entry that breaks the wire codec's limits would be
+refused by every peer (``core/codec.py``), so it is refused here first, at
+the API, with a message naming the field, rather than gossiped and dropped
+everywhere else. Health checks are checked against the per-instance limit
+of the codec and this node's ``max_checks_per_node`` (each check is a task
+and a probe every interval). No I/O: it raises ``ValueError`` or returns.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING
+
+from gossip_registry.core.codec import (
+    MAX_CHECKS,
+    MAX_HOST_LEN,
+    MAX_META_PAIRS,
+    MAX_META_VALUE_LEN,
+    MAX_NAME_LEN,
+    MAX_PORT,
+    MAX_TAGS,
+    MAX_WEIGHT,
+)
+from gossip_registry.registry.entry import EntryKey
+from gossip_registry.registry.health import CheckSpec, assign_check_ids
+
+if TYPE_CHECKING:
+    from gossip_registry.health import CheckRunner
+
+__all__ = ["admit_checks", "check_registration"]
+
+
+def _check_name(what: str, value: object, limit: int = MAX_NAME_LEN) -> None:
+    if not isinstance(value, str) or not value:
+        raise ValueError(f"{what}: must be a non-empty string")
+    if len(value) > limit:
+        raise ValueError(f"{what}: must be at most {limit} characters, got {len(value)}")
+
+
+def _check_uint(what: str, value: object, maximum: int) -> None:
+    if type(value) is not int or not 0 <= value <= maximum:
+        raise ValueError(f"{what}: must be an integer 0..{maximum}, got {value!r}")
+
+
+def check_registration(
+    service: str,
+    instance_id: str,
+    address: str,
+    port: int,
+    tags: Sequence[str],
+    meta: Mapping[str, str],
+    weight: int,
+) -> None:
+    """Reject what peers would refuse, naming the field (the codec's limits, its words)."""
+    _check_name("service", service)
+    _check_name("instance_id", instance_id)
+    _check_name("address", address, MAX_HOST_LEN)
+    _check_uint("port", port, MAX_PORT)
+    _check_uint("weight", weight, MAX_WEIGHT)
+    if isinstance(tags, str | bytes) or not isinstance(tags, Sequence):
+        raise ValueError("tags: must be a list of strings")
+    if len(tags) > MAX_TAGS:
+        raise ValueError(f"tags: at most {MAX_TAGS} tags, got {len(tags)}")
+    for tag in tags:
+        _check_name("tags", tag)
+    if not isinstance(meta, Mapping):
+        raise ValueError("meta: must be a mapping of strings to strings")
+    if len(meta) > MAX_META_PAIRS:
+        raise ValueError(f"meta: at most {MAX_META_PAIRS} pairs, got {len(meta)}")
+    for key, value in meta.items():
+        _check_name("meta key", key)
+        if not isinstance(value, str) or len(value) > MAX_META_VALUE_LEN:
+            raise ValueError(
+                f"meta[{key!r}]: must be a string of at most {MAX_META_VALUE_LEN} characters"
+            )
+
+
+def admit_checks(
+    key: EntryKey, checks: Sequence[CheckSpec], running: CheckRunner, max_per_node: int
+) -> tuple[CheckSpec, ...]:
+    """``checks`` with ids assigned, once they pass the per-instance and per-node limits.
+
+    ``running`` holds the checks this node runs now; ``key``'s own are
+    replaced by ``checks``, so they do not count against the node's limit.
+
+    Raises:
+        ValueError: not CheckSpecs, too many, an id too long or in use by another instance.
+    """
+    if isinstance(checks, str | bytes) or not isinstance(checks, Sequence):
+        raise ValueError("checks: must be a list of CheckSpec")
+    if not all(isinstance(c, CheckSpec) for c in checks):
+        raise ValueError("checks: must be a list of CheckSpec")
+    if len(checks) > MAX_CHECKS:
+        raise ValueError(f"checks: at most {MAX_CHECKS} per instance, got {len(checks)}")
+    specs = assign_check_ids(key[1], checks)
+    for spec in specs:
+        assert spec.check_id is not None
+        _check_name("checks.id", spec.check_id)
+        if spec.name is not None:
+            _check_name("checks.name", spec.name)
+        owner = running.owner_of(spec.check_id)
+        if owner is not None and owner != key:
+            raise ValueError(f"checks.id: {spec.check_id!r} is in use by {owner[0]}/{owner[1]}")
+    others = len(running) - len(running.states(key))
+    if others + len(specs) > max_per_node:
+        raise ValueError(
+            f"checks: this node runs at most {max_per_node} checks "
+            f"(max_checks_per_node); {others} run already, {len(specs)} more asked"
+        )
+    return specs

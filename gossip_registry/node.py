@@ -72,7 +72,7 @@ from gossip_registry.core.effects import (
     StreamSend,
     Timer,
 )
-from gossip_registry.core.messages import Address, Alive, MemberState
+from gossip_registry.core.messages import ACTIVE_STATES, Address, Alive, MemberState
 from gossip_registry.core.protocol import Protocol
 from gossip_registry.events import EventBus
 from gossip_registry.faultinject import unsafe_node_faults
@@ -100,8 +100,6 @@ JOIN_ATTEMPTS = 6
 JOIN_BACKOFF = 1.0
 """First delay between background join attempts, seconds; doubles up to JOIN_BACKOFF_MAX."""
 JOIN_BACKOFF_MAX = 16.0
-
-_ACTIVE = (MemberState.ALIVE, MemberState.SUSPECT)
 
 
 @dataclass(frozen=True, slots=True)
@@ -881,7 +879,9 @@ class Node:
             raise ValueError("gossip encryption is not enabled on this node")
         keys = self._encryption.operable_keys()
         members = [
-            (r.name, r.addr) for r in protocol.members if r.name != self.name and r.state in _ACTIVE
+            (r.name, r.addr)
+            for r in protocol.members
+            if r.name != self.name and r.state in ACTIVE_STATES
         ]
         return await keys.run_everywhere(op, key, self.name, members, self.transport.request)
 

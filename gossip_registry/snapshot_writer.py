@@ -22,7 +22,7 @@ from pathlib import Path
 
 import trio
 
-from gossip_registry.core.messages import MemberState
+from gossip_registry.core.messages import ACTIVE_STATES
 from gossip_registry.core.protocol import Protocol
 from gossip_registry.health import CheckRunner
 from gossip_registry.snapshot import Snapshot, write_snapshot
@@ -42,8 +42,6 @@ SNAPSHOT_MEMBERS_INTERVAL = 30.0
 """Seconds between snapshot writes when only the member list may have changed."""
 SNAPSHOT_SHUTDOWN_TIMEOUT = 5.0
 """Bound on the last write at shutdown, so a hung disk cannot keep the node alive."""
-
-_ACTIVE = (MemberState.ALIVE, MemberState.SUSPECT)
 
 
 class SnapshotWriter:
@@ -88,7 +86,7 @@ class SnapshotWriter:
         members = sorted(
             (r.name, r.addr[0], r.addr[1])
             for r in protocol.members
-            if r.name != self._name and r.state in _ACTIVE
+            if r.name != self._name and r.state in ACTIVE_STATES
         )
         return Snapshot(
             self._name,

@@ -26,7 +26,7 @@ import trio
 
 from gossip_registry.core.effects import EntryChanged, MemberChanged
 from gossip_registry.core.members import MemberTable
-from gossip_registry.core.messages import MemberState
+from gossip_registry.core.messages import ACTIVE_STATES, MemberState
 from gossip_registry.registry.entry import Entry, EntryKey
 from gossip_registry.registry.preservation import Preservation, PreservationConfig
 from gossip_registry.watch import CATALOG, ChangeIndex
@@ -34,8 +34,6 @@ from gossip_registry.watch import CATALOG, ChangeIndex
 __all__ = ["StaleEntries"]
 
 logger = logging.getLogger("gossip_registry")
-
-_ACTIVE = (MemberState.ALIVE, MemberState.SUSPECT)
 
 
 class StaleEntries:
@@ -87,7 +85,7 @@ class StaleEntries:
     def member_changed(self, event: MemberChanged) -> None:
         """Deaths (not leaves, not old news) and returns; judged at ``settle``."""
         if event.state is MemberState.DEAD:
-            if event.previous in _ACTIVE:
+            if event.previous in ACTIVE_STATES:
                 self._preservation.member_died(trio.current_time(), event.name)
                 self._dirty = True
         elif event.previous is MemberState.DEAD:

@@ -72,7 +72,7 @@ import dns.rdtypes.IN.AAAA
 import dns.rdtypes.IN.SRV
 
 from gossip_registry.api.view_cache import ViewCache
-from gossip_registry.core.messages import MemberState
+from gossip_registry.core.messages import ACTIVE_STATES
 from gossip_registry.registry.entry import Entry
 
 if TYPE_CHECKING:  # node.py starts the DNS server, so importing it here would be circular
@@ -111,7 +111,6 @@ _HEADER = struct.Struct("!HHHHHH")
 _COUNTS = struct.Struct("!HHH")  # ANCOUNT, NSCOUNT, ARCOUNT
 _RR = struct.Struct("!HHIH")  # a record's type, class, TTL and data length, after its owner name
 _CLASSES = (dns.rdataclass.IN, dns.rdataclass.ANY)
-_ACTIVE = (MemberState.ALIVE, MemberState.SUSPECT)
 _NO_TAG_PROTOCOLS = (b"_tcp", b"_udp")
 _SOA_TIMERS = (3600, 600, 86400)  # refresh, retry, expire: no zone transfers happen
 
@@ -362,7 +361,7 @@ class DnsAnswerer:
     def _node(self, label: bytes, qtype: int) -> _Reply:
         name = _text(label)
         member = next(
-            (m for m in self.node.members() if m.name.lower() == name and m.state in _ACTIVE),
+            (m for m in self.node.members() if m.name.lower() == name and m.state in ACTIVE_STATES),
             None,
         )
         if member is None:

@@ -27,9 +27,7 @@ import random
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 
-from gossip_registry.core.messages import Address, MemberRecord, MemberState
-
-_ACTIVE = (MemberState.ALIVE, MemberState.SUSPECT)
+from gossip_registry.core.messages import ACTIVE_STATES, Address, MemberRecord, MemberState
 
 
 def record_digest(record: MemberRecord) -> int:
@@ -73,7 +71,7 @@ class MemberSeed:
         digest = 0
         for record in by_name.values():
             digest ^= record_digest(record)
-        active = tuple(n for n, r in by_name.items() if r.state in _ACTIVE)
+        active = tuple(n for n, r in by_name.items() if r.state in ACTIVE_STATES)
         return cls(by_name, digest, active)
 
 
@@ -160,7 +158,7 @@ class MemberTable:
         if shared_me is not None:
             self._digest ^= record_digest(shared_me)
         self._ring = list(seed.active)
-        if shared_me is not None and shared_me.state in _ACTIVE:
+        if shared_me is not None and shared_me.state in ACTIVE_STATES:
             self._ring.remove(me.name)
         self._ring_pos = self._rng.randrange(len(self._ring)) if self._ring else 0
 
@@ -176,8 +174,8 @@ class MemberTable:
         self._digest ^= record_digest(record)
         if record.name == self.self_name:
             return old
-        was_active = old is not None and old.state in _ACTIVE
-        is_active = record.state in _ACTIVE
+        was_active = old is not None and old.state in ACTIVE_STATES
+        is_active = record.state in ACTIVE_STATES
         if is_active:
             self._since.pop(record.name, None)
             if not was_active:
@@ -200,7 +198,7 @@ class MemberTable:
         self._len -= 1
         self._digest ^= record_digest(old)
         self._since.pop(name, None)
-        if old.state in _ACTIVE:
+        if old.state in ACTIVE_STATES:
             self._ring_remove(name)
 
     # probing and sampling
@@ -221,7 +219,9 @@ class MemberTable:
         """Up to ``k`` distinct random active members, never ourselves or ``exclude``."""
         ring = self._ring
         excluded = self.get(exclude) if exclude is not None else None
-        in_ring = excluded is not None and excluded.state in _ACTIVE and exclude != self.self_name
+        in_ring = (
+            excluded is not None and excluded.state in ACTIVE_STATES and exclude != self.self_name
+        )
         pool = len(ring) - (1 if in_ring else 0)
         if pool <= 0 or k <= 0:
             return []

@@ -58,6 +58,10 @@ class MemberState(IntEnum):
         return self.name.lower()
 
 
+ACTIVE_STATES = frozenset({MemberState.ALIVE, MemberState.SUSPECT})
+"""States of a member still in the cluster: probed, gossiped to, its entries served."""
+
+
 @dataclass(frozen=True, slots=True)
 class Ping:
     """Direct probe. ``target`` guards against a reused address reaching the wrong node."""

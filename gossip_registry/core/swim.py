@@ -58,6 +58,7 @@ from gossip_registry.core.effects import (
 )
 from gossip_registry.core.members import MemberSeed, MemberTable, wins
 from gossip_registry.core.messages import (
+    ACTIVE_STATES,
     Ack,
     Address,
     Alive,
@@ -76,7 +77,6 @@ from gossip_registry.core.messages import (
 )
 from gossip_registry.core.suspicion import Suspicion
 
-_ACTIVE = (MemberState.ALIVE, MemberState.SUSPECT)
 _SEQ_MASK = 2**32 - 1
 
 
@@ -247,7 +247,7 @@ class Swim:
         if probe is None or probe.acked:
             return
         target = self.members.get(probe.target)
-        if target is None or target.state not in _ACTIVE:
+        if target is None or target.state not in ACTIVE_STATES:
             return
         helpers = self.members.sample(self.config.indirect_checks, exclude=probe.target)
         request = PingReq(probe.seq, probe.target, target.addr, self.name, want_nack=True)
@@ -276,7 +276,7 @@ class Swim:
         missing = probe.nacks_expected - probe.nacks
         self.awareness.apply(max(missing, 0) if probe.nacks_expected else 1)
         target = self.members.get(probe.target)
-        if target is not None and target.state in _ACTIVE:
+        if target is not None and target.state in ACTIVE_STATES:
             self._suspect(now, Suspect(target.name, target.incarnation, self.name))
 
     def _on_ping(self, now: float, src: Address, ping: Ping) -> None:

@@ -340,8 +340,8 @@ class DnsAnswerer:
             if tag_text is None or any(_has_tag(e, tag_text) for e in everyone):
                 return self._nodata()
             return self._nxdomain()
-        # The index is in the key: a stale flag can change while the entries stay the same.
-        records = self._views.get((service, self.node.index(service), tag_text), passing)
+        # The index is compared too: a stale flag can change while the entries stay the same.
+        records = self._views.get((service, tag_text), passing, self.node.index(service))
         if qtype == dns.rdatatype.SRV:
             return self._srv_reply(records.srv)
         wanted = {

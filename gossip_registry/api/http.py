@@ -349,9 +349,9 @@ def build_app(
     off ``node.config`` so the app can front anything with the Node API.
     """
     rng = random.Random()
-    # Rendered /v1/services/{name} bodies per (name, index, filters), while the entries are
-    # unchanged (view_cache.py); the index is in the key because a stale flag can change
-    # without the entry objects changing (self-preservation).
+    # Rendered /v1/services/{name} bodies per (name, filters), while the entries and the
+    # service's index are unchanged (view_cache.py): the index also moves when a stale flag
+    # does (self-preservation), which the entry objects alone would not show.
     rendered = ViewCache(
         lambda entries: JSONResponse([_instance(e, node.is_stale(e)) for e in entries]).body
     )
@@ -427,8 +427,8 @@ def build_app(
         except ValueError as exc:
             raise _Reject(400, str(exc)) from None
         index = node.index(name)
-        key = (name, index, *filters["tags"], *sorted(filters["meta"].items()))
-        body = rendered.get((*key, filters["passing_only"]), entries)
+        key = (name, *filters["tags"], *sorted(filters["meta"].items()), filters["passing_only"])
+        body = rendered.get(key, entries, index)
         return _indexed(Response(body, media_type="application/json"), index)
 
     async def check_update(request: Request) -> Response:

@@ -6,8 +6,12 @@ records costs a hundred times more. Entries are immutable and the table
 replaces the object on every change, so an answer made of the very same
 Entry objects, in the same order, renders the same: the cache compares
 identities (no version counter or change hook needed from the node) and
-renders again only when something changed. Keys come from client input, so
-the cache is bounded: past ``max_size`` keys it starts over.
+renders again only when something changed. A ``version`` (the service's
+change index) covers what the entries alone do not show, such as an
+instance turning stale; it is compared, not part of the key, so a query
+keeps one rendering however often its service changes. Keys come from
+client input, so the cache is bounded: past ``max_size`` keys it starts
+over.
 """
 
 from __future__ import annotations
@@ -29,18 +33,19 @@ class ViewCache(Generic[_T]):
     def __init__(self, build: Callable[[list[Entry]], _T], *, max_size: int = 1024) -> None:
         self._build = build
         self._max_size = max_size
-        self._views: dict[Hashable, tuple[list[Entry], _T]] = {}
+        self._views: dict[Hashable, tuple[int, list[Entry], _T]] = {}
 
-    def get(self, key: Hashable, entries: list[Entry]) -> _T:
+    def get(self, key: Hashable, entries: list[Entry], version: int = 0) -> _T:
         cached = self._views.get(key)
         if (
             cached is not None
-            and len(cached[0]) == len(entries)
-            and all(map(operator.is_, cached[0], entries))
+            and cached[0] == version
+            and len(cached[1]) == len(entries)
+            and all(map(operator.is_, cached[1], entries))
         ):
-            return cached[1]
-        if len(self._views) >= self._max_size:
+            return cached[2]
+        if cached is None and len(self._views) >= self._max_size:
             self._views.clear()
         view = self._build(entries)
-        self._views[key] = (entries, view)
+        self._views[key] = (version, entries, view)
         return view

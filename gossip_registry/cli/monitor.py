@@ -75,7 +75,13 @@ def _stream(api: Api, kinds: str | None, as_json: bool) -> str:
     subscribed = False
     try:
         with (
-            httpx.Client(base_url=api.url, timeout=timeout, trust_env=False) as client,
+            httpx.Client(
+                base_url=api.url,
+                timeout=timeout,
+                trust_env=False,
+                headers=api.headers,  # the read token, when the node wants one
+                verify=api.verify,  # --ca-cert
+            ) as client,
             client.stream("GET", "/v1/events", params=params) as response,
         ):
             if not response.is_success:

@@ -92,6 +92,17 @@ async def test_monitor_json_prints_the_apis_lines_as_they_come() -> None:
             nursery.cancel_scope.cancel()
 
 
+async def test_monitor_sends_the_token_to_a_node_that_wants_one() -> None:
+    config = fast_config("mon", http=("127.0.0.1", 0), read_token="r" * 24)
+    with trio.fail_after(30):
+        async with trio.open_nursery() as nursery:
+            node, _ = await start_node(nursery, config)
+            async with monitor(nursery, node, "--json", "--token", "r" * 24) as (_, out, _):
+                await node.register("web", instance_id="web-1", port=8080)
+                await wait_until(lambda: '"registered"' in out.text)
+            nursery.cancel_scope.cancel()
+
+
 def test_an_unknown_kind_is_a_usage_error_before_connecting() -> None:
     result = CliRunner().invoke(cli, ["monitor", "--http", "127.0.0.1:9", "--kind", "nodes"])
     assert result.exit_code == 2

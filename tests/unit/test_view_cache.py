@@ -51,3 +51,18 @@ def test_keys_are_separate_and_the_cache_starts_over_past_its_size() -> None:
     cache.get("c", entries)  # a third key: the cache is emptied, then holds c
     cache.get("a", entries)
     assert render.calls == 4
+
+
+def test_a_new_version_renders_again_and_replaces_the_old_rendering_in_place() -> None:
+    render = CountingRender()
+    cache = ViewCache(render, max_size=2)
+    entries = [make_entry(port=5)]
+    cache.get("web", entries, 1)
+    cache.get("web", entries, 1)
+    assert render.calls == 1
+    for version in range(2, 50):  # the service changes again and again: one slot, not fifty
+        cache.get("web", entries, version)
+    assert render.calls == 49
+    cache.get("other", entries, 1)
+    cache.get("web", entries, 49)  # still cached: versions did not fill the cache
+    assert render.calls == 50

@@ -11,7 +11,7 @@ from __future__ import annotations
 import ipaddress
 import re
 
-__all__ = ["exposure_warning", "token_problem"]
+__all__ = ["dns_exposure_warning", "exposure_warning", "token_problem"]
 
 _TOKEN = re.compile(r"[\x21-\x7e]{1,512}")
 
@@ -23,18 +23,31 @@ def token_problem(value: object) -> str | None:
     return "must be 1..512 visible ASCII characters (no spaces)"
 
 
+def _beyond_loopback(host: str) -> bool:
+    if host == "localhost":
+        return False
+    try:
+        return not ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return True  # a host name: may resolve to anything
+
+
+def dns_exposure_warning(dns: tuple[str, int] | None, read_token: str | None) -> str | None:
+    """A warning when reads are meant to be private but DNS, which has no tokens, is not."""
+    if dns is None or not read_token or not _beyond_loopback(dns[0]):
+        return None
+    return (
+        f"DNS listens on {dns[0]}, beyond loopback, while the HTTP API needs a read token: "
+        "DNS has no tokens, so anyone who can reach it can list every service's instances. "
+        "Bind DNS to loopback or to a network that may read the registry."
+    )
+
+
 def exposure_warning(http: tuple[str, int] | None, write_token: str | None) -> str | None:
     """A warning when the HTTP API listens beyond loopback with writes open to anyone."""
-    if http is None or write_token:
+    if http is None or write_token or not _beyond_loopback(http[0]):
         return None
     host = http[0]
-    if host == "localhost":
-        return None
-    try:
-        if ipaddress.ip_address(host).is_loopback:
-            return None
-    except ValueError:
-        pass  # a host name: may resolve to anything
     return (
         f"the HTTP API listens on {host}, beyond loopback, with no write token: anyone who "
         "can reach it can register and deregister services. Set a write token "

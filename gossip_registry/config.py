@@ -270,19 +270,17 @@ _SHARED_KEYS = (
     | _ACCESS_KEYS
 )
 _DNS_KEYS = frozenset({"dns_domain", "dns_ttl"})
-_SHARED_KEYS |= _DNS_KEYS
-"""Keys allowed in [defaults] and in each [[nodes]] table."""
-# Watches and self-preservation (NodeConfig.max_waiters, NodeConfig.self_preservation).
+"""The DNS interface's shared settings (its port is per node)."""
 _PRESERVATION_KEYS = frozenset(
     {"self_preservation_threshold", "self_preservation_window", "self_preservation_max_duration"}
 )
-_SHARED_KEYS = _SHARED_KEYS | {"max_waiters"} | _PRESERVATION_KEYS
+"""Self-preservation (NodeConfig.self_preservation)."""
 _GOSSIP_KEY_KEYS = frozenset(
     {"encrypt", "keyring_file", "gossip_allow_plaintext", "gossip_encrypt_outgoing"}
 )
 """Gossip encryption (keyring.py): a base64 key or a keyring file, and the migration switches."""
-_SHARED_KEYS |= _GOSSIP_KEY_KEYS
-_NODE_ONLY_KEYS = frozenset({"name", "gossip_port", "http_port", "advertise", "data_dir"})
+_SHARED_KEYS |= _DNS_KEYS | {"max_waiters"} | _PRESERVATION_KEYS | _GOSSIP_KEY_KEYS
+"""Keys allowed in [defaults] and in each [[nodes]] table."""
 _NODE_ONLY_KEYS = frozenset(
     {"name", "gossip_port", "http_port", "dns_port", "advertise", "data_dir"}
 )

@@ -83,6 +83,12 @@ DROP_REASONS: tuple[tuple[str, str, str], ...] = (
     ("unexpected_stream_message", "protocol", "unexpected_stream_messages"),
     ("oversized_frame", "transport", "stream_oversized"),
     ("truncated_frame", "transport", "stream_truncated"),
+    ("auth_failed", "transport", "auth_failed"),
+    ("test_fault", "transport", "test_fault_drops"),
+    ("keyring_refused", "protocol", "keyring_refused"),
+    ("member_limit", "protocol", "members_refused"),
+    ("entry_limit", "protocol", "entries_over_limit"),
+    ("clock_skew", "protocol", "entries_from_future"),
 )
 """Input dropped: (reason label, whose stats, stats key)."""
 

@@ -35,7 +35,7 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
-from gossip_registry.access import exposure_warning, token_problem
+from gossip_registry.access import dns_exposure_warning, exposure_warning, token_problem
 from gossip_registry.cli._common import (
     DEFAULT_CONFIG,
     ConfigFailure,
@@ -175,9 +175,12 @@ def agent(
         from_file = config_path is not None or node_name is not None
         config = apply_gossip_keys(config, from_file, gossip_keys)
         configure_logging(log_level)
-        warning = exposure_warning(config.http, config.write_token)
-        if warning is not None:
-            logger.warning("SECURITY WARNING: %s", warning)
+        for warning in (
+            exposure_warning(config.http, config.write_token),
+            dns_exposure_warning(config.dns, config.read_token),
+        ):
+            if warning is not None:
+                logger.warning("SECURITY WARNING: %s", warning)
         # Every held blocking query is an open connection: see fdlimit.py.
         before, after = raise_open_files_limit()
         logger.debug("open files limit (RLIMIT_NOFILE soft): %d -> %d", before, after)

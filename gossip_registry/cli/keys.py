@@ -113,7 +113,8 @@ def apply_gossip_keys(config: NodeConfig, from_file: bool, flags: dict[str, Any]
     if not given:
         return config
     if from_file:
-        flag = "--" + next(iter(given)).replace("_", "-")
+        name = next(iter(given))
+        flag = "--keyring" if name == "keyring_file" else "--" + name.replace("_", "-")
         raise click.UsageError(
             f"{flag} cannot be combined with --config/--node: set it in the file"
         )

@@ -152,12 +152,13 @@ def _read(outcome: Outcome) -> tuple[list[Instance], int | None]:
     """The instances and index of a node's answer.
 
     Raises:
-        BadResponse: the node failed (unreachable, 5xx, garbage): try the next one.
-        RegistryError: the node refused the query (4xx): no other node would accept it.
+        BadResponse: the node failed (unreachable, 5xx, garbage) or is busy (429: its
+            blocking-query waiters are full): try the next one.
+        RegistryError: the node refused the query (other 4xx): no other node would accept it.
     """
     if not isinstance(outcome, httpx.Response):
         raise BadResponse(_describe(outcome) if outcome is not None else "no answer")
-    if outcome.status_code >= 500:
+    if outcome.status_code >= 500 or outcome.status_code == 429:
         raise BadResponse(f"HTTP {outcome.status_code}")
     try:
         body = outcome.json()

@@ -23,7 +23,7 @@ from cryptography.x509.oid import NameOID
 from starlette.applications import Starlette
 from starlette.routing import BaseRoute, Mount, Route
 
-from gossip_registry.access import exposure_warning, token_problem
+from gossip_registry.access import dns_exposure_warning, exposure_warning, token_problem
 from gossip_registry.api.auth import Level, required_level
 from gossip_registry.api.http import build_app
 from gossip_registry.cli import cli
@@ -162,6 +162,11 @@ def test_an_api_beyond_loopback_without_a_write_token_is_warned_about() -> None:
     assert exposure_warning(("node.example", 8500), None) is not None
     assert exposure_warning(("0.0.0.0", 8500), "t") is None
     assert exposure_warning(("127.0.0.1", 8500), None) is None
+    # DNS has no tokens: it matters only when reads are meant to be private.
+    assert dns_exposure_warning(("0.0.0.0", 8600), "r") is not None
+    assert dns_exposure_warning(("127.0.0.1", 8600), "r") is None
+    assert dns_exposure_warning(("0.0.0.0", 8600), None) is None
+    assert dns_exposure_warning(None, "r") is None
     assert exposure_warning(("::1", 8500), None) is None
     assert exposure_warning(None, None) is None
 

@@ -73,6 +73,8 @@ async def test_metrics_of_a_node_pair_exist_and_counters_move_with_registrations
             for name in ("broadcast_queue_depth", "local_health_score", "registry_tombstones"):
                 assert value(before, name) >= 0
             assert value(before, "dropped_input_total", reason="malformed_packet") == 0
+            for reason in ("auth_failed", "member_limit", "entry_limit", "clock_skew"):
+                assert value(before, "dropped_input_total", reason=reason) == 0
             assert value(before, "messages_total", direction="in", channel="udp", type="entry") == 0
 
             for i in range(3):

@@ -196,7 +196,7 @@ async def test_callers_of_a_failed_cold_fetch_all_get_its_error(autojump_clock: 
 # Node fail-over.
 
 
-@pytest.mark.parametrize("failure", ["refuse", 503, "garbage"])
+@pytest.mark.parametrize("failure", ["refuse", 503, 429, "garbage"])
 async def test_a_failing_node_is_skipped_and_the_answering_one_remembered(
     autojump_clock: Any, failure: Any
 ) -> None:

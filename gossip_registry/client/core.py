@@ -110,14 +110,17 @@ class ClientCore:
     ) -> Instance:
         """The balancer's choice among the instances neither ejected nor excluded.
 
-        The panic rule is applied to the whole list first: if every instance
-        is ejected, all are candidates again. ``exclude`` (instances a retry
-        already tried) then wins over ejection: a retry would rather try an
-        ejected instance than none.
+        Instances flagged stale (their owner was declared dead while the node
+        doubted it: self-preservation) are used only when no fresh one is
+        left. The panic rule is applied to that list first: if every
+        instance is ejected, all are candidates again. ``exclude`` (instances
+        a retry already tried) then wins over ejection: a retry would rather
+        try an ejected instance than none.
 
         Raises:
             NoInstanceAvailable: the list is empty, or every instance is excluded.
         """
+        instances = [i for i in instances if not i.stale] or instances
         usable = self.ejector.usable(instances, self.clock())
         candidates = [i for i in usable if i.key not in exclude] or [
             i for i in instances if i.key not in exclude

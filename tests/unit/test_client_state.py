@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import random
+from dataclasses import replace
 from typing import Any
 
 import pytest
 
 from gossip_registry.client.cache import ServiceCache, WatchState
+from gossip_registry.client.core import ClientCore, ClientSettings
 from gossip_registry.client.ejection import Ejector
 from gossip_registry.client.errors import BadResponse
 from gossip_registry.client.instance import Instance, ServiceQuery, parse_instances
@@ -214,3 +216,12 @@ def test_a_query_names_its_path_and_parameters() -> None:
     assert query.params() == [("tag", "v1"), ("passing", "false")]
     with pytest.raises(ValueError, match="empty"):
         ServiceQuery.of("")
+
+
+def test_stale_instances_are_picked_only_when_no_fresh_one_is_left() -> None:
+    core = ClientCore(
+        ["http://n1"], ClientSettings(), token=None, rng=random.Random(1), clock=lambda: 0.0
+    )
+    fresh, stale = inst("a"), replace(inst("b"), stale=True)
+    assert {core.pick("api", [fresh, stale]).id for _ in range(50)} == {"a"}
+    assert core.pick("api", [stale]).id == "b"  # better a doubted instance than none

@@ -409,7 +409,7 @@ class _Loader:
         if "dns_port" in table:
             kwargs["dns"] = (host, self.port(table["dns_port"], f"{at}.dns_port"))
         kwargs.update({k: v for k, v in merged.items() if k in _DNS_KEYS})
-        kwargs.update(self.gossip_keys(at, own, merged))
+        kwargs.update(self.gossip_keys(at, own, defaults, merged))
         config = NodeConfig(
             name=name,
             bind=(host, gossip_port),
@@ -676,9 +676,17 @@ class _Loader:
         return value
 
     def gossip_keys(
-        self, at: str, own: Mapping[str, Any], merged: Mapping[str, Any]
+        self,
+        at: str,
+        own: Mapping[str, Any],
+        defaults: Mapping[str, Any],
+        merged: Mapping[str, Any],
     ) -> dict[str, Any]:
-        """NodeConfig's keyring and migration switches; a bad key is reported where it was set."""
+        """NodeConfig's keyring and migration switches; a bad key is reported where it was set.
+
+        As with tokens, a node that gives its keys in either form (``encrypt`` or
+        ``keyring_file``) overrides both forms in [defaults].
+        """
         from gossip_registry.keyring import KeyringError
         from gossip_registry.keyring_file import configured_keyring
 
@@ -687,11 +695,13 @@ class _Loader:
             for k in ("gossip_allow_plaintext", "gossip_encrypt_outgoing")
             if k in merged
         }
+        forms = ("encrypt", "keyring_file")
+        source, prefix = (own, at) if any(k in own for k in forms) else (defaults, "defaults")
         try:
-            out["keyring"] = configured_keyring(merged.get("encrypt"), merged.get("keyring_file"))
+            out["keyring"] = configured_keyring(source.get("encrypt"), source.get("keyring_file"))
         except KeyringError as exc:
-            key = next((k for k in ("encrypt", "keyring_file") if k in merged), "encrypt")
-            raise self.fail(f"{at if key in own else 'defaults'}.{key}", str(exc)) from None
+            key = next((k for k in forms if k in source), "encrypt")
+            raise self.fail(f"{prefix}.{key}", str(exc)) from None
         return out
 
     def duration(self, value: Any, where: str) -> float:

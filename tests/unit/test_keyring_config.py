@@ -88,6 +88,13 @@ def test_cluster_toml_encrypt_in_defaults_gives_every_node_the_key(tmp_path: Pat
     assert a.gossip_encrypt_outgoing
 
 
+def test_a_nodes_own_keyring_file_overrides_the_key_in_defaults(tmp_path: Path) -> None:
+    write_keyring_file(tmp_path / "keys.json", Keyring([B]))
+    text = cluster_text(defaults=f'encrypt = "{encode_key(A)}"', b='keyring_file = "keys.json"')
+    a, b = load_text(tmp_path, text).nodes
+    assert (a.keyring, b.keyring) == (Keyring([A]), Keyring([B]))
+
+
 def test_cluster_toml_keyring_file_is_relative_to_the_file(tmp_path: Path) -> None:
     write_keyring_file(tmp_path / "keys.json", Keyring([B, A]))
     a, _ = load_text(tmp_path, cluster_text(defaults='keyring_file = "keys.json"')).nodes

@@ -9,6 +9,7 @@ used as synchronisation.
 from __future__ import annotations
 
 import socket
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -51,6 +52,15 @@ async def wait_until(predicate: Callable[[], bool], timeout: float = 10.0) -> No
                 await trio.sleep(0.02)
     except trio.TooSlowError:
         raise AssertionError(f"condition not met within {timeout}s: {predicate}") from None
+
+
+def eventually(predicate: Callable[[], bool], timeout: float = 10.0) -> None:
+    """Blocking twin of ``wait_until`` for tests that drive nodes from plain threads."""
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"condition not met within {timeout}s: {predicate}")
+        time.sleep(0.02)
 
 
 async def start_node(nursery: trio.Nursery, config: NodeConfig) -> tuple[Node, trio.CancelScope]:

@@ -12,8 +12,7 @@ from __future__ import annotations
 import io
 import json
 import socket
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
@@ -25,7 +24,7 @@ from gossip_registry.cli import cli
 from gossip_registry.cli.up import Child, Console, Supervisor
 from gossip_registry.config import load_cluster
 from gossip_registry.threaded import ThreadedNode
-from tests.integration import fast_config
+from tests.integration import eventually, fast_config
 
 BAD_CONFIG = """
 [[nodes]]
@@ -33,14 +32,6 @@ name = "n1"
 gossip_port = 7946
 probe_intervall = "1s"
 """
-
-
-def eventually(predicate: Callable[[], bool], timeout: float = 10.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"condition not met within {timeout}s: {predicate}")
-        time.sleep(0.02)
 
 
 def run(*args: str) -> Result:

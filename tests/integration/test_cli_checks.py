@@ -7,7 +7,8 @@ import json
 from gossip_registry.registry.entry import Health
 from gossip_registry.registry.health import CheckSpec
 from gossip_registry.threaded import ThreadedNode
-from tests.integration.test_cli import eventually, http, node, run
+from tests.integration import eventually
+from tests.integration.test_cli import http, node, run
 
 __all__ = ["http", "node"]  # pytest fixtures, imported to be found here
 

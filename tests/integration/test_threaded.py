@@ -5,23 +5,12 @@ from __future__ import annotations
 import queue
 import socket
 import threading
-import time
-from collections.abc import Callable
 
 import pytest
 
 from gossip_registry.core.messages import MemberState
 from gossip_registry.threaded import ThreadedNode
-from tests.integration import fast_config
-
-
-def eventually(predicate: Callable[[], bool], timeout: float = 10.0) -> None:
-    """Blocking twin of ``wait_until`` for thread tests: a bounded poll."""
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"condition not met within {timeout}s: {predicate}")
-        time.sleep(0.02)
+from tests.integration import eventually, fast_config
 
 
 def test_registrations_from_four_threads_at_once_all_land_and_spread() -> None:

@@ -1,0 +1,142 @@
+"""Push-pull anti-entropy driven by hand: hello, reply and finish frames passed between cores.
+
+These pin behaviour that convergence alone hides: a single-line change to any
+of them still lets a simulation converge (a later sync repairs it), so only a
+test of one exchange sees it.
+"""
+
+from __future__ import annotations
+
+import random
+from dataclasses import replace
+
+import pytest
+
+from gossip_registry.core.codec import encode_packet, encode_stream
+from gossip_registry.core.config import ProtocolConfig
+from gossip_registry.core.effects import (
+    EntryChanged,
+    Notify,
+    SetTimer,
+    StreamRequest,
+    StreamSend,
+    TimerKind,
+)
+from gossip_registry.core.messages import (
+    Address,
+    Alive,
+    MemberRecord,
+    MemberState,
+    Packet,
+    Suspect,
+    SyncFinish,
+    SyncReply,
+)
+from gossip_registry.core.protocol import Protocol
+from gossip_registry.registry.entry import Entry
+
+A: Address = ("198.18.0.1", 7946)
+B: Address = ("198.18.0.2", 7946)
+
+
+def pair() -> tuple[Protocol, Protocol]:
+    a = Protocol(ProtocolConfig(), "a", A, rng=random.Random(1), now=0.0)
+    b = Protocol(ProtocolConfig(), "b", B, rng=random.Random(2), now=0.0)
+    a.start(0.0)
+    b.start(0.0)
+    return a, b
+
+
+def sync(a: Protocol, b: Protocol, now: float) -> None:
+    """One whole push-pull started by ``a``: hello, reply, finish."""
+    [request] = [e for e in a.join(now, [b.addr]) if isinstance(e, StreamRequest)]
+    reply, _ = b.handle_stream(now, a.addr, request.data)
+    assert reply is not None
+    out = a.handle_stream_reply(now, request.token, reply)
+    for finish in (e for e in out if isinstance(e, StreamSend)):
+        b.handle_stream(now, a.addr, finish.data)
+
+
+def test_initiator_sends_its_tombstones_in_sync_finish_so_the_peer_deletes_its_copy() -> None:
+    a, b = pair()
+    entry = a.register(1.0, "web", "w1", "10.0.0.1", 80)[0]
+    assert b.table.merge(entry)[0]
+    a.deregister(2.0, entry.key)  # b never hears the gossip
+    sync(a, b, 3.0)
+    stored = b.table.get(entry.key)
+    assert stored is not None
+    assert stored.deleted
+    assert b.table.live("web") == []
+    # the whole-table digest counts live entries only; the bucket digests see tombstones
+    assert a.table.bucket_digests() == b.table.bucket_digests()
+
+
+@pytest.mark.parametrize("known", [True, False], ids=["known-member", "unknown-member"])
+def test_member_learnt_left_through_push_pull_is_left_without_a_suspicion(known: bool) -> None:
+    node = Protocol(ProtocolConfig(), "me", A, rng=random.Random(3), now=0.0)
+    node.start(0.0)
+    if known:
+        node.handle_packet(0.5, B, encode_packet(Packet(None, (Alive("p1", B, 1, {}),))))
+    left = MemberRecord("p1", B, 1, MemberState.LEFT, {})
+    out = node.handle_stream(1.0, B, encode_stream(SyncFinish((node.members.me, left), ())))[1]
+    assert node.member_states()["p1"] is MemberState.LEFT
+    assert [e for e in out if isinstance(e, SetTimer) and e.timer.kind is TimerKind.SUSPICION] == []
+    assert node.stats["suspicions"] == 0
+
+
+def test_suspicion_timer_scales_with_the_live_cluster_size() -> None:
+    config = ProtocolConfig()
+    node = Protocol(config, "me", A, rng=random.Random(4), now=0.0)
+    node.start(0.0)
+    news = tuple(Alive(f"p{i}", (f"198.18.1.{i}", 7946), 1, {}) for i in range(1, 100))
+    for start in range(0, len(news), 20):  # a packet holds a bounded number of updates
+        node.handle_packet(0.0, B, encode_packet(Packet(None, news[start : start + 20])))
+    n = node.members.active_count
+    assert n == 100
+    low = config.suspicion_min(n)
+    assert low != config.suspicion_min(1), "at this size the live N must matter"
+
+    def suspect(accuser: str, now: float) -> list[SetTimer]:
+        out = node.handle_packet(now, B, encode_packet(Packet(None, (Suspect("p1", 1, accuser),))))
+        return [e for e in out if isinstance(e, SetTimer) and e.timer.kind is TimerKind.SUSPICION]
+
+    [first] = suspect("p2", 10.0)
+    assert first.at == pytest.approx(10.0 + low * config.suspicion_max_mult)
+    wanted = config.suspicion_mult - 2
+    confirmed: list[SetTimer] = []
+    for i in range(wanted):
+        confirmed += suspect(f"p{3 + i}", 11.0)
+    assert confirmed[-1].at == pytest.approx(10.0 + low), "fully confirmed: the minimum"
+
+
+def _tombstone_of(entry: Entry) -> Entry:
+    return replace(entry, deleted=True, stamp=entry.stamp + (1 << 16))
+
+
+def test_tombstone_in_sync_finish_deletes_the_live_copy_and_counts_as_repaired() -> None:
+    a, b = pair()
+    entry = a.register(1.0, "web", "w1", "10.0.0.1", 80)[0]
+    b.table.merge(entry)
+    out = b.handle_stream(2.0, A, encode_stream(SyncFinish(None, (_tombstone_of(entry),))))[1]
+    assert b.table.live("web") == []
+    stored = b.table.get(entry.key)
+    assert stored is not None
+    assert stored.deleted
+    assert b.stats["entries_repaired"] == 1
+    assert Notify(EntryChanged(entry, None)) in out
+
+
+def test_tombstone_in_sync_reply_deletes_the_live_copy_and_counts_as_repaired() -> None:
+    a, b = pair()
+    entry = b.register(1.0, "web", "w1", "10.0.0.1", 80)[0]
+    a.table.merge(entry)
+    [request] = [e for e in a.join(2.0, [B]) if isinstance(e, StreamRequest)]
+    bucket = a.table.bucket_of(entry.key)
+    reply = SyncReply(None, False, (bucket,), (_tombstone_of(entry),))
+    out = a.handle_stream_reply(2.0, request.token, encode_stream(reply))
+    assert a.table.live("web") == []
+    stored = a.table.get(entry.key)
+    assert stored is not None
+    assert stored.deleted
+    assert a.stats["entries_repaired"] == 1
+    assert Notify(EntryChanged(entry, None)) in out

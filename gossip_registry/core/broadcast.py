@@ -9,7 +9,15 @@ name, a registry key) replaces the queued one: nobody needs the old news.
 
 The queue stores encoded bytes, so a packet is filled to an exact byte budget
 without re-encoding. It is bounded: beyond ``limit`` items the most-sent are
-dropped (anti-entropy repairs whatever that loses).
+dropped (anti-entropy repairs whatever that loses), the oldest of equals
+first.
+
+Cost: O(log n) per push, take and drop, also at and beyond the limit
+(memberlist keeps a B-tree ordered by transmits for the same reason). Two
+binary heaps, one in send order and one in drop order, hold every version of
+an item; a version stays in them after it is sent, replaced or dropped and is
+skipped when it surfaces (lazy deletion). When stale versions outnumber live
+items both heaps are rebuilt, which is O(n) once per n pushes: amortised O(1).
 """
 
 from __future__ import annotations
@@ -26,13 +34,15 @@ class _Queued(NamedTuple):
 
 
 class BroadcastQueue:
-    """Heap of (transmits, -size, -serial, subject); an entry is current only
-    while ``_items[subject]`` still has its serial (lazy invalidation)."""
+    """Send heap of (transmits, -size, -serial, subject) and drop heap of
+    (-transmits, serial, subject); a heap entry is current only while
+    ``_items[subject]`` still has its serial (lazy invalidation)."""
 
-    __slots__ = ("_heap", "_items", "_limit", "_serial")
+    __slots__ = ("_drops", "_heap", "_items", "_limit", "_serial")
 
     def __init__(self, limit: int) -> None:
         self._heap: list[tuple[int, int, int, Hashable]] = []
+        self._drops: list[tuple[int, int, Hashable]] = []
         self._items: dict[Hashable, _Queued] = {}
         self._limit = limit
         self._serial = 0
@@ -43,8 +53,8 @@ class BroadcastQueue:
     def push(self, subject: Hashable, data: bytes) -> None:
         """Queue ``data`` about ``subject``, replacing anything queued about it."""
         self._push(subject, data, 0)
-        if len(self._items) > self._limit:
-            self._prune()
+        while len(self._items) > self._limit:
+            self._drop_most_sent()
 
     def take(self, budget: int, limit: int, most: int = 1024) -> list[bytes]:
         """Up to ``budget`` bytes and ``most`` updates; each counts one transmission.
@@ -86,14 +96,22 @@ class BroadcastQueue:
         self._serial += 1
         self._items[subject] = _Queued(self._serial, transmits, data)
         heapq.heappush(self._heap, (transmits, -len(data), -self._serial, subject))
-        if len(self._heap) > 2 * len(self._items) + 64:
+        heapq.heappush(self._drops, (-transmits, self._serial, subject))
+        if len(self._heap) + len(self._drops) > 4 * len(self._items) + 128:
             self._compact()
 
+    def _drop_most_sent(self) -> None:
+        drops, items = self._drops, self._items
+        while drops:
+            _, serial, subject = heapq.heappop(drops)
+            queued = items.get(subject)
+            if queued is not None and queued.serial == serial:
+                del items[subject]
+                return
+
     def _compact(self) -> None:
+        """Rebuild both heaps from the live items, shedding stale versions."""
         self._heap = [(q.transmits, -len(q.data), -q.serial, s) for s, q in self._items.items()]
         heapq.heapify(self._heap)
-
-    def _prune(self) -> None:
-        by_sent = sorted(self._items.items(), key=lambda kv: (kv[1].transmits, -kv[1].serial))
-        self._items = dict(by_sent[: self._limit])
-        self._compact()
+        self._drops = [(-q.transmits, q.serial, s) for s, q in self._items.items()]
+        heapq.heapify(self._drops)

@@ -53,3 +53,27 @@ def test_take_never_returns_more_updates_than_asked() -> None:
     for i in range(10):
         queue.push(i, b"u")
     assert len(queue.take(budget=1000, limit=5, most=4)) == 4
+
+
+def test_beyond_the_limit_the_most_sent_are_dropped_one_per_push() -> None:
+    queue = BroadcastQueue(limit=4)
+    queue.push("a", b"a")
+    queue.take(budget=1000, limit=10)
+    queue.push("b", b"b")
+    queue.take(budget=1000, limit=10)  # a sent twice, b once
+    queue.push("c", b"c")
+    queue.push("d", b"d")
+    queue.push("e", b"e")  # over the limit: drop a
+    assert len(queue) == 4
+    assert sorted(queue.take(budget=1000, limit=10)) == [b"b", b"c", b"d", b"e"]
+    queue.push("f", b"f")  # now b is the most sent (twice)
+    assert sorted(queue.take(budget=1000, limit=10)) == [b"c", b"d", b"e", b"f"]
+
+
+def test_stale_versions_do_not_pile_up_when_one_subject_is_replaced_over_and_over() -> None:
+    queue = BroadcastQueue(limit=10)
+    for i in range(10_000):
+        queue.push("same", str(i).encode())
+    assert len(queue) == 1
+    assert queue.take(budget=1000, limit=5) == [b"9999"]
+    assert len(queue._heap) + len(queue._drops) <= 4 * len(queue) + 128

@@ -72,6 +72,18 @@ from gossip_registry.registry.table import RegistryTable
 
 _GONE = (MemberState.DEAD, MemberState.LEFT)
 
+REGOSSIP_PER_SYNC = 64
+"""Entries one push-pull message repairs that are also queued for piggybacking.
+
+A few repairs (a deletion some nodes missed) spread faster by gossip than by
+everyone's next push-pull. A bulk transfer (a node joining a cluster of
+100,000 entries, or returning from a partition) is the opposite: its sender
+already holds every entry, the others hold them or get them from their own
+anti-entropy, and piggybacking them all would crowd real news out of the
+queue for minutes. So the first this many go on, the rest are counted
+(``repairs_not_regossiped``).
+"""
+
 
 class Protocol(Swim):
     """One node's whole protocol: membership (SWIM + Lifeguard), dissemination, registry.
@@ -293,8 +305,8 @@ class Protocol(Swim):
     def _on_entry_update(self, now: float, update: EntryUpdate) -> None:
         self._merge_entry(now, update.entry)
 
-    def _merge_entry(self, now: float, entry: Entry) -> bool:
-        """Merge a version that came from another node."""
+    def _merge_entry(self, now: float, entry: Entry, *, gossip: bool = True) -> bool:
+        """Merge a version that came from another node; ``gossip``: queue it if news."""
         if self._from_future(now, entry) or self._over_owner_limit(entry):
             return False
         self.clock.observe(entry.stamp)
@@ -307,10 +319,11 @@ class Protocol(Swim):
                     entry = self._restamp(now, current, deleted=False)
                 else:
                     entry = self._restamp(now, entry, deleted=True)
-        return self._store(now, entry)
+                return self._store(now, entry)  # a write of ours: always gossiped
+        return self._store(now, entry, gossip=gossip)
 
-    def _store(self, now: float, entry: Entry) -> bool:
-        """Keep ``entry`` if it wins, tell observers, and queue it for gossip."""
+    def _store(self, now: float, entry: Entry, *, gossip: bool = True) -> bool:
+        """Keep ``entry`` if it wins, tell observers, and queue it for gossip if asked."""
         accepted, previous = self.table.merge(entry)
         if not accepted:
             return False
@@ -318,7 +331,8 @@ class Protocol(Swim):
         new = None if entry.deleted else entry
         if old is not None or new is not None:
             self._out.append(Notify(EntryChanged(old, new)))
-        self._broadcast(("e", *entry.key), encode_update(EntryUpdate(entry)))
+        if gossip:
+            self._broadcast(("e", *entry.key), encode_update(EntryUpdate(entry)))
         return True
 
     def _on_member_changed(
@@ -433,5 +447,10 @@ class Protocol(Swim):
     ) -> None:
         if members is not None:
             self.merge_records(now, members)
-        repaired = sum(self._merge_entry(now, e) for e in entries)
+        repaired = 0
+        for entry in entries:
+            gossip = repaired < REGOSSIP_PER_SYNC
+            if self._merge_entry(now, entry, gossip=gossip):
+                repaired += 1
+                self.stats["repairs_not_regossiped"] += not gossip
         self.stats["entries_repaired"] += repaired

@@ -32,7 +32,7 @@ from gossip_registry.core.messages import (
     SyncFinish,
     SyncReply,
 )
-from gossip_registry.core.protocol import Protocol
+from gossip_registry.core.protocol import REGOSSIP_PER_SYNC, Protocol
 from gossip_registry.registry.entry import Entry
 
 A: Address = ("198.18.0.1", 7946)
@@ -140,3 +140,25 @@ def test_tombstone_in_sync_reply_deletes_the_live_copy_and_counts_as_repaired() 
     assert stored.deleted
     assert a.stats["entries_repaired"] == 1
     assert Notify(EntryChanged(entry, None)) in out
+
+
+def _finish_of(count: int) -> tuple[Protocol, bytes]:
+    source = Protocol(ProtocolConfig(), "p1", B, rng=random.Random(5), now=0.0)
+    for i in range(count):
+        source.register(0.0, "web", f"w{i}", "10.0.0.1", 80)
+    fresh = Protocol(ProtocolConfig(), "me", A, rng=random.Random(6), now=0.0)
+    return fresh, encode_stream(SyncFinish(None, tuple(source.table.entries())))
+
+
+def test_a_few_entries_repaired_by_push_pull_are_gossiped_on() -> None:
+    fresh, frame = _finish_of(3)
+    fresh.handle_stream(1.0, B, frame)
+    assert len(fresh.queue) == 3
+
+
+def test_a_bulk_transfer_by_push_pull_is_not_piggybacked_entry_by_entry() -> None:
+    fresh, frame = _finish_of(1000)
+    fresh.handle_stream(1.0, B, frame)
+    assert fresh.table.live_count == 1000
+    assert len(fresh.queue) == REGOSSIP_PER_SYNC
+    assert fresh.stats["repairs_not_regossiped"] == 1000 - REGOSSIP_PER_SYNC

@@ -213,10 +213,13 @@ class _TimerHeap:
                 await trio.sleep_forever()
             self._sleep = None
             now = trio.current_time()
-            # A handler may arm timers already due (at == now): they fire in this pass.
+            # A handler may arm timers already due (at == now), such as the next step of a
+            # large merge: they fire in this pass, each after the other tasks had a turn.
             while heap and heap[0][0] <= now:
                 _, _, timer = heapq.heappop(heap)
                 fire(now, timer)
+                await trio.lowlevel.checkpoint()
+                now = trio.current_time()
 
 
 class _JoinWait:

@@ -63,6 +63,7 @@ from gossip_registry.core.messages import (
     Suspect,
     SyncFinish,
     SyncHello,
+    SyncMore,
     SyncReply,
     Update,
 )
@@ -373,14 +374,17 @@ def _entry_update(m: tuple[Any, ...]) -> EntryUpdate:
     return EntryUpdate(_entry(m[1:]))
 
 
-def _sync_hello(m: tuple[Any, ...]) -> SyncHello:
-    blob = m[3]
+def _digests(blob: Any) -> tuple[int, ...]:
     if type(blob) is not bytes or len(blob) % 8 or len(blob) > 8 * MAX_BUCKETS:
         raise CodecError("invalid bucket digests")
+    return struct.unpack(f">{len(blob) // 8}Q", blob)
+
+
+def _sync_hello(m: tuple[Any, ...]) -> SyncHello:
     return SyncHello(
         sender=_record(m[1]),
         members_digest=_uint(m[2], MAX_DIGEST, "members digest"),
-        buckets=struct.unpack(f">{len(blob) // 8}Q", blob),
+        buckets=_digests(m[3]),
     )
 
 
@@ -396,11 +400,21 @@ def _sync_reply(m: tuple[Any, ...]) -> SyncReply:
         want_members=_bool(m[2], "want_members"),
         buckets=buckets,
         entries=_entries(m[4]),
+        # Appended field: a reply without it is a whole answer.
+        resume=_uint(m[5], MAX_BUCKETS - 1, "resume bucket") if len(m) > 5 else 0,
     )
 
 
 def _sync_finish(m: tuple[Any, ...]) -> SyncFinish:
     return SyncFinish(members=_records(m[1]), entries=_entries(m[2]))
+
+
+def _sync_more(m: tuple[Any, ...]) -> SyncMore:
+    start = _uint(m[1], MAX_BUCKETS - 1, "start bucket")
+    buckets = _digests(m[2])
+    if start + len(buckets) > MAX_BUCKETS:
+        raise CodecError("bucket digests beyond the last bucket")
+    return SyncMore(start, buckets)
 
 
 def _keyring_request(m: tuple[Any, ...]) -> KeyringRequest:
@@ -444,6 +458,7 @@ _STREAM_DECODERS: _Decoders[StreamMessage] = {
     MsgType.SYNC_HELLO: (4, _sync_hello),
     MsgType.SYNC_REPLY: (5, _sync_reply),
     MsgType.SYNC_FINISH: (3, _sync_finish),
+    MsgType.SYNC_MORE: (3, _sync_more),
 }
 
 _KEYRING_DECODERS: _Decoders[KeyringMessage] = {
@@ -588,6 +603,7 @@ _ENTRY = int(MsgType.ENTRY)
 _SYNC_HELLO = int(MsgType.SYNC_HELLO)
 _SYNC_REPLY = int(MsgType.SYNC_REPLY)
 _SYNC_FINISH = int(MsgType.SYNC_FINISH)
+_SYNC_MORE = int(MsgType.SYNC_MORE)
 _KEYRING_REQUEST = int(MsgType.KEYRING_REQUEST)
 _KEYRING_REPLY = int(MsgType.KEYRING_REPLY)
 _KEYRING_TYPES = frozenset({_KEYRING_REQUEST, _KEYRING_REPLY})
@@ -641,14 +657,23 @@ def _enc_records(rs: tuple[MemberRecord, ...] | None) -> list[tuple[Any, ...]] |
     return None if rs is None else [_enc_record(r) for r in rs]
 
 
+def _enc_digests(buckets: tuple[int, ...]) -> bytes:
+    return struct.pack(f">{len(buckets)}Q", *buckets)
+
+
 def _enc_sync_hello(m: SyncHello) -> tuple[Any, ...]:
-    blob = struct.pack(f">{len(m.buckets)}Q", *m.buckets)
-    return (_SYNC_HELLO, _enc_record(m.sender), m.members_digest, blob)
+    return (_SYNC_HELLO, _enc_record(m.sender), m.members_digest, _enc_digests(m.buckets))
 
 
 def _enc_sync_reply(m: SyncReply) -> tuple[Any, ...]:
     entries = [e.canonical() for e in m.entries]
-    return (_SYNC_REPLY, _enc_records(m.members), m.want_members, m.buckets, entries)
+    if not m.resume:  # a whole answer keeps the original five fields
+        return (_SYNC_REPLY, _enc_records(m.members), m.want_members, m.buckets, entries)
+    return (_SYNC_REPLY, _enc_records(m.members), m.want_members, m.buckets, entries, m.resume)
+
+
+def _enc_sync_more(m: SyncMore) -> tuple[Any, ...]:
+    return (_SYNC_MORE, m.start, _enc_digests(m.buckets))
 
 
 def _enc_sync_finish(m: SyncFinish) -> tuple[Any, ...]:
@@ -683,6 +708,7 @@ _STREAM_ENCODERS: _Encoders = {
     SyncHello: _enc_sync_hello,
     SyncReply: _enc_sync_reply,
     SyncFinish: _enc_sync_finish,
+    SyncMore: _enc_sync_more,
 }
 _KEYRING_ENCODERS: _Encoders = {
     KeyringRequest: _enc_keyring_request,
@@ -772,7 +798,8 @@ def encode_stream(msg: StreamMessage) -> bytes:
     """One TCP frame payload for ``msg``.
 
     Raises:
-        TypeError: ``msg`` is not a stream type (Ping, Ack, SyncHello, SyncReply, SyncFinish).
+        TypeError: ``msg`` is not a stream type (Ping, Ack, SyncHello, SyncReply, SyncFinish,
+            SyncMore).
     """
     return _STREAM_HEAD + _pack(_fields(msg, _STREAM_ENCODERS, "stream"))
 

@@ -45,6 +45,9 @@ class TimerKind(IntEnum):
     """Periodic push-pull with a random dead member, to heal partitions."""
     REAP = 10
     """Collect tombstones and long-dead members past the horizon."""
+    MERGE = 11
+    """Merge the next chunk of a large push-pull message. Armed at ``now``: the driver
+    lets other events (probes) in first, so a big merge never blocks the node."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -43,6 +43,7 @@ class MsgType(IntEnum):
     SYNC_FINISH = 12
     KEYRING_REQUEST = 13
     KEYRING_REPLY = 14
+    SYNC_MORE = 15
 
 
 class MemberState(IntEnum):
@@ -155,12 +156,18 @@ class SyncHello:
 
 @dataclass(frozen=True, slots=True)
 class SyncReply:
-    """The peer's answer: its members if they differ, its entries in differing buckets."""
+    """The peer's answer: its members if they differ, its entries in differing buckets.
+
+    A large difference comes in pages (``protocol.SYNC_PAGE_ENTRIES``): ``buckets``
+    lists the whole buckets this page carries and ``resume``, when not 0, the first
+    differing bucket left out; the initiator asks for the rest with ``SyncMore``.
+    """
 
     members: tuple[MemberRecord, ...] | None
     want_members: bool
     buckets: tuple[int, ...]
     entries: tuple[Entry, ...]
+    resume: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -169,6 +176,18 @@ class SyncFinish:
 
     members: tuple[MemberRecord, ...] | None
     entries: tuple[Entry, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class SyncMore:
+    """The next page of a push-pull: digests of buckets ``start`` onwards.
+
+    Answered by a ``SyncReply`` without members; the sync's finish for each page
+    is a ``SyncFinish`` as usual.
+    """
+
+    start: int
+    buckets: tuple[int, ...]
 
 
 @dataclass(frozen=True, slots=True)
@@ -196,8 +215,8 @@ KEYRING_OPS = ("list", "install", "use", "remove")
 
 Update = Alive | Suspect | Dead | Left | EntryUpdate
 Primary = Ping | PingReq | Ack | Nack
-StreamMessage = Ping | Ack | SyncHello | SyncReply | SyncFinish
-Message = Primary | Update | SyncHello | SyncReply | SyncFinish
+StreamMessage = Ping | Ack | SyncHello | SyncReply | SyncFinish | SyncMore
+Message = Primary | Update | SyncHello | SyncReply | SyncFinish | SyncMore
 KeyringMessage = KeyringRequest | KeyringReply
 
 

@@ -208,6 +208,10 @@ class RegistryTable:
         """
         return tuple(self._bucket_digests)
 
+    def bucket_size(self, bucket: int) -> int:
+        """Stored versions (tombstones included) in ``bucket``, in O(1): push-pull pages by it."""
+        return len(self._bucket_entries[bucket])
+
     def entries_in(self, buckets: Iterable[int]) -> list[Entry]:
         """Stored versions (tombstones included) in ``buckets``; each bucket once.
 

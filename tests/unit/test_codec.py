@@ -30,6 +30,7 @@ from gossip_registry.core.messages import (
     Left,
     MemberRecord,
     MemberState,
+    MsgType,
     Nack,
     Packet,
     Ping,
@@ -37,6 +38,7 @@ from gossip_registry.core.messages import (
     Suspect,
     SyncFinish,
     SyncHello,
+    SyncMore,
     SyncReply,
 )
 from gossip_registry.registry.entry import CheckKind, CheckState, Entry, Health
@@ -136,6 +138,9 @@ STREAMS = [
     SyncReply((RECORD, MAX_RECORD), False, (0, 17, codec.MAX_BUCKETS - 1), (ENTRY, TOMBSTONE)),
     SyncFinish(None, ()),
     SyncFinish((RECORD,), (ENTRY, MAX_ENTRY, TOMBSTONE)),
+    SyncReply(None, False, (3, 4), (ENTRY,), 9),
+    SyncMore(9, (0, codec.MAX_DIGEST)),
+    SyncMore(codec.MAX_BUCKETS - 1, (7,)),
 ]
 
 
@@ -694,3 +699,23 @@ def test_extra_trailing_fields_in_records_and_sync_entries_are_ignored() -> None
     finish = decode_stream(raw_stream([12, [record], [[*ENTRY_WIRE, EXTRA]]]), 1000)
     assert isinstance(finish, SyncFinish)
     assert finish.entries == (ENTRY,)
+
+
+def test_a_sync_reply_without_the_appended_resume_field_is_a_whole_answer() -> None:
+    frame = encode_stream(SyncReply(None, False, (1,), (ENTRY,)))
+    assert decode_stream(frame, 1 << 20) == SyncReply(None, False, (1,), (ENTRY,), 0)
+
+
+@pytest.mark.parametrize(
+    "fields",
+    [
+        (int(MsgType.SYNC_MORE), codec.MAX_BUCKETS, b""),
+        (int(MsgType.SYNC_MORE), codec.MAX_BUCKETS - 1, b"\x00" * 16),
+        (int(MsgType.SYNC_MORE), 0, b"\x00" * 7),
+        (int(MsgType.SYNC_MORE), -1, b""),
+    ],
+    ids=["start-out-of-range", "digests-past-the-last-bucket", "ragged-digests", "negative"],
+)
+def test_malformed_sync_more_is_a_codec_error(fields: tuple[Any, ...]) -> None:
+    with pytest.raises(CodecError):
+        decode_stream(raw_stream(list(fields)), 1 << 20)

@@ -12,9 +12,10 @@ from dataclasses import replace
 
 import pytest
 
-from gossip_registry.core.codec import encode_packet, encode_stream
+from gossip_registry.core.codec import decode_stream, encode_packet, encode_stream
 from gossip_registry.core.config import ProtocolConfig
 from gossip_registry.core.effects import (
+    Effect,
     EntryChanged,
     Notify,
     SetTimer,
@@ -32,7 +33,12 @@ from gossip_registry.core.messages import (
     SyncFinish,
     SyncReply,
 )
-from gossip_registry.core.protocol import REGOSSIP_PER_SYNC, Protocol
+from gossip_registry.core.protocol import (
+    MERGE_CHUNK,
+    REGOSSIP_PER_SYNC,
+    SYNC_PAGE_ENTRIES,
+    Protocol,
+)
 from gossip_registry.registry.entry import Entry
 
 A: Address = ("198.18.0.1", 7946)
@@ -158,7 +164,64 @@ def test_a_few_entries_repaired_by_push_pull_are_gossiped_on() -> None:
 
 def test_a_bulk_transfer_by_push_pull_is_not_piggybacked_entry_by_entry() -> None:
     fresh, frame = _finish_of(1000)
-    fresh.handle_stream(1.0, B, frame)
+    drive(fresh, fresh.handle_stream(1.0, B, frame)[1], 1.0)
     assert fresh.table.live_count == 1000
     assert len(fresh.queue) == REGOSSIP_PER_SYNC
     assert fresh.stats["repairs_not_regossiped"] == 1000 - REGOSSIP_PER_SYNC
+
+
+def drive(node: Protocol, effects: list[Effect], now: float) -> list[Effect]:
+    """Fire the MERGE timers the core arms (at ``now``) until it has merged everything."""
+    seen: list[Effect] = list(effects)
+    for _ in range(10_000):
+        merges = [e for e in effects if isinstance(e, SetTimer) and e.timer.kind is TimerKind.MERGE]
+        if not merges:
+            return seen
+        assert merges[-1].at == now, "merging goes on at once, after other events had a turn"
+        effects = node.handle_timer(now, merges[-1].timer)
+        seen += effects
+    raise AssertionError("the merge never finished")
+
+
+def full_sync(a: Protocol, b: Protocol, now: float) -> int:
+    """A whole push-pull started by ``a``, every page; returns the number of exchanges."""
+    pending = [e for e in a.join(now, [b.addr]) if isinstance(e, StreamRequest)]
+    exchanges = 0
+    while pending:
+        request = pending.pop()
+        exchanges += 1
+        reply, out = b.handle_stream(now, a.addr, request.data)
+        drive(b, out, now)
+        assert reply is not None
+        page = decode_stream(reply, 1 << 24)
+        assert isinstance(page, SyncReply)
+        assert len(page.entries) <= SYNC_PAGE_ENTRIES
+        out = drive(a, a.handle_stream_reply(now, request.token, reply), now)
+        for finish in (e for e in out if isinstance(e, StreamSend)):
+            drive(b, b.handle_stream(now, a.addr, finish.data)[1], now)
+        pending += [e for e in out if isinstance(e, StreamRequest)]
+    return exchanges
+
+
+def test_a_large_table_is_pulled_in_bounded_pages_and_merged_in_chunks() -> None:
+    a, b = pair()
+    for i in range(5000):
+        b.register(1.0, f"svc{i % 50}", f"i{i}", "10.0.0.2", 80)
+    exchanges = full_sync(a, b, 2.0)
+    assert a.table.bucket_digests() == b.table.bucket_digests()
+    assert a.table.live_count == 5000
+    assert exchanges >= 5000 // SYNC_PAGE_ENTRIES
+    assert a.stats["sync_pages"] == exchanges - 1
+
+
+def test_one_merge_step_handles_at_most_a_chunk_of_entries() -> None:
+    source = Protocol(ProtocolConfig(), "p1", B, rng=random.Random(5), now=0.0)
+    for i in range(3 * MERGE_CHUNK + 1):
+        source.register(0.0, "web", f"w{i}", "10.0.0.1", 80)
+    fresh = Protocol(ProtocolConfig(), "me", A, rng=random.Random(6), now=0.0)
+    frame = encode_stream(SyncFinish(None, tuple(source.table.entries())))
+    out = fresh.handle_stream(1.0, B, frame)[1]
+    assert fresh.table.live_count == MERGE_CHUNK
+    drive(fresh, out, 1.0)
+    assert fresh.table.live_count == 3 * MERGE_CHUNK + 1
+    assert fresh.stats["entries_repaired"] == 3 * MERGE_CHUNK + 1

@@ -21,6 +21,7 @@ from gossip_registry.core.codec import encode_stream
 from gossip_registry.core.config import ProtocolConfig
 from gossip_registry.core.messages import Address, SyncFinish
 from gossip_registry.core.protocol import Protocol
+from tests.unit.test_push_pull import drive
 
 GROWTH_AT_TWICE_THE_SIZE = 2.5
 
@@ -76,7 +77,7 @@ def push_pull_merge(size: int) -> Callable[[], object]:
     fresh = Protocol(config, "me", ("198.18.0.1", 7946), rng=random.Random(2), now=0.0)
 
     def run() -> None:
-        fresh.handle_stream(1.0, peer, frame)
+        drive(fresh, fresh.handle_stream(1.0, peer, frame)[1], 1.0)
         assert fresh.table.live_count == size
 
     return run

@@ -229,6 +229,20 @@ def registry_size(node: Node) -> Iterator[Metric]:
     )
 
 
+def event_loop(node: Node) -> Iterator[Metric]:
+    stalls = node.stalls
+    yield GaugeMetricFamily(
+        _name("event_loop_longest_stall_seconds"),
+        "Longest time one task step blocked the node's event loop since it started.",
+        value=stalls.longest,
+    )
+    yield CounterMetricFamily(
+        _name("event_loop_stalls"),
+        "Task steps that blocked the event loop longer than 50 ms.",
+        value=stalls.stalls,
+    )
+
+
 def event_stream(node: Node) -> Iterator[Metric]:
     yield GaugeMetricFamily(
         _name("event_subscribers"), "Open event streams (monitors).", value=node.events.subscribers
@@ -288,6 +302,7 @@ FAMILIES: tuple[Family, ...] = (
     udp_totals,
     protocol_gauges,
     registry_size,
+    event_loop,
     event_stream,
     health_checks,
     discovery_state,

@@ -41,6 +41,7 @@ write peers would refuse fails at the caller, naming the field.
 
 from __future__ import annotations
 
+import contextlib
 import heapq
 import itertools
 import logging
@@ -87,6 +88,7 @@ from gossip_registry.registry.preservation import PreservationConfig
 from gossip_registry.snapshot import Snapshot, load_snapshot
 from gossip_registry.snapshot_writer import SnapshotWriter
 from gossip_registry.stale_entries import StaleEntries
+from gossip_registry.stall import StallMeter
 from gossip_registry.traffic import WireTraffic
 from gossip_registry.transport import DEFAULT_TCP_TIMEOUT, Transport, open_transport
 from gossip_registry.watch import CATALOG, MEMBERS, ChangeIndex
@@ -303,6 +305,8 @@ class Node:
         self._timers = _TimerHeap()
         self._join_waits: dict[int, _JoinWait] = {}
         self._progress: trio.Event | None = None
+        # The longest event-loop stall while we run (stall.py): /v1/status and /metrics.
+        self.stalls = StallMeter()
         # Watches: the index of each view, and self-preservation (both in their own modules).
         self._index = ChangeIndex(config.max_waiters)
         self._stale = StaleEntries(config.self_preservation, self._index)
@@ -400,6 +404,7 @@ class Node:
             )
             if config.data_dir is not None:
                 self._snapshots = SnapshotWriter(config.data_dir, self.name, protocol, self._checks)
+            trio.lowlevel.add_instrument(self.stalls)
             async with trio.open_nursery() as nursery:
                 # Running before any input can arrive: effects are never
                 # dropped while the core lives (a lost timer would stall it).
@@ -437,6 +442,8 @@ class Node:
                 )
                 task_status.started(self)
         finally:
+            with contextlib.suppress(KeyError):  # added only once the core was built
+                trio.lowlevel.remove_instrument(self.stalls)
             self._running = False
             self._nursery = None
             for wait in self._join_waits.values():
@@ -739,6 +746,7 @@ class Node:
             "index": self._index.current,
             "waiters": self._index.waiters,
             "self_preservation": self._stale.status(),
+            "event_loop": self.stalls.status(),
         }
 
     @property

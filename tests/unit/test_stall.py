@@ -1,0 +1,64 @@
+"""The event-loop stall meter: the longest task step, counted from a clock we drive."""
+
+from __future__ import annotations
+
+import pytest
+
+from gossip_registry.stall import STALL_THRESHOLD, StallMeter
+
+
+class _Task:
+    def __init__(self, name: str) -> None:
+        self.name = name
+
+
+class _Clock:
+    def __init__(self) -> None:
+        self.now = 100.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def step(meter: StallMeter, clock: _Clock, name: str, took: float) -> None:
+    task = _Task(name)
+    meter.before_task_step(task)  # type: ignore[arg-type]
+    clock.now += took
+    meter.after_task_step(task)  # type: ignore[arg-type]
+
+
+def test_the_longest_task_step_is_kept_with_its_task_and_long_ones_are_counted() -> None:
+    clock = _Clock()
+    meter = StallMeter(clock)
+    step(meter, clock, "receive", 0.002)
+    step(meter, clock, "merge", STALL_THRESHOLD + 0.03)
+    step(meter, clock, "timer", 0.010)
+    step(meter, clock, "http", STALL_THRESHOLD + 0.001)
+    assert meter.longest == pytest.approx(STALL_THRESHOLD + 0.03)
+    assert meter.longest_task == "merge"
+    assert meter.stalls == 2
+    assert meter.status() == {
+        "longest_stall_ms": pytest.approx((STALL_THRESHOLD + 0.03) * 1000),
+        "longest_stall_task": "merge",
+        "stalls_over_threshold": 2,
+        "threshold_ms": STALL_THRESHOLD * 1000,
+    }
+
+
+def test_time_between_steps_is_not_a_stall() -> None:
+    clock = _Clock()
+    meter = StallMeter(clock)
+    step(meter, clock, "a", 0.001)
+    clock.now = 200.0  # the loop slept: nothing was blocked
+    step(meter, clock, "b", 0.001)
+    assert meter.longest == pytest.approx(0.001)
+    assert meter.stalls == 0
+
+
+def test_the_step_the_meter_was_installed_in_is_not_measured() -> None:
+    clock = _Clock()
+    meter = StallMeter(clock)
+    clock.now += 1.0
+    meter.after_task_step(_Task("installer"))  # type: ignore[arg-type]
+    assert meter.longest == 0.0
+    assert meter.stalls == 0

@@ -94,19 +94,23 @@ queue for minutes. So the first this many go on, the rest are counted
 (``repairs_not_regossiped``).
 """
 
-SYNC_PAGE_ENTRIES = 1024
+SYNC_PAGE_ENTRIES = 256
 """Entries in one push-pull page (whole buckets; more only if one bucket alone holds more).
 
 Bounds the frame and the work of one step on both sides: the responder
-encodes a page and the initiator decodes it in one go (about 10 ms each for
-1,024 entries on a slow core). At the typical 200 bytes an entry a page is
-about 200 KiB; entries that fit a gossip packet keep it under 1.5 MiB, far
-below ``max_stream_bytes``. A page per round trip costs little on a LAN
-(100,000 entries: about a hundred exchanges).
+encodes a page and the initiator decodes it in one go, 15-25 ms each for
+256 entries on the benchmark machine under load (issue 15 allows 50 ms of
+stall in all). At the typical 200 bytes an entry a page is about 50 KiB;
+entries that fit a gossip packet keep it under 400 KiB, far below
+``max_stream_bytes``. A page costs a round trip: 100,000 entries take about
+400 exchanges, a fraction of a second on a LAN. With the default 256
+buckets a bucket outgrows a page beyond about 65,000 entries, so larger
+tables send one bucket per page (about 400 entries at 100,000; raise
+``registry_buckets`` with the table).
 """
 
-MERGE_CHUNK = 128
-"""Entries merged per step before the driver gets the event loop back (a few ms)."""
+MERGE_CHUNK = 64
+"""Entries merged per step before the driver gets the event loop back (10-20 ms under load)."""
 
 
 @dataclass(slots=True)

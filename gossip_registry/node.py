@@ -79,6 +79,7 @@ from gossip_registry.events import EventBus
 from gossip_registry.faultinject import unsafe_node_faults
 from gossip_registry.gossip_encryption import GossipEncryption
 from gossip_registry.health import CheckRunner
+from gossip_registry.heap import TableHeap
 from gossip_registry.keyring import SEAL_OVERHEAD, Keyring
 from gossip_registry.owned_nursery import close_owned_nursery
 from gossip_registry.registration import admit_checks, check_registration
@@ -307,6 +308,8 @@ class Node:
         self._progress: trio.Event | None = None
         # The longest event-loop stall while we run (stall.py): /v1/status and /metrics.
         self.stalls = StallMeter()
+        # A large table is frozen out of the cyclic GC's full passes as it grows (heap.py).
+        self._heap = TableHeap()
         # Watches: the index of each view, and self-preservation (both in their own modules).
         self._index = ChangeIndex(config.max_waiters)
         self._stale = StaleEntries(config.self_preservation, self._index)
@@ -746,7 +749,7 @@ class Node:
             "index": self._index.current,
             "waiters": self._index.waiters,
             "self_preservation": self._stale.status(),
-            "event_loop": self.stalls.status(),
+            "event_loop": {**self.stalls.status(), "gc_freezes": self._heap.freezes},
         }
 
     @property
@@ -829,6 +832,7 @@ class Node:
             elif isinstance(effect, Notify):
                 self._notify(effect.event)
         assert self._protocol is not None
+        self._heap.table_size(len(self._protocol.table))
         self._stale.settle(self._protocol.members)
         if self._progress is not None:
             self._progress.set()

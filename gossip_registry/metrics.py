@@ -89,6 +89,7 @@ DROP_REASONS: tuple[tuple[str, str, str], ...] = (
     ("member_limit", "protocol", "members_refused"),
     ("entry_limit", "protocol", "entries_over_limit"),
     ("clock_skew", "protocol", "entries_from_future"),
+    ("incarnation_step", "protocol", "incarnations_refused"),
 )
 """Input dropped: (reason label, whose stats, stats key)."""
 

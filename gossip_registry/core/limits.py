@@ -16,6 +16,9 @@ peer that floods us gains nothing from one) or, for local calls, a
   peer's entry beyond it is dropped (``entries_over_limit``); a local
   registration beyond it raises ``ValueError`` (HTTP 400). Replacing an
   entry the owner already holds always succeeds.
+- ``max_incarnation_step``: news about a member (alive, suspect, dead,
+  left, a push-pull record, an entry's owner incarnation) more than this
+  above the incarnation we know is dropped (``incarnations_refused``).
 - ``max_clock_skew``: seconds an entry's HLC stamp may run ahead of our
   wall clock. Further ahead, it is dropped (``entries_from_future``) and
   our clock does not observe it (see ``core/protocol.py``).
@@ -63,6 +66,15 @@ class Limits:
     (10-50 ppm), so 60 s tolerates weeks without NTP while keeping what a wrong
     clock can pin small. For scale, Kerberos (MIT krb5 ``clockskew``) tolerates
     300 s and CockroachDB's ``--max-offset`` is 500 ms."""
+    max_incarnation_step: int = 2**20
+    """How far above the incarnation we know of a member (0 for one we never knew,
+    our own for news about us) news about it may claim; further is refused and
+    counted (``incarnations_refused``). Incarnations rise by one per refutation, so
+    an honest member gets 2**20 above what we last heard only after a million
+    refutations; one forged datagram no longer moves anyone to the edge of the
+    encodable range, and ratcheting there takes 2**42 of them. The price: a node
+    restarted without its data dir after more than this many refutations in one
+    life stays refused until peers reap its old record (the tombstone horizon)."""
 
     def __post_init__(self) -> None:
         for f in fields(self):

@@ -65,7 +65,7 @@ from gossip_registry.core.messages import (
     SyncHello,
     SyncReply,
 )
-from gossip_registry.core.swim import Swim
+from gossip_registry.core.swim import INCARNATION_CEILING, Swim
 from gossip_registry.registry.clock import HybridClock, stamp_wall
 from gossip_registry.registry.entry import CheckState, Entry, EntryKey, Health
 from gossip_registry.registry.table import RegistryTable
@@ -102,8 +102,14 @@ class Protocol(Swim):
         meta: Mapping[str, str] | None = None,
         entries: Sequence[Entry] = (),
     ) -> None:
-        start = 0 if incarnation is None else incarnation + 1
+        # A snapshot above the ceiling was written by a node that believed forged
+        # news (issue 10, finding 1): one above it would not encode, so start afresh
+        # and let peers' records of our old life lift us back, within the step.
+        extreme = incarnation is not None and incarnation >= INCARNATION_CEILING
+        start = 0 if incarnation is None or extreme else incarnation + 1
         super().__init__(config, name, addr, rng=rng, incarnation=start, meta=meta)
+        if extreme:
+            self.stats["snapshot_incarnation_reset"] += 1
         self.wall_offset = wall_offset
         self.clock = HybridClock()
         self.table = RegistryTable(config.registry_buckets)
@@ -295,7 +301,11 @@ class Protocol(Swim):
 
     def _merge_entry(self, now: float, entry: Entry) -> bool:
         """Merge a version that came from another node."""
-        if self._from_future(now, entry) or self._over_owner_limit(entry):
+        if (
+            self._from_future(now, entry)
+            or not self._plausible(entry.owner, entry.owner_incarnation)
+            or self._over_owner_limit(entry)
+        ):
             return False
         self.clock.observe(entry.stamp)
         if entry.owner == self.name and not entry.deleted:

@@ -12,10 +12,20 @@ peer that floods us gains nothing from one) or, for local calls, a
   in an alive message or a push-pull member list (``members_refused``).
   Without it a flood of fake alive messages grows the member table, and
   every probe ring and push-pull with it, until the 24 h reap.
-- ``max_entries_per_owner``: live registry entries one owner may hold. A
-  peer's entry beyond it is dropped (``entries_over_limit``); a local
-  registration beyond it raises ``ValueError`` (HTTP 400). Replacing an
-  entry the owner already holds always succeeds.
+- ``max_entries_per_owner``: registry versions one owner may hold, live
+  entries and deletions (tombstones, kept for the tombstone horizon) alike:
+  a flood of deletions costs as much memory as one of registrations. A
+  peer's version beyond it is dropped (``entries_over_limit``); a local
+  registration beyond it raises ``ValueError`` (HTTP 400). Replacing a
+  version of a key the owner already holds always succeeds.
+- ``max_foreign_entries``: versions of other owners this node holds in
+  total; a new key beyond it is dropped (``entries_over_total``). The
+  number of owners is not otherwise limited, so this is what bounds the
+  foreign state (gauge ``registry_foreign_entries``).
+- ``orphan_entry_grace``: entries whose owner is not a member (never was,
+  was refused by ``max_members``, or was reaped) are removed this long
+  after a reap first finds them, and refused while the owner stays a
+  stranger (``orphan_entries_expired``).
 - ``max_incarnation_step``: news about a member (alive, suspect, dead,
   left, a push-pull record, an entry's owner incarnation) more than this
   above the incarnation we know is dropped (``incarnations_refused``).
@@ -60,6 +70,13 @@ class Limits:
     max_entries_per_owner: int = 50_000
     """Live registry entries one node may own. Generous: a node hosting more
     instances than this is almost surely a runaway loop or a hostile peer."""
+    max_foreign_entries: int = 1_000_000
+    """Versions (live and tombstones) of other owners held in total: ten times the
+    100,000-entry registry the table is sized for, a few hundred MB at most."""
+    orphan_entry_grace: float = 300.0
+    """Seconds a non-member's entries are kept. Gossip may deliver an entry before
+    its owner's alive message; five minutes is far beyond any propagation delay,
+    and short enough that a stranger's flood does not outlive the attack by much."""
     max_clock_skew: float = 60.0
     """Seconds an entry's stamp may run ahead of our wall clock. NTP keeps hosts
     within milliseconds; an unsynchronised quartz clock drifts about 1-4 s a day

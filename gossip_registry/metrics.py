@@ -96,6 +96,7 @@ DROP_REASONS: tuple[tuple[str, str, str], ...] = (
     ("clock_skew", "protocol", "entries_from_future"),
     ("incarnation_step", "protocol", "incarnations_refused"),
     ("foreign_entry_limit", "protocol", "entries_over_total"),
+    ("stream_buffer_budget", "transport", "stream_over_budget"),
 )
 """Input dropped: (reason label, whose stats, stats key)."""
 
@@ -222,6 +223,11 @@ def protocol_gauges(node: Node) -> Iterator[Metric]:
         value=protocol.awareness.score,
     )
     yield GaugeMetricFamily(_name("incarnation"), "This node's incarnation.", protocol.incarnation)
+    yield GaugeMetricFamily(
+        _name("stream_buffered_bytes"),
+        "Bytes of TCP frames being read from peers, over all connections (bounded).",
+        value=node.transport.buffered,
+    )
 
 
 def registry_size(node: Node) -> Iterator[Metric]:

@@ -61,7 +61,6 @@ from gossip_registry.faultinject import FaultFilter
 from gossip_registry.keyring import SEAL_VERSION, TCP, UDP, GossipSeal, SealError
 
 __all__ = [
-    "DEFAULT_MAX_BUFFERED",
     "DEFAULT_TCP_TIMEOUT",
     "MAX_DATAGRAM",
     "FrameError",
@@ -78,10 +77,6 @@ DEFAULT_TCP_TIMEOUT = 10.0
 MAX_DATAGRAM = 65536
 """Receive buffer: above the largest IPv4 (65,507) and IPv6 (65,527) UDP payloads,
 so no datagram is silently truncated into something that merely looks malformed."""
-DEFAULT_MAX_BUFFERED = 32 * 1024 * 1024
-"""Bytes buffered from peers at once, over all connections: one frame of the default
-``max_stream_bytes``. A node busier than that refuses further frames (counted) until
-some finish; push-pull retries on the next round."""
 MAX_INBOUND_STREAMS = 128
 """Concurrent inbound connections; more are closed at once (memberlist's
 ``maxPushPullRequests``). Bounds the memory a flood of large frames can pin."""
@@ -207,7 +202,7 @@ class Transport:
         *,
         max_frame: int,
         tcp_timeout: float,
-        max_buffered: int = DEFAULT_MAX_BUFFERED,
+        max_buffered: int,
     ) -> None:
         self.udp = udp
         self.tcp = tcp
@@ -430,14 +425,15 @@ async def open_transport(
     *,
     max_frame: int,
     tcp_timeout: float = DEFAULT_TCP_TIMEOUT,
-    max_buffered: int = DEFAULT_MAX_BUFFERED,
+    max_buffered: int | None = None,
 ) -> Transport:
     """Bind UDP on (host, port), then TCP on the port UDP got.
 
-    The family comes from ``host`` (``::1`` gives IPv6). With ``port`` 0 the
-    kernel picks the UDP port; if its TCP twin is taken we try another
-    (``BIND_ATTEMPTS`` times). A fixed port whose TCP side is taken is an
-    error: two nodes cannot share it.
+    ``max_buffered`` (default ``max_frame``) bounds the bytes buffered from
+    peers at once, over all connections. The family comes from ``host``
+    (``::1`` gives IPv6). With ``port`` 0 the kernel picks the UDP port; if
+    its TCP twin is taken we try another (``BIND_ATTEMPTS`` times). A fixed
+    port whose TCP side is taken is an error: two nodes cannot share it.
 
     Raises:
         ValueError: ``tcp_timeout``, ``max_frame`` or ``max_buffered`` is not positive.
@@ -447,6 +443,10 @@ async def open_transport(
         raise ValueError(f"tcp_timeout must be a positive number of seconds, got {tcp_timeout!r}")
     if max_frame <= 0:
         raise ValueError(f"max_frame must be positive, got {max_frame!r}")
+    if max_buffered is None:
+        # One largest frame at a time: a node busier than that refuses further
+        # frames (counted) until some finish, and push-pull retries next round.
+        max_buffered = max_frame
     if max_buffered <= 0:
         raise ValueError(f"max_buffered must be positive, got {max_buffered!r}")
     infos = await trio.socket.getaddrinfo(

@@ -45,14 +45,20 @@ async def hold_open(addr: tuple[str, int], data: bytes, done: trio.Event) -> Non
         await done.wait()
 
 
+def flood(nursery: trio.Nursery, transport: Transport, data: bytes, count: int) -> trio.Event:
+    """``count`` connections sending ``data`` and held open until the event returned is set."""
+    done = trio.Event()
+    for _ in range(count):
+        nursery.start_soon(hold_open, transport.addr, data, done)
+    return done
+
+
 async def test_many_large_slow_frames_never_buffer_more_than_the_budget() -> None:
     with trio.fail_after(30):
         async with trio.open_nursery() as nursery:
             transport = await serving(nursery, tcp_timeout=30.0)
-            done = trio.Event()
             partial = FRAME.to_bytes(4, "big") + b"\xc1" * SENT  # a frame never finished
-            for _ in range(CONNECTIONS):
-                nursery.start_soon(hold_open, transport.addr, partial, done)
+            done = flood(nursery, transport, partial, CONNECTIONS)
             held = BUDGET // SENT
             await wait_until(
                 lambda: (
@@ -72,10 +78,8 @@ async def test_plaintext_is_refused_at_its_first_byte_when_sealing_is_required()
         async with trio.open_nursery() as nursery:
             transport = await serving(nursery, tcp_timeout=30.0)
             transport.seal = GossipSeal(Keyring([b"k" * 32]))
-            done = trio.Event()
             plaintext = FRAME.to_bytes(4, "big") + b"\x92" + b"\x00" * SENT
-            for _ in range(CONNECTIONS):
-                nursery.start_soon(hold_open, transport.addr, plaintext, done)
+            done = flood(nursery, transport, plaintext, CONNECTIONS)
             await wait_until(lambda: transport.stats["auth_failed"] == CONNECTIONS)
             assert transport.buffered_peak == 0
             done.set()
@@ -87,8 +91,7 @@ async def test_a_stalled_frame_is_cut_at_the_deadline_and_its_bytes_released() -
     with trio.fail_after(30):
         async with trio.open_nursery() as nursery:
             transport = await serving(nursery, tcp_timeout=0.5)
-            done = trio.Event()
-            nursery.start_soon(hold_open, transport.addr, FRAME.to_bytes(4, "big") + b"x", done)
+            done = flood(nursery, transport, FRAME.to_bytes(4, "big") + b"x", 1)
             await wait_until(lambda: transport.stats["stream_timeouts"] == 1)
             assert transport.buffered == 0
             assert transport.buffered_peak == 1

@@ -236,7 +236,10 @@ class Keyring:
             raise SealError(f"{len(data)} bytes is too short for a sealed message")
         if data[0] != SEAL_VERSION:
             raise SealError(f"not sealed (first byte 0x{data[0]:02x})")
-        nonce, body, aad = data[1 : 1 + NONCE_SIZE], data[1 + NONCE_SIZE :], _aad(label)
+        # A view, not a slice: a slice would copy a frame of up to max_stream_bytes
+        # that is not yet authenticated (issue 10, finding 2).
+        nonce, aad = data[1 : 1 + NONCE_SIZE], _aad(label)
+        body = memoryview(data)[1 + NONCE_SIZE :]
         primary = self._ciphers[self._primary]
         for cipher in (primary, *(c for c in self._ciphers.values() if c is not primary)):
             try:

@@ -72,6 +72,11 @@ PROTOCOL_COUNTERS: tuple[tuple[str, str, str], ...] = (
     ("anti_entropy_entries_repaired", "entries_repaired", "Entries push-pull brought in."),
     ("entries_fenced", "entries_fenced", "Entries removed because their owner died or left."),
     ("tombstones_collected", "tombstones_collected", "Tombstones collected past the horizon."),
+    (
+        "orphan_entries_expired",
+        "orphan_entries_expired",
+        "Entries removed because their owner was not a member for the grace period.",
+    ),
     ("broadcasts_too_large", "broadcasts_too_large", "Updates too large to piggyback."),
 )
 """(metric name without prefix and _total, ``Protocol.stats`` key, help)."""
@@ -89,6 +94,9 @@ DROP_REASONS: tuple[tuple[str, str, str], ...] = (
     ("member_limit", "protocol", "members_refused"),
     ("entry_limit", "protocol", "entries_over_limit"),
     ("clock_skew", "protocol", "entries_from_future"),
+    ("incarnation_step", "protocol", "incarnations_refused"),
+    ("foreign_entry_limit", "protocol", "entries_over_total"),
+    ("stream_buffer_budget", "transport", "stream_over_budget"),
 )
 """Input dropped: (reason label, whose stats, stats key)."""
 
@@ -215,6 +223,11 @@ def protocol_gauges(node: Node) -> Iterator[Metric]:
         value=protocol.awareness.score,
     )
     yield GaugeMetricFamily(_name("incarnation"), "This node's incarnation.", protocol.incarnation)
+    yield GaugeMetricFamily(
+        _name("stream_buffered_bytes"),
+        "Bytes of TCP frames being read from peers, over all connections (bounded).",
+        value=node.transport.buffered,
+    )
 
 
 def registry_size(node: Node) -> Iterator[Metric]:
@@ -226,6 +239,11 @@ def registry_size(node: Node) -> Iterator[Metric]:
         _name("registry_tombstones"),
         "Deregistration tombstones not yet collected.",
         value=table.tombstone_count,
+    )
+    yield GaugeMetricFamily(
+        _name("registry_foreign_entries"),
+        "Versions (live and tombstones) of other owners held; limits.max_foreign_entries caps it.",
+        value=table.foreign_count(node.name),
     )
 
 

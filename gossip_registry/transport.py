@@ -6,7 +6,19 @@ fallback ping, push-pull anti-entropy) travel over short TCP connections that
 carry one request frame, at most one reply frame, and are then closed. A
 frame is a 4-byte big-endian length followed by that many bytes, at most
 ``max_frame`` (``ProtocolConfig.max_stream_bytes``). Every connection is
-bounded by ``tcp_timeout`` from connect to close.
+bounded by ``tcp_timeout`` from connect (or accept) to close, so its first
+byte starts no later than its deadline does.
+
+Memory (issue 10, finding 2): a frame's length is checked before anything
+is buffered, and every byte buffered from a peer, on every inbound
+connection and every reply we read, counts against one budget,
+``max_buffered``. A chunk that would pass it drops its connection
+(``stream_over_budget``) and the bytes it held are released. Without it
+128 connections of 32 MiB frames held 3 GB before a single one was
+authenticated. When sealing is required, a frame whose first byte is not
+the seal's is refused at that byte (``auth_failed``), before any of it is
+buffered; a sealed frame can be authenticated only once whole, so what an
+attacker without a key can pin is bounded by the budget, not per frame.
 
 This module moves bytes and nothing else: it does not decode them. The node
 hands it plain callbacks (``on_datagram(src, data)``, ``on_frame(src, data)
@@ -46,7 +58,7 @@ import trio
 
 from gossip_registry.core.messages import Address
 from gossip_registry.faultinject import FaultFilter
-from gossip_registry.keyring import TCP, UDP, GossipSeal, SealError
+from gossip_registry.keyring import SEAL_VERSION, TCP, UDP, GossipSeal, SealError
 
 __all__ = [
     "DEFAULT_TCP_TIMEOUT",
@@ -76,6 +88,9 @@ BIND_ATTEMPTS = 8
 _HEADER = 4
 
 DatagramHandler = Callable[[Address, bytes], None]
+ChunkCheck = Callable[[bytes | bytearray, int], None]
+"""Called with each chunk of a frame body and its offset before it is buffered;
+raises ``FrameError`` to refuse it."""
 FrameHandler = Callable[[Address, bytes], bytes | None]
 
 
@@ -92,11 +107,13 @@ def encode_frame(data: bytes) -> bytes:
     return len(data).to_bytes(_HEADER, "big") + data
 
 
-async def _read_exactly(stream: trio.abc.ReceiveStream, n: int, *, at_start: bool) -> bytes | None:
+async def _read_exactly(
+    stream: trio.abc.ReceiveStream, n: int, *, at_start: bool, check: ChunkCheck | None = None
+) -> bytes | None:
     """Exactly ``n`` bytes; None on a clean EOF before the first byte when ``at_start``.
 
     Raises:
-        FrameError: EOF after some but not all of the bytes.
+        FrameError: EOF after some but not all of the bytes, or ``check`` refused a chunk.
     """
     chunks = bytearray()
     while len(chunks) < n:
@@ -105,18 +122,24 @@ async def _read_exactly(stream: trio.abc.ReceiveStream, n: int, *, at_start: boo
             if at_start and not chunks:
                 return None
             raise FrameError("stream_truncated", f"EOF after {len(chunks)} of {n} bytes")
+        if check is not None:
+            check(chunk, len(chunks))
         chunks += chunk
     return bytes(chunks)
 
 
-async def read_frame(stream: trio.abc.ReceiveStream, max_frame: int) -> bytes | None:
+async def read_frame(
+    stream: trio.abc.ReceiveStream, max_frame: int, check: ChunkCheck | None = None
+) -> bytes | None:
     """Read one frame; None if the peer closed before sending any byte of it.
 
     The length is checked before anything is buffered, so a hostile prefix
-    cannot make us allocate more than ``max_frame``.
+    cannot make us allocate more than ``max_frame``; ``check`` sees every
+    chunk of the body before it is buffered (the transport's budget).
 
     Raises:
-        FrameError: the length exceeds ``max_frame`` or the stream ended mid-frame.
+        FrameError: the length exceeds ``max_frame``, the stream ended
+            mid-frame, or ``check`` refused a chunk.
     """
     header = await _read_exactly(stream, _HEADER, at_start=True)
     if header is None:
@@ -124,9 +147,38 @@ async def read_frame(stream: trio.abc.ReceiveStream, max_frame: int) -> bytes | 
     size = int.from_bytes(header, "big")
     if size > max_frame:
         raise FrameError("stream_oversized", f"frame of {size} bytes exceeds {max_frame}")
-    body = await _read_exactly(stream, size, at_start=False)
+    body = await _read_exactly(stream, size, at_start=False, check=check)
     assert body is not None
     return body
+
+
+class _Held:
+    """The bytes one frame read holds of the transport's budget; ``release`` gives them back."""
+
+    __slots__ = ("bytes", "first_byte", "transport")
+
+    def __init__(self, transport: Transport, *, first_byte: int | None) -> None:
+        self.transport = transport
+        self.first_byte = first_byte
+        self.bytes = 0
+
+    def __call__(self, chunk: bytes | bytearray, offset: int) -> None:
+        transport = self.transport
+        if offset == 0 and self.first_byte is not None and chunk[0] != self.first_byte:
+            raise FrameError("auth_failed", "plaintext frame refused at its first byte")
+        if transport.buffered + len(chunk) > transport.max_buffered:
+            raise FrameError(
+                "stream_over_budget",
+                f"{transport.buffered} bytes already buffered from peers; "
+                f"limit {transport.max_buffered}",
+            )
+        transport.buffered += len(chunk)
+        transport.buffered_peak = max(transport.buffered_peak, transport.buffered)
+        self.bytes += len(chunk)
+
+    def release(self) -> None:
+        self.transport.buffered -= self.bytes
+        self.bytes = 0
 
 
 def _address(sockaddr: object) -> Address:
@@ -150,12 +202,18 @@ class Transport:
         *,
         max_frame: int,
         tcp_timeout: float,
+        max_buffered: int,
     ) -> None:
         self.udp = udp
         self.tcp = tcp
         self.addr: Address = _address(udp.getsockname())
         self.max_frame = max_frame
         self.tcp_timeout = tcp_timeout
+        self.max_buffered = max_buffered
+        self.buffered = 0
+        """Bytes of frames being read from peers right now, over all connections."""
+        self.buffered_peak = 0
+        """The most ``buffered`` has been."""
         self.stats: Counter[str] = Counter()
         self._outbox_send, self._outbox = trio.open_memory_channel[tuple[Address, bytes]](
             SEND_QUEUE_SIZE
@@ -263,14 +321,16 @@ class Transport:
             except trio.WouldBlock:
                 self.stats["stream_rejected_busy"] += 1
                 return
+            held = self._holder()
             try:
                 with trio.move_on_after(self.tcp_timeout) as scope:
                     src = _address(stream.socket.getpeername())
-                    frame = await read_frame(stream, self.max_frame)
+                    frame = await read_frame(stream, self.max_frame, held)
                     if frame is None:
                         self.stats["stream_empty"] += 1
                         return
                     frame = self._open_frame(frame)
+                    held.release()  # the plaintext is the core's now
                     reply = on_frame(src, frame)
                     if reply is not None:
                         await stream.send_all(encode_frame(self._seal_frame(reply)))
@@ -283,6 +343,7 @@ class Transport:
                 self.stats["stream_errors"] += 1
                 logger.debug("inbound stream failed: %s", exc)
             finally:
+                held.release()
                 self._inbound.release()
 
     async def request(self, addr: Address, data: bytes) -> bytes | None:
@@ -292,6 +353,11 @@ class Transport:
     async def send_stream(self, addr: Address, data: bytes) -> bool:
         """Send one frame to ``addr`` and close; False if it could not be delivered."""
         return await self._exchange(addr, data, want_reply=False) is not None
+
+    def _holder(self) -> _Held:
+        """A budget share for one frame; it refuses plaintext at once if sealing is required."""
+        verifying = self.seal is not None and self.seal.verify_incoming
+        return _Held(self, first_byte=SEAL_VERSION if verifying else None)
 
     def _seal_frame(self, data: bytes) -> bytes:
         return data if self.seal is None else self.seal.seal(data, TCP)
@@ -324,11 +390,15 @@ class Transport:
                     await stream.send_all(encode_frame(data))
                     if not want_reply:
                         return b""
-                    reply = await read_frame(stream, self.max_frame)
-                    if reply is None:
-                        self.stats["stream_no_reply"] += 1
-                        return None
-                    return self._open_frame(reply)
+                    held = self._holder()
+                    try:
+                        reply = await read_frame(stream, self.max_frame, held)
+                        if reply is None:
+                            self.stats["stream_no_reply"] += 1
+                            return None
+                        return self._open_frame(reply)
+                    finally:
+                        held.release()
             except FrameError as exc:
                 self.stats[exc.counter] += 1
                 logger.debug("bad reply from %s: %s", addr, exc)
@@ -355,22 +425,30 @@ async def open_transport(
     *,
     max_frame: int,
     tcp_timeout: float = DEFAULT_TCP_TIMEOUT,
+    max_buffered: int | None = None,
 ) -> Transport:
     """Bind UDP on (host, port), then TCP on the port UDP got.
 
-    The family comes from ``host`` (``::1`` gives IPv6). With ``port`` 0 the
-    kernel picks the UDP port; if its TCP twin is taken we try another
-    (``BIND_ATTEMPTS`` times). A fixed port whose TCP side is taken is an
-    error: two nodes cannot share it.
+    ``max_buffered`` (default ``max_frame``) bounds the bytes buffered from
+    peers at once, over all connections. The family comes from ``host``
+    (``::1`` gives IPv6). With ``port`` 0 the kernel picks the UDP port; if
+    its TCP twin is taken we try another (``BIND_ATTEMPTS`` times). A fixed
+    port whose TCP side is taken is an error: two nodes cannot share it.
 
     Raises:
-        ValueError: ``tcp_timeout`` or ``max_frame`` is not positive.
+        ValueError: ``tcp_timeout``, ``max_frame`` or ``max_buffered`` is not positive.
         OSError: the address cannot be resolved or bound.
     """
     if not (tcp_timeout > 0 and math.isfinite(tcp_timeout)):
         raise ValueError(f"tcp_timeout must be a positive number of seconds, got {tcp_timeout!r}")
     if max_frame <= 0:
         raise ValueError(f"max_frame must be positive, got {max_frame!r}")
+    if max_buffered is None:
+        # One largest frame at a time: a node busier than that refuses further
+        # frames (counted) until some finish, and push-pull retries next round.
+        max_buffered = max_frame
+    if max_buffered <= 0:
+        raise ValueError(f"max_buffered must be positive, got {max_buffered!r}")
     infos = await trio.socket.getaddrinfo(
         host, port, type=trio.socket.SOCK_DGRAM, flags=trio.socket.AI_PASSIVE
     )
@@ -406,6 +484,8 @@ async def open_transport(
             if tcp is not None:
                 tcp.close()
             raise
-        return Transport(udp, tcp, max_frame=max_frame, tcp_timeout=tcp_timeout)
+        return Transport(
+            udp, tcp, max_frame=max_frame, tcp_timeout=tcp_timeout, max_buffered=max_buffered
+        )
     assert last_error is not None
     raise last_error

@@ -75,7 +75,7 @@ from gossip_registry.core.messages import (
     SyncMore,
     SyncReply,
 )
-from gossip_registry.core.swim import Swim
+from gossip_registry.core.swim import INCARNATION_CEILING, Swim
 from gossip_registry.registry.clock import HybridClock, stamp_wall
 from gossip_registry.registry.entry import CheckState, Entry, EntryKey, Health
 from gossip_registry.registry.table import RegistryTable
@@ -152,8 +152,14 @@ class Protocol(Swim):
         meta: Mapping[str, str] | None = None,
         entries: Sequence[Entry] = (),
     ) -> None:
-        start = 0 if incarnation is None else incarnation + 1
+        # A snapshot above the ceiling was written by a node that believed forged
+        # news (issue 10, finding 1): one above it would not encode, so start afresh
+        # and let peers' records of our old life lift us back, within the step.
+        extreme = incarnation is not None and incarnation >= INCARNATION_CEILING
+        start = 0 if incarnation is None or extreme else incarnation + 1
         super().__init__(config, name, addr, rng=rng, incarnation=start, meta=meta)
+        if extreme:
+            self.stats["snapshot_incarnation_reset"] += 1
         self.wall_offset = wall_offset
         self.clock = HybridClock()
         self.table = RegistryTable(config.registry_buckets)
@@ -164,6 +170,8 @@ class Protocol(Swim):
         self._timer_handlers[TimerKind.MERGE] = lambda now, _: self._merge_some(now)
         self._merges: deque[_MergeJob] = deque()
         self._entry_budget = config.payload_size - packet_overhead(None, MAX_UPDATES)
+        self._orphans: dict[str, float] = {}
+        """Owners of stored entries that are not members, and when a reap first saw them."""
 
     # ----------------------------------------------------------- entry points
 
@@ -230,8 +238,9 @@ class Protocol(Swim):
         )
         if self._over_owner_limit(entry):
             raise ValueError(
-                f"this node already owns {self.table.live_count_of(self.name)} live entries, "
-                "the limit (limits.max_entries_per_owner)"
+                f"this node already holds {self.table.count_of(self.name)} entries, live ones "
+                "and deletions kept for the tombstone horizon: the limit "
+                "(limits.max_entries_per_owner)"
             )
         try:
             check_update(EntryUpdate(entry))
@@ -328,26 +337,38 @@ class Protocol(Swim):
         return True
 
     def _over_owner_limit(self, entry: Entry) -> bool:
-        """Whether ``entry`` would take its owner past ``max_entries_per_owner`` (counted).
+        """Whether ``entry`` would take its owner past ``max_entries_per_owner``, or other
+        owners past ``max_foreign_entries`` (counted).
 
-        Replacing a live entry of the same owner never does, nor does a tombstone.
+        Deletions count as much as live entries (issue 10, finding 8). A version
+        of a key the same owner already holds never grows anything.
         """
-        if entry.deleted:
-            return False
-        if self.table.live_count_of(entry.owner) < self.config.limits.max_entries_per_owner:
-            return False
         stored = self.table.get(entry.key)
-        if stored is not None and not stored.deleted and stored.owner == entry.owner:
+        if stored is not None and stored.owner == entry.owner:
             return False
-        self.stats["entries_over_limit"] += 1
-        return True
+        limits = self.config.limits
+        if self.table.count_of(entry.owner) >= limits.max_entries_per_owner:
+            self.stats["entries_over_limit"] += 1
+            return True
+        if (
+            entry.owner != self.name
+            and stored is None
+            and self.table.foreign_count(self.name) >= limits.max_foreign_entries
+        ):
+            self.stats["entries_over_total"] += 1
+            return True
+        return False
 
     def _on_entry_update(self, now: float, update: EntryUpdate) -> None:
         self._merge_entry(now, update.entry)
 
     def _merge_entry(self, now: float, entry: Entry, *, gossip: bool = True) -> bool:
         """Merge a version that came from another node; ``gossip``: queue it if news."""
-        if self._from_future(now, entry) or self._over_owner_limit(entry):
+        if (
+            self._from_future(now, entry)
+            or not self._plausible(entry.owner, entry.owner_incarnation)
+            or self._over_owner_limit(entry)
+        ):
             return False
         self.clock.observe(entry.stamp)
         if entry.owner == self.name and not entry.deleted:
@@ -383,6 +404,10 @@ class Protocol(Swim):
             level = MAX_INCARNATION
         elif old is not None and record.incarnation > old.incarnation:
             # At a new incarnation a member re-asserts all it holds; older versions are stale.
+            level = record.incarnation - 1
+        elif old is None and self.table.is_fenced(record.name):
+            # A stranger whose entries we expired (or a reaped member) joined:
+            # what it writes from now on counts.
             level = record.incarnation - 1
         else:
             return
@@ -434,6 +459,28 @@ class Protocol(Swim):
             if since is not None and now - since > horizon:
                 self.members.remove(name)
                 self.stats["members_reaped"] += 1
+        self._expire_orphans(now)
+
+    def _expire_orphans(self, now: float) -> None:
+        """Fence the entries of owners that are not members once the grace has passed.
+
+        Nothing else would ever remove them: fences follow membership, and the
+        API lets only the owner delete (issue 10, finding 8). The fence is
+        renewed on every reap while the owner stays a stranger, and lifted when
+        it becomes a member (``_on_member_changed``). Scans the owners, once a
+        reap interval, like ``collect`` scans the tombstones.
+        """
+        grace = self.config.limits.orphan_entry_grace
+        seen, self._orphans = self._orphans, {}
+        for owner in self.table.owners():
+            if owner == self.name or self.members.get(owner) is not None:
+                continue
+            since = self._orphans[owner] = seen.get(owner, now)
+            if now - since >= grace:
+                removed = self.table.fence(owner, MAX_INCARNATION, now + self.wall_offset)
+                for entry in removed:
+                    self._out.append(Notify(EntryChanged(entry, None, fenced=True)))
+                self.stats["orphan_entries_expired"] += len(removed)
 
     def _sync_with(self, addr: Address) -> None:
         self.stats["syncs_started"] += 1

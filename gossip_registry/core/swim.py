@@ -35,6 +35,7 @@ from dataclasses import dataclass, replace
 from gossip_registry.core.awareness import Awareness
 from gossip_registry.core.broadcast import BroadcastQueue
 from gossip_registry.core.codec import (
+    MAX_INCARNATION,
     MAX_UPDATES,
     CodecError,
     assemble_packet,
@@ -78,6 +79,11 @@ from gossip_registry.core.messages import (
 from gossip_registry.core.suspicion import Suspicion
 
 _SEQ_MASK = 2**32 - 1
+INCARNATION_CEILING = MAX_INCARNATION // 2
+"""No news about any member above this is believed (issue 10, finding 1). It leaves
+2**62 refutations of headroom below what the codec can carry, so our own
+refutation of anything we accept always stays encodable; an honest node would need
+a refutation a nanosecond for 146 years to get here."""
 
 
 @dataclass(slots=True)
@@ -327,6 +333,8 @@ class Swim:
             self._on_entry_update(now, update)
 
     def _alive(self, now: float, msg: Alive) -> None:
+        if not self._plausible(msg.name, msg.incarnation):
+            return
         if msg.name == self.name:
             if msg.incarnation > self.incarnation and not self.leaving:
                 # An older life of ours got further than we remember: jump past it.
@@ -345,6 +353,8 @@ class Swim:
         self._broadcast(("m", msg.name), encode_update(msg))
 
     def _suspect(self, now: float, msg: Suspect) -> None:
+        if not self._plausible(msg.name, msg.incarnation):
+            return
         if msg.name == self.name:
             if msg.incarnation >= self.incarnation and not self.leaving:
                 self._refute(now, msg.incarnation, MemberState.SUSPECT)
@@ -384,6 +394,8 @@ class Swim:
         self._dead(now, Dead(name, current.incarnation, self.name))
 
     def _dead(self, now: float, msg: Dead) -> None:
+        if not self._plausible(msg.name, msg.incarnation):
+            return
         if msg.name == self.name:
             if msg.incarnation >= self.incarnation and not self.leaving:
                 self._refute(now, msg.incarnation, MemberState.DEAD)
@@ -396,6 +408,8 @@ class Swim:
         self._broadcast(("m", msg.name), encode_update(msg))
 
     def _left(self, now: float, msg: Left) -> None:
+        if not self._plausible(msg.name, msg.incarnation):
+            return
         if msg.name == self.name:
             if msg.incarnation >= self.incarnation and not self.leaving:
                 self._refute(now, msg.incarnation, MemberState.LEFT)
@@ -408,8 +422,12 @@ class Swim:
         self._broadcast(("m", msg.name), encode_update(msg))
 
     def _refute(self, now: float, accused: int, accusation: MemberState) -> None:
-        """Answer an accusation (or an older life's claim) with a higher incarnation."""
-        self.incarnation = max(self.incarnation, accused) + 1
+        """Answer an accusation (or an older life's claim) with a higher incarnation.
+
+        ``_plausible`` let ``accused`` in only up to ``INCARNATION_CEILING``, so the
+        new incarnation is encodable; the ``min`` keeps it so whatever a caller did.
+        """
+        self.incarnation = min(max(self.incarnation, accused) + 1, MAX_INCARNATION)
         self.members.put(self._own_record(MemberState.ALIVE), now)
         if accusation is not MemberState.ALIVE:
             self.awareness.apply(1)
@@ -417,6 +435,25 @@ class Swim:
         alive = Alive(self.name, self.addr, self.incarnation, self.meta)
         self._broadcast(("m", self.name), encode_update(alive))
         self._on_refuted(now, accusation)
+
+    def _plausible(self, name: str, incarnation: int) -> bool:
+        """Whether news about ``name`` at ``incarnation`` is within reach; a refusal is counted.
+
+        Only a member raises its own incarnation, by one per refutation. News far
+        above the incarnation we know of it (ours, for news about us; 0 for a
+        member we never knew) is forged, or from a life we cannot catch up with
+        anyway: believed, it would push a refutation off the encodable range and
+        leave the member dead everywhere (issue 10, finding 1).
+        """
+        if name == self.name:
+            known = self.incarnation
+        else:
+            current = self.members.get(name)
+            known = 0 if current is None else current.incarnation
+        if incarnation <= min(known + self.config.limits.max_incarnation_step, INCARNATION_CEILING):
+            return True
+        self.stats["incarnations_refused"] += 1
+        return False
 
     def _room_for_member(self) -> bool:
         """Whether a member we never knew may be added; a refusal is counted.
@@ -452,7 +489,7 @@ class Swim:
         for r in records:
             if r.name != self.name and self.members.get(r.name) is None:
                 if r.state in (MemberState.DEAD, MemberState.LEFT):
-                    if self._room_for_member():
+                    if self._plausible(r.name, r.incarnation) and self._room_for_member():
                         self._set(now, r)
                     continue
                 if r.state is MemberState.SUSPECT:

@@ -162,6 +162,23 @@ class RegistryTable:
         """Live entries written by ``owner``, in O(1) (the per-owner limit asks per merge)."""
         return self._live_per_owner.get(owner, 0)
 
+    def count_of(self, owner: str) -> int:
+        """Stored versions (live and tombstones) written by ``owner``, in O(1)."""
+        mine = self._by_owner.get(owner)
+        return len(mine) if mine else 0
+
+    def foreign_count(self, owner: str) -> int:
+        """Stored versions written by anyone but ``owner``, in O(1)."""
+        return len(self._entries) - self.count_of(owner)
+
+    def is_fenced(self, owner: str) -> bool:
+        """Whether ``owner`` has a fence (not yet forgotten by ``collect``)."""
+        return owner in self._fences
+
+    def owners(self) -> list[str]:
+        """Every owner with at least one stored version (a copy: safe across writes)."""
+        return list(self._by_owner)
+
     @property
     def live_count(self) -> int:
         return len(self._entries) - len(self._tombstones)

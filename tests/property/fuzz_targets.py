@@ -22,15 +22,33 @@ fresh seeds.
   included), owners, incarnations and duplicates, mixed with member deaths,
   refutations and local writes: the table's digests equal a recomputation,
   no owner passes its limit, no HLC runs beyond the skew bound.
+
+Semantically hostile input (issue 10): well-formed, but extreme.
+
+- ``boundary_fields``: datagrams and frames built field by field, each
+  integer at a boundary of its range (0, 1, max-1, max, max+1, negative,
+  the msgpack extremes) and each size at its limit and one past it: the
+  codec accepts exactly the values in range, the core never raises, and
+  everything the core sends in answer decodes at a peer.
+- ``hostile_membership``: sequences of alive, suspect, dead and left about
+  ourselves, known members and strangers, at incarnations around the known
+  one, the step, the ceiling and 2**63-1, by datagram or push-pull, with
+  timers firing in between: our incarnation stays encodable, no member is
+  believed beyond the ceiling, and every datagram and frame we send decodes.
+- ``hostile_floods``: floods at and beyond every table limit (members,
+  entries per owner with tombstones, foreign entries in total, updates per
+  packet, push-pull lists): no limit is passed, and what we send decodes.
 """
 
 from __future__ import annotations
 
 import contextlib
+import heapq
 import json
 import random
 import tempfile
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
@@ -43,11 +61,38 @@ from hypothesis import strategies as st
 
 from gossip_registry.api.http import build_app
 from gossip_registry.config import load_cluster
-from gossip_registry.core.codec import CodecError, decode_stream, encode_packet, encode_stream
+from gossip_registry.core.codec import (
+    MAX_BUCKETS,
+    MAX_INCARNATION,
+    MAX_PORT,
+    MAX_SEQ,
+    MAX_UPDATES,
+    MAX_WEIGHT,
+    CodecError,
+    decode_packet,
+    decode_stream,
+    encode_packet,
+    encode_stream,
+)
 from gossip_registry.core.config import ProtocolConfig
+from gossip_registry.core.effects import Effect, Send, SetTimer, StreamRequest, StreamSend, Timer
 from gossip_registry.core.limits import Limits
-from gossip_registry.core.messages import Address, Alive, Dead, EntryUpdate, Packet, Suspect
+from gossip_registry.core.messages import (
+    PROTOCOL_VERSION,
+    Address,
+    Alive,
+    Dead,
+    EntryUpdate,
+    Left,
+    MemberRecord,
+    MemberState,
+    MsgType,
+    Packet,
+    Suspect,
+    SyncFinish,
+)
 from gossip_registry.core.protocol import Protocol
+from gossip_registry.core.swim import INCARNATION_CEILING
 from gossip_registry.errors import ConfigError
 from gossip_registry.node import Node, NodeConfig
 from gossip_registry.registry.clock import make_stamp, stamp_wall
@@ -74,7 +119,7 @@ WALL = 1_800_000_000.0
 YEAR = 365 * 24 * 3600.0
 ME: Address = ("198.18.0.1", 7946)
 PEER: Address = ("198.18.0.2", 7946)
-LIMITS = Limits(max_members=12, max_entries_per_owner=4)
+LIMITS = Limits(max_members=12, max_entries_per_owner=4, max_foreign_entries=40)
 """Small, so that examples reach them."""
 
 
@@ -104,7 +149,9 @@ def check_invariants(node: Protocol, wall: float) -> None:
     assert table.live_count == sum(owners.values())
     for owner, count in owners.items():
         assert table.live_count_of(owner) == count
-        assert count <= LIMITS.max_entries_per_owner
+    for owner in table.owners():  # deletions count too (issue 10, finding 8)
+        assert table.count_of(owner) <= LIMITS.max_entries_per_owner
+    assert table.foreign_count(node.name) <= LIMITS.max_foreign_entries
     assert len(node.members) <= LIMITS.max_members
     assert stamp_wall(node.clock.last) <= wall + LIMITS.max_clock_skew
 
@@ -376,8 +423,8 @@ def _apply(node: Protocol, now: float, op: tuple[Any, ...]) -> None:
     elif kind == "register":
         try:
             node.register(now, "web", op[1], "198.18.1.1", 80)
-        except ValueError:
-            assert node.table.live_count_of("me") >= LIMITS.max_entries_per_owner
+        except ValueError:  # deletions count toward the limit too
+            assert node.table.count_of("me") >= LIMITS.max_entries_per_owner
     elif kind == "deregister":
         stored = node.table.get(("web", op[1]))
         if stored is None or stored.deleted or stored.owner == "me":  # only the owner may delete
@@ -394,6 +441,321 @@ def adversarial_merge(operations: list[tuple[Any, ...]]) -> None:
         _apply(node, now, op)
         latest_wall = max(latest_wall, now + node.wall_offset)
         check_invariants(node, latest_wall)
+
+
+# --- Semantically hostile: boundary values ------------------------------------------------
+
+STEP = LIMITS.max_incarnation_step
+
+
+def _around(maximum: int) -> list[int]:
+    """Boundary values of a field whose range is 0..maximum, and the msgpack extremes.
+
+    Only what msgpack can carry (-2**63..2**64-1): a peer cannot send more.
+    """
+    values = [0, 1, maximum - 1, maximum, maximum + 1, -1, -(2**63), 2**64 - 1]
+    return [v for v in values if -(2**63) <= v < 2**64]
+
+
+_INCARNATIONS = [*_around(MAX_INCARNATION), STEP - 1, STEP, STEP + 1, INCARNATION_CEILING]
+_STAMPS = [
+    *_around(MAX_INCARNATION),
+    make_stamp(WALL),
+    make_stamp(WALL + LIMITS.max_clock_skew),
+    make_stamp(WALL + LIMITS.max_clock_skew + 0.001),
+]
+_NAMES = st.sampled_from(["me", "p1", "p2", "ghost", "x" * 128, "x" * 129, ""])
+
+
+def check_output(effects: list[Effect], node: Protocol) -> None:
+    """Everything ``node`` sends must decode at a peer: finding 1 was a refutation none could."""
+    for effect in effects:
+        if isinstance(effect, Send):
+            decode_packet(effect.data)
+        elif isinstance(effect, StreamRequest | StreamSend):
+            decode_stream(effect.data, node.config.max_stream_bytes)
+
+
+def check_counters(node: Protocol) -> None:
+    """No counter a peer moves leaves what this node could legitimately reach."""
+    assert 0 <= node.incarnation <= INCARNATION_CEILING + 1
+    for record in node.members:
+        assert record.incarnation <= INCARNATION_CEILING, record
+    for entry in node.table.entries():
+        assert entry.owner_incarnation <= INCARNATION_CEILING, entry
+
+
+def _entry_fields(draw: st.DrawFn) -> list[Any]:
+    return [
+        "web",
+        draw(_NAMES),
+        "198.18.1.1",
+        draw(st.sampled_from(_around(MAX_PORT))),
+        draw(st.sampled_from([[], ["t"] * 64, ["t"] * 65])),
+        draw(st.sampled_from([{}, {f"k{i}": "v" for i in range(64)}, {"k": "v" * 513}])),
+        draw(st.sampled_from(_around(MAX_WEIGHT))),
+        "passing",
+        draw(st.sampled_from(["", "o" * 256, "o" * 257])),
+        draw(_NAMES),
+        draw(st.sampled_from(_INCARNATIONS)),
+        draw(st.sampled_from(_STAMPS)),
+        draw(st.booleans()),
+    ]
+
+
+def _record_fields(draw: st.DrawFn) -> list[Any]:
+    return [
+        draw(_NAMES),
+        "198.18.0.9",
+        draw(st.sampled_from(_around(MAX_PORT))),
+        draw(st.sampled_from(_INCARNATIONS)),
+        draw(st.sampled_from([*range(-1, 6), 255])),
+        {},
+    ]
+
+
+@st.composite
+def _boundary_update(draw: st.DrawFn) -> list[Any]:
+    inc = st.sampled_from(_INCARNATIONS)
+    kind = draw(st.sampled_from(["alive", "suspect", "dead", "left", "entry"]))
+    if kind == "alive":
+        port = draw(st.sampled_from(_around(MAX_PORT)))
+        return [int(MsgType.ALIVE), draw(_NAMES), "198.18.0.9", port, draw(inc), {}]
+    if kind == "suspect":
+        return [int(MsgType.SUSPECT), draw(_NAMES), draw(inc), "acc"]
+    if kind == "dead":
+        return [int(MsgType.DEAD), draw(_NAMES), draw(inc), "acc"]
+    if kind == "left":
+        return [int(MsgType.LEFT), draw(_NAMES), draw(inc)]
+    return [int(MsgType.ENTRY), *_entry_fields(draw)]
+
+
+@st.composite
+def _boundary_primary(draw: st.DrawFn) -> list[Any] | None:
+    seq = draw(st.sampled_from(_around(MAX_SEQ)))
+    kind = draw(st.sampled_from(["none", "ping", "ping_req", "ack", "nack"]))
+    if kind == "ping":
+        return [int(MsgType.PING), seq, draw(_NAMES), "p1"]
+    if kind == "ping_req":
+        port = draw(st.sampled_from(_around(MAX_PORT)))
+        return [int(MsgType.PING_REQ), seq, draw(_NAMES), "198.18.0.9", port, "p1", True]
+    if kind in ("ack", "nack"):
+        return [int(MsgType.ACK if kind == "ack" else MsgType.NACK), seq]
+    return None
+
+
+@st.composite
+def _boundary_stream(draw: st.DrawFn) -> list[Any]:
+    kind = draw(st.sampled_from(["hello", "reply", "finish"]))
+    records = draw(st.lists(st.composite(_record_fields)(), max_size=3))
+    entries = draw(st.lists(st.composite(_entry_fields)(), max_size=3))
+    if kind == "hello":
+        n = draw(st.sampled_from([0, 1, LIMITS_BUCKETS, MAX_BUCKETS, MAX_BUCKETS + 1]))
+        blob = draw(st.sampled_from([b"\0" * 8 * n, b"\0" * (8 * min(n, 4) + 1)]))
+        digest = draw(st.sampled_from(_around(2**64 - 1)))
+        return [int(MsgType.SYNC_HELLO), _record_fields(draw), digest, blob]
+    if kind == "reply":
+        buckets = draw(st.lists(st.sampled_from(_around(MAX_BUCKETS - 1)), max_size=4))
+        return [int(MsgType.SYNC_REPLY), records, draw(st.booleans()), buckets, entries]
+    return [int(MsgType.SYNC_FINISH), records, entries]
+
+
+LIMITS_BUCKETS = ProtocolConfig().registry_buckets
+
+
+def boundary_fields(data: st.DataObject) -> None:
+    node = new_core()
+    for i in range(data.draw(st.integers(1, 4))):
+        now = float(i)
+        if data.draw(st.booleans()):
+            n = data.draw(st.sampled_from([0, 1, 3, MAX_UPDATES, MAX_UPDATES + 1]))
+            update = data.draw(_boundary_update())
+            raw = msgpack.packb([PROTOCOL_VERSION, data.draw(_boundary_primary()), [update] * n])
+            with contextlib.suppress(CodecError):
+                decode_packet(raw)
+            effects = node.handle_packet(now, PEER, raw)
+        else:
+            raw = msgpack.packb([PROTOCOL_VERSION, data.draw(_boundary_stream())])
+            with contextlib.suppress(CodecError):
+                decode_stream(raw, node.config.max_stream_bytes)
+            reply, effects = node.handle_stream(now, PEER, raw)
+            if reply is not None:
+                decode_stream(reply, node.config.max_stream_bytes)
+        check_output(effects, node)
+        check_invariants(node, WALL + now)
+        check_counters(node)
+
+
+# --- Semantically hostile: membership state machine ------------------------------------------
+
+_SUBJECTS = st.sampled_from(["me", "p1", "p2", "ghost"])
+_RELATIVE = st.sampled_from([-1, 0, 1, STEP - 1, STEP, STEP + 1])
+_ABSOLUTE = st.sampled_from(
+    [
+        0,
+        1,
+        STEP,
+        INCARNATION_CEILING - 1,
+        INCARNATION_CEILING,
+        INCARNATION_CEILING + 1,
+        MAX_INCARNATION - 1,
+        MAX_INCARNATION,
+    ]
+)
+_membership_ops = st.lists(
+    st.one_of(
+        st.tuples(
+            st.sampled_from(["alive", "suspect", "dead", "left"]),
+            _SUBJECTS,
+            st.one_of(st.tuples(st.just("rel"), _RELATIVE), st.tuples(st.just("abs"), _ABSOLUTE)),
+            st.sampled_from(["packet", "push-pull"]),
+        ),
+        st.tuples(st.just("time"), st.sampled_from([0.1, 1.0, 5.0, 30.0])),
+        st.tuples(st.just("entry"), _SUBJECTS, _RELATIVE),
+        st.tuples(st.just("register"), st.sampled_from(["a", "b"])),
+    ),
+    max_size=30,
+)
+_STATE_OF = {
+    "alive": MemberState.ALIVE,
+    "suspect": MemberState.SUSPECT,
+    "dead": MemberState.DEAD,
+    "left": MemberState.LEFT,
+}
+
+
+class _Driver:
+    """One core under a timer heap, so suspicions time out and refutations go out."""
+
+    def __init__(self, node: Protocol) -> None:
+        self.node, self.now = node, 0.0
+        self.timers: list[tuple[float, int, Timer]] = []
+        self._seq = 0
+        for name, addr in (("p1", PEER), ("p2", ("198.18.0.3", 7946))):
+            self.feed(
+                node.handle_packet(
+                    0.0, PEER, encode_packet(Packet(None, (Alive(name, addr, 0, {}),)))
+                )
+            )
+
+    def feed(self, effects: list[Effect]) -> None:
+        check_output(effects, self.node)
+        for effect in effects:
+            if isinstance(effect, SetTimer):
+                self._seq += 1
+                heapq.heappush(self.timers, (effect.at, self._seq, effect.timer))
+            elif isinstance(effect, StreamRequest):  # the peer never answers
+                self.feed(self.node.handle_stream_reply(self.now, effect.token, None))
+
+    def advance(self, dt: float) -> None:
+        self.now += dt
+        for _ in range(1000):  # bounded: periodic timers re-arm themselves
+            if not self.timers or self.timers[0][0] > self.now:
+                return
+            _, _, timer = heapq.heappop(self.timers)
+            self.feed(self.node.handle_timer(self.now, timer))
+
+    def known(self, name: str) -> int:
+        record = self.node.members.get(name)
+        return record.incarnation if record is not None else 0
+
+
+def hostile_membership(operations: list[tuple[Any, ...]]) -> None:
+    driver = _Driver(new_core())
+    node = driver.node
+    for op in operations:
+        kind = op[0]
+        if kind == "time":
+            driver.advance(op[1])
+        elif kind == "register":
+            with contextlib.suppress(ValueError):
+                driver.feed(node.register(driver.now, "web", op[1], "198.18.1.1", 80)[1])
+        elif kind == "entry":
+            entry = replace(
+                _own_entry(0),
+                owner=op[1],
+                owner_incarnation=max(0, driver.known(op[1]) + op[2]),
+                stamp=make_stamp(WALL + driver.now),
+            )
+            packet = encode_packet(Packet(None, (EntryUpdate(entry),)))
+            driver.feed(node.handle_packet(driver.now, PEER, packet))
+        else:
+            name, (how, value), path = op[1], op[2], op[3]
+            inc = max(0, driver.known(name) + value) if how == "rel" else value
+            if path == "packet":
+                update = (
+                    Alive(name, PEER, inc, {})
+                    if kind == "alive"
+                    else Suspect(name, inc, "p9")
+                    if kind == "suspect"
+                    else Dead(name, inc, "p9")
+                    if kind == "dead"
+                    else Left(name, inc)
+                )
+                driver.feed(
+                    node.handle_packet(driver.now, PEER, encode_packet(Packet(None, (update,))))
+                )
+            else:
+                record = MemberRecord(name, PEER, inc, _STATE_OF[kind], {})
+                frame = encode_stream(SyncFinish((record,), ()))
+                reply, effects = node.handle_stream(driver.now, PEER, frame)
+                assert reply is None
+                driver.feed(effects)
+        check_counters(node)
+        check_invariants(node, WALL + driver.now)
+
+
+# --- Semantically hostile: floods at every limit ---------------------------------------------
+
+
+def hostile_floods(kinds: list[str], beyond: int) -> None:
+    node = new_core()
+    effects: list[Effect] = []
+    limit_members, limit_owner = LIMITS.max_members, LIMITS.max_entries_per_owner
+    for step_no, kind in enumerate(kinds):
+        now = float(step_no)
+        if kind == "members":
+            updates = tuple(Alive(f"m{i}", PEER, 0, {}) for i in range(limit_members + beyond))
+            effects += node.handle_packet(now, PEER, encode_packet(Packet(None, updates)))
+        elif kind == "owner":
+            versions = [
+                replace(
+                    _own_entry(i),
+                    owner="p1",
+                    instance_id=f"o{i}",
+                    owner_incarnation=0,
+                    deleted=i % 2 == 0,
+                )
+                for i in range(limit_owner + beyond)
+            ]
+            flood = tuple(EntryUpdate(v) for v in versions)
+            effects += node.handle_packet(now, PEER, encode_packet(Packet(None, flood)))
+        elif kind == "owners":
+            versions = [
+                replace(_own_entry(i), owner=f"g{i}", instance_id=f"g{i}", owner_incarnation=0)
+                for i in range(limit_members * limit_owner + beyond)
+            ]
+            _, more = node.handle_stream(
+                now, PEER, encode_stream(SyncFinish(None, tuple(versions)))
+            )
+            effects += more
+        elif kind == "updates":
+            update = encode_packet(Packet(None, (Alive("p1", PEER, 0, {}),)))[4:]
+            for n in (MAX_UPDATES, MAX_UPDATES + beyond):
+                raw = (
+                    bytes([0x93, PROTOCOL_VERSION, 0xC0, 0xDC]) + n.to_bytes(2, "big") + update * n
+                )
+                effects += node.handle_packet(now, PEER, raw)
+        else:  # a push-pull member list past the member limit
+            records = tuple(
+                MemberRecord(f"r{i}", PEER, i % 3, MemberState(i % 4), {})
+                for i in range(limit_members + beyond)
+            )
+            _, more = node.handle_stream(now, PEER, encode_stream(SyncFinish(records, ())))
+            effects += more
+        check_output(effects, node)
+        check_invariants(node, WALL + now)
+        check_counters(node)
 
 
 def fuzz_test(name: str) -> Callable[[], None]:
@@ -417,6 +779,16 @@ _STRATEGIES: dict[str, tuple[st.SearchStrategy[Any], ...]] = {
     ),
     "http_body": (_requests,),
     "adversarial_merge": (_operations,),
+    "boundary_fields": (st.data(),),
+    "hostile_membership": (_membership_ops,),
+    "hostile_floods": (
+        st.lists(
+            st.sampled_from(["members", "owner", "owners", "updates", "records"]),
+            min_size=1,
+            max_size=4,
+        ),
+        st.sampled_from([0, 1, 2, 50]),
+    ),
 }
 _FUNCTIONS: dict[str, Callable[..., None]] = {
     "node_packet": node_packet,
@@ -425,6 +797,9 @@ _FUNCTIONS: dict[str, Callable[..., None]] = {
     "cluster_toml": cluster_toml,
     "http_body": http_body,
     "adversarial_merge": adversarial_merge,
+    "boundary_fields": boundary_fields,
+    "hostile_membership": hostile_membership,
+    "hostile_floods": hostile_floods,
 }
 TARGETS = tuple(_FUNCTIONS)
 """Every fuzz target by name; ``scripts/fuzz.py`` and ``test_fuzz.py`` run these."""

@@ -28,6 +28,7 @@ PEER: Address = ("198.18.0.2", 7946)
 WALL = 1_800_000_000.0
 """Wall-clock seconds at now=0 (2027): stamps look like real ones."""
 YEAR = 365 * 24 * 3600.0
+DAY = 24 * 3600.0
 
 
 def make(**limits: object) -> Protocol:
@@ -101,9 +102,13 @@ def test_a_peers_entries_beyond_the_per_owner_limit_are_dropped_and_counted() ->
     gossip(node, 2.0, EntryUpdate(newer))  # replacing a held entry is not growth
     assert node.table.get(newer.key) == newer
     gossip(node, 3.0, EntryUpdate(entry("p1", 1, wall=WALL + 2, deleted=True)))
-    gossip(node, 4.0, EntryUpdate(entry("p1", 4, wall=WALL + 3)))  # a freed slot is usable
+    gossip(node, 4.0, EntryUpdate(entry("p1", 4, wall=WALL + 3)))  # the deletion holds its slot
+    assert node.table.live_count_of("p1") == 2
+    assert node.stats["entries_over_limit"] == 3
+    node.table.collect(WALL + DAY + 10, DAY)  # until it is collected
+    gossip(node, 5.0, EntryUpdate(entry("p1", 4, wall=WALL + 4)))
     assert node.table.live_count_of("p1") == 3
-    assert node.stats["entries_over_limit"] == 2
+    assert node.stats["entries_over_limit"] == 3
 
 
 def test_registering_beyond_the_limit_locally_is_a_clear_error() -> None:

@@ -279,7 +279,19 @@ _GOSSIP_KEY_KEYS = frozenset(
     {"encrypt", "keyring_file", "gossip_allow_plaintext", "gossip_encrypt_outgoing"}
 )
 """Gossip encryption (keyring.py): a base64 key or a keyring file, and the migration switches."""
-_SHARED_KEYS |= _DNS_KEYS | {"max_waiters"} | _PRESERVATION_KEYS | _GOSSIP_KEY_KEYS
+_INTERFACE_KEYS = frozenset(
+    {
+        "max_http_connections",
+        "http_body_timeout",
+        "max_dns_tcp_connections",
+        "dns_rate_limit",
+        "dns_trusted_networks",
+    }
+)
+"""What one client can hold on the HTTP and DNS interfaces (NodeConfig's fields of these names)."""
+_SHARED_KEYS |= (
+    _DNS_KEYS | {"max_waiters"} | _PRESERVATION_KEYS | _GOSSIP_KEY_KEYS | _INTERFACE_KEYS
+)
 """Keys allowed in [defaults] and in each [[nodes]] table."""
 _NODE_ONLY_KEYS = frozenset(
     {"name", "gossip_port", "http_port", "dns_port", "advertise", "data_dir"}
@@ -408,7 +420,7 @@ class _Loader:
         # DNS interface: dns_port per node; dns_domain, dns_ttl shared.
         if "dns_port" in table:
             kwargs["dns"] = (host, self.port(table["dns_port"], f"{at}.dns_port"))
-        kwargs.update({k: v for k, v in merged.items() if k in _DNS_KEYS})
+        kwargs.update({k: v for k, v in merged.items() if k in _DNS_KEYS | _INTERFACE_KEYS})
         kwargs.update(self.gossip_keys(at, own, defaults, merged))
         config = NodeConfig(
             name=name,
@@ -646,6 +658,15 @@ class _Loader:
                     raise self.fail(where, f"at most {MAX_DNS_TTL // 3600}h, got {_show(value)}")
             elif key in _GOSSIP_KEY_KEYS:
                 out[key] = self.gossip_key_value(key, value, where)
+            elif key == "http_body_timeout":
+                out[key] = self.duration(value, where)
+            elif key == "dns_trusted_networks":
+                out[key] = self.networks(value, where)
+            elif key in _INTERFACE_KEYS:
+                least = 0 if key == "dns_rate_limit" else 1
+                if type(value) is not int or value < least:
+                    raise self.fail(where, f"must be an integer >= {least}, got {_show(value)}")
+                out[key] = value
             else:
                 out[key] = self.protocol_value(key, value, where)
         return out
@@ -732,6 +753,20 @@ class _Loader:
             problem = f"must be a non-empty string of at most {MAX_NAME_LEN} characters"
             problem += f", got {_show(value)}"
         raise self.fail(where, problem)
+
+    def networks(self, value: Any, where: str) -> tuple[str, ...]:
+        if not isinstance(value, list):
+            raise self.fail(
+                where, f"must be a list of networks such as '10.0.0.0/8', got {_show(value)}"
+            )
+        for i, item in enumerate(value):
+            try:
+                ipaddress.ip_network(item)
+            except (TypeError, ValueError):
+                raise self.fail(
+                    f"{where}[{i}]", f"must be a network such as '10.0.0.0/8', got {_show(item)}"
+                ) from None
+        return tuple(value)
 
     def port(self, value: Any, where: str) -> int:
         if type(value) is not int or not 1 <= value <= 65535:

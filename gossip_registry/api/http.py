@@ -37,19 +37,18 @@ from typing import TYPE_CHECKING, Any, cast
 import trio
 from hypercorn.app_wrappers import ASGIWrapper
 from hypercorn.config import Config as HypercornConfig
-from hypercorn.config import Sockets
-from hypercorn.trio.run import worker_serve
 from hypercorn.typing import ASGIFramework
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from gossip_registry.api.auth import TokenAuth
 from gossip_registry.api.checks import check_specs, ttl_report
 from gossip_registry.api.events import event_stream
+from gossip_registry.api.http_limits import BodyDeadline, serve_connections
 from gossip_registry.api.view_cache import ViewCache
 from gossip_registry.config import parse_duration
 from gossip_registry.core.codec import (
@@ -63,6 +62,7 @@ from gossip_registry.core.codec import (
 )
 from gossip_registry.core.messages import Address
 from gossip_registry.events import parse_kinds
+from gossip_registry.fdlimit import connection_budget
 from gossip_registry.registry.entry import Entry
 from gossip_registry.watch import TooManyWaiters
 
@@ -77,6 +77,9 @@ log = logging.getLogger("gossip_registry.http")
 
 MAX_BODY_BYTES = 64 * 1024
 """Largest request body accepted; a registration is well under 40 KiB even at every limit."""
+HTTP_FD_SHARE = 0.75
+"""Share of the descriptors outside gossip's reserve that HTTP connections may use (DNS over
+TCP may use the rest: ``api/dns.py``)."""
 GRACEFUL_TIMEOUT = 1.0
 """Seconds hypercorn lets open requests finish after a graceful shutdown is triggered."""
 
@@ -123,6 +126,11 @@ def _guarded(handler: Handler) -> Handler:
             return _error(exc.status, exc.message)
         except TooManyWaiters as exc:  # a node-wide limit, not a bug: the client may retry
             return _error(429, str(exc), {"Retry-After": "1"})
+        except ClientDisconnect:  # gone mid-body, or too slow (counted in http_limits.py)
+            log.debug(
+                "%s %s: client went away before its body arrived", request.method, request.url.path
+            )
+            return _error(400, "body: client disconnected")
         except Exception:
             log.exception("%s %s failed", request.method, request.url.path)
             return _error(500, "internal error")
@@ -516,18 +524,13 @@ def build_app(
 
 
 class _Started:
-    """Passes hypercorn's ``started(binds)`` on as ``started((host, port))``.
-
-    hypercorn reports once its lifespan startup ran and its listeners are
-    wrapped; forwarding then, not right after ``listen()``, keeps callers
-    from sending requests that would sit in the backlog meanwhile.
-    """
+    """Passes the accept loop's ``started()`` on as ``started((host, port))``, once it accepts."""
 
     def __init__(self, address: Address, outer: trio.TaskStatus[Address]) -> None:
         self.address = address
         self.outer = outer
 
-    def started(self, binds: object = None) -> None:
+    def started(self, value: object = None) -> None:
         self.outer.started(self.address)
 
 
@@ -575,7 +578,10 @@ async def serve_http(
         config.certfile, config.keyfile = str(cert), str(key)
     # Starlette's ASGI types are looser than hypercorn's; the protocol is the same.
     tokens = {"read_token": node.config.read_token, "write_token": node.config.write_token}
-    app = ASGIWrapper(cast(ASGIFramework, build_app(node, **tokens)))
+    bounded = BodyDeadline(
+        build_app(node, **tokens), timeout=node.config.http_body_timeout, stats=node.http_stats
+    )
+    app = ASGIWrapper(cast(ASGIFramework, bounded))
 
     family, kind, proto, _, sockaddr = (
         await trio.socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
@@ -588,14 +594,20 @@ async def serve_http(
         sock.listen(config.backlog)
         sock.setblocking(False)
         bound: Address = (host, sock.getsockname()[1])
-        await worker_serve(
+        listener: trio.abc.Listener[Any] = trio.SocketListener(trio.socket.from_stdlib_socket(sock))
+        if tls:
+            ssl = config.create_ssl_context()
+            assert ssl is not None  # certfile and keyfile are set
+            listener = trio.SSLListener(listener, ssl, https_compatible=True)
+        # Our accept loop (api/http_limits.py) rather than hypercorn's worker_serve: it bounds
+        # the connections, which hypercorn does not.
+        limit = connection_budget(node.config.max_http_connections, HTTP_FD_SHARE)
+        await serve_connections(
             app,
             config,
-            sockets=Sockets(
-                secure_sockets=[sock] if tls else [],
-                insecure_sockets=[] if tls else [sock],
-                quic_sockets=[],
-            ),
+            listener,
+            limit=limit,
+            stats=node.http_stats,
             shutdown_trigger=shutdown_trigger,
             task_status=_Started(bound, task_status),
         )

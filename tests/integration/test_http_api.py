@@ -42,6 +42,7 @@ class FakeNode:
         self.fail_with: Exception | None = None
         self.changes = ChangeIndex(max_waiters=10)
         self.stale: set[EntryKey] = set()
+        self.http_stats: dict[str, int] = {}  # serve_http counts refused connections here
 
     def _record(self, method: str, *args: Any, **kwargs: Any) -> None:
         self.calls.append((method, args, kwargs))

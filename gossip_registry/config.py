@@ -35,18 +35,20 @@ from pathlib import Path
 from typing import Any, get_type_hints
 
 from gossip_registry.access import token_problem
-from gossip_registry.core.codec import (
-    MAX_HOST_LEN,
-    MAX_META_PAIRS,
-    MAX_META_VALUE_LEN,
-    MAX_NAME_LEN,
-)
 from gossip_registry.core.config import DRIVER_FIELDS, ProtocolConfig
 from gossip_registry.core.limits import Limits
 from gossip_registry.core.messages import Address
 from gossip_registry.errors import ConfigError
 from gossip_registry.node import NodeConfig
 from gossip_registry.registry.preservation import PreservationConfig
+from gossip_registry.registry.schema import (
+    MAX_META_PAIRS,
+    MAX_META_VALUE_LEN,
+    MAX_NAME_LEN,
+    is_host,
+    is_name,
+    name_problem,
+)
 
 __all__ = [
     "PROFILES",
@@ -101,23 +103,6 @@ def parse_duration(text: str) -> float:
     return total
 
 
-_LABEL = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?")
-
-
-def is_valid_host(host: str) -> bool:
-    """An IP literal (IPv6 without brackets, scope id allowed) or an RFC 1123 host name."""
-    if not 0 < len(host) <= MAX_HOST_LEN:
-        return False
-    try:
-        ipaddress.ip_address(host)
-    except ValueError:
-        pass
-    else:
-        return True
-    name = host[:-1] if host.endswith(".") else host
-    return all(_LABEL.fullmatch(label) for label in name.split("."))
-
-
 def parse_address(
     text: str, default_port: int | None = None, *, allow_zero: bool = False
 ) -> tuple[str, int]:
@@ -164,7 +149,7 @@ def parse_address(
         host, port_text = s.rsplit(":", 1)
     else:
         host, port_text = s, None
-    if not is_valid_host(host):
+    if not is_host(host):
         raise ValueError(f"not a valid host name or IP address: {_show(host)}")
     lowest = 0 if allow_zero else 1
     if port_text is None:
@@ -617,7 +602,7 @@ class _Loader:
         for key, value in table.items():
             where = f"{at}.{key}"
             if key == "host":
-                if not isinstance(value, str) or not is_valid_host(value):
+                if not isinstance(value, str) or not is_host(value):
                     raise self.fail(
                         where, f"must be an IP address or host name, got {_show(value)}"
                     )
@@ -732,17 +717,13 @@ class _Loader:
             raise self.fail(where, str(exc)) from None
 
     def dns_domain(self, value: Any, where: str) -> str:
-        if not isinstance(value, str) or value in ("", ".") or not is_valid_host(value):
+        if not isinstance(value, str) or value in ("", ".") or not is_host(value):
             raise self.fail(where, f"must be a DNS domain such as 'registry.', got {_show(value)}")
         return value
 
     def name(self, value: Any, where: str, *, node: bool = False) -> str:
         # Node names become directory names (data_root/<name>): no '/', no '..'.
-        if (
-            isinstance(value, str)
-            and 0 < len(value) <= MAX_NAME_LEN
-            and (not node or _NODE_NAME.fullmatch(value))
-        ):
+        if is_name(value) and (not node or _NODE_NAME.fullmatch(value)):
             return value
         if node:
             problem = (
@@ -750,8 +731,7 @@ class _Loader:
                 f"starting with a letter or digit, got {_show(value)}"
             )
         else:
-            problem = f"must be a non-empty string of at most {MAX_NAME_LEN} characters"
-            problem += f", got {_show(value)}"
+            problem = name_problem(value) or ""
         raise self.fail(where, problem)
 
     def networks(self, value: Any, where: str) -> tuple[str, ...]:
@@ -796,8 +776,8 @@ class _Loader:
         if len(value) > MAX_META_PAIRS:
             raise self.fail(where, f"at most {MAX_META_PAIRS} pairs, got {len(value)}")
         for k, v in value.items():
-            if not 0 < len(k) <= MAX_NAME_LEN:
-                raise self.fail(f"{where}.{k}", f"keys must be 1..{MAX_NAME_LEN} characters")
+            if not is_name(k):
+                raise self.fail(f"{where}.{k}", f"keys {name_problem(k)}")
             if not isinstance(v, str) or len(v) > MAX_META_VALUE_LEN:
                 raise self.fail(
                     f"{where}.{k}",

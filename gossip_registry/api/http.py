@@ -51,19 +51,21 @@ from gossip_registry.api.events import event_stream
 from gossip_registry.api.http_limits import BodyDeadline, serve_connections
 from gossip_registry.api.view_cache import ViewCache
 from gossip_registry.config import parse_duration
-from gossip_registry.core.codec import (
-    MAX_HOST_LEN,
-    MAX_META_PAIRS,
-    MAX_META_VALUE_LEN,
-    MAX_NAME_LEN,
-    MAX_PORT,
-    MAX_TAGS,
-    MAX_WEIGHT,
-)
 from gossip_registry.core.messages import Address
 from gossip_registry.events import parse_kinds
 from gossip_registry.fdlimit import connection_budget
 from gossip_registry.registry.entry import Entry
+from gossip_registry.registry.schema import (
+    MAX_META_PAIRS,
+    MAX_META_VALUE_LEN,
+    MAX_NAME_LEN,
+    MAX_TAGS,
+    MAX_WEIGHT,
+    host_problem,
+    label_problem,
+    name_problem,
+    port_problem,
+)
 from gossip_registry.watch import TooManyWaiters
 
 if TYPE_CHECKING:  # node.py starts the HTTP API, so importing it here would be circular
@@ -187,6 +189,14 @@ def _string(field: str, value: Any, limit: int) -> str:
     return value
 
 
+def _valid(field: str, value: Any, problem: Callable[[Any], str | None]) -> Any:
+    """``value`` if ``problem`` (a registry/schema.py rule) finds none, else a 400 naming it."""
+    found = problem(value)
+    if found is not None:
+        raise _Reject(400, f"{field}: {found}")
+    return value
+
+
 def _integer(field: str, value: Any, limit: int) -> int:
     # type() rather than isinstance(): JSON true is a bool, and a bool is an int.
     if type(value) is not int or not 0 <= value <= limit:
@@ -197,15 +207,14 @@ def _integer(field: str, value: Any, limit: int) -> int:
 def _tags(value: Any) -> list[str]:
     if not isinstance(value, list) or len(value) > MAX_TAGS:
         raise _Reject(400, f"tags: must be a list of at most {MAX_TAGS} strings")
-    return [_string(f"tags[{i}]", tag, MAX_NAME_LEN) for i, tag in enumerate(value)]
+    return [_valid(f"tags[{i}]", tag, label_problem) for i, tag in enumerate(value)]
 
 
 def _meta(value: Any) -> dict[str, str]:
     if not isinstance(value, dict) or len(value) > MAX_META_PAIRS:
         raise _Reject(400, f"meta: must be an object of at most {MAX_META_PAIRS} string pairs")
     for key, item in value.items():
-        if not 0 < len(key) <= MAX_NAME_LEN:
-            raise _Reject(400, f"meta: keys must be 1..{MAX_NAME_LEN} characters")
+        _valid("meta", key, name_problem)
         if not isinstance(item, str) or len(item) > MAX_META_VALUE_LEN:
             raise _Reject(
                 400, f"meta.{key}: must be a string of at most {MAX_META_VALUE_LEN} characters"
@@ -230,12 +239,13 @@ def _registration(body: dict[str, Any]) -> tuple[str, dict[str, Any]]:
         raise _Reject(400, "name: required")
     if body.get("port") is None:
         raise _Reject(400, "port: required")
-    name = _string("name", body["name"], MAX_NAME_LEN)
-    kwargs: dict[str, Any] = {"port": _integer("port", body["port"], MAX_PORT)}
+    # registry/schema.py's rules, under this API's field names.
+    name = _valid("name", body["name"], label_problem)
+    kwargs: dict[str, Any] = {"port": _valid("port", body["port"], port_problem)}
     if body.get("id") is not None:
-        kwargs["instance_id"] = _string("id", body["id"], MAX_NAME_LEN)
+        kwargs["instance_id"] = _valid("id", body["id"], name_problem)
     if body.get("address") is not None:
-        kwargs["address"] = _string("address", body["address"], MAX_HOST_LEN)
+        kwargs["address"] = _valid("address", body["address"], host_problem)
     if body.get("tags") is not None:
         kwargs["tags"] = _tags(body["tags"])
     if body.get("meta") is not None:

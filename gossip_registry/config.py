@@ -35,18 +35,20 @@ from pathlib import Path
 from typing import Any, get_type_hints
 
 from gossip_registry.access import token_problem
-from gossip_registry.core.codec import (
-    MAX_HOST_LEN,
-    MAX_META_PAIRS,
-    MAX_META_VALUE_LEN,
-    MAX_NAME_LEN,
-)
 from gossip_registry.core.config import DRIVER_FIELDS, ProtocolConfig
 from gossip_registry.core.limits import Limits
 from gossip_registry.core.messages import Address
 from gossip_registry.errors import ConfigError
 from gossip_registry.node import NodeConfig
 from gossip_registry.registry.preservation import PreservationConfig
+from gossip_registry.registry.schema import (
+    MAX_META_PAIRS,
+    MAX_META_VALUE_LEN,
+    MAX_NAME_LEN,
+    is_host,
+    is_name,
+    name_problem,
+)
 
 __all__ = [
     "PROFILES",
@@ -101,23 +103,6 @@ def parse_duration(text: str) -> float:
     return total
 
 
-_LABEL = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?")
-
-
-def is_valid_host(host: str) -> bool:
-    """An IP literal (IPv6 without brackets, scope id allowed) or an RFC 1123 host name."""
-    if not 0 < len(host) <= MAX_HOST_LEN:
-        return False
-    try:
-        ipaddress.ip_address(host)
-    except ValueError:
-        pass
-    else:
-        return True
-    name = host[:-1] if host.endswith(".") else host
-    return all(_LABEL.fullmatch(label) for label in name.split("."))
-
-
 def parse_address(
     text: str, default_port: int | None = None, *, allow_zero: bool = False
 ) -> tuple[str, int]:
@@ -164,7 +149,7 @@ def parse_address(
         host, port_text = s.rsplit(":", 1)
     else:
         host, port_text = s, None
-    if not is_valid_host(host):
+    if not is_host(host):
         raise ValueError(f"not a valid host name or IP address: {_show(host)}")
     lowest = 0 if allow_zero else 1
     if port_text is None:
@@ -279,7 +264,19 @@ _GOSSIP_KEY_KEYS = frozenset(
     {"encrypt", "keyring_file", "gossip_allow_plaintext", "gossip_encrypt_outgoing"}
 )
 """Gossip encryption (keyring.py): a base64 key or a keyring file, and the migration switches."""
-_SHARED_KEYS |= _DNS_KEYS | {"max_waiters"} | _PRESERVATION_KEYS | _GOSSIP_KEY_KEYS
+_INTERFACE_KEYS = frozenset(
+    {
+        "max_http_connections",
+        "http_body_timeout",
+        "max_dns_tcp_connections",
+        "dns_rate_limit",
+        "dns_trusted_networks",
+    }
+)
+"""What one client can hold on the HTTP and DNS interfaces (NodeConfig's fields of these names)."""
+_SHARED_KEYS |= (
+    _DNS_KEYS | {"max_waiters"} | _PRESERVATION_KEYS | _GOSSIP_KEY_KEYS | _INTERFACE_KEYS
+)
 """Keys allowed in [defaults] and in each [[nodes]] table."""
 _NODE_ONLY_KEYS = frozenset(
     {"name", "gossip_port", "http_port", "dns_port", "advertise", "data_dir"}
@@ -408,7 +405,7 @@ class _Loader:
         # DNS interface: dns_port per node; dns_domain, dns_ttl shared.
         if "dns_port" in table:
             kwargs["dns"] = (host, self.port(table["dns_port"], f"{at}.dns_port"))
-        kwargs.update({k: v for k, v in merged.items() if k in _DNS_KEYS})
+        kwargs.update({k: v for k, v in merged.items() if k in _DNS_KEYS | _INTERFACE_KEYS})
         kwargs.update(self.gossip_keys(at, own, defaults, merged))
         config = NodeConfig(
             name=name,
@@ -605,7 +602,7 @@ class _Loader:
         for key, value in table.items():
             where = f"{at}.{key}"
             if key == "host":
-                if not isinstance(value, str) or not is_valid_host(value):
+                if not isinstance(value, str) or not is_host(value):
                     raise self.fail(
                         where, f"must be an IP address or host name, got {_show(value)}"
                     )
@@ -646,6 +643,15 @@ class _Loader:
                     raise self.fail(where, f"at most {MAX_DNS_TTL // 3600}h, got {_show(value)}")
             elif key in _GOSSIP_KEY_KEYS:
                 out[key] = self.gossip_key_value(key, value, where)
+            elif key == "http_body_timeout":
+                out[key] = self.duration(value, where)
+            elif key == "dns_trusted_networks":
+                out[key] = self.networks(value, where)
+            elif key in _INTERFACE_KEYS:
+                least = 0 if key == "dns_rate_limit" else 1
+                if type(value) is not int or value < least:
+                    raise self.fail(where, f"must be an integer >= {least}, got {_show(value)}")
+                out[key] = value
             else:
                 out[key] = self.protocol_value(key, value, where)
         return out
@@ -711,17 +717,13 @@ class _Loader:
             raise self.fail(where, str(exc)) from None
 
     def dns_domain(self, value: Any, where: str) -> str:
-        if not isinstance(value, str) or value in ("", ".") or not is_valid_host(value):
+        if not isinstance(value, str) or value in ("", ".") or not is_host(value):
             raise self.fail(where, f"must be a DNS domain such as 'registry.', got {_show(value)}")
         return value
 
     def name(self, value: Any, where: str, *, node: bool = False) -> str:
         # Node names become directory names (data_root/<name>): no '/', no '..'.
-        if (
-            isinstance(value, str)
-            and 0 < len(value) <= MAX_NAME_LEN
-            and (not node or _NODE_NAME.fullmatch(value))
-        ):
+        if is_name(value) and (not node or _NODE_NAME.fullmatch(value)):
             return value
         if node:
             problem = (
@@ -729,9 +731,22 @@ class _Loader:
                 f"starting with a letter or digit, got {_show(value)}"
             )
         else:
-            problem = f"must be a non-empty string of at most {MAX_NAME_LEN} characters"
-            problem += f", got {_show(value)}"
+            problem = name_problem(value) or ""
         raise self.fail(where, problem)
+
+    def networks(self, value: Any, where: str) -> tuple[str, ...]:
+        if not isinstance(value, list):
+            raise self.fail(
+                where, f"must be a list of networks such as '10.0.0.0/8', got {_show(value)}"
+            )
+        for i, item in enumerate(value):
+            try:
+                ipaddress.ip_network(item)
+            except (TypeError, ValueError):
+                raise self.fail(
+                    f"{where}[{i}]", f"must be a network such as '10.0.0.0/8', got {_show(item)}"
+                ) from None
+        return tuple(value)
 
     def port(self, value: Any, where: str) -> int:
         if type(value) is not int or not 1 <= value <= 65535:
@@ -761,8 +776,8 @@ class _Loader:
         if len(value) > MAX_META_PAIRS:
             raise self.fail(where, f"at most {MAX_META_PAIRS} pairs, got {len(value)}")
         for k, v in value.items():
-            if not 0 < len(k) <= MAX_NAME_LEN:
-                raise self.fail(f"{where}.{k}", f"keys must be 1..{MAX_NAME_LEN} characters")
+            if not is_name(k):
+                raise self.fail(f"{where}.{k}", f"keys {name_problem(k)}")
             if not isinstance(v, str) or len(v) > MAX_META_VALUE_LEN:
                 raise self.fail(
                     f"{where}.{k}",

@@ -14,7 +14,7 @@ from __future__ import annotations
 import resource
 from pathlib import Path
 
-__all__ = ["raise_open_files_limit"]
+__all__ = ["FD_RESERVE", "connection_budget", "raise_open_files_limit"]
 
 NR_OPEN = Path("/proc/sys/fs/nr_open")
 """Linux's ceiling for any process's limit, used when the hard limit is unlimited."""
@@ -43,3 +43,23 @@ def raise_open_files_limit() -> tuple[int, int]:
     except (OSError, ValueError):
         return soft, soft
     return soft, target
+
+
+FD_RESERVE = 256
+"""Descriptors kept out of the client interfaces' reach: gossip's UDP socket and its inbound
+and outbound TCP streams (128 inbound slots), snapshot and keyring files, logs."""
+
+
+def connection_budget(wanted: int, share: float) -> int:
+    """Connections an interface may hold: ``wanted``, but at most ``share`` of the descriptors
+    left under the soft open-files limit once FD_RESERVE is set aside (at least 1).
+
+    Read at each interface's start, after ``raise_open_files_limit``, so the
+    budget follows the limit the process really has: a node with 1,024
+    descriptors serves fewer HTTP clients, but still gossips when they are
+    all connected (issue 10, finding 3).
+    """
+    soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft == resource.RLIM_INFINITY:
+        return wanted
+    return max(1, min(wanted, int((soft - FD_RESERVE) * share)))

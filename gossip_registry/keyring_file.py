@@ -22,6 +22,7 @@ import stat
 from pathlib import Path
 
 from gossip_registry.keyring import Keyring, KeyringError, encode_key
+from gossip_registry.regular_file import read_regular_file
 from gossip_registry.snapshot import write_atomically
 
 __all__ = [
@@ -48,19 +49,22 @@ def load_keyring_file(path: Path) -> Keyring:
     """The keyring in ``path``.
 
     Raises:
-        KeyringError: unreadable, readable by group or others, not a JSON
-            list of base64 keys, or empty; the message names the file.
+        KeyringError: unreadable, a link or anything but a regular file,
+            larger than MAX_KEYRING_FILE, readable by group or others, not a
+            JSON list of base64 keys, or empty; the message names the file.
     """
-    try:
-        info = path.stat()
+
+    def owner_only(info: os.stat_result) -> None:
+        # The opened file's mode (a regular file, not a link: regular_file.py), so the chmod
+        # advised is about the very file that would be used.
         if os.name == "posix" and info.st_mode & (stat.S_IRWXG | stat.S_IRWXO):
             raise KeyringError(
                 f"{path}: keyring file is accessible by group or others "
                 f"(mode {stat.S_IMODE(info.st_mode):04o}); run `chmod 600 {path}`"
             )
-        if info.st_size > MAX_KEYRING_FILE:
-            raise KeyringError(f"{path}: {info.st_size} bytes is too large for a keyring file")
-        text = path.read_text("utf-8")
+
+    try:
+        text = read_regular_file(path, MAX_KEYRING_FILE, owner_only).decode("utf-8")
     except OSError as exc:
         raise KeyringError(f"{path}: cannot read keyring file: {exc.strerror or exc}") from None
     except UnicodeDecodeError:
@@ -109,7 +113,7 @@ def node_keyring(configured: Keyring | None, data_dir: Path | None) -> Keyring |
     Raises:
         KeyringError: the data dir's file exists but is refused.
     """
-    if data_dir is not None and keyring_path(data_dir).exists():
+    if data_dir is not None and os.path.lexists(keyring_path(data_dir)):
         stored = load_keyring_file(keyring_path(data_dir))
         if configured is not None and configured != stored:
             logger.warning(

@@ -290,6 +290,18 @@ def dns_queries(node: Node) -> Iterator[Metric]:
     yield family
 
 
+def http_limits(node: Node) -> Iterator[Metric]:
+    family = CounterMetricFamily(
+        _name("http_dropped"),
+        "HTTP connections and requests cut by this node's limits, by reason "
+        "(connections_refused, body_timeouts, client_disconnects, accept_errors).",
+        labels=["reason"],
+    )
+    for reason, count in sorted(node.http_stats.items()):
+        family.add_metric([reason], count)
+    yield family
+
+
 def discovery_state(node: Node) -> Iterator[Metric]:
     """Blocking queries and self-preservation: both read from the node's status in one call."""
     status = node.status()
@@ -325,6 +337,7 @@ FAMILIES: tuple[Family, ...] = (
     health_checks,
     discovery_state,
     dns_queries,
+    http_limits,
 )
 
 

@@ -43,6 +43,7 @@ from __future__ import annotations
 
 import contextlib
 import heapq
+import ipaddress
 import itertools
 import logging
 import math
@@ -152,6 +153,21 @@ class NodeConfig:
     """The zone DNS answers for: NAME.service.DOMAIN, NODE.node.DOMAIN."""
     dns_ttl: float = 5.0
     """Seconds resolvers may cache DNS answers (0..86400): staleness traded for query load."""
+    # --- what one client can hold on the interfaces (issue 10: api/http_limits.py, api/dns.py)
+    max_http_connections: int = 25_000
+    """HTTP connections open at once; one more is closed at accept, counted. Capped further
+    by the open-files limit, with a reserve for gossip (``fdlimit.connection_budget``)."""
+    http_body_timeout: float = 10.0
+    """Seconds a request's body may take to arrive in full; then 408 and the connection closes."""
+    max_dns_tcp_connections: int = 256
+    """DNS-over-TCP connections open at once (same rule as max_http_connections)."""
+    dns_rate_limit: int = 200
+    """DNS queries per second answered per untrusted source address (bursts of as many); the
+    rest are dropped and counted as ``rate_limited``. 0: no limit."""
+    dns_trusted_networks: tuple[str, ...] = ("127.0.0.0/8", "::1/128")
+    """DNS sources neither rate-limited nor size-capped: their UDP answers may use the EDNS0
+    size they offer (up to 4,096 bytes). Others get at most 512 bytes over UDP (the rest
+    truncated: the resolver asks again over TCP), so a spoofed source gets little amplified."""
     unsafe_test_faults: Path | None = None
     """Chaos testing only: drop packets by the rules in this file (``faultinject.py``).
     Set only by the agent's ``--unsafe-test-faults`` flag, never from cluster.toml."""
@@ -163,6 +179,25 @@ class NodeConfig:
     """Also accept unsealed gossip (only while moving a cluster to encryption)."""
     gossip_encrypt_outgoing: bool = True
     """Seal what we send; off only in the first step of a migration (needs allow_plaintext)."""
+
+
+def _check_interface_limits(config: NodeConfig) -> None:
+    """Refuse interface limits that would leave an interface unusable or unbounded."""
+    for field_name in ("max_http_connections", "max_dns_tcp_connections"):
+        value = getattr(config, field_name)
+        if type(value) is not int or value < 1:
+            raise ValueError(f"{field_name}: must be an integer >= 1, got {value!r}")
+    if type(config.dns_rate_limit) is not int or config.dns_rate_limit < 0:
+        raise ValueError(f"dns_rate_limit: must be an integer >= 0, got {config.dns_rate_limit!r}")
+    if not (config.http_body_timeout > 0 and math.isfinite(config.http_body_timeout)):
+        raise ValueError(
+            f"http_body_timeout: must be > 0 seconds, got {config.http_body_timeout!r}"
+        )
+    for network in config.dns_trusted_networks:
+        try:
+            ipaddress.ip_network(network)
+        except ValueError as exc:
+            raise ValueError(f"dns_trusted_networks: {exc}") from None
 
 
 @dataclass(frozen=True, slots=True)
@@ -269,6 +304,8 @@ class Node:
     """Bound DNS address (UDP and TCP), known once started."""
     dns_stats: dict[str, int]
     """DNS counters (queries, answers, nxdomain, malformed, truncated ...), for metrics."""
+    http_stats: dict[str, int]
+    """HTTP interface counters (connections refused, body timeouts ...), for metrics."""
 
     def __init__(self, config: NodeConfig) -> None:
         try:
@@ -283,6 +320,7 @@ class Node:
             raise ValueError(
                 f"max_checks_per_node: must be an integer >= 0, got {config.max_checks_per_node!r}"
             )
+        _check_interface_limits(config)
         # --- gossip encryption: the keyring the node runs with, and what it accepts.
         self._encryption = GossipEncryption.from_config(
             config.keyring,
@@ -297,6 +335,7 @@ class Node:
         self.http_addr = None
         self.dns_addr = None
         self.dns_stats = {}
+        self.http_stats = {}
         self._protocol: Protocol | None = None
         self._transport: Transport | None = None
         self._nursery: trio.Nursery | None = None

@@ -13,18 +13,19 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING
 
-from gossip_registry.core.codec import (
-    MAX_CHECKS,
-    MAX_HOST_LEN,
-    MAX_META_PAIRS,
-    MAX_META_VALUE_LEN,
-    MAX_NAME_LEN,
-    MAX_PORT,
-    MAX_TAGS,
-    MAX_WEIGHT,
-)
 from gossip_registry.registry.entry import EntryKey
 from gossip_registry.registry.health import CheckSpec, assign_check_ids
+from gossip_registry.registry.schema import (
+    MAX_CHECKS,
+    MAX_META_PAIRS,
+    MAX_META_VALUE_LEN,
+    MAX_TAGS,
+    MAX_WEIGHT,
+    host_problem,
+    label_problem,
+    name_problem,
+    port_problem,
+)
 
 if TYPE_CHECKING:
     from gossip_registry.health import CheckRunner
@@ -32,11 +33,9 @@ if TYPE_CHECKING:
 __all__ = ["admit_checks", "check_registration"]
 
 
-def _check_name(what: str, value: object, limit: int = MAX_NAME_LEN) -> None:
-    if not isinstance(value, str) or not value:
-        raise ValueError(f"{what}: must be a non-empty string")
-    if len(value) > limit:
-        raise ValueError(f"{what}: must be at most {limit} characters, got {len(value)}")
+def _refuse(what: str, problem: str | None) -> None:
+    if problem is not None:
+        raise ValueError(f"{what}: {problem}")
 
 
 def _check_uint(what: str, value: object, maximum: int) -> None:
@@ -53,24 +52,25 @@ def check_registration(
     meta: Mapping[str, str],
     weight: int,
 ) -> None:
-    """Reject what peers would refuse, naming the field (the codec's limits, its words)."""
-    _check_name("service", service)
-    _check_name("instance_id", instance_id)
-    _check_name("address", address, MAX_HOST_LEN)
-    _check_uint("port", port, MAX_PORT)
+    """Reject what peers would refuse or DNS could not carry, naming the field
+    (the rules of registry/schema.py)."""
+    _refuse("service", label_problem(service))
+    _refuse("instance_id", name_problem(instance_id))
+    _refuse("address", host_problem(address))
+    _refuse("port", port_problem(port))
     _check_uint("weight", weight, MAX_WEIGHT)
     if isinstance(tags, str | bytes) or not isinstance(tags, Sequence):
         raise ValueError("tags: must be a list of strings")
     if len(tags) > MAX_TAGS:
         raise ValueError(f"tags: at most {MAX_TAGS} tags, got {len(tags)}")
     for tag in tags:
-        _check_name("tags", tag)
+        _refuse("tags", label_problem(tag))
     if not isinstance(meta, Mapping):
         raise ValueError("meta: must be a mapping of strings to strings")
     if len(meta) > MAX_META_PAIRS:
         raise ValueError(f"meta: at most {MAX_META_PAIRS} pairs, got {len(meta)}")
     for key, value in meta.items():
-        _check_name("meta key", key)
+        _refuse("meta key", name_problem(key))
         if not isinstance(value, str) or len(value) > MAX_META_VALUE_LEN:
             raise ValueError(
                 f"meta[{key!r}]: must be a string of at most {MAX_META_VALUE_LEN} characters"
@@ -97,9 +97,9 @@ def admit_checks(
     specs = assign_check_ids(key[1], checks)
     for spec in specs:
         assert spec.check_id is not None
-        _check_name("checks.id", spec.check_id)
+        _refuse("checks.id", name_problem(spec.check_id))
         if spec.name is not None:
-            _check_name("checks.name", spec.name)
+            _refuse("checks.name", name_problem(spec.name))
         owner = running.owner_of(spec.check_id)
         if owner is not None and owner != key:
             raise ValueError(f"checks.id: {spec.check_id!r} is in use by {owner[0]}/{owner[1]}")

@@ -53,6 +53,7 @@ from gossip_registry.core.codec import (
 from gossip_registry.core.messages import EntryUpdate, MsgType
 from gossip_registry.registry.entry import Entry, EntryKey
 from gossip_registry.registry.health import CheckSpec
+from gossip_registry.regular_file import read_regular_file
 
 __all__ = [
     "FORMAT",
@@ -261,11 +262,12 @@ def read_snapshot(data_dir: Path) -> Snapshot | None:
 
     Raises:
         SnapshotError: the file exists but is not a valid snapshot.
-        OSError: the file exists but cannot be read.
+        OSError: the file exists but cannot be read, or is no regular file.
     """
     path = data_dir / SNAPSHOT_FILE
     try:
-        data = path.read_bytes()
+        # Not a link, FIFO or device, and no more than a snapshot can hold (regular_file.py).
+        data = read_regular_file(path, MAX_SNAPSHOT_BYTES)
     except FileNotFoundError:
         return None
     return decode_snapshot(data)

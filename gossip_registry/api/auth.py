@@ -12,6 +12,12 @@ touching this file: the rule is by method and path, not by route.
   as reads.
 - Read level: everything else. Needs the read token or the write token when
   a read token is set, else is open. ``/metrics`` is a read.
+- Key changes (``POST /v1/keyring/install|use|remove``) need a write
+  token to be *configured*: without one they are refused with a 403 naming
+  the reason, whatever else is open. A key installed and made primary
+  through an open API lets its holder forge sealed gossip, so an
+  unconfigured node must not offer that to any client that can reach it.
+  Listing keys (a GET) stays under the rules above.
 - Open: ``/healthz`` only. Liveness probes of orchestrators and load
   balancers carry no credentials, and it reveals nothing but the node's
   name and that it runs.
@@ -48,6 +54,11 @@ ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 OPEN_PATHS = frozenset({"/healthz"})
 WRITE_PREFIXES = ("/v1/keyring", "/v1/checks")
 READ_METHODS = frozenset({"GET", "HEAD"})
+KEY_CHANGES = "/v1/keyring/"
+NO_WRITE_TOKEN = (
+    "keyring: key operations are refused because this node has no write token configured "
+    "(set write_token, or GOSSIP_REGISTRY_WRITE_TOKEN, and send it as 'Authorization: Bearer')"
+)
 REALM = 'Bearer realm="gossip-registry"'
 
 
@@ -65,6 +76,10 @@ def required_level(method: str, path: str) -> Level:
     if under or method.upper() not in READ_METHODS:
         return Level.WRITE
     return Level.READ
+
+
+def _key_change(method: str, path: str) -> bool:
+    return path.startswith(KEY_CHANGES) and method.upper() not in READ_METHODS
 
 
 def _bearer(scope: Scope) -> str | None:
@@ -90,6 +105,7 @@ class TokenAuth:
 
     def __init__(self, app: ASGIApp, *, read_token: str | None, write_token: str | None) -> None:
         self.app = app
+        self._keys_open = write_token is not None
         writers = (write_token,) if write_token else (read_token,) if read_token else ()
         readers = tuple(t for t in (read_token, write_token) if t) if read_token else ()
         self._accepted: dict[Level, tuple[str, ...]] = {
@@ -102,7 +118,11 @@ class TokenAuth:
         if scope["type"] not in ("http", "websocket"):
             await self.app(scope, receive, send)  # lifespan
             return
-        level = required_level(scope.get("method", "GET"), scope["path"])
+        method, path = scope.get("method", "GET"), scope["path"]
+        if not self._keys_open and _key_change(method, path):
+            await _refuse(send, 403, [], NO_WRITE_TOKEN)
+            return
+        level = required_level(method, path)
         accepted = self._accepted[level]
         if not accepted:
             await self.app(scope, receive, send)
@@ -123,7 +143,17 @@ class TokenAuth:
         else:
             status, headers = 403, []
             message = f"authorization: the token given does not grant {level.value} access"
-        body = json.dumps({"error": message}).encode()
-        headers += [(b"content-type", b"application/json"), (b"content-length", b"%d" % len(body))]
-        await send({"type": "http.response.start", "status": status, "headers": headers})
-        await send({"type": "http.response.body", "body": body})
+        await _refuse(send, status, headers, message)
+
+
+async def _refuse(
+    send: Send, status: int, headers: list[tuple[bytes, bytes]], message: str
+) -> None:
+    body = json.dumps({"error": message}).encode()
+    headers = [
+        *headers,
+        (b"content-type", b"application/json"),
+        (b"content-length", b"%d" % len(body)),
+    ]
+    await send({"type": "http.response.start", "status": status, "headers": headers})
+    await send({"type": "http.response.body", "body": body})

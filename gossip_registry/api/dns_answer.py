@@ -102,8 +102,19 @@ PERMUTATIONS = 16
 """Random orders kept per record list (see _Shuffler)."""
 SHAPE_CACHE_MAX = 4096
 """Parsed queries kept (by their bytes after the id); past it the cache starts over."""
-STAT_KEYS = ("queries", "answers", "nxdomain", "refused", "malformed", "truncated", "servfail")
-"""Counters in ``DnsAnswerer.stats``: queries received, responses sent, and why some differ."""
+STAT_KEYS = (
+    "queries",
+    "answers",
+    "nxdomain",
+    "refused",
+    "malformed",
+    "truncated",
+    "servfail",
+    "rate_limited",
+    "tcp_refused",
+)
+"""Counters in ``DnsAnswerer.stats``: queries received, responses sent, and why some differ;
+``rate_limited`` and ``tcp_refused`` are the server's (``dns.py``), kept in the same dict."""
 
 _T = TypeVar("_T")
 _QNAME_POINTER = b"\xc0\x0c"  # compression pointer to the question name, right after the header
@@ -229,8 +240,13 @@ class DnsAnswerer:
 
     # ------------------------------------------------------------- entry
 
-    def answer(self, data: bytes, *, udp: bool) -> bytes | None:
+    def answer(self, data: bytes, *, udp: bool, trusted: bool = True) -> bytes | None:
         """The response to the query in ``data``, or None to send nothing.
+
+        ``trusted``: over UDP, whether the answer may use the EDNS0 size the
+        query offers; an untrusted source (whose address a spoofer may have
+        forged) gets at most 512 bytes, the rest truncated, so the node
+        amplifies a forged query at most about tenfold (issue 10, finding 9).
 
         Never raises: garbage is counted and answered FORMERR or dropped; a
         failure of ours is logged and answered SERVFAIL.
@@ -255,7 +271,7 @@ class DnsAnswerer:
             self.stats["nxdomain"] += 1
         elif reply.rcode == dns.rcode.REFUSED:
             self.stats["refused"] += 1
-        limit = shape.udp_limit if udp else 65535
+        limit = (shape.udp_limit if trusted else CLASSIC_UDP_PAYLOAD) if udp else 65535
         return self._sent(data[:2] + self._assemble(shape, reply, limit))
 
     def _parse(self, data: bytes) -> _Shape | bytes | None:
@@ -351,6 +367,9 @@ class DnsAnswerer:
         }.get(dns.rdatatype.RdataType.make(qtype))
         if wanted is None or not wanted.items:
             return self._nodata()
+        if qtype == dns.rdatatype.ANY:
+            # RFC 8482: ANY gets a minimal answer, one record of what the name has, not all.
+            return _Reply(answer=[self.rng.choice(wanted.items)])
         return _Reply(answer=wanted.pick(self.rng))
 
     def _srv_reply(self, srv: _Shuffler[tuple[bytes, bytes | None]]) -> _Reply:

@@ -37,33 +37,35 @@ from typing import TYPE_CHECKING, Any, cast
 import trio
 from hypercorn.app_wrappers import ASGIWrapper
 from hypercorn.config import Config as HypercornConfig
-from hypercorn.config import Sockets
-from hypercorn.trio.run import worker_serve
 from hypercorn.typing import ASGIFramework
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from gossip_registry.api.auth import TokenAuth
 from gossip_registry.api.checks import check_specs, ttl_report
 from gossip_registry.api.events import event_stream
+from gossip_registry.api.http_limits import BodyDeadline, serve_connections
 from gossip_registry.api.view_cache import ViewCache
 from gossip_registry.config import parse_duration
-from gossip_registry.core.codec import (
-    MAX_HOST_LEN,
+from gossip_registry.core.messages import Address
+from gossip_registry.events import parse_kinds
+from gossip_registry.fdlimit import connection_budget
+from gossip_registry.registry.entry import Entry
+from gossip_registry.registry.schema import (
     MAX_META_PAIRS,
     MAX_META_VALUE_LEN,
     MAX_NAME_LEN,
-    MAX_PORT,
     MAX_TAGS,
     MAX_WEIGHT,
+    host_problem,
+    label_problem,
+    name_problem,
+    port_problem,
 )
-from gossip_registry.core.messages import Address
-from gossip_registry.events import parse_kinds
-from gossip_registry.registry.entry import Entry
 from gossip_registry.watch import TooManyWaiters
 
 if TYPE_CHECKING:  # node.py starts the HTTP API, so importing it here would be circular
@@ -77,6 +79,9 @@ log = logging.getLogger("gossip_registry.http")
 
 MAX_BODY_BYTES = 64 * 1024
 """Largest request body accepted; a registration is well under 40 KiB even at every limit."""
+HTTP_FD_SHARE = 0.75
+"""Share of the descriptors outside gossip's reserve that HTTP connections may use (DNS over
+TCP may use the rest: ``api/dns.py``)."""
 GRACEFUL_TIMEOUT = 1.0
 """Seconds hypercorn lets open requests finish after a graceful shutdown is triggered."""
 
@@ -123,6 +128,11 @@ def _guarded(handler: Handler) -> Handler:
             return _error(exc.status, exc.message)
         except TooManyWaiters as exc:  # a node-wide limit, not a bug: the client may retry
             return _error(429, str(exc), {"Retry-After": "1"})
+        except ClientDisconnect:  # gone mid-body, or too slow (counted in http_limits.py)
+            log.debug(
+                "%s %s: client went away before its body arrived", request.method, request.url.path
+            )
+            return _error(400, "body: client disconnected")
         except Exception:
             log.exception("%s %s failed", request.method, request.url.path)
             return _error(500, "internal error")
@@ -179,6 +189,14 @@ def _string(field: str, value: Any, limit: int) -> str:
     return value
 
 
+def _valid(field: str, value: Any, problem: Callable[[Any], str | None]) -> Any:
+    """``value`` if ``problem`` (a registry/schema.py rule) finds none, else a 400 naming it."""
+    found = problem(value)
+    if found is not None:
+        raise _Reject(400, f"{field}: {found}")
+    return value
+
+
 def _integer(field: str, value: Any, limit: int) -> int:
     # type() rather than isinstance(): JSON true is a bool, and a bool is an int.
     if type(value) is not int or not 0 <= value <= limit:
@@ -189,15 +207,14 @@ def _integer(field: str, value: Any, limit: int) -> int:
 def _tags(value: Any) -> list[str]:
     if not isinstance(value, list) or len(value) > MAX_TAGS:
         raise _Reject(400, f"tags: must be a list of at most {MAX_TAGS} strings")
-    return [_string(f"tags[{i}]", tag, MAX_NAME_LEN) for i, tag in enumerate(value)]
+    return [_valid(f"tags[{i}]", tag, label_problem) for i, tag in enumerate(value)]
 
 
 def _meta(value: Any) -> dict[str, str]:
     if not isinstance(value, dict) or len(value) > MAX_META_PAIRS:
         raise _Reject(400, f"meta: must be an object of at most {MAX_META_PAIRS} string pairs")
     for key, item in value.items():
-        if not 0 < len(key) <= MAX_NAME_LEN:
-            raise _Reject(400, f"meta: keys must be 1..{MAX_NAME_LEN} characters")
+        _valid("meta", key, name_problem)
         if not isinstance(item, str) or len(item) > MAX_META_VALUE_LEN:
             raise _Reject(
                 400, f"meta.{key}: must be a string of at most {MAX_META_VALUE_LEN} characters"
@@ -222,12 +239,13 @@ def _registration(body: dict[str, Any]) -> tuple[str, dict[str, Any]]:
         raise _Reject(400, "name: required")
     if body.get("port") is None:
         raise _Reject(400, "port: required")
-    name = _string("name", body["name"], MAX_NAME_LEN)
-    kwargs: dict[str, Any] = {"port": _integer("port", body["port"], MAX_PORT)}
+    # registry/schema.py's rules, under this API's field names.
+    name = _valid("name", body["name"], label_problem)
+    kwargs: dict[str, Any] = {"port": _valid("port", body["port"], port_problem)}
     if body.get("id") is not None:
-        kwargs["instance_id"] = _string("id", body["id"], MAX_NAME_LEN)
+        kwargs["instance_id"] = _valid("id", body["id"], name_problem)
     if body.get("address") is not None:
-        kwargs["address"] = _string("address", body["address"], MAX_HOST_LEN)
+        kwargs["address"] = _valid("address", body["address"], host_problem)
     if body.get("tags") is not None:
         kwargs["tags"] = _tags(body["tags"])
     if body.get("meta") is not None:
@@ -516,18 +534,13 @@ def build_app(
 
 
 class _Started:
-    """Passes hypercorn's ``started(binds)`` on as ``started((host, port))``.
-
-    hypercorn reports once its lifespan startup ran and its listeners are
-    wrapped; forwarding then, not right after ``listen()``, keeps callers
-    from sending requests that would sit in the backlog meanwhile.
-    """
+    """Passes the accept loop's ``started()`` on as ``started((host, port))``, once it accepts."""
 
     def __init__(self, address: Address, outer: trio.TaskStatus[Address]) -> None:
         self.address = address
         self.outer = outer
 
-    def started(self, binds: object = None) -> None:
+    def started(self, value: object = None) -> None:
         self.outer.started(self.address)
 
 
@@ -575,7 +588,10 @@ async def serve_http(
         config.certfile, config.keyfile = str(cert), str(key)
     # Starlette's ASGI types are looser than hypercorn's; the protocol is the same.
     tokens = {"read_token": node.config.read_token, "write_token": node.config.write_token}
-    app = ASGIWrapper(cast(ASGIFramework, build_app(node, **tokens)))
+    bounded = BodyDeadline(
+        build_app(node, **tokens), timeout=node.config.http_body_timeout, stats=node.http_stats
+    )
+    app = ASGIWrapper(cast(ASGIFramework, bounded))
 
     family, kind, proto, _, sockaddr = (
         await trio.socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
@@ -588,14 +604,20 @@ async def serve_http(
         sock.listen(config.backlog)
         sock.setblocking(False)
         bound: Address = (host, sock.getsockname()[1])
-        await worker_serve(
+        listener: trio.abc.Listener[Any] = trio.SocketListener(trio.socket.from_stdlib_socket(sock))
+        if tls:
+            ssl = config.create_ssl_context()
+            assert ssl is not None  # certfile and keyfile are set
+            listener = trio.SSLListener(listener, ssl, https_compatible=True)
+        # Our accept loop (api/http_limits.py) rather than hypercorn's worker_serve: it bounds
+        # the connections, which hypercorn does not.
+        limit = connection_budget(node.config.max_http_connections, HTTP_FD_SHARE)
+        await serve_connections(
             app,
             config,
-            sockets=Sockets(
-                secure_sockets=[sock] if tls else [],
-                insecure_sockets=[] if tls else [sock],
-                quic_sockets=[],
-            ),
+            listener,
+            limit=limit,
+            stats=node.http_stats,
             shutdown_trigger=shutdown_trigger,
             task_status=_Started(bound, task_status),
         )

@@ -37,7 +37,15 @@ async def serve_interfaces(nursery: trio.Nursery, node: Node) -> None:
         node.http_addr = await nursery.start(serve_http, node, *config.http)
     if config.dns is not None:
         node.dns_addr = await nursery.start(
-            partial(serve_dns, domain=config.dns_domain, ttl=config.dns_ttl, stats=node.dns_stats),
+            partial(
+                serve_dns,
+                domain=config.dns_domain,
+                ttl=config.dns_ttl,
+                stats=node.dns_stats,
+                rate_limit=config.dns_rate_limit,
+                trusted_networks=config.dns_trusted_networks,
+                max_tcp_connections=config.max_dns_tcp_connections,
+            ),
             node,
             *config.dns,
         )

@@ -68,6 +68,19 @@ from gossip_registry.core.messages import (
     Update,
 )
 from gossip_registry.registry.entry import CheckKind, CheckState, Entry, Health
+from gossip_registry.registry.schema import (
+    MAX_CHECKS,
+    MAX_HOST_LEN,
+    MAX_META_PAIRS,
+    MAX_META_VALUE_LEN,
+    MAX_NAME_LEN,
+    MAX_OUTPUT_LEN,
+    MAX_PORT,
+    MAX_TAGS,
+    MAX_WEIGHT,
+    is_host,
+    is_name,
+)
 
 __all__ = [
     "MAX_BUCKETS",
@@ -107,32 +120,14 @@ __all__ = [
 # sends what an older node rejects loses the whole packet or frame.
 MAX_UDP_PAYLOAD = 65507
 """Largest IPv4 UDP payload; the default ``max_size`` of ``decode_packet``."""
-MAX_NAME_LEN = 128
-"""Characters in a node name, service, instance id, owner, accuser, tag or meta key."""
-MAX_HOST_LEN = 253
-"""Characters in a host (member, ping-req target, entry address): the longest DNS name."""
-MAX_PORT = 65535
-"""TCP/UDP port range; 0 is allowed (an entry without a port)."""
 MAX_SEQ = 2**32 - 1
 """Probe sequence numbers are 32-bit and wrap."""
 MAX_INCARNATION = 2**63 - 1
 """Incarnations, HLC stamps and owner incarnations: signed 64-bit, non-negative."""
 MAX_DIGEST = 2**64 - 1
 """Member-list digest: an unsigned 64-bit hash."""
-MAX_META_PAIRS = 64
-"""Pairs in a node's or an entry's metadata map."""
-MAX_META_VALUE_LEN = 512
-"""Characters in a metadata value (may be empty)."""
-MAX_TAGS = 64
-"""Tags on one entry; each tag is 1..MAX_NAME_LEN characters."""
-MAX_WEIGHT = 65535
-"""Load-balancing weight of an entry."""
-MAX_OUTPUT_LEN = 256
-"""Characters of health-check output carried with an entry or one of its checks (may be
-empty); the check runner truncates longer outputs. Even so an entry with many checks
-may not fit a packet: ``Protocol.register`` shortens outputs to fit (see there)."""
-MAX_CHECKS = 32
-"""Health checks carried with one entry."""
+# Field limits and character sets (names, hosts, ports, tags, meta, weight, checks) are
+# registry/schema.py's, imported above: the API, config and registration use the same.
 MAX_BUCKETS = 65536
 """Digest buckets in a SyncHello, bucket indices in a SyncReply (each < MAX_BUCKETS)."""
 MAX_UPDATES = 1024
@@ -167,13 +162,13 @@ class CodecError(ValueError):
 
 
 def _name(v: Any, what: str) -> str:
-    if type(v) is str and 0 < len(v) <= MAX_NAME_LEN:
+    if is_name(v):
         return v
     raise CodecError(f"invalid {what}")
 
 
 def _host(v: Any) -> str:
-    if type(v) is str and 0 < len(v) <= MAX_HOST_LEN:
+    if is_host(v):
         return v
     raise CodecError("invalid host")
 
@@ -194,12 +189,7 @@ def _meta(v: Any) -> dict[str, str]:
     if type(v) is not dict or len(v) > MAX_META_PAIRS:
         raise CodecError("invalid meta")
     for key, value in v.items():
-        if not (
-            type(key) is str
-            and 0 < len(key) <= MAX_NAME_LEN
-            and type(value) is str
-            and len(value) <= MAX_META_VALUE_LEN
-        ):
+        if not (is_name(key) and type(value) is str and len(value) <= MAX_META_VALUE_LEN):
             raise CodecError("invalid meta pair")
     return v
 
@@ -208,7 +198,7 @@ def _tags(v: Any) -> tuple[str, ...]:
     if type(v) is not tuple or len(v) > MAX_TAGS:
         raise CodecError("invalid tags")
     for tag in v:
-        if not (type(tag) is str and 0 < len(tag) <= MAX_NAME_LEN):
+        if not is_name(tag):
             raise CodecError("invalid tag")
     return v
 

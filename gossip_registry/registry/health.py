@@ -34,6 +34,7 @@ from dataclasses import dataclass, replace
 from urllib.parse import urlsplit
 
 from gossip_registry.registry.entry import CheckKind, CheckState, Health
+from gossip_registry.registry.schema import MIN_CHECK_INTERVAL, MIN_CHECK_TIMEOUT, duration_problem
 
 __all__ = [
     "DEFAULT_INTERVAL",
@@ -124,8 +125,17 @@ class CheckSpec:
                 split_host_port(self.tcp)
             except ValueError as exc:
                 raise ValueError(f"tcp: {exc}") from None
-        for field in ("ttl", "interval", "timeout", "deregister_after"):
-            _positive(field, getattr(self, field))
+        _positive("deregister_after", self.deregister_after)
+        # registry/schema.py's floors: a 1 ms interval is a busy loop, not a health check.
+        for field, least in (
+            ("ttl", MIN_CHECK_INTERVAL),
+            ("interval", MIN_CHECK_INTERVAL),
+            ("timeout", MIN_CHECK_TIMEOUT),
+        ):
+            value = getattr(self, field)
+            problem = None if value is None else duration_problem(value, least)
+            if problem is not None:
+                raise ValueError(f"{field}: {problem}")
         for field in ("success_before_passing", "failures_before_critical"):
             value = getattr(self, field)
             if type(value) is not int or not 0 <= value <= MAX_THRESHOLD:

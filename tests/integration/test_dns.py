@@ -22,7 +22,7 @@ import httpx
 import pytest
 import trio
 
-from gossip_registry.api.dns import serve_dns
+from gossip_registry.api.dns import SourceRateLimit, serve_dns
 from gossip_registry.api.dns_answer import addr_label
 from gossip_registry.node import Node
 from gossip_registry.registry.entry import Health
@@ -303,3 +303,112 @@ async def test_a_bad_domain_or_ttl_is_refused_before_binding() -> None:
         for kwargs in ({"domain": "."}, {"ttl": -1.0}, {"ttl": float("nan")}):
             with pytest.raises(ValueError, match="dns"):
                 await serve_dns(node, "127.0.0.1", 0, **kwargs)
+
+
+# --- What one source can take (issue 10, finding 9) ---------------------------------------
+
+
+async def register_big(node: Node, count: int = 60) -> None:
+    for i in range(count):
+        await node.register("big", address=f"10.3.{i // 200}.{i % 200 + 1}", port=1000 + i)
+
+
+async def test_any_gets_a_minimal_answer_of_one_record() -> None:
+    async with dns_node() as node:
+        await register_big(node)
+        question = dns.message.make_query("big.service.registry.", "ANY", use_edns=0, payload=4096)
+        wire = question.to_wire()
+        response = await blocking(
+            lambda: query(node, "big.service.registry.", "ANY", use_edns=0, payload=4096)
+        )
+    assert sum(len(rrset) for rrset in response.answer) == 1
+    assert len(response.to_wire()) < 2 * len(wire)
+
+
+async def test_udp_answers_to_untrusted_sources_are_capped_at_512_bytes_whatever_edns_offers() -> (
+    None
+):
+    async with dns_node(dns_trusted_networks=()) as node:
+        await register_big(node)
+        assert node.dns_addr is not None
+        message = dns.message.make_query("big.service.registry.", "SRV", use_edns=0, payload=4096)
+        host, port = node.dns_addr
+        wire = await blocking(lambda: _raw_udp(message.to_wire(), host, port))
+        response = dns.message.from_wire(wire)
+        assert len(wire) <= 512
+        assert response.flags & dns.flags.TC
+        # Over TCP the whole answer comes back, as a resolver would then ask.
+        tcp = await blocking(lambda: query(node, "big.service.registry.", "SRV", tcp=True))
+        assert len(tcp.answer[0]) == 60
+
+
+def _raw_udp(payload: bytes, host: str, port: int) -> bytes:
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+        sock.settimeout(QUERY_TIMEOUT)
+        sock.sendto(payload, (host, port))
+        return sock.recv(65535)
+
+
+async def test_queries_beyond_the_per_source_rate_are_dropped_and_counted() -> None:
+    sent = 40
+    async with dns_node(dns_trusted_networks=(), dns_rate_limit=5) as node:
+        await register_web(node)
+        assert node.dns_addr is not None
+        wire = dns.message.make_query("web.service.registry.", "A").to_wire()
+        with trio.socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+            for _ in range(sent):
+                await sock.sendto(wire, node.dns_addr)
+            await wait_until(
+                lambda: node.dns_stats["queries"] + node.dns_stats["rate_limited"] == sent
+            )
+            answered = 0
+            while True:
+                try:
+                    sock._sock.recv(65535)
+                except BlockingIOError:
+                    break
+                answered += 1
+        assert 5 <= answered <= 10  # a burst of 5, and what refills while they arrive
+        assert node.dns_stats["rate_limited"] == sent - node.dns_stats["queries"]
+        assert node.dns_stats["rate_limited"] >= sent - 10
+
+
+async def test_trusted_sources_are_not_rate_limited() -> None:
+    async with dns_node(dns_rate_limit=1) as node:  # loopback is trusted by default
+        await register_web(node)
+        for _ in range(5):
+            response = await blocking(lambda: query(node, "web.service.registry.", "A"))
+            assert response.answer
+        assert node.dns_stats.get("rate_limited", 0) == 0
+
+
+async def test_dns_tcp_connections_beyond_the_limit_are_closed_at_once_and_counted() -> None:
+    async with dns_node(max_dns_tcp_connections=2) as node:
+        assert node.dns_addr is not None
+        held = [await trio.open_tcp_stream(*node.dns_addr) for _ in range(2)]
+        wire = dns.message.make_query("web.service.registry.", "A").to_wire()
+        for stream in held:  # an answer on each: both are being served
+            await stream.send_all(len(wire).to_bytes(2, "big") + wire)
+            with trio.fail_after(QUERY_TIMEOUT):
+                assert await stream.receive_some(65535)
+        extra = await trio.open_tcp_stream(*node.dns_addr)
+        with trio.fail_after(QUERY_TIMEOUT):
+            try:
+                data = await extra.receive_some(10)
+            except trio.BrokenResourceError:
+                data = b""
+        assert data == b""
+        assert node.dns_stats["tcp_refused"] == 1
+        for stream in [*held, extra]:
+            await stream.aclose()
+
+
+def test_the_rate_limit_is_a_token_bucket_per_source_bounded_in_sources() -> None:
+    limit = SourceRateLimit(2, ("10.0.0.0/8",), max_sources=3)
+    assert [limit.check("192.0.2.1", 0.0)[0] for _ in range(3)] == [True, True, False]
+    assert limit.check("192.0.2.1", 0.5) == (True, False)  # one token back after half a second
+    assert limit.check("192.0.2.2", 0.5) == (True, False)  # another source has its own bucket
+    assert all(limit.check("10.1.2.3", 0.5) == (True, True) for _ in range(10))  # trusted
+    limit.check("192.0.2.3", 0.5)
+    assert len(limit._sources) == 3
+    assert "192.0.2.1" not in limit._sources

@@ -31,6 +31,9 @@ NEW = bytes(range(32, 64))
 WRONG = bytes(range(64, 96))
 
 
+WRITE_TOKEN = "keys-write-token"
+
+
 def keyring(*keys: bytes) -> Keyring:
     return Keyring(keys)
 
@@ -191,7 +194,8 @@ async def test_key_rotation_across_five_nodes_loses_no_registration_and_locks_ou
     tmp_path: Path,
 ) -> None:
     """install NEW, use NEW, remove OLD through the CLI and HTTP, registrations flowing."""
-    runner = CliRunner(env={"GOSSIP_REGISTRY_HTTP": None})
+    # Key changes need a write token configured on the node asked (api/auth.py).
+    runner = CliRunner(env={"GOSSIP_REGISTRY_HTTP": None, "GOSSIP_REGISTRY_TOKEN": WRITE_TOKEN})
 
     async def keys_cli(http: str, *args: str) -> dict[str, Any]:
         result = await trio.to_thread.run_sync(
@@ -215,6 +219,7 @@ async def test_key_rotation_across_five_nodes_loses_no_registration_and_locks_ou
                     seeds=(nodes[0].advertise_addr,),
                     keyring=keyring(OLD),
                     data_dir=tmp_path / "entry",
+                    write_token=WRITE_TOKEN,
                 ),
             )
             nodes.append(entry_node)
@@ -324,7 +329,7 @@ def test_keygen_prints_a_key_that_decodes_to_32_bytes() -> None:
 
 
 async def test_keys_cli_prints_per_node_results_and_exits_1_when_any_node_failed() -> None:
-    runner = CliRunner(env={"GOSSIP_REGISTRY_HTTP": None})
+    runner = CliRunner(env={"GOSSIP_REGISTRY_HTTP": None, "GOSSIP_REGISTRY_TOKEN": WRITE_TOKEN})
 
     async def keys_cli(http: str, *args: str) -> Any:
         return await trio.to_thread.run_sync(runner.invoke, cli, ["keys", *args, "--http", http])
@@ -333,7 +338,10 @@ async def test_keys_cli_prints_per_node_results_and_exits_1_when_any_node_failed
         async with trio.open_nursery() as nursery:
             keyed = (
                 await start_node(
-                    nursery, fast_config("k", http=("127.0.0.1", 0), keyring=keyring(OLD))
+                    nursery,
+                    fast_config(
+                        "k", http=("127.0.0.1", 0), keyring=keyring(OLD), write_token=WRITE_TOKEN
+                    ),
                 )
             )[0]
             plain = (await start_node(nursery, fast_config("p", http=("127.0.0.1", 0))))[0]

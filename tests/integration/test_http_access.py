@@ -118,11 +118,35 @@ async def test_a_write_with_the_write_token_takes_effect_and_without_it_does_not
             assert (await client.get("/v1/services")).json() == {"web": 1}
 
 
-async def test_without_tokens_everything_is_open() -> None:
+async def test_without_tokens_everything_but_key_changes_is_open() -> None:
     with trio.fail_after(TIMEOUT):
         async with client_for(None, None) as (client, app):
             for method, path, _ in endpoints(app):
+                if method == "POST" and path.startswith("/v1/keyring/"):
+                    continue  # see the next test
                 assert await send(client, method, path, None) not in (401, 403)
+
+
+@pytest.mark.parametrize("read_token", [None, READ])
+async def test_key_changes_are_refused_with_403_naming_the_reason_without_a_write_token(
+    read_token: str | None,
+) -> None:
+    with trio.fail_after(TIMEOUT):
+        async with client_for(read_token, None) as (client, _):
+            for op in ("install", "use", "remove"):
+                for token in (None, READ):
+                    headers = bearer(token) if token is not None else {}
+                    response = await client.post(
+                        f"/v1/keyring/{op}", headers=headers, json={"key": "x"}
+                    )
+                    assert response.status_code == 403, op
+                    assert "no write token configured" in response.json()["error"]
+            # Listing stays under the ordinary rules: open here, or with the read token.
+            listed = await client.get("/v1/keyring", headers=bearer(READ))
+            assert listed.status_code not in (401, 403)
+        async with client_for(read_token, WRITE) as (client, _):
+            allowed = await client.post("/v1/keyring/use", headers=bearer(WRITE), json={"key": "x"})
+            assert allowed.status_code not in (401, 403)
 
 
 async def test_with_only_a_read_token_it_also_guards_writes() -> None:

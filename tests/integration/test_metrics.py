@@ -292,6 +292,13 @@ async def test_checks_by_status_and_blocking_waiters_are_gauges_that_follow_the_
                 lambda: dns.query.udp(query, a.dns_addr[0], port=a.dns_addr[1], timeout=2)
             )
             assert value(await scrape(a), "dns_total", outcome="queries") == 1
+            # The interfaces' limits are counted too (issue 10): a rate-limited DNS source, an
+            # HTTP upload abandoned mid-body.
+            a.dns_stats["rate_limited"] += 2
+            a.http_stats["client_disconnects"] = 3
+            scraped = await scrape(a)
+            assert value(scraped, "dns_total", outcome="rate_limited") == 2
+            assert value(scraped, "http_dropped_total", reason="client_disconnects") == 3
 
             index = a.index("job")
             nursery.start_soon(a.wait_for_change, "job", index, 10.0)

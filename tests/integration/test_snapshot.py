@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import threading
 from dataclasses import replace
 from pathlib import Path
 
@@ -187,3 +189,46 @@ async def test_a_restarted_node_continues_from_its_snapshot(tmp_path: Path) -> N
             assert restored.tags == ("v1",)
             assert restored.owner_incarnation == second.protocol.incarnation
             nursery.cancel_scope.cancel()
+
+
+# --- Special files in the data dir (issue 10, finding 6) ------------------------------
+
+
+def _load_in_thread(data_dir: Path) -> list[Snapshot | None]:
+    """load_snapshot in a daemon thread, joined with a bound: a hang fails the test."""
+    result: list[Snapshot | None] = []
+    worker = threading.Thread(target=lambda: result.append(load_snapshot(data_dir, "n1")))
+    worker.daemon = True
+    worker.start()
+    worker.join(5.0)
+    assert not worker.is_alive(), "load_snapshot hung"
+    return result
+
+
+def test_a_fifo_snapshot_is_set_aside_at_once_instead_of_hanging(tmp_path: Path) -> None:
+    os.mkfifo(tmp_path / SNAPSHOT_FILE)
+    assert _load_in_thread(tmp_path) == [None]
+    [aside] = tmp_path.iterdir()
+    assert aside.name.startswith(f"{SNAPSHOT_FILE}.corrupt-")
+
+
+@pytest.mark.parametrize("target", ["/dev/zero", "real"])
+def test_a_symlinked_snapshot_is_refused_and_its_target_left_alone(
+    tmp_path: Path, target: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    if target == "real":  # even a link to a valid snapshot: the data dir holds regular files
+        write_snapshot(tmp_path / "elsewhere", SNAP)
+        target = str(tmp_path / "elsewhere" / SNAPSHOT_FILE)
+    (tmp_path / SNAPSHOT_FILE).symlink_to(target)
+    assert _load_in_thread(tmp_path) == [None]
+    assert "symbolic link" in caplog.text
+    assert Path(target).exists()
+
+
+def test_reading_a_snapshot_stops_at_its_size_cap(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("gossip_registry.snapshot.MAX_SNAPSHOT_BYTES", 1000)
+    (tmp_path / SNAPSHOT_FILE).write_bytes(b"\x00" * 1001)
+    with pytest.raises(OSError, match="larger than 1000 bytes"):
+        read_snapshot(tmp_path)

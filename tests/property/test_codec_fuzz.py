@@ -40,6 +40,7 @@ from gossip_registry.core.messages import (
     SyncReply,
 )
 from gossip_registry.registry.entry import CheckKind, CheckState, Entry, Health
+from gossip_registry.registry.schema import is_name
 
 STREAM_LIMIT = 1 << 20
 
@@ -55,8 +56,18 @@ def uint(maximum: int) -> st.SearchStrategy[int]:
     return st.integers(0, maximum)
 
 
-names = text(1, codec.MAX_NAME_LEN)
-hosts = text(1, codec.MAX_HOST_LEN)
+# Names and hosts as registry/schema.py allows them: printable without '/', IPs or host names.
+names = st.text(
+    st.characters(
+        codec="utf-8",
+        exclude_categories=("Cc", "Cf", "Cs", "Co", "Cn", "Zl", "Zp", "Zs"),
+        exclude_characters="/",
+    ),
+    min_size=1,
+    max_size=codec.MAX_NAME_LEN,
+).filter(is_name)
+_labels = st.from_regex(r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,20}[A-Za-z0-9])?", fullmatch=True)
+hosts = st.ip_addresses().map(str) | st.lists(_labels, min_size=1, max_size=6).map(".".join)
 addrs = st.tuples(hosts, uint(codec.MAX_PORT))
 seqs = uint(codec.MAX_SEQ)
 incarnations = uint(codec.MAX_INCARNATION)

@@ -79,10 +79,11 @@ TOMBSTONE = make_entry(
     checks=(),
 )
 LONGEST = "n" * codec.MAX_NAME_LEN
+LONGEST_HOST = ".".join(["h" * 63] * 3 + ["h" * 61])  # 253 characters, labels of at most 63
 MAX_ENTRY = make_entry(
     service=LONGEST,
     instance_id="i" * codec.MAX_NAME_LEN,
-    address="h" * codec.MAX_HOST_LEN,
+    address=LONGEST_HOST,
     port=codec.MAX_PORT,
     tags=tuple(f"{i:03d}".ljust(codec.MAX_NAME_LEN, "t") for i in range(codec.MAX_TAGS)),
     meta={
@@ -107,7 +108,7 @@ MAX_ENTRY = make_entry(
 )
 RECORD = MemberRecord("node-a", ("10.0.0.1", 7946), 4, MemberState.SUSPECT, {"dc": "east"})
 MAX_RECORD = MemberRecord(
-    LONGEST, ("h" * codec.MAX_HOST_LEN, codec.MAX_PORT), codec.MAX_INCARNATION, MemberState.LEFT, {}
+    LONGEST, (LONGEST_HOST, codec.MAX_PORT), codec.MAX_INCARNATION, MemberState.LEFT, {}
 )
 
 PRIMARIES = [
@@ -521,6 +522,21 @@ BAD_PACKETS: dict[str, tuple[bytes, str]] = {
         "invalid instance id",
     ),
     "empty_entry_address": (raw_packet(None, [[9, *raw_entry(address="")]]), "invalid host"),
+    # registry/schema.py's character sets (issue 10, finding 5)
+    "newline_in_instance_id": (
+        raw_packet(None, [[9, *raw_entry(instance_id="a\nb")]]),
+        "invalid instance id",
+    ),
+    "slash_in_instance_id": (
+        raw_packet(None, [[9, *raw_entry(instance_id="a/b")]]),
+        "invalid instance id",
+    ),
+    "control_in_tag": (raw_packet(None, [[9, *raw_entry(tags=("v\x1b",))]]), "invalid tag"),
+    "nul_in_address": (
+        raw_packet(None, [[9, *raw_entry(address="bad host\x00name")]]),
+        "invalid host",
+    ),
+    "space_in_address": (raw_packet(None, [[9, *raw_entry(address="bad host")]]), "invalid host"),
     "truncated_data": (VALID[:-1], "not a valid msgpack frame"),
     "truncated_header": (VALID[:1], "not a valid msgpack frame"),
     "empty_data": (b"", "not a valid msgpack frame"),

@@ -195,6 +195,23 @@ def test_watch_and_self_preservation_keys_layer_like_the_others(tmp_path: Path) 
     )
 
 
+def test_interface_limits_layer_like_the_others(tmp_path: Path) -> None:
+    defaults = (
+        'max_http_connections = 50\nhttp_body_timeout = "2s"\nmax_dns_tcp_connections = 4\n'
+        "dns_rate_limit = 0\ndns_trusted_networks = []"
+    )
+    b = 'dns_rate_limit = 7\ndns_trusted_networks = ["10.0.0.0/8", "::1/128"]'
+    a_config, b_config = load_text(tmp_path, cluster_text(defaults=defaults, b=b)).nodes
+
+    assert (a_config.max_http_connections, a_config.http_body_timeout) == (50, 2.0)
+    assert a_config.max_dns_tcp_connections == 4
+    assert (a_config.dns_rate_limit, a_config.dns_trusted_networks) == (0, ())
+    assert (b_config.dns_rate_limit, b_config.dns_trusted_networks) == (
+        7,
+        ("10.0.0.0/8", "::1/128"),
+    )
+
+
 # --- Every mistake names the file and the key -------------------------------------
 
 BAD_CONFIGS: list[tuple[str, str, str, str]] = [
@@ -210,6 +227,26 @@ BAD_CONFIGS: list[tuple[str, str, str, str]] = [
         "required",
     ),
     ("name-missing", cluster_text().replace('name = "b"\n', ""), "nodes[1].name", "required"),
+    # What one client can hold.
+    (
+        "http-conns-zero",
+        cluster_text(b="max_http_connections = 0"),
+        "nodes[1].max_http_connections",
+        ">= 1",
+    ),
+    ("dns-rate-negative", cluster_text(b="dns_rate_limit = -1"), "nodes[1].dns_rate_limit", ">= 0"),
+    (
+        "body-timeout-number",
+        cluster_text(b="http_body_timeout = 5"),
+        "nodes[1].http_body_timeout",
+        "duration",
+    ),
+    (
+        "trusted-bad",
+        cluster_text(b='dns_trusted_networks = ["x"]'),
+        "nodes[1].dns_trusted_networks[0]",
+        "network",
+    ),
     # Watches and self-preservation.
     ("waiters-zero", cluster_text(b="max_waiters = 0"), "nodes[1].max_waiters", "positive"),
     (

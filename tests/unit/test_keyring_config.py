@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import stat
 from pathlib import Path
 
@@ -41,6 +42,33 @@ def test_a_keyring_file_others_may_read_is_refused_saying_how_to_fix_it(
     path.chmod(mode)
     with pytest.raises(KeyringError, match=f"mode {mode:04o}.*chmod 600"):
         load_keyring_file(path)
+
+
+@pytest.mark.parametrize("target", ["/etc/passwd", "real-keyring"])
+def test_a_symlinked_keyring_file_is_refused_without_advising_chmod_on_its_target(
+    tmp_path: Path, target: str
+) -> None:
+    if target == "real-keyring":
+        write_keyring_file(tmp_path / "real.json", Keyring([A]))
+        target = str(tmp_path / "real.json")
+    path = tmp_path / "keyring.json"
+    path.symlink_to(target)
+    with pytest.raises(KeyringError) as refused:
+        node_keyring(None, tmp_path)
+    assert "symbolic link" in str(refused.value)
+    assert "chmod" not in str(refused.value)
+
+
+def test_a_keyring_file_that_is_a_fifo_or_too_large_is_refused(tmp_path: Path) -> None:
+    fifo = tmp_path / "fifo.json"
+    os.mkfifo(fifo)
+    with pytest.raises(KeyringError, match="a FIFO, not a regular file"):
+        load_keyring_file(fifo)
+    big = tmp_path / "big.json"
+    big.write_text(" " * (64 * 1024 + 1))
+    big.chmod(0o600)
+    with pytest.raises(KeyringError, match="larger than"):
+        load_keyring_file(big)
 
 
 @pytest.mark.parametrize(

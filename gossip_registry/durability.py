@@ -32,6 +32,7 @@ any of this.
 from __future__ import annotations
 
 import logging
+import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -113,6 +114,9 @@ class DurableStore:
         self._gathering = _Batch()
         self._wake = trio.Event()
         self._lazy_changes = False
+        self._due = -math.inf
+        """When lazy changes are next saved or, with no usable journal (at start, after
+        a failure), when compaction is next tried."""
         self._incarnation = protocol.incarnation
         self.stats = {"commits": 0, "appends": 0, "compactions": 0, "failures": 0}
         self.fsync_seconds = 0.0
@@ -235,6 +239,7 @@ class DurableStore:
         failed = [batch] if later is batch else [batch, later]
         logger.error("%s; the writes waiting on it are undone and refused", cause)
         self.stats["failures"] += 1
+        self._due = trio.current_time() + RETRY_INTERVAL
         for each in reversed(failed):
             for undo in reversed(each.undos):
                 if undo is not None:
@@ -246,26 +251,21 @@ class DurableStore:
         return journal.size >= max(COMPACT_MIN_BYTES, 2 * self._snapshot_bytes)
 
     async def _loop(self) -> None:
-        """Compact first, then append each gathered batch; compact when due.
-
-        ``due`` is when lazy changes are next saved or, with no usable
-        journal (at start, after a failure), when compaction is next tried.
-        """
-        due = trio.current_time()
+        """Compact first, then append each gathered batch; compact when due."""
         while True:
-            with trio.move_on_at(due):
+            with trio.move_on_at(self._due):
                 await self._wake.wait()
             self._wake = trio.Event()
             now = trio.current_time()
             journal = self._journal
-            if journal is None or now >= due or self._journal_full(journal):
-                if journal is None and now < due:
-                    continue  # the disk failed: commits wait for the retry
-                if journal is None or self._lazy_changes or self._journal_full(journal):
-                    compacted = await self._compact()
-                    due = trio.current_time() + (COMPACT_INTERVAL if compacted else RETRY_INTERVAL)
+            if journal is None and now < self._due:
+                continue  # the disk failed: commits wait for the retry
+            if journal is None or self._journal_full(journal) or now >= self._due:
+                if journal is None or self._journal_full(journal) or self._lazy_changes:
+                    if await self._compact():
+                        self._due = trio.current_time() + COMPACT_INTERVAL
                     continue  # the gathered batch went into the snapshot
-                due = now + COMPACT_INTERVAL
+                self._due = now + COMPACT_INTERVAL
             batch = self._gathering
             if batch.records:
                 self._gathering = _Batch()

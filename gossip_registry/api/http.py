@@ -15,8 +15,9 @@ Content-Length header and again while streaming, since chunked bodies have
 none); every field is typed and ranged with the codec's limits, because an
 entry the codec would refuse on decode must never be accepted here: peers
 would drop every packet carrying it. Bad input is a 4xx with
-``{"error": "<field>: <problem>"}``; a failure inside the node is a 500 with
-a generic message, logged with its traceback to ``gossip_registry.http``
+``{"error": "<field>: <problem>"}``; a write the node could not make
+durable (its disk failed; the write was undone) is a 503 naming the cause;
+a failure inside the node is a 500 with a generic message, logged with its traceback to ``gossip_registry.http``
 (never sent to the client).
 
 ``serve_http`` runs the app in the caller's trio nursery:
@@ -62,6 +63,7 @@ from gossip_registry.core.codec import (
     MAX_WEIGHT,
 )
 from gossip_registry.core.messages import Address
+from gossip_registry.durability import DurabilityError
 from gossip_registry.events import parse_kinds
 from gossip_registry.registry.entry import Entry
 from gossip_registry.watch import TooManyWaiters
@@ -123,6 +125,8 @@ def _guarded(handler: Handler) -> Handler:
             return _error(exc.status, exc.message)
         except TooManyWaiters as exc:  # a node-wide limit, not a bug: the client may retry
             return _error(429, str(exc), {"Retry-After": "1"})
+        except DurabilityError as exc:  # the disk failed; the write was undone, reads go on
+            return _error(503, str(exc), {"Retry-After": "1"})
         except Exception:
             log.exception("%s %s failed", request.method, request.url.path)
             return _error(500, "internal error")

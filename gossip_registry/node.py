@@ -733,7 +733,8 @@ class Node:
         return self._stale.instances(protocol.table.live(service), service)
 
     def status(self) -> dict[str, Any]:
-        """name, incarnation, address, members by state, table digest (hex), counts, stats."""
+        """name, incarnation, address, members by state, table digest (hex), counts, stats,
+        and the journal's counters (None without a data dir)."""
         protocol = self._protocol_or_raise()
         counts = {s.label: 0 for s in MemberState}
         for record in protocol.members:
@@ -755,6 +756,7 @@ class Node:
             "index": self._index.current,
             "waiters": self._index.waiters,
             "self_preservation": self._stale.status(),
+            "durability": None if self._durable is None else self._durable.status(),
         }
 
     @property

@@ -17,8 +17,8 @@ entry the codec would refuse on decode must never be accepted here: peers
 would drop every packet carrying it. Bad input is a 4xx with
 ``{"error": "<field>: <problem>"}``; a write the node could not make
 durable (its disk failed; the write was undone) is a 503 naming the cause;
-a failure inside the node is a 500 with a generic message, logged with its traceback to ``gossip_registry.http``
-(never sent to the client).
+a failure inside the node is a 500 with a generic message, logged with its
+traceback to ``gossip_registry.http`` (never sent to the client).
 
 ``serve_http`` runs the app in the caller's trio nursery:
 ``addr = await nursery.start(serve_http, node, host, port)``; cancelling

@@ -72,7 +72,7 @@ class ChaosCluster:
         self.down: set[int] = set()
         """Indexes whose process is not running on purpose (killed, or stopped to restart)."""
         self.faults = Faults()
-        self._ack_waiters: list[tuple[int, frozenset[str], trio.Event]] = []
+        self._ack_waiters: list[tuple[frozenset[str], trio.MemorySendChannel[int]]] = []
         (workdir / "logs").mkdir(parents=True, exist_ok=True)
 
     @property
@@ -175,19 +175,21 @@ class ChaosCluster:
 
     def acknowledged(self, i: int, op: str) -> None:
         """Node i answered 200 to ``op`` (register or deregister): wake who waits for it."""
-        waiting = self._ack_waiters
-        self._ack_waiters = [w for w in waiting if not (w[0] == i and op in w[1])]
-        for node, ops, event in waiting:
-            if node == i and op in ops:
-                event.set()
+        waiting, self._ack_waiters = self._ack_waiters, []
+        for ops, send in waiting:
+            if op in ops:
+                send.send_nowait(i)
+            else:
+                self._ack_waiters.append((ops, send))
 
-    async def next_ack(self, i: int, ops: frozenset[str], timeout: float) -> bool:
-        """Wait until node i acknowledges one of ``ops``; False after ``timeout`` seconds."""
-        event = trio.Event()
-        self._ack_waiters.append((i, ops, event))
+    async def next_ack(self, ops: frozenset[str], timeout: float) -> int | None:
+        """The node that acknowledges one of ``ops`` next; None after ``timeout`` seconds."""
+        send, receive = trio.open_memory_channel[int](1)
+        self._ack_waiters.append((ops, send))
         with trio.move_on_after(timeout):
-            await event.wait()
-        return event.is_set()
+            return await receive.receive()
+        self._ack_waiters = [w for w in self._ack_waiters if w[1] is not send]
+        return None
 
     # --- network faults -----------------------------------------------------------------
 

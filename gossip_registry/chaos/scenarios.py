@@ -112,10 +112,11 @@ async def full_restart(c: ChaosCluster, t: Timing, duration: float, wait: Wait) 
 
 
 ANY_WRITE = frozenset({"register", "deregister"})
-ACK_WAIT = 5.0
-"""Seconds a crash waits for its victim to acknowledge a write (the churn picks nodes at random)."""
-ACK_MARGIN = 0.05
-"""A crash "right after an acknowledgement" comes within this many seconds of it."""
+ACK_WAIT = 10.0
+"""Seconds a crash waits for an acknowledged write before striking at random instead."""
+ACK_MARGIN = 0.04
+"""A crash "right after an acknowledgement" comes within this many seconds of it (plus the
+few milliseconds the signal takes)."""
 
 
 def short_down(timing: Timing, rng: random.Random) -> float:
@@ -129,10 +130,13 @@ def long_down(timing: Timing, rng: random.Random) -> float:
 
 
 async def crash_after_ack(
-    c: ChaosCluster, t: Timing, victim: int, delay: float, ops: frozenset[str] = ANY_WRITE
+    c: ChaosCluster, t: Timing, delay: float, ops: frozenset[str] = ANY_WRITE
 ) -> None:
-    """SIGKILL ``victim`` within ACK_MARGIN of its next acknowledged write, restart after delay."""
-    await c.next_ack(victim, ops, ACK_WAIT)
+    """SIGKILL the next node to acknowledge one of ``ops``, within ACK_MARGIN of its answer;
+    restart it after ``delay``."""
+    victim = await c.next_ack(ops, ACK_WAIT)
+    if victim is None or victim in c.down:
+        victim = c.sample(0)[0]
     await trio.sleep(c.rng.uniform(0.0, ACK_MARGIN))
     await c.crash_restart(victim, delay)
 
@@ -152,19 +156,18 @@ async def crash_restart(c: ChaosCluster, t: Timing, duration: float, wait: Wait)
             break
         long = cycle == 1 or (cycle > 1 and c.rng.random() < 0.25)
         delay = long_down(t, c.rng) if long else short_down(t, c.rng)
-        victim = c.sample(0)[0]
         if c.rng.random() < 0.5:
-            await crash_after_ack(c, t, victim, delay)
+            await crash_after_ack(c, t, delay)
         else:
             await trio.sleep(c.rng.uniform(0.0, 1.0))
-            await c.crash_restart(victim, delay)
+            await c.crash_restart(c.sample(0)[0], delay)
         await trio.sleep(3 * t.probe_interval)
 
 
 async def smoke(c: ChaosCluster, t: Timing, duration: float, wait: Wait) -> None:
     """CI's short form: one kill -9 right after an acknowledged registration and a restart,
     one kill, one short pause, one partition and heal."""
-    await crash_after_ack(c, t, c.sample(0)[0], short_down(t, c.rng), frozenset({"register"}))
+    await crash_after_ack(c, t, short_down(t, c.rng), frozenset({"register"}))
     await trio.sleep(3 * t.probe_interval)
     victim = c.sample(0)
     c.kill(victim)

@@ -871,6 +871,8 @@ class Node:
             )
             self._index.changed((MEMBERS,))
             self._stale.member_changed(event)
+            if self._durable is not None:  # the snapshot's member list, saved lazily
+                self._durable.lazy_change()
             return
         entries = [e for e in (event.old, event.new) if e is not None]
         service = entries[0].service  # one key, so one service

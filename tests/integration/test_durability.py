@@ -122,3 +122,21 @@ async def test_without_a_data_dir_the_start_up_log_says_nothing_is_durable(
             pass
     [line] = [r.getMessage() for r in caplog.records if "durable" in r.getMessage()]
     assert line.startswith("no data dir: nothing is durable")
+
+
+async def test_a_full_journal_is_folded_into_a_new_snapshot(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("gossip_registry.durability.COMPACT_MIN_BYTES", 1024)
+    with trio.fail_after(TIMEOUT):
+        async with Node(fast_config("n1", data_dir=tmp_path)) as node:
+            for i in range(40):
+                await node.register("web", instance_id=f"w{i:02}", port=i + 1)
+                if i % 3 == 0:
+                    await node.deregister(f"w{i:02}")
+            journals = sorted(p.name for p in tmp_path.glob("journal.*"))
+            assert len(journals) == 1, journals  # the older ones were deleted
+            assert journals != ["journal.1"], "never compacted"
+            expected = sorted(e.instance_id for e in node.protocol.own_entries())
+            assert saved_ids(tmp_path) == expected
+            assert len(expected) == 26

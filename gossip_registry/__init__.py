@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from gossip_registry.client import AsyncRegistryClient, RegistryClient
+    from gossip_registry.durability import DurabilityError
     from gossip_registry.keyring import Keyring
     from gossip_registry.node import MemberView, Node, NodeConfig, open_node
     from gossip_registry.registry.entry import Entry, Health
@@ -21,6 +22,7 @@ if TYPE_CHECKING:
 _HOMES = {
     "AsyncRegistryClient": "gossip_registry.client",
     "RegistryClient": "gossip_registry.client",
+    "DurabilityError": "gossip_registry.durability",
     "Keyring": "gossip_registry.keyring",
     "MemberView": "gossip_registry.node",
     "Node": "gossip_registry.node",
@@ -35,6 +37,7 @@ _HOMES = {
 __all__ = [
     "AsyncRegistryClient",
     "CheckSpec",
+    "DurabilityError",
     "Entry",
     "Health",
     "Keyring",

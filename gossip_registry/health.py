@@ -119,10 +119,11 @@ class CheckRunner:
 
     def specs(self) -> dict[EntryKey, tuple[CheckSpec, ...]]:
         """Every instance's checks, as a snapshot stores them."""
-        return {
-            key: tuple(c.tracker.spec for c in checks.values())
-            for key, checks in self._instances.items()
-        }
+        return {key: self.specs_of(key) for key in self._instances}
+
+    def specs_of(self, key: EntryKey) -> tuple[CheckSpec, ...]:
+        """One instance's checks (none if it has none)."""
+        return tuple(c.tracker.spec for c in self._instances.get(key, {}).values())
 
     def counts(self) -> dict[str, int]:
         """Checks by status."""

@@ -15,17 +15,21 @@ the effects out, in order:
   (connect, write a frame, read the reply, report back).
 - ``Notify``: published on the event stream (``events.py``), wakes watchers
   of the affected service (``watch.py``), logs member changes, feeds
-  self-preservation (``stale_entries.py``), and wakes the snapshot writer
-  when our own entries change.
+  self-preservation (``stale_entries.py``), and tells the journal writer
+  (``durability.py``) when our own entries change.
 
 ``now`` is always ``trio.current_time()``, so ``trio.testing.MockClock``
 drives the node as it drives trio. Everything the node runs lives in one
 nursery opened by ``run``: the UDP receive and send loops, the TCP accept
 loop and its connection tasks, the timer task, stream tasks, the
 self-preservation deadline task, the health checks (``health.py``), the
-snapshot writer (``snapshot_writer.py``), the background join, the HTTP API
+journal writer (``durability.py``), the background join, the HTTP API
 and DNS (``api/serve.py``). Cancelling ``run`` stops all of it; its
 ``finally`` writes the last snapshot and closes both sockets.
+
+Durability: with a ``data_dir``, ``register`` and ``deregister`` return only
+once the change is in the journal on disk (a failed fsync undoes it and
+raises ``DurabilityError``); without one nothing survives a restart.
 
 Gossip encryption (``keyring.py``, set up by ``gossip_encryption.py``): with
 a keyring the transport seals and opens every datagram and frame, the core
@@ -76,19 +80,20 @@ from gossip_registry.core.effects import (
 )
 from gossip_registry.core.messages import ACTIVE_STATES, Address, Alive, MemberState
 from gossip_registry.core.protocol import Protocol
+from gossip_registry.durability import DurableStore
 from gossip_registry.events import EventBus
 from gossip_registry.faultinject import unsafe_node_faults
 from gossip_registry.gossip_encryption import GossipEncryption
 from gossip_registry.health import CheckRunner
 from gossip_registry.heap import TableHeap
+from gossip_registry.journal import Delete, Put, Record, recover
 from gossip_registry.keyring import SEAL_OVERHEAD, Keyring
 from gossip_registry.owned_nursery import close_owned_nursery
 from gossip_registry.registration import admit_checks, check_registration
-from gossip_registry.registry.entry import Entry, EntryKey, Health
+from gossip_registry.registry.entry import CheckState, Entry, EntryKey, Health
 from gossip_registry.registry.health import CheckSpec, initial_states, worst
 from gossip_registry.registry.preservation import PreservationConfig
-from gossip_registry.snapshot import Snapshot, load_snapshot
-from gossip_registry.snapshot_writer import SnapshotWriter
+from gossip_registry.snapshot import Snapshot
 from gossip_registry.stale_entries import StaleEntries
 from gossip_registry.stall import StallMeter
 from gossip_registry.traffic import WireTraffic
@@ -114,7 +119,8 @@ class NodeConfig:
     port 0 picks a free port. ``advertise`` is what peers are told to use
     (NAT, containers); it defaults to the bound address, and an advertised
     port of 0 means the bound port. ``http`` binds the HTTP API when set.
-    ``data_dir`` holds the snapshot; None keeps nothing.
+    ``data_dir`` holds the snapshot and the journal of acknowledged writes;
+    None keeps nothing (nothing survives a restart).
     """
 
     name: str
@@ -352,8 +358,8 @@ class Node:
         # Watches: the index of each view, and self-preservation (both in their own modules).
         self._index = ChangeIndex(config.max_waiters)
         self._stale = StaleEntries(config.self_preservation, self._index)
-        # Snapshot writes (snapshot_writer.py); only with data_dir, once the core exists.
-        self._snapshots: SnapshotWriter | None = None
+        # The journal and snapshots (durability.py); only with data_dir, once the core exists.
+        self._durable: DurableStore | None = None
         # The nursery opened by __aenter__.
         self._context: trio.Nursery | None = None
         self._context_manager: Any = None
@@ -404,8 +410,13 @@ class Node:
         self._started = True
         config = self.config
         snapshot: Snapshot | None = None
+        generation = 0
         if config.data_dir is not None:
-            snapshot = await trio.to_thread.run_sync(load_snapshot, config.data_dir, self.name)
+            snapshot, generation = await trio.to_thread.run_sync(
+                recover, config.data_dir, self.name
+            )
+        else:
+            logger.warning("no data dir: nothing is durable, registrations are lost on restart")
         protocol_config = config.protocol
         encryption = self._encryption
         if encryption is not None:
@@ -445,7 +456,9 @@ class Node:
                 entries=snapshot.entries if snapshot is not None else (),
             )
             if config.data_dir is not None:
-                self._snapshots = SnapshotWriter(config.data_dir, self.name, protocol, self._checks)
+                self._durable = DurableStore(
+                    config.data_dir, self.name, protocol, self._checks, generation
+                )
             trio.lowlevel.add_instrument(self.stalls)
             async with trio.open_nursery() as nursery:
                 # Running before any input can arrive: effects are never
@@ -461,11 +474,11 @@ class Node:
                 await nursery.start(self._checks.run)
                 if snapshot is not None:
                     self._restore_checks(snapshot)
-                if self._snapshots is not None:
-                    # Write at once: the file must hold this life's incarnation
+                if self._durable is not None:
+                    # Compacts at once: the file must hold this life's incarnation
                     # before anything else, or a crash now would let the next
                     # life start at the incarnation this one already used.
-                    self._snapshots.start(nursery)
+                    self._durable.start(nursery)
                 if config.http is not None or config.dns is not None:
                     from gossip_registry.api.serve import serve_interfaces  # lazy: optional deps
 
@@ -493,8 +506,8 @@ class Node:
             self._index.close()
             self.events.close()
             try:
-                if self._snapshots is not None:
-                    await self._snapshots.save_last()
+                if self._durable is not None:
+                    await self._durable.save_last()
             finally:
                 transport.close()
                 self._stopped.set()
@@ -596,7 +609,7 @@ class Node:
         checks: Sequence[CheckSpec] = (),
     ) -> Entry:
         """Register an instance owned by this node; returns once it is in the local
-        table and queued for gossip. ``instance_id`` defaults to
+        table, queued for gossip and, with a ``data_dir``, on disk. ``instance_id`` defaults to
         ``<service>-<8 hex digits>``; ``address`` to our advertised host.
         Registering an existing id of ours again overwrites it, and replaces
         its checks.
@@ -607,6 +620,7 @@ class Node:
 
         Raises:
             ValueError: invalid fields (the message names the field).
+            DurabilityError: it could not be written to disk, and was undone.
             RuntimeError: the node is not running.
         """
         protocol = self._require_running()
@@ -626,6 +640,7 @@ class Node:
         states = initial_states(specs)
         if states:
             health = worst(s.status for s in states)
+        undo = self._undo_for((service, instance_id))
         try:
             entry, effects = protocol.register(
                 trio.current_time(),
@@ -643,6 +658,7 @@ class Node:
             raise ValueError(f"registration: {exc}") from None
         self._apply(effects)
         self._checks.replace(entry.key, specs, states)
+        await self._make_durable(Put(entry, specs), undo)
         return entry
 
     async def deregister(self, instance_id: str, *, service: str | None = None) -> Entry | None:
@@ -667,9 +683,12 @@ class Node:
         if len(matches) > 1:
             services = sorted(e.service for e in matches)
             raise ValueError(f"instance_id {instance_id!r} is in services {services}; pass service")
-        self._checks.remove(matches[0].key)
-        entry, effects = protocol.deregister(trio.current_time(), matches[0].key)
+        key = matches[0].key
+        undo = self._undo_for(key)
+        self._checks.remove(key)
+        entry, effects = protocol.deregister(trio.current_time(), key)
         self._apply(effects)
+        await self._make_durable(Delete(key), undo)
         return entry
 
     def services(self) -> dict[str, int]:
@@ -766,7 +785,8 @@ class Node:
         return self._stale.instances(protocol.table.live(service), service)
 
     def status(self) -> dict[str, Any]:
-        """name, incarnation, address, members by state, table digest (hex), counts, stats."""
+        """name, incarnation, address, members by state, table digest (hex), counts, stats,
+        and the journal's counters (None without a data dir)."""
         protocol = self._protocol_or_raise()
         counts = {s.label: 0 for s in MemberState}
         for record in protocol.members:
@@ -789,6 +809,7 @@ class Node:
             "waiters": self._index.waiters,
             "self_preservation": self._stale.status(),
             "event_loop": {**self.stalls.status(), "gc_freezes": self._heap.freezes},
+            "durability": None if self._durable is None else self._durable.status(),
         }
 
     @property
@@ -876,8 +897,8 @@ class Node:
         if self._progress is not None:
             self._progress.set()
             self._progress = None
-        if self._snapshots is not None:
-            self._snapshots.effects_applied()
+        if self._durable is not None:
+            self._durable.effects_applied()
 
     async def _stream_request(self, request: StreamRequest) -> None:
         assert self._transport is not None
@@ -904,6 +925,8 @@ class Node:
             )
             self._index.changed((MEMBERS,))
             self._stale.member_changed(event)
+            if self._durable is not None:  # the snapshot's member list, saved lazily
+                self._durable.lazy_change()
             return
         entries = [e for e in (event.old, event.new) if e is not None]
         service = entries[0].service  # one key, so one service
@@ -912,8 +935,8 @@ class Node:
         self._index.changed(
             (service, CATALOG) if event.old is None or event.new is None else (service,)
         )
-        if self._snapshots is not None and any(e.owner == self.name for e in entries):
-            self._snapshots.entries_changed()
+        if self._durable is not None and any(e.owner == self.name for e in entries):
+            self._durable.lazy_change()
 
     # ------------------------------------------------------------ keyring
 
@@ -958,23 +981,29 @@ class Node:
             return
         states = self._checks.states(key)
         try:
-            _, effects = protocol.register(
-                trio.current_time(),
-                entry.service,
-                entry.instance_id,
-                entry.address,
-                entry.port,
-                tags=entry.tags,
-                meta=entry.meta,
-                weight=entry.weight,
-                status=worst(s.status for s in states),
-                output=entry.output,
-                checks=states,
-            )
+            self._write_back(protocol, entry, worst(s.status for s in states), states)
         except ValueError as exc:  # it fitted at registration with empty outputs: a bug
             logger.error("could not write new check states of %s/%s: %s", *key, exc)
             return
         logger.info("%s/%s is now %s", *key, worst(s.status for s in states))
+
+    def _write_back(
+        self, protocol: Protocol, entry: Entry, status: Health, states: Sequence[CheckState]
+    ) -> None:
+        """Write ``entry``'s content again (a new version) with this status and these checks."""
+        _, effects = protocol.register(
+            trio.current_time(),
+            entry.service,
+            entry.instance_id,
+            entry.address,
+            entry.port,
+            tags=entry.tags,
+            meta=entry.meta,
+            weight=entry.weight,
+            status=status,
+            output=entry.output,
+            checks=states,
+        )
         self._apply(effects)
 
     def _on_check_deregister(self, key: EntryKey) -> None:
@@ -984,6 +1013,40 @@ class Node:
         logger.warning("deregistering %s/%s: critical longer than its deregister_after", *key)
         _, effects = protocol.deregister(trio.current_time(), key)
         self._apply(effects)
+        if self._durable is not None:  # nobody was promised it: no wait, no undo
+            self._durable.record_lazily(Delete(key))
+
+    # ---------------------------------------------------------- durability
+
+    async def _make_durable(self, record: Record, undo: Callable[[], None]) -> None:
+        """Wait until ``record`` is on disk (at once without a data dir).
+
+        Raises:
+            DurabilityError: it could not be written; ``undo`` has run.
+        """
+        if self._durable is not None:
+            await self._durable.commit(record, undo)
+
+    def _undo_for(self, key: EntryKey) -> Callable[[], None]:
+        """What puts ``key`` back as it is now (our live entry or nothing, and its checks)."""
+        protocol = self._protocol_or_raise()
+        previous = protocol.table.get(key)
+        if previous is not None and (previous.deleted or previous.owner != self.name):
+            previous = None
+        specs, states = self._checks.specs_of(key), self._checks.states(key)
+
+        def undo() -> None:
+            if not self._running:
+                return
+            if previous is None:
+                self._checks.remove(key)
+                _, effects = protocol.deregister(trio.current_time(), key)
+                self._apply(effects)
+            else:
+                self._write_back(protocol, previous, previous.status, previous.checks)
+                self._checks.replace(key, specs, states)
+
+        return undo
 
     async def update_ttl(self, check_id: str, status: Health, output: str = "") -> None:
         """A TTL check's report (pass, warn or fail, with an optional reason).

@@ -9,12 +9,16 @@ snapshot holds exactly that, in ``<data_dir>/snapshot.msgpack``::
     {"format": 1, "name": str, "incarnation": int,
      "members": [[name, host, port], ...],   # others we knew alive or suspect
      "entries": [Entry.canonical(), ...],    # our own live entries
-     "checks": [[service, instance_id, [{field: value}, ...]], ...]}
+     "checks": [[service, instance_id, [{field: value}, ...]], ...],
                                              # the health checks of those entries
+     "journal": int}                         # generation of the journal continuing it
 
 ``checks`` holds each check's ``CheckSpec`` fields (those not None) so that a
 restarted node runs the same checks again; it is optional, so files written
-before health checks existed still load.
+before health checks existed still load. ``journal`` (optional, 0 when
+absent) names the write-ahead journal whose records continue this snapshot
+(``journal.py``): the running node appends each acknowledged change there
+and folds the journal into a new snapshot now and then.
 
 Writes are atomic (temp file in the same directory, fsync, ``os.replace``,
 fsync of the directory), so a crash mid-write leaves the old snapshot or the
@@ -60,10 +64,14 @@ __all__ = [
     "SNAPSHOT_FILE",
     "Snapshot",
     "SnapshotError",
+    "decode_entry",
     "decode_snapshot",
+    "decode_spec",
     "encode_snapshot",
+    "fsync_dir",
     "load_snapshot",
     "read_snapshot",
+    "spec_fields",
     "write_atomically",
     "write_snapshot",
 ]
@@ -100,6 +108,8 @@ class Snapshot:
     members: tuple[MemberAddress, ...] = ()
     entries: tuple[Entry, ...] = ()
     checks: tuple[InstanceChecks, ...] = ()
+    journal: int = 0
+    """Generation of the journal whose records continue this snapshot (``journal.py``)."""
 
 
 def encode_snapshot(snapshot: Snapshot) -> bytes:
@@ -111,18 +121,25 @@ def encode_snapshot(snapshot: Snapshot) -> bytes:
         "members": [list(m) for m in snapshot.members],
         "entries": [e.canonical() for e in snapshot.entries],
         "checks": [
-            [service, instance_id, [_spec_fields(s) for s in specs]]
+            [service, instance_id, [spec_fields(s) for s in specs]]
             for (service, instance_id), specs in snapshot.checks
         ],
+        "journal": snapshot.journal,
     }
     return msgpack.packb(body, use_bin_type=True)
 
 
-def _spec_fields(spec: CheckSpec) -> dict[str, Any]:
+def spec_fields(spec: CheckSpec) -> dict[str, Any]:
+    """A check as stored: its CheckSpec fields that are set."""
     return {k: v for k, v in asdict(spec).items() if v is not None}
 
 
-def _spec(raw: Any) -> CheckSpec:
+def decode_spec(raw: Any) -> CheckSpec:
+    """A stored check, validated.
+
+    Raises:
+        SnapshotError: it is not a valid CheckSpec.
+    """
     if type(raw) is not dict or not set(raw) <= _SPEC_FIELDS:
         raise SnapshotError("a check is not a map of CheckSpec fields")
     check_id, name = raw.get("check_id"), raw.get("name")
@@ -142,11 +159,15 @@ def _instance_checks(raw: Any, keys: set[EntryKey]) -> InstanceChecks:
     key = (raw[0], raw[1])
     if key not in keys:
         raise SnapshotError(f"checks for {key[0]}/{key[1]}, which is not our live entry")
-    return key, tuple(_spec(c) for c in raw[2])
+    return key, tuple(decode_spec(c) for c in raw[2])
 
 
-def _entry(fields: Any) -> Entry:
-    """Validate one canonical entry with the wire decoder, so the rules cannot drift apart."""
+def decode_entry(fields: Any) -> Entry:
+    """Validate one canonical entry with the wire decoder, so the rules cannot drift apart.
+
+    Raises:
+        SnapshotError: it is not an entry peers would accept.
+    """
     if type(fields) is not tuple:
         raise SnapshotError("an entry is not a list")
     try:
@@ -189,13 +210,16 @@ def decode_snapshot(data: bytes) -> Snapshot:
     name, incarnation = body.get("name"), body.get("incarnation")
     members, entries = body.get("members"), body.get("entries")
     checks = body.get("checks", ())
+    journal = body.get("journal", 0)
     if not (type(name) is str and 0 < len(name) <= MAX_NAME_LEN):
         raise SnapshotError("invalid name")
     if not (type(incarnation) is int and 0 <= incarnation <= MAX_INCARNATION):
         raise SnapshotError("invalid incarnation")
+    if not (type(journal) is int and 0 <= journal < 2**63):
+        raise SnapshotError("invalid journal generation")
     if type(members) is not tuple or type(entries) is not tuple or type(checks) is not tuple:
         raise SnapshotError("members, entries and checks must be lists")
-    decoded = tuple(_entry(e) for e in entries)
+    decoded = tuple(decode_entry(e) for e in entries)
     for entry in decoded:
         if entry.owner != name or entry.deleted:
             raise SnapshotError(f"entry {entry.service}/{entry.instance_id} is not our live entry")
@@ -206,6 +230,7 @@ def decode_snapshot(data: bytes) -> Snapshot:
         tuple(_member(m) for m in members),
         decoded,
         tuple(_instance_checks(c, keys) for c in checks),
+        journal,
     )
 
 
@@ -240,10 +265,10 @@ def write_atomically(directory: Path, name: str, data: bytes) -> None:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
-    _fsync_dir(directory)
+    fsync_dir(directory)
 
 
-def _fsync_dir(path: Path) -> None:
+def fsync_dir(path: Path) -> None:
     """Make the rename durable (POSIX); directories cannot be opened for this on Windows."""
     try:
         fd = os.open(path, os.O_RDONLY)

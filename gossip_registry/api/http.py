@@ -15,9 +15,10 @@ Content-Length header and again while streaming, since chunked bodies have
 none); every field is typed and ranged with the codec's limits, because an
 entry the codec would refuse on decode must never be accepted here: peers
 would drop every packet carrying it. Bad input is a 4xx with
-``{"error": "<field>: <problem>"}``; a failure inside the node is a 500 with
-a generic message, logged with its traceback to ``gossip_registry.http``
-(never sent to the client).
+``{"error": "<field>: <problem>"}``; a write the node could not make
+durable (its disk failed; the write was undone) is a 503 naming the cause;
+a failure inside the node is a 500 with a generic message, logged with its
+traceback to ``gossip_registry.http`` (never sent to the client).
 
 ``serve_http`` runs the app in the caller's trio nursery:
 ``addr = await nursery.start(serve_http, node, host, port)``; cancelling
@@ -66,6 +67,10 @@ from gossip_registry.registry.schema import (
     name_problem,
     port_problem,
 )
+from gossip_registry.core.messages import Address
+from gossip_registry.durability import DurabilityError
+from gossip_registry.events import parse_kinds
+from gossip_registry.registry.entry import Entry
 from gossip_registry.watch import TooManyWaiters
 
 if TYPE_CHECKING:  # node.py starts the HTTP API, so importing it here would be circular
@@ -133,6 +138,8 @@ def _guarded(handler: Handler) -> Handler:
                 "%s %s: client went away before its body arrived", request.method, request.url.path
             )
             return _error(400, "body: client disconnected")
+        except DurabilityError as exc:  # the disk failed; the write was undone, reads go on
+            return _error(503, str(exc), {"Retry-After": "1"})
         except Exception:
             log.exception("%s %s failed", request.method, request.url.path)
             return _error(500, "internal error")

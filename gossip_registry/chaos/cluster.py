@@ -72,6 +72,7 @@ class ChaosCluster:
         self.down: set[int] = set()
         """Indexes whose process is not running on purpose (killed, or stopped to restart)."""
         self.faults = Faults()
+        self._ack_waiters: list[tuple[frozenset[str], trio.MemorySendChannel[int]]] = []
         (workdir / "logs").mkdir(parents=True, exist_ok=True)
 
     @property
@@ -154,6 +155,41 @@ class ChaosCluster:
         for i in indexes:
             self.start(i)
         self.history.fault_end(fault)
+
+    async def crash_restart(self, i: int, delay: float) -> None:
+        """SIGKILL (no leave, no last snapshot), then start again from the data dir after
+        ``delay`` seconds: whatever it acknowledged must have been on disk."""
+        fault = self.history.fault_start(
+            "down", [self.names[i]], how="sigkill-restart", delay=delay
+        )
+        self.down.add(i)
+        proc = self.procs[i]
+        assert proc is not None
+        proc.send_signal(signal.SIGKILL)
+        await trio.to_thread.run_sync(proc.wait, 10)
+        await trio.sleep(delay)
+        self.start(i)
+        self.history.fault_end(fault)
+
+    # --- acknowledgements (from the churn) ----------------------------------------------
+
+    def acknowledged(self, i: int, op: str) -> None:
+        """Node i answered 200 to ``op`` (register or deregister): wake who waits for it."""
+        waiting, self._ack_waiters = self._ack_waiters, []
+        for ops, send in waiting:
+            if op in ops:
+                send.send_nowait(i)
+            else:
+                self._ack_waiters.append((ops, send))
+
+    async def next_ack(self, ops: frozenset[str], timeout: float) -> int | None:
+        """The node that acknowledges one of ``ops`` next; None after ``timeout`` seconds."""
+        send, receive = trio.open_memory_channel[int](1)
+        self._ack_waiters.append((ops, send))
+        with trio.move_on_after(timeout):
+            return await receive.receive()
+        self._ack_waiters = [w for w in self._ack_waiters if w[1] is not send]
+        return None
 
     # --- network faults -----------------------------------------------------------------
 

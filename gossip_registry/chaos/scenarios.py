@@ -24,6 +24,8 @@ defaults).
 
 from __future__ import annotations
 
+import itertools
+import random
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
@@ -109,8 +111,64 @@ async def full_restart(c: ChaosCluster, t: Timing, duration: float, wait: Wait) 
     await c.restart(list(range(c.n)))
 
 
+ANY_WRITE = frozenset({"register", "deregister"})
+ACK_WAIT = 10.0
+"""Seconds a crash waits for an acknowledged write before striking at random instead."""
+ACK_MARGIN = 0.04
+"""A crash "right after an acknowledgement" comes within this many seconds of it (plus the
+few milliseconds the signal takes)."""
+
+
+def short_down(timing: Timing, rng: random.Random) -> float:
+    """A crash-restart quicker than any peer can declare the node dead."""
+    return rng.uniform(0.2, 0.5 * timing.suspicion_min)
+
+
+def long_down(timing: Timing, rng: random.Random) -> float:
+    """A crash-restart after every peer declared the node dead and fenced its entries."""
+    return timing.detect_bound + rng.uniform(0.0, 3.0)
+
+
+async def crash_after_ack(
+    c: ChaosCluster, t: Timing, delay: float, ops: frozenset[str] = ANY_WRITE
+) -> None:
+    """SIGKILL the next node to acknowledge one of ``ops``, within ACK_MARGIN of its answer;
+    restart it after ``delay``."""
+    victim = await c.next_ack(ops, ACK_WAIT)
+    if victim is None or victim in c.down:
+        victim = c.sample(0)[0]
+    await trio.sleep(c.rng.uniform(0.0, ACK_MARGIN))
+    await c.crash_restart(victim, delay)
+
+
+async def crash_restart(c: ChaosCluster, t: Timing, duration: float, wait: Wait) -> None:
+    """Owners SIGKILLed during the churn and restarted from their data dir, for ``duration``.
+
+    Half the crashes come within ACK_MARGIN of an acknowledged write of the
+    victim's, half at a random moment (often with a request in flight). The
+    first down time is shorter than detection, the second longer, the rest
+    drawn (a quarter long); between crashes the restarted node gets a few
+    probe intervals to rejoin.
+    """
+    end = trio.current_time() + duration
+    for cycle in itertools.count():
+        if trio.current_time() >= end:
+            break
+        long = cycle == 1 or (cycle > 1 and c.rng.random() < 0.25)
+        delay = long_down(t, c.rng) if long else short_down(t, c.rng)
+        if c.rng.random() < 0.5:
+            await crash_after_ack(c, t, delay)
+        else:
+            await trio.sleep(c.rng.uniform(0.0, 1.0))
+            await c.crash_restart(c.sample(0)[0], delay)
+        await trio.sleep(3 * t.probe_interval)
+
+
 async def smoke(c: ChaosCluster, t: Timing, duration: float, wait: Wait) -> None:
-    """CI's short form: one kill, one short pause, one partition and heal."""
+    """CI's short form: one kill -9 right after an acknowledged registration and a restart,
+    one kill, one short pause, one partition and heal."""
+    await crash_after_ack(c, t, short_down(t, c.rng), frozenset({"register"}))
+    await trio.sleep(3 * t.probe_interval)
     victim = c.sample(0)
     c.kill(victim)
     await wait(victim)
@@ -131,7 +189,12 @@ SCENARIOS = {
         Scenario("one-way", "half the nodes cannot reach the other half", one_way),
         Scenario("rolling-restart", "SIGTERM and restart each node in turn", rolling_restart),
         Scenario("full-restart", "every node stopped at once, restarted from data", full_restart),
-        Scenario("smoke", "one kill, one short pause, one partition and heal", smoke),
+        Scenario(
+            "crash-restart",
+            "SIGKILL owners during the churn (some right after an ack), restart from data",
+            crash_restart,
+        ),
+        Scenario("smoke", "kill -9 and restart, a kill, a pause, a partition and heal", smoke),
     )
 }
 SUITE = [name for name in SCENARIOS if name != "smoke"]

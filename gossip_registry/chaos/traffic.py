@@ -110,3 +110,5 @@ class Churn:
             self.acked[entry] = i
         elif ok:
             del self.acked[entry]
+        if ok:
+            self.cluster.acknowledged(i, op)

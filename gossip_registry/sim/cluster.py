@@ -368,17 +368,24 @@ class SimCluster:
         port: int = 8080,
         **kw: Any,
     ) -> Entry:
-        """Register an instance on node ``name`` (address defaults to the node's host)."""
+        """Register an instance on node ``name`` (address defaults to the node's host).
+
+        Durable once this returns, like the real node's (its journal, ``durability.py``).
+        """
         proc = self._running(name)
         entry, effects = proc.node.register(
             self._engine.now, service, instance_id, address or proc.addr[0], port, **kw
         )
+        proc.durable[entry.key] = entry
         self._apply(proc, effects)
         return entry
 
     def deregister(self, name: str, key: EntryKey) -> Entry | None:
+        """Deregister on node ``name``; durable once this returns."""
         proc = self._running(name)
         entry, effects = proc.node.deregister(self._engine.now, key)
+        if entry is not None:
+            proc.durable.pop(key, None)
         self._apply(proc, effects)
         return entry
 
@@ -402,7 +409,7 @@ class SimCluster:
         states = node.member_states()
         proc.snapshot = Snapshot(
             incarnation=node.incarnation,
-            entries=tuple(node.own_entries()),
+            entries=tuple(proc.durable[key] for key in sorted(proc.durable)),
             alive_members=tuple(
                 sorted(n for n, s in states.items() if s is MemberState.ALIVE and n != proc.name)
             ),
@@ -441,10 +448,11 @@ class SimCluster:
     def restart(self, name: str, from_snapshot: bool = True) -> None:
         """Start a fresh process in a crashed (or left) node's slot, and join.
 
-        With ``from_snapshot`` the new process gets the incarnation and own
-        entries the old one had when it stopped, and joins through members it
-        then saw alive (at most ``rejoin_limit``) plus the seeds; without, it
-        starts empty and joins through the seeds.
+        With ``from_snapshot`` the new process gets the incarnation the old
+        one had when it stopped and the own entries its acknowledged writes
+        left on disk, and joins through members it then saw alive (at most
+        ``rejoin_limit``) plus the seeds; without, it starts empty and joins
+        through the seeds.
         """
         proc = self._proc(name)
         if proc.live:
@@ -460,6 +468,7 @@ class SimCluster:
             node = self._build(name, proc.addr, proc.wall_offset, None, ())
             known = []
         proc.node = node
+        proc.durable = {} if snap is None else {e.key: e for e in snap.entries}
         proc.status = NodeStatus.RUNNING
         self._apply(proc, node.start(engine.now))
         seeds = self._seed_addrs(proc, known)

@@ -7,9 +7,11 @@ A ``Process`` is the simulator's bookkeeping for one node slot (one host and
 port): the current protocol object, its *life* (a generation number bumped
 on every crash or stop, so events addressed to an old life are recognised
 and discarded), whether it runs, is paused, crashed or left, the events held
-while it is paused, what a snapshot would restore after a crash, and its
-traffic counters. It is deliberately small: the simulator must hold 10,000
-of them.
+while it is paused, what is on its disk (``durable``: the own entries its
+acknowledged writes put there, as the real node's journal holds them; written
+in the same step as the acknowledgement, so no crash can fall between
+them), what a snapshot would restore after a crash, and its traffic
+counters. It is deliberately small: the simulator must hold 10,000 of them.
 """
 
 from __future__ import annotations
@@ -157,6 +159,7 @@ class Process:
 
     __slots__ = (
         "addr",
+        "durable",
         "index",
         "life",
         "name",
@@ -184,6 +187,7 @@ class Process:
         self.paused_until = 0.0
         self.pending: list[tuple[Any, ...]] = []
         self.snapshot: Snapshot | None = None
+        self.durable: dict[EntryKey, Entry] = {}
         self.wall_offset = wall_offset
         self.udp_sent = 0
         self.udp_received = 0

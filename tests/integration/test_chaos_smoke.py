@@ -1,4 +1,5 @@
-"""CI's chaos smoke: scripts/chaos.py smoke on 5 real agents (one kill, one pause, one partition).
+"""CI's chaos smoke: scripts/chaos.py smoke on 5 real agents (a kill -9 right after an
+acknowledged registration and a restart, one kill, one pause, one partition).
 
 Network namespaces and nftables when running as root with ``ip`` and ``nft``,
 loopback with in-transport faults otherwise; the record says which ran. The
@@ -20,8 +21,10 @@ from gossip_registry.chaos.hosts import netns_available
 from tests.integration.test_bench_cluster import agents_using
 
 SCRIPT = Path(__file__).resolve().parents[2] / "scripts" / "chaos.py"
-TIMEOUT = 150.0
-"""Seconds for the whole run (about 55 s: start, kill, pause, a 20 s partition, heal)."""
+TIMEOUT = 170.0
+"""Seconds for the whole run (about 60 s: start, crash-restart, kill, pause, a 20 s partition)."""
+ACK_TO_KILL = 0.05
+"""The kill -9 comes at most this many seconds after the registration's answer."""
 TERM_GRACE = 30.0
 """Seconds the script gets after SIGTERM to stop its agents and remove its namespaces."""
 
@@ -76,7 +79,16 @@ def test_chaos_smoke_passes_every_invariant_and_leaves_nothing_behind(tmp_path: 
     if meta["mode"] == "netns":
         assert names_with(meta["prefix"]) == []
     kinds = sorted(f["kind"] for f in record["faults"])
-    assert kinds == ["down", "partition", "pause"]
+    assert kinds == ["down", "down", "partition", "pause"]
+    [crash] = [f for f in record["faults"] if f["params"].get("how") == "sigkill-restart"]
+    assert crash["ended"], "the crashed node was not restarted"
+    events = [json.loads(line) for line in (run / "history.jsonl").read_text().splitlines()]
+    acked = [
+        e["end"]
+        for e in events
+        if e["type"] == "op" and e["op"] == "register" and e["ok"] and e["node"] in crash["nodes"]
+    ]
+    assert any(0 <= crash["t"] - end <= ACK_TO_KILL for end in acked), (crash, acked)
     assert record["figures"]["detection"], "the kill was not timed"
     assert record["operations"]["acknowledged"] > 0
     assert "PASS" in (run / "report.md").read_text()

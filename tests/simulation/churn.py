@@ -116,11 +116,19 @@ class ReappearanceWatch:
     ``ResurrectionWatch`` this also catches a node that never held the
     tombstone (it restarted, was paused, or lost the gossip) picking up a
     stale live copy from a peer that missed the deletion.
+
+    With ``after_shown`` it judges exactly as the chaos checker does: a key
+    counts as seen gone on a node only after that node showed it, so a node
+    that restarted empty and learns a deleted key late from a peer the
+    deletion has not reached yet (its owner crashed right after it, before
+    gossiping it) reads stale, which is not a resurrection.
     """
 
-    def __init__(self, churn: Churn, interval: float = 0.5) -> None:
+    def __init__(self, churn: Churn, interval: float = 0.5, *, after_shown: bool = False) -> None:
         self.churn = churn
         self.interval = interval
+        self.after_shown = after_shown
+        self.shown: set[tuple[str, EntryKey]] = set()
         self.seen_gone: set[tuple[str, EntryKey]] = set()
         self.violations: list[tuple[float, str, EntryKey]] = []
 
@@ -133,9 +141,12 @@ class ReappearanceWatch:
             if cluster.is_paused(node):
                 continue
             view = self.churn.view(node)
+            if self.after_shown:
+                self.shown.update((node, key) for key in view)
             for key in self.churn.deleted:
                 if key not in view:
-                    self.seen_gone.add((node, key))
+                    if not self.after_shown or (node, key) in self.shown:
+                        self.seen_gone.add((node, key))
                 elif (node, key) in self.seen_gone:
                     self.violations.append((cluster.now, node, key))
                     self.seen_gone.discard((node, key))

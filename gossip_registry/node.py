@@ -27,6 +27,10 @@ snapshot writer (``snapshot_writer.py``), the background join, the HTTP API
 and DNS (``api/serve.py``). Cancelling ``run`` stops all of it; its
 ``finally`` writes the last snapshot and closes both sockets.
 
+The wall clock (``time.time`` unless another source is given) is read again
+before every call into the core (``_core_now``), so HLC stamps follow a
+clock that NTP steps while the node runs.
+
 Gossip encryption (``keyring.py``, set up by ``gossip_encryption.py``): with
 a keyring the transport seals and opens every datagram and frame, the core
 leaves ``SEAL_OVERHEAD`` bytes of room in each packet, and keyring frames
@@ -247,6 +251,9 @@ class Node:
 
     A Node object runs once; build a new one to restart.
 
+    ``wall_clock`` is read for every HLC stamp (tests pass a clock that NTP
+    "steps"); ``now`` stays ``trio.current_time()``.
+
     Raises:
         ValueError: from the constructor, for a name or metadata peers
             would refuse, or a non-positive timeout.
@@ -264,7 +271,7 @@ class Node:
     dns_stats: dict[str, int]
     """DNS counters (queries, answers, nxdomain, malformed, truncated ...), for metrics."""
 
-    def __init__(self, config: NodeConfig) -> None:
+    def __init__(self, config: NodeConfig, *, wall_clock: Callable[[], float] = time.time) -> None:
         try:
             check_update(Alive(config.name, ("0.0.0.0", 0), 0, dict(config.meta)))
         except CodecError as exc:
@@ -285,6 +292,7 @@ class Node:
             encrypt_outgoing=config.gossip_encrypt_outgoing,
         )
         self.config = config
+        self._wall_clock = wall_clock
         self.name = config.name
         self.gossip_addr = config.bind
         self.advertise_addr = config.advertise or config.bind
@@ -390,7 +398,7 @@ class Node:
                 self.advertise_addr,
                 rng=random.Random(os.urandom(16)),
                 now=now,
-                wall_offset=time.time() - now,
+                wall_offset=self._wall_clock() - now,
                 incarnation=snapshot.incarnation if snapshot is not None else None,
                 meta=config.meta,
                 entries=snapshot.entries if snapshot is not None else (),
@@ -407,7 +415,7 @@ class Node:
                 await nursery.start(transport.serve_streams, self._on_frame)
                 nursery.start_soon(self._timers.run, self._on_timer)
                 nursery.start_soon(self._stale.run, protocol.members)
-                self._apply(protocol.start(trio.current_time()))
+                self._apply(protocol.start(self._core_now()))
                 await nursery.start(self._checks.run)
                 if snapshot is not None:
                     self._restore_checks(snapshot)
@@ -468,7 +476,7 @@ class Node:
         protocol = self._require_running()
         transport = self._transport
         assert transport is not None
-        self._apply(protocol.leave(trio.current_time()))
+        self._apply(protocol.leave(self._core_now()))
         logger.info("node %s leaving", self.name)
         with trio.move_on_after(self.config.leave_timeout):
             while len(protocol.queue) and protocol.members.active_count > 1 and self._running:
@@ -491,7 +499,7 @@ class Node:
         targets = [s for s in dict.fromkeys((str(h), int(p)) for h, p in seeds) if s not in own]
         if not targets:
             return 0
-        effects = protocol.join(trio.current_time(), targets)
+        effects = protocol.join(self._core_now(), targets)
         wait = _JoinWait({e.token for e in effects if isinstance(e, StreamRequest)})
         for token in wait.pending:
             self._join_waits[token] = wait
@@ -576,7 +584,7 @@ class Node:
             health = worst(s.status for s in states)
         try:
             entry, effects = protocol.register(
-                trio.current_time(),
+                self._core_now(),
                 service,
                 instance_id,
                 address,
@@ -616,7 +624,7 @@ class Node:
             services = sorted(e.service for e in matches)
             raise ValueError(f"instance_id {instance_id!r} is in services {services}; pass service")
         self._checks.remove(matches[0].key)
-        entry, effects = protocol.deregister(trio.current_time(), matches[0].key)
+        entry, effects = protocol.deregister(self._core_now(), matches[0].key)
         self._apply(effects)
         return entry
 
@@ -764,6 +772,13 @@ class Node:
 
     # ------------------------------------------------------------ driving
 
+    def _core_now(self) -> float:
+        """``now`` for a call into the core, which is first told the wall clock's reading."""
+        now = trio.current_time()
+        if self._protocol is not None:
+            self._protocol.observe_wall(now, self._wall_clock())
+        return now
+
     def _protocol_or_raise(self) -> Protocol:
         if self._protocol is None:
             raise RuntimeError(f"node {self.name} has not started")
@@ -778,7 +793,7 @@ class Node:
     def _on_datagram(self, src: Address, data: bytes) -> None:
         assert self._protocol is not None
         self.traffic.count("in", "udp", data)
-        self._apply(self._protocol.handle_packet(trio.current_time(), src, data))
+        self._apply(self._protocol.handle_packet(self._core_now(), src, data))
 
     def _on_frame(self, src: Address, data: bytes) -> bytes | None:
         assert self._protocol is not None
@@ -788,7 +803,7 @@ class Node:
             if keyring_reply is None:
                 self._protocol.stats["keyring_refused"] += 1
             return keyring_reply
-        reply, effects = self._protocol.handle_stream(trio.current_time(), src, data)
+        reply, effects = self._protocol.handle_stream(self._core_now(), src, data)
         if reply is not None:
             self.traffic.count("out", "tcp", reply)
         self._apply(effects)
@@ -796,6 +811,7 @@ class Node:
 
     def _on_timer(self, now: float, timer: Timer) -> None:
         assert self._protocol is not None
+        self._protocol.observe_wall(now, self._wall_clock())
         self._apply(self._protocol.handle_timer(now, timer))
 
     def _apply(self, effects: list[Effect]) -> None:
@@ -833,7 +849,7 @@ class Node:
             self.traffic.count("in", "tcp", reply)
         protocol = self._protocol
         completed = protocol.stats["syncs_completed"]
-        effects = protocol.handle_stream_reply(trio.current_time(), request.token, reply)
+        effects = protocol.handle_stream_reply(self._core_now(), request.token, reply)
         wait = self._join_waits.pop(request.token, None)
         if wait is not None:
             wait.finish(request.token, protocol.stats["syncs_completed"] > completed)
@@ -905,7 +921,7 @@ class Node:
         states = self._checks.states(key)
         try:
             _, effects = protocol.register(
-                trio.current_time(),
+                self._core_now(),
                 entry.service,
                 entry.instance_id,
                 entry.address,
@@ -928,7 +944,7 @@ class Node:
         if protocol is None or not self._running:
             return
         logger.warning("deregistering %s/%s: critical longer than its deregister_after", *key)
-        _, effects = protocol.deregister(trio.current_time(), key)
+        _, effects = protocol.deregister(self._core_now(), key)
         self._apply(effects)
 
     async def update_ttl(self, check_id: str, status: Health, output: str = "") -> None:

@@ -25,16 +25,21 @@ dissemination; this class adds the registry on top of it:
   failed member every reconnect interval (Serf), which heals partitions.
 
 Sans-I/O like the rest of the core: ``now`` is monotonic seconds from the
-driver; wall-clock time for HLC stamps is ``now + wall_offset``.
+driver; wall-clock time for HLC stamps is ``now + wall_offset``. The driver
+reads the real clock before every call (``observe_wall``), so a clock that
+NTP steps while the node runs is followed at once; the offset given at
+construction is only the first reading.
 
 Clock skew (``Limits.max_clock_skew``): an entry stamped further ahead of our
 wall clock than the limit is dropped and counted, and our HLC does not
 observe it. Otherwise one node with a clock a year ahead would pin its
 entries for a year (no honest write could beat them) and drag every HLC
 that saw them a year forward. Such an owner's writes are refused everywhere
-until its clock is sane; it then notices that its HLC runs beyond the limit,
-resets it, and restamps its own entries at the corrected time, and those
-versions win.
+until its clock is sane; it then notices that its HLC runs beyond the limit
+(at its next write or probe tick, whichever comes first), resets it, and
+restamps its own entries at the corrected time, and those versions win. The
+reset HLC starts above every own version it keeps, so no later write of ours
+can lose to one of them.
 """
 
 from __future__ import annotations
@@ -232,6 +237,15 @@ class Protocol(Swim):
         """Our live registrations, as a snapshot keeps them."""
         return [e for e in self.table.owned_by(self.name) if not e.deleted]
 
+    def observe_wall(self, now: float, wall: float) -> None:
+        """The driver's wall-clock reading ``wall`` (seconds) taken at monotonic ``now``.
+
+        Stamps and the skew limit follow it from this call on. Drivers call it
+        before every entry point: reading the clock once at start-up would keep
+        a node stepped by NTP stamping with the old clock until it restarts.
+        """
+        self.wall_offset = wall - now
+
     # ---------------------------------------------------------- registry news
 
     def _restamp(self, now: float, entry: Entry, *, deleted: bool) -> Entry:
@@ -251,22 +265,39 @@ class Protocol(Swim):
         been corrected. Peers refused what we stamped meanwhile.
         """
         wall = now + self.wall_offset
+        self._check_clock(now)
+        return self.clock.tick(wall)
+
+    def _check_clock(self, now: float) -> None:
+        wall = now + self.wall_offset
         if stamp_wall(self.clock.last) > wall + self.config.limits.max_clock_skew:
             self._recover_clock(now, wall)
-        return self.clock.tick(wall)
 
     def _recover_clock(self, now: float, wall: float) -> None:
         """Restart the HLC at ``wall`` and restamp our versions stamped beyond the limit.
 
-        Dropped first: by the merge rule no later write could beat them.
+        Dropped first: by the merge rule no later write could beat them. The
+        versions kept (ahead of ``wall`` but within the limit) are observed
+        first, so every stamp issued afterwards still beats them.
         """
         self.stats["clock_resets"] += 1
         self.clock = HybridClock()
         limit = wall + self.config.limits.max_clock_skew
+        beyond = []
         for entry in self.table.owned_by(self.name):
             if stamp_wall(entry.stamp) > limit:
-                self.table.discard(entry.key)
-                self._store(now, self._restamp(now, entry, deleted=entry.deleted))
+                beyond.append(entry)
+            else:
+                self.clock.observe(entry.stamp)
+        for entry in beyond:
+            self.table.discard(entry.key)
+            self._store(now, self._restamp(now, entry, deleted=entry.deleted))
+
+    def _on_probe_tick(self, now: float, subject: str) -> None:
+        # Recover a corrected clock within one probe period even if nothing is
+        # written: until then peers keep refusing our future-stamped versions.
+        self._check_clock(now)
+        super()._on_probe_tick(now, subject)
 
     def _from_future(self, now: float, entry: Entry) -> bool:
         """Whether ``entry`` is stamped beyond the skew limit (counted if so)."""

@@ -68,6 +68,8 @@ from gossip_registry.core.config import ProtocolConfig
 from gossip_registry.core.effects import (
     Effect,
     EntryChanged,
+    JoinResult,
+    LeaveDrained,
     MemberChanged,
     Notify,
     Send,
@@ -98,12 +100,6 @@ from gossip_registry.watch import CATALOG, MEMBERS, ChangeIndex
 __all__ = ["MemberView", "Node", "NodeConfig", "open_node"]
 
 logger = logging.getLogger("gossip_registry")
-
-JOIN_ATTEMPTS = 6
-"""Background joins tried (with doubling backoff) while no seed answers: peers may start later."""
-JOIN_BACKOFF = 1.0
-"""First delay between background join attempts, seconds; doubles up to JOIN_BACKOFF_MAX."""
-JOIN_BACKOFF_MAX = 16.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -224,20 +220,15 @@ class _TimerHeap:
 
 
 class _JoinWait:
-    """The sync streams one ``join`` started, and how many seeds answered."""
+    """A ``join`` call waiting for the core's ``JoinResult`` with its tag."""
 
-    def __init__(self, tokens: set[int]) -> None:
-        self.pending = tokens
+    def __init__(self) -> None:
         self.answered = 0
         self.done = trio.Event()
-        if not tokens:
-            self.done.set()
 
-    def finish(self, token: int, answered: bool) -> None:
-        self.pending.discard(token)
-        self.answered += answered
-        if not self.pending:
-            self.done.set()
+    def finish(self, result: JoinResult) -> None:
+        self.answered = result.answered
+        self.done.set()
 
 
 class Node:
@@ -306,8 +297,10 @@ class Node:
         self._running = False
         self._stopped = trio.Event()
         self._timers = _TimerHeap()
+        # Join and leave policy is the core's (core/protocol.py); these wait on its word.
         self._join_waits: dict[int, _JoinWait] = {}
-        self._progress: trio.Event | None = None
+        self._join_tags = itertools.count(1)
+        self._leave_drained = trio.Event()
         # Watches: the index of each view, and self-preservation (both in their own modules).
         self._index = ChangeIndex(config.max_waiters)
         self._stale = StaleEntries(config.self_preservation, self._index)
@@ -428,11 +421,17 @@ class Node:
                     from gossip_registry.api.serve import serve_interfaces  # lazy: optional deps
 
                     await serve_interfaces(nursery, self)
-                seeds = list(config.seeds)
-                if snapshot is not None:
-                    seeds += [(h, p) for n, h, p in snapshot.members if n != self.name]
-                if seeds:
-                    nursery.start_soon(self._join_in_background, seeds)
+                known = [] if snapshot is None else snapshot.members
+                if config.seeds or known:
+                    # The core's policy: every seed plus a few remembered members, retried.
+                    self._apply(
+                        protocol.join_at_start(
+                            self._core_now(),
+                            [s for s in config.seeds if s not in self._own_addrs()],
+                            [(h, p) for n, h, p in known if n != self.name],
+                            tag=next(self._join_tags),
+                        )
+                    )
                 logger.info(
                     "node %s listening on %s:%d (advertising %s:%d, incarnation %d)",
                     self.name,
@@ -446,6 +445,7 @@ class Node:
             self._nursery = None
             for wait in self._join_waits.values():
                 wait.done.set()
+            self._leave_drained.set()
             self._index.close()
             self.events.close()
             try:
@@ -468,20 +468,19 @@ class Node:
     async def leave(self) -> None:
         """Graceful leave: broadcast left, wait up to leave_timeout, then stop.
 
-        The wait ends as soon as the leave has been gossiped its full
-        retransmit count (the broadcast queue is empty) and the datagrams
-        have left the socket, or at once if we have no peers to tell.
-        Returns once the node has stopped.
+        The core decides when the leave has spread (``LeaveDrained``: gossiped
+        its full retransmit count, or nobody to tell, or leave_timeout is
+        up); the node then lets the datagrams leave the socket, within the
+        same leave_timeout. Returns once the node has stopped.
         """
         protocol = self._require_running()
         transport = self._transport
         assert transport is not None
-        self._apply(protocol.leave(self._core_now()))
+        deadline = trio.current_time() + self.config.leave_timeout
+        self._apply(protocol.leave(self._core_now(), self.config.leave_timeout))
         logger.info("node %s leaving", self.name)
-        with trio.move_on_after(self.config.leave_timeout):
-            while len(protocol.queue) and protocol.members.active_count > 1 and self._running:
-                self._progress = progress = trio.Event()
-                await progress.wait()
+        await self._leave_drained.wait()
+        with trio.move_on_at(deadline):
             await transport.drain()
         self.stop()
         await self._stopped.wait()
@@ -495,38 +494,36 @@ class Node:
         Our own addresses are skipped.
         """
         protocol = self._require_running()
-        own = {self.gossip_addr, self.advertise_addr}
+        own = self._own_addrs()
         targets = [s for s in dict.fromkeys((str(h), int(p)) for h, p in seeds) if s not in own]
         if not targets:
             return 0
-        effects = protocol.join(self._core_now(), targets)
-        wait = _JoinWait({e.token for e in effects if isinstance(e, StreamRequest)})
-        for token in wait.pending:
-            self._join_waits[token] = wait
-        self._apply(effects)
+        tag = next(self._join_tags)
+        wait = self._join_waits[tag] = _JoinWait()
         try:
+            self._apply(protocol.join(self._core_now(), targets, tag=tag))
             with trio.move_on_after(self.config.tcp_timeout + 1.0):
                 await wait.done.wait()
         finally:
-            for token in wait.pending:
-                self._join_waits.pop(token, None)
-        logger.info("joined through %d of %d seeds", wait.answered, len(targets))
+            self._join_waits.pop(tag, None)
         return wait.answered
 
-    async def _join_in_background(self, seeds: list[Address]) -> None:
-        """Join at start, retrying with backoff while nobody answers (peers may start later)."""
-        delay = JOIN_BACKOFF
-        for attempt in range(1, JOIN_ATTEMPTS + 1):
-            if await self.join(seeds) > 0:
-                return
-            protocol = self._protocol
-            if protocol is not None and protocol.members.active_count > 1:
-                return  # someone found us meanwhile
-            if attempt < JOIN_ATTEMPTS:
-                logger.warning("no seed answered (attempt %d); retrying in %.0fs", attempt, delay)
-                await trio.sleep(delay)
-                delay = min(2 * delay, JOIN_BACKOFF_MAX)
-        logger.warning("gave up joining: none of %d seeds answered", len(seeds))
+    def _own_addrs(self) -> set[Address]:
+        return {self.gossip_addr, self.advertise_addr}
+
+    def _joined(self, result: JoinResult) -> None:
+        """Log a join attempt's outcome (the core decides on retries) and wake its caller."""
+        if result.retry_in is not None:
+            logger.warning(
+                "no seed answered (attempt %d); retrying in %.0fs", result.attempt, result.retry_in
+            )
+        elif result.answered:
+            logger.info("joined through %d of %d seeds", result.answered, result.asked)
+        elif result.asked:
+            logger.warning("gave up joining: none of %d seeds answered", result.asked)
+        wait = self._join_waits.get(result.tag)
+        if wait is not None:
+            wait.finish(result)
 
     def members(self) -> list[MemberView]:
         """Every member we know (ourselves included, dead and left ones until reaped), by name."""
@@ -835,9 +832,6 @@ class Node:
                 self._notify(effect.event)
         assert self._protocol is not None
         self._stale.settle(self._protocol.members)
-        if self._progress is not None:
-            self._progress.set()
-            self._progress = None
         if self._snapshots is not None:
             self._snapshots.effects_applied()
 
@@ -847,15 +841,15 @@ class Node:
         reply = await self._transport.request(request.addr, request.data)
         if reply is not None:
             self.traffic.count("in", "tcp", reply)
-        protocol = self._protocol
-        completed = protocol.stats["syncs_completed"]
-        effects = protocol.handle_stream_reply(self._core_now(), request.token, reply)
-        wait = self._join_waits.pop(request.token, None)
-        if wait is not None:
-            wait.finish(request.token, protocol.stats["syncs_completed"] > completed)
-        self._apply(effects)
+        self._apply(self._protocol.handle_stream_reply(self._core_now(), request.token, reply))
 
-    def _notify(self, event: MemberChanged | EntryChanged) -> None:
+    def _notify(self, event: MemberChanged | EntryChanged | JoinResult | LeaveDrained) -> None:
+        if isinstance(event, JoinResult):
+            self._joined(event)
+            return
+        if isinstance(event, LeaveDrained):
+            self._leave_drained.set()
+            return
         self.events.notify(event)
         if isinstance(event, MemberChanged):
             logger.info(

@@ -12,7 +12,11 @@ and the driver carries them out in order:
   reply)``, with ``reply=None`` if anything failed (refused, timed out,
   malformed framing).
 - ``StreamSend``: open a TCP stream, write one frame, close; no reply.
-- ``Notify``: an event for observers (watchers, logs, metrics, tests).
+- ``Notify``: an event for observers (watchers, logs, metrics, tests), or
+  for the driver itself: ``JoinResult`` and ``LeaveDrained`` carry the core's
+  join and leave policy (retries, backoff, when a leaving node may stop), so
+  every driver runs the same policy and none reads the core's counters or
+  queues to decide.
 """
 
 from __future__ import annotations
@@ -45,6 +49,10 @@ class TimerKind(IntEnum):
     """Periodic push-pull with a random dead member, to heal partitions."""
     REAP = 10
     """Collect tombstones and long-dead members past the horizon."""
+    JOIN = 11
+    """Next attempt of a join at start that nobody answered yet (subject: the join's tag)."""
+    LEAVE = 12
+    """A graceful leave's time is up: the driver may stop even if gossip is still queued."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -104,8 +112,34 @@ class EntryChanged:
 
 
 @dataclass(frozen=True, slots=True)
+class JoinResult:
+    """One attempt of the join tagged ``tag`` (the driver's number) is over.
+
+    ``answered`` of the ``asked`` seeds completed a push-pull. ``retry_in``:
+    seconds until the next attempt, or None when this join is over (it
+    reached someone, someone reached us, or attempts ran out; then ``asked``
+    may be 0: no attempt was made).
+    """
+
+    tag: int
+    attempt: int
+    answered: int
+    asked: int
+    retry_in: float | None
+
+
+@dataclass(frozen=True, slots=True)
+class LeaveDrained:
+    """A graceful leave may stop now: its news went out its full retransmit count or
+    there is nobody left to tell (``drained``), or its time ran out (not ``drained``).
+    Sent once per leave, after the effects that sent the last of it."""
+
+    drained: bool
+
+
+@dataclass(frozen=True, slots=True)
 class Notify:
-    event: MemberChanged | EntryChanged
+    event: MemberChanged | EntryChanged | JoinResult | LeaveDrained
 
 
 Effect = Send | SetTimer | StreamRequest | StreamSend | Notify

@@ -23,6 +23,11 @@ dissemination; this class adds the registry on top of it:
   sends back what the peer lacks. An idle cluster with 100,000 entries
   exchanges a few kilobytes per sync. Push-pull also runs with a random
   failed member every reconnect interval (Serf), which heals partitions.
+- Joining (``join``, ``join_at_start``): push-pull with each seed. At start
+  or restart a node asks every seed plus at most ``rejoin_limit`` members its
+  snapshot knew, and retries with doubling backoff while nobody answers; each
+  attempt ends in a ``JoinResult`` notification. This is the one join policy:
+  the trio node and the simulator both run it.
 
 Sans-I/O like the rest of the core: ``now`` is monotonic seconds from the
 driver; wall-clock time for HLC stamps is ``now + wall_offset``. The driver
@@ -45,8 +50,8 @@ can lose to one of them.
 from __future__ import annotations
 
 import random
-from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import replace
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, replace
 
 from gossip_registry.core.codec import (
     MAX_INCARNATION,
@@ -58,7 +63,14 @@ from gossip_registry.core.codec import (
     packet_overhead,
 )
 from gossip_registry.core.config import ProtocolConfig
-from gossip_registry.core.effects import Effect, EntryChanged, Notify, StreamSend, TimerKind
+from gossip_registry.core.effects import (
+    Effect,
+    EntryChanged,
+    JoinResult,
+    Notify,
+    StreamSend,
+    TimerKind,
+)
 from gossip_registry.core.messages import (
     Address,
     Alive,
@@ -76,6 +88,20 @@ from gossip_registry.registry.entry import CheckState, Entry, EntryKey, Health
 from gossip_registry.registry.table import RegistryTable
 
 _GONE = (MemberState.DEAD, MemberState.LEFT)
+
+
+@dataclass(slots=True)
+class _Join:
+    """One join in progress: its seeds, attempts so far and the current attempt's replies."""
+
+    tag: int
+    seeds: tuple[Address, ...]
+    attempts: int
+    delay: float
+    attempt: int = 0
+    asked: int = 0
+    pending: int = 0
+    answered: int = 0
 
 
 class Protocol(Swim):
@@ -116,6 +142,8 @@ class Protocol(Swim):
         self._timer_handlers[TimerKind.SYNC] = self._on_sync_tick
         self._timer_handlers[TimerKind.RECONNECT] = self._on_reconnect_tick
         self._timer_handlers[TimerKind.REAP] = self._on_reap_tick
+        self._timer_handlers[TimerKind.JOIN] = self._on_join_retry
+        self._joins: dict[int, _Join] = {}
         self._entry_budget = config.payload_size - packet_overhead(None, MAX_UPDATES)
 
     # ----------------------------------------------------------- entry points
@@ -132,13 +160,80 @@ class Protocol(Swim):
         self._arm(TimerKind.REAP, now + self.config.reap_interval)
         return super().start(now)
 
-    def join(self, now: float, seeds: Iterable[Address]) -> list[Effect]:
-        """Push-pull with each seed and announce ourselves."""
-        for seed in seeds:
-            if seed != self.addr:
-                self._sync_with(seed)
-        self._refresh_alive()
+    def join(self, now: float, seeds: Iterable[Address], *, tag: int = 0) -> list[Effect]:
+        """Push-pull with each seed (once) and announce ourselves.
+
+        A ``JoinResult`` carrying ``tag`` says how many answered, once every
+        exchange has ended.
+        """
+        self._attempt_join(now, _Join(tag, tuple(seeds), attempts=1, delay=0.0))
         return self._drain(now)
+
+    def join_at_start(
+        self,
+        now: float,
+        seeds: Iterable[Address],
+        known: Iterable[Address] = (),
+        *,
+        tag: int = 0,
+    ) -> list[Effect]:
+        """Join at start or restart: through every seed and some members we knew.
+
+        ``known`` is where a snapshot saw the cluster; at most ``rejoin_limit``
+        of them (chosen at random) are asked besides the seeds, since each is
+        a full push-pull. While nobody answers and nobody has found us, the
+        join is tried again, up to ``join_attempts`` times, with doubling
+        backoff from ``join_backoff`` to ``join_backoff_max`` seconds: peers
+        may start later. Each attempt ends in a ``JoinResult``.
+        """
+        first = tuple(dict.fromkeys(seeds))
+        others = [a for a in dict.fromkeys(known) if a not in first and a != self.addr]
+        if len(others) > self.config.rejoin_limit:
+            others = self.rng.sample(others, self.config.rejoin_limit)
+        config = self.config
+        join = _Join(tag, (*first, *others), config.join_attempts, config.join_backoff)
+        self._joins[tag] = join
+        self._attempt_join(now, join)
+        return self._drain(now)
+
+    def _attempt_join(self, now: float, join: _Join) -> None:
+        join.attempt += 1
+        targets = [s for s in join.seeds if s != self.addr]
+        join.asked = join.pending = len(targets)
+        join.answered = 0
+        for seed in targets:
+            self._sync_with(seed, lambda at, answered: self._join_reply(at, join, answered))
+        self._refresh_alive()
+        if not targets:
+            self._join_attempt_over(now, join)
+
+    def _join_reply(self, now: float, join: _Join, answered: bool) -> None:
+        join.pending -= 1
+        join.answered += answered
+        if join.pending == 0:
+            self._join_attempt_over(now, join)
+
+    def _join_attempt_over(self, now: float, join: _Join) -> None:
+        retry_in = None
+        alone = self.members.active_count <= 1
+        if join.answered == 0 and join.asked and alone and join.attempt < join.attempts:
+            retry_in = join.delay
+            join.delay = min(2 * join.delay, self.config.join_backoff_max)
+            self._arm(TimerKind.JOIN, now + retry_in, str(join.tag))
+        elif self._joins.get(join.tag) is join:
+            del self._joins[join.tag]
+        event = JoinResult(join.tag, join.attempt, join.answered, join.asked, retry_in)
+        self._out.append(Notify(event))
+
+    def _on_join_retry(self, now: float, subject: str) -> None:
+        join = self._joins.get(int(subject))
+        if join is None:
+            return
+        if self.members.active_count > 1:  # someone found us meanwhile
+            del self._joins[join.tag]
+            self._out.append(Notify(JoinResult(join.tag, join.attempt + 1, 0, 0, None)))
+            return
+        self._attempt_join(now, join)
 
     def register(
         self,
@@ -412,10 +507,17 @@ class Protocol(Swim):
                 self.members.remove(name)
                 self.stats["members_reaped"] += 1
 
-    def _sync_with(self, addr: Address) -> None:
+    def _sync_with(self, addr: Address, done: Callable[[float, bool], None] | None = None) -> None:
+        """Start a push-pull with ``addr``; ``done(now, answered)`` once it has ended."""
         self.stats["syncs_started"] += 1
         hello = SyncHello(self.members.me, self.members.digest, self.table.bucket_digests())
-        self._stream(addr, encode_stream(hello), lambda now, m: self._on_sync_reply(now, addr, m))
+
+        def on_reply(now: float, message: StreamMessage | None) -> None:
+            answered = self._on_sync_reply(now, addr, message)
+            if done is not None:
+                done(now, answered)
+
+        self._stream(addr, encode_stream(hello), on_reply)
 
     def _on_stream_message(self, now: float, src: Address, message: StreamMessage) -> bytes | None:
         if isinstance(message, SyncHello):
@@ -441,10 +543,11 @@ class Protocol(Swim):
         members = tuple(self.members) if differs else None
         return encode_stream(SyncReply(members, differs, buckets, entries))
 
-    def _on_sync_reply(self, now: float, addr: Address, message: StreamMessage | None) -> None:
+    def _on_sync_reply(self, now: float, addr: Address, message: StreamMessage | None) -> bool:
+        """Merge the peer's reply and send back what it lacks; whether it answered."""
         if not isinstance(message, SyncReply):
             self.stats["syncs_failed"] += 1
-            return
+            return False
         self.stats["syncs_completed"] += 1
         theirs = {e.key: e for e in message.entries}
         self._merge_state(now, message.members, message.entries)
@@ -458,6 +561,7 @@ class Protocol(Swim):
             finish = encode_stream(SyncFinish(members, lacking))
             self.stats["stream_out"] += 1
             self._out.append(StreamSend(addr, finish))
+        return True
 
     def _merge_state(
         self, now: float, members: Sequence[MemberRecord] | None, entries: Sequence[Entry]

@@ -16,6 +16,7 @@ from gossip_registry.node import Node, NodeConfig, _TimerHeap, open_node
 from gossip_registry.registry.clock import stamp_wall
 from gossip_registry.registry.entry import Entry, Health
 from tests.integration import (
+    FAST,
     alive_count,
     fast_config,
     ipv6_available,
@@ -67,10 +68,8 @@ async def test_join_returns_how_many_seeds_answered() -> None:
             nursery.cancel_scope.cancel()
 
 
-async def test_a_node_whose_seed_starts_later_joins_by_retrying(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    monkeypatch.setattr("gossip_registry.node.JOIN_BACKOFF", 0.05)
+async def test_a_node_whose_seed_starts_later_joins_by_retrying() -> None:
+    retrying = FAST.with_(join_backoff=0.05)
     with trio.fail_after(15):
         async with trio.open_nursery() as nursery:
             # Hold the seed's future port (bound, not listening: connections are
@@ -78,7 +77,8 @@ async def test_a_node_whose_seed_starts_later_joins_by_retrying(
             udp, tcp = reserve_port()
             with udp, tcp:
                 late = udp.getsockname()
-                early, _ = await start_node(nursery, fast_config("early", seeds=(late,)))
+                config = fast_config("early", seeds=(late,), protocol=retrying)
+                early, _ = await start_node(nursery, config)
                 await wait_until(lambda: early.protocol.stats["syncs_failed"] >= 1)
             seed, _ = await start_node(nursery, fast_config("seed", bind=late))
             await wait_until(lambda: state_of(seed, "early") is MemberState.ALIVE)

@@ -14,17 +14,18 @@ the effects out, in order:
 - ``StreamRequest`` / ``StreamSend``: one task each in the node's nursery
   (connect, write a frame, read the reply, report back).
 - ``Notify``: published on the event stream (``events.py``), wakes watchers
-  of the affected service (``watch.py``), logs member changes, feeds
-  self-preservation (``stale_entries.py``), and wakes the snapshot writer
-  when our own entries change.
+  of the affected service (``watch.py``), logs member changes, wakes
+  watchers of what self-preservation shows stale (``stale_entries.py``),
+  and wakes the snapshot writer when our own entries change. The core's
+  word to its driver (``JoinResult``, ``LeaveDrained``) ends a ``join`` or
+  a ``leave``: the policy is the core's, shared with the simulator.
 
 ``now`` is always ``trio.current_time()``, so ``trio.testing.MockClock``
 drives the node as it drives trio. Everything the node runs lives in one
 nursery opened by ``run``: the UDP receive and send loops, the TCP accept
-loop and its connection tasks, the timer task, stream tasks, the
-self-preservation deadline task, the health checks (``health.py``), the
-snapshot writer (``snapshot_writer.py``), the background join, the HTTP API
-and DNS (``api/serve.py``). Cancelling ``run`` stops all of it; its
+loop and its connection tasks, the timer task, stream tasks, the health
+checks (``health.py``), the snapshot writer (``snapshot_writer.py``), the
+HTTP API and DNS (``api/serve.py``). Cancelling ``run`` stops all of it; its
 ``finally`` writes the last snapshot and closes both sockets.
 
 The wall clock (``time.time`` unless another source is given) is read again
@@ -74,6 +75,7 @@ from gossip_registry.core.effects import (
     Notify,
     Send,
     SetTimer,
+    StaleChanged,
     StreamRequest,
     StreamSend,
     Timer,
@@ -395,7 +397,9 @@ class Node:
                 incarnation=snapshot.incarnation if snapshot is not None else None,
                 meta=config.meta,
                 entries=snapshot.entries if snapshot is not None else (),
+                preservation=config.self_preservation,
             )
+            self._stale.attach(protocol.preservation)
             if config.data_dir is not None:
                 self._snapshots = SnapshotWriter(config.data_dir, self.name, protocol, self._checks)
             async with trio.open_nursery() as nursery:
@@ -407,7 +411,6 @@ class Node:
                 nursery.start_soon(transport.receive_loop, self._on_datagram)
                 await nursery.start(transport.serve_streams, self._on_frame)
                 nursery.start_soon(self._timers.run, self._on_timer)
-                nursery.start_soon(self._stale.run, protocol.members)
                 self._apply(protocol.start(self._core_now()))
                 await nursery.start(self._checks.run)
                 if snapshot is not None:
@@ -830,8 +833,6 @@ class Node:
                 nursery.start_soon(transport.send_stream, effect.addr, effect.data)
             elif isinstance(effect, Notify):
                 self._notify(effect.event)
-        assert self._protocol is not None
-        self._stale.settle(self._protocol.members)
         if self._snapshots is not None:
             self._snapshots.effects_applied()
 
@@ -843,12 +844,17 @@ class Node:
             self.traffic.count("in", "tcp", reply)
         self._apply(self._protocol.handle_stream_reply(self._core_now(), request.token, reply))
 
-    def _notify(self, event: MemberChanged | EntryChanged | JoinResult | LeaveDrained) -> None:
+    def _notify(
+        self, event: MemberChanged | EntryChanged | JoinResult | LeaveDrained | StaleChanged
+    ) -> None:
         if isinstance(event, JoinResult):
             self._joined(event)
             return
         if isinstance(event, LeaveDrained):
             self._leave_drained.set()
+            return
+        if isinstance(event, StaleChanged):
+            self._stale.changed(event)
             return
         self.events.notify(event)
         if isinstance(event, MemberChanged):
@@ -859,11 +865,9 @@ class Node:
                 event.incarnation,
             )
             self._index.changed((MEMBERS,))
-            self._stale.member_changed(event)
             return
         entries = [e for e in (event.old, event.new) if e is not None]
         service = entries[0].service  # one key, so one service
-        self._stale.entry_changed(event)
         # The catalog (service -> count) changes only when an instance comes or goes.
         self._index.changed(
             (service, CATALOG) if event.old is None or event.new is None else (service,)

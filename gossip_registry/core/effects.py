@@ -13,10 +13,11 @@ and the driver carries them out in order:
   malformed framing).
 - ``StreamSend``: open a TCP stream, write one frame, close; no reply.
 - ``Notify``: an event for observers (watchers, logs, metrics, tests), or
-  for the driver itself: ``JoinResult`` and ``LeaveDrained`` carry the core's
-  join and leave policy (retries, backoff, when a leaving node may stop), so
-  every driver runs the same policy and none reads the core's counters or
-  queues to decide.
+  for the driver itself: ``JoinResult``, ``LeaveDrained`` and ``StaleChanged``
+  carry the core's join, leave and self-preservation policy (retries,
+  backoff, when a leaving node may stop, what is served stale), so every
+  driver runs the same policy and none reads the core's counters or queues
+  to decide.
 """
 
 from __future__ import annotations
@@ -53,6 +54,8 @@ class TimerKind(IntEnum):
     """Next attempt of a join at start that nobody answered yet (subject: the join's tag)."""
     LEAVE = 12
     """A graceful leave's time is up: the driver may stop even if gossip is still queued."""
+    PRESERVATION = 13
+    """A self-preservation reached its ``max_duration``: the dead are believed."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -138,8 +141,21 @@ class LeaveDrained:
 
 
 @dataclass(frozen=True, slots=True)
+class StaleChanged:
+    """Self-preservation (``registry/preservation.py``) changed what is served stale.
+
+    ``entries`` started or stopped being shown stale (wake their services'
+    watchers); ``active``: whether a preservation runs now. Sent once per
+    batch of effects, after the changes that caused it.
+    """
+
+    entries: tuple[Entry, ...]
+    active: bool
+
+
+@dataclass(frozen=True, slots=True)
 class Notify:
-    event: MemberChanged | EntryChanged | JoinResult | LeaveDrained
+    event: MemberChanged | EntryChanged | JoinResult | LeaveDrained | StaleChanged
 
 
 Effect = Send | SetTimer | StreamRequest | StreamSend | Notify

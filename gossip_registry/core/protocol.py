@@ -23,6 +23,9 @@ dissemination; this class adds the registry on top of it:
   sends back what the peer lacks. An idle cluster with 100,000 entries
   exchanges a few kilobytes per sync. Push-pull also runs with a random
   failed member every reconnect interval (Serf), which heals partitions.
+- Self-preservation (``registry/preservation.py``): the core feeds it its
+  own member and entry changes, judges each batch once, ends it at its
+  deadline by a timer, and says what is served stale (``StaleChanged``).
 - Joining (``join``, ``join_at_start``): push-pull with each seed. At start
   or restart a node asks every seed plus at most ``rejoin_limit`` members its
   snapshot knew, and retries with doubling backoff while nobody answers; each
@@ -68,10 +71,12 @@ from gossip_registry.core.effects import (
     EntryChanged,
     JoinResult,
     Notify,
+    StaleChanged,
     StreamSend,
     TimerKind,
 )
 from gossip_registry.core.messages import (
+    ACTIVE_STATES,
     Address,
     Alive,
     EntryUpdate,
@@ -85,6 +90,7 @@ from gossip_registry.core.messages import (
 from gossip_registry.core.swim import Swim
 from gossip_registry.registry.clock import HybridClock, stamp_wall
 from gossip_registry.registry.entry import CheckState, Entry, EntryKey, Health
+from gossip_registry.registry.preservation import Preservation, PreservationConfig
 from gossip_registry.registry.table import RegistryTable
 
 _GONE = (MemberState.DEAD, MemberState.LEFT)
@@ -118,6 +124,7 @@ class Protocol(Swim):
             then starts one above it, so its old life's news cannot beat it.
         meta: node metadata (small string map).
         entries: our own live registrations from a snapshot; re-asserted on start.
+        preservation: when a mass death is doubted (self-preservation).
     """
 
     def __init__(
@@ -132,6 +139,7 @@ class Protocol(Swim):
         incarnation: int | None = None,
         meta: Mapping[str, str] | None = None,
         entries: Sequence[Entry] = (),
+        preservation: PreservationConfig | None = None,
     ) -> None:
         start = 0 if incarnation is None else incarnation + 1
         super().__init__(config, name, addr, rng=rng, incarnation=start, meta=meta)
@@ -143,7 +151,12 @@ class Protocol(Swim):
         self._timer_handlers[TimerKind.RECONNECT] = self._on_reconnect_tick
         self._timer_handlers[TimerKind.REAP] = self._on_reap_tick
         self._timer_handlers[TimerKind.JOIN] = self._on_join_retry
+        self._timer_handlers[TimerKind.PRESERVATION] = self._on_preservation_deadline
         self._joins: dict[int, _Join] = {}
+        self.preservation = Preservation(preservation or PreservationConfig())
+        """Read it to serve stale entries; the core alone feeds it."""
+        self._preservation_due = False
+        self._stale_changed: list[Entry] = []
         self._entry_budget = config.payload_size - packet_overhead(None, MAX_UPDATES)
 
     # ----------------------------------------------------------- entry points
@@ -442,6 +455,10 @@ class Protocol(Swim):
             return False
         old = previous if previous is not None and not previous.deleted else None
         new = None if entry.deleted else entry
+        if new is not None:
+            self.preservation.entry_replaced(new)
+        elif old is not None:
+            self.preservation.entry_removed(old)
         if old is not None or new is not None:
             self._out.append(Notify(EntryChanged(old, new)))
         self._broadcast(("e", *entry.key), encode_update(EntryUpdate(entry)))
@@ -450,6 +467,7 @@ class Protocol(Swim):
     def _on_member_changed(
         self, now: float, record: MemberRecord, old: MemberRecord | None
     ) -> None:
+        self._preservation_member(now, record, old)
         if record.state in _GONE:
             # It may have lived on at incarnations we never heard of: fence them all.
             level = MAX_INCARNATION
@@ -460,8 +478,45 @@ class Protocol(Swim):
             return
         removed = self.table.set_fence(record.name, level, now + self.wall_offset)
         for entry in removed:
+            self.preservation.entry_removed(entry)
             self._out.append(Notify(EntryChanged(entry, None, fenced=True)))
         self.stats["entries_fenced"] += len(removed)
+
+    # ------------------------------------------------------ self-preservation
+
+    def _preservation_member(
+        self, now: float, record: MemberRecord, old: MemberRecord | None
+    ) -> None:
+        """Deaths (of alive or suspect members: not leaves, not old news) and returns."""
+        previous = None if old is None else old.state
+        if record.state is MemberState.DEAD:
+            if previous in ACTIVE_STATES:
+                self.preservation.member_died(now, record.name)
+                self._preservation_due = True
+        elif previous is MemberState.DEAD:
+            self._stale_changed += self.preservation.member_returned(record.name)
+            self._preservation_due = True
+
+    def _judge_preservation(self, now: float) -> None:
+        """Start or end a preservation; a burst of deaths in one batch is judged as one."""
+        was = self.preservation.active
+        self._stale_changed += self.preservation.evaluate(now, self.members.active_count)
+        if self.preservation.active and not was:
+            self._arm(TimerKind.PRESERVATION, self.preservation.deadline)
+        elif was and not self.preservation.active:
+            self._tokens.pop((TimerKind.PRESERVATION, ""), None)
+
+    def _on_preservation_deadline(self, now: float, _: str) -> None:
+        self._judge_preservation(now)
+
+    def _drain(self, now: float) -> list[Effect]:
+        if self._preservation_due:
+            self._preservation_due = False
+            self._judge_preservation(now)
+        if self._stale_changed:
+            changed, self._stale_changed = self._stale_changed, []
+            self._out.append(Notify(StaleChanged(tuple(changed), self.preservation.active)))
+        return super()._drain(now)
 
     def _on_refuted(self, now: float, accusation: MemberState) -> None:
         # Peers fence a dead member's entries at the incarnation they saw die.

@@ -32,12 +32,12 @@ from types import MappingProxyType
 from typing import Any
 
 from gossip_registry.core.config import ProtocolConfig
-from gossip_registry.core.effects import JoinResult, LeaveDrained
+from gossip_registry.core.effects import LeaveDrained
 from gossip_registry.core.members import MemberSeed
 from gossip_registry.core.messages import Address, MemberRecord, MemberState
 from gossip_registry.core.protocol import Protocol
 from gossip_registry.registry.entry import Entry, EntryKey
-from gossip_registry.sim.engine import Engine, NotifyCallback, TraceRecord, gc_paused
+from gossip_registry.sim.engine import DriverEvent, Engine, NotifyCallback, TraceRecord, gc_paused
 from gossip_registry.sim.network import LinkModel, Network
 from gossip_registry.sim.process import (
     NodeFactory,
@@ -473,8 +473,9 @@ class SimCluster:
         proc = self._running(name)
         self._apply(proc, proc.node.leave(self._engine.now, self.leave_grace))
 
-    def _on_lifecycle(self, proc: Process, event: JoinResult | LeaveDrained) -> None:
-        """The driver's part of the core's policy; join results need nothing here."""
+    def _on_lifecycle(self, proc: Process, event: DriverEvent) -> None:
+        """The driver's part of the core's policy; join results and stale changes need
+        nothing here (``stale_keys`` reads the core's verdict)."""
         if not isinstance(event, LeaveDrained):
             return
         life = proc.life
@@ -526,6 +527,17 @@ class SimCluster:
 
     def digest(self, name: str) -> int:
         return self._proc(name).node.table.digest
+
+    def stale_keys(self, name: str) -> set[EntryKey]:
+        """Keys node ``name`` serves stale now: its core's self-preservation, as a real node's.
+
+        Raises:
+            SimulationError: the node has no self-preservation (a test's fake node).
+        """
+        node = self._proc(name).node
+        if not isinstance(node, Protocol):
+            raise SimulationError(f"{name} is not a protocol core")
+        return {e.key for e in node.preservation.stale_entries()}
 
     def _live(self, names: Iterable[str] | None) -> list[Process]:
         if names is None:

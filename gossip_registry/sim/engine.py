@@ -28,8 +28,8 @@ not to a process). When an event pops:
   datagram; ``SetTimer`` schedules the timer (never before ``now``);
   ``StreamRequest`` / ``StreamSend`` play out the stream model of
   ``network``; ``Notify`` goes to the observers, except the core's word to
-  its driver (``JoinResult``, ``LeaveDrained``), which goes to ``lifecycle``
-  (the cluster acts on it as the trio node does).
+  its driver (``JoinResult``, ``LeaveDrained``, ``StaleChanged``), which goes
+  to ``lifecycle`` (the cluster acts on it as the trio node does).
 
 Streams. A ``StreamRequest`` gets a deadline event at ``now + stream_timeout``
 the moment it is made; whichever reaches the requester first, the reply, an
@@ -62,6 +62,7 @@ from gossip_registry.core.effects import (
     Notify,
     Send,
     SetTimer,
+    StaleChanged,
     StreamRequest,
     StreamSend,
 )
@@ -72,7 +73,10 @@ from gossip_registry.sim.process import NodeStatus, Process
 NotifyCallback = Callable[[str, float, MemberChanged | EntryChanged], None]
 """Observer of ``Notify`` effects: (node name, virtual time, event)."""
 
-LifecycleCallback = Callable[["Process", JoinResult | LeaveDrained], None]
+DriverEvent = JoinResult | LeaveDrained | StaleChanged
+"""The core's notifications for its driver rather than for observers."""
+
+LifecycleCallback = Callable[["Process", DriverEvent], None]
 """The driver's part of the core's join and leave policy: (process, notification)."""
 
 TraceRecord = tuple[float, str, str, tuple[Any, ...]]
@@ -308,10 +312,10 @@ class Engine:
             else:
                 raise TypeError(f"{proc.name} returned a non-effect: {effect!r}")
 
-    def _notify(
-        self, proc: Process, event: MemberChanged | EntryChanged | JoinResult | LeaveDrained
-    ) -> None:
-        if isinstance(event, JoinResult | LeaveDrained):
+    def _notify(self, proc: Process, event: MemberChanged | EntryChanged | DriverEvent) -> None:
+        if isinstance(event, JoinResult | LeaveDrained | StaleChanged):
+            if isinstance(event, StaleChanged):
+                self.notify_counts["stale changed"] += 1
             if self.lifecycle is not None:
                 self.lifecycle(proc, event)
             return

@@ -1,8 +1,9 @@
-"""Join, rejoin and leave policy of the core: what the trio node and the simulator both run.
+"""Join, leave and self-preservation policy of the core: what the node and the simulator run.
 
-The drivers only carry effects out and act on two notifications: ``JoinResult``
-(a join attempt finished, and whether another follows) and ``LeaveDrained``
-(a graceful leave may stop now).
+The drivers only carry effects out and act on the core's notifications:
+``JoinResult`` (a join attempt finished, and whether another follows),
+``LeaveDrained`` (a graceful leave may stop now) and ``StaleChanged``
+(self-preservation changed what is served stale).
 """
 
 from __future__ import annotations
@@ -18,11 +19,21 @@ from gossip_registry.core.effects import (
     LeaveDrained,
     Notify,
     SetTimer,
+    StaleChanged,
     StreamRequest,
     TimerKind,
 )
-from gossip_registry.core.messages import Address, Alive, Packet, SyncHello, SyncReply
+from gossip_registry.core.messages import (
+    Address,
+    Alive,
+    Dead,
+    EntryUpdate,
+    Packet,
+    SyncHello,
+    SyncReply,
+)
 from gossip_registry.core.protocol import Protocol
+from gossip_registry.registry.entry import Entry, Health
 
 ME: Address = ("198.18.0.1", 7946)
 
@@ -157,3 +168,41 @@ def test_leave_without_peers_is_drained_at_once_and_only_once() -> None:
     node = make()
     assert notes(node.leave(1.0, timeout=30.0)) == [LeaveDrained(drained=True)]
     assert notes(node.leave(1.5, timeout=30.0)) == []
+
+
+# Self-preservation: the core judges it, so the simulator runs it as the node does.
+
+
+def with_peers_and_entries(n: int) -> tuple[Protocol, list[Entry]]:
+    """A node that knows ``n`` peers alive, each owning one instance of web."""
+    node = make()
+    alive = tuple(Alive(f"p{i}", peer(i), 1, {}) for i in range(1, n + 1))
+    node.handle_packet(0.0, peer(1), encode_packet(Packet(None, alive)))
+    entries = [
+        Entry("web", f"w{i}", "198.18.1.1", 80, (), {}, 1, Health.PASSING, "", f"p{i}", 1, i, False)
+        for i in range(1, n + 1)
+    ]
+    updates = tuple(EntryUpdate(e) for e in entries)
+    node.handle_packet(0.0, peer(1), encode_packet(Packet(None, updates)))
+    assert node.table.live("web") == entries
+    return node, entries
+
+
+def test_a_mass_death_starts_self_preservation_in_the_core_until_its_deadline() -> None:
+    node, entries = with_peers_and_entries(4)
+    deaths = Packet(None, (Dead("p1", 1, "p3"), Dead("p2", 1, "p3")))  # 2 of 5 within a packet
+    effects = node.handle_packet(1.0, peer(3), encode_packet(deaths))
+    assert StaleChanged(tuple(entries[:2]), active=True) in notes(effects)
+    assert node.preservation.stale_entries() == entries[:2]
+    deadline = timer(effects, TimerKind.PRESERVATION)
+    assert deadline.at == 1.0 + node.preservation.config.max_duration
+    effects = node.handle_timer(deadline.at, deadline.timer)
+    assert notes(effects) == [StaleChanged(tuple(entries[:2]), active=False)]
+    assert node.preservation.stale_entries() == []
+
+
+def test_a_single_death_is_believed() -> None:
+    node, _ = with_peers_and_entries(4)
+    effects = node.handle_packet(1.0, peer(3), encode_packet(Packet(None, (Dead("p1", 1, "p3"),))))
+    assert not any(isinstance(n, StaleChanged) for n in notes(effects))
+    assert node.preservation.stale_entries() == []

@@ -14,22 +14,28 @@ the effects out, in order:
 - ``StreamRequest`` / ``StreamSend``: one task each in the node's nursery
   (connect, write a frame, read the reply, report back).
 - ``Notify``: published on the event stream (``events.py``), wakes watchers
-  of the affected service (``watch.py``), logs member changes, feeds
-  self-preservation (``stale_entries.py``), and tells the journal writer
-  (``durability.py``) when our own entries change.
+  of the affected service (``watch.py``), logs member changes, wakes
+  watchers of what self-preservation shows stale (``stale_entries.py``),
+  and tells the journal writer (``durability.py``) when our own entries
+  change. The core's word to its driver (``JoinResult``, ``LeaveDrained``)
+  ends a ``join`` or a ``leave``: the policy is the core's, shared with the
+  simulator.
 
 ``now`` is always ``trio.current_time()``, so ``trio.testing.MockClock``
 drives the node as it drives trio. Everything the node runs lives in one
 nursery opened by ``run``: the UDP receive and send loops, the TCP accept
-loop and its connection tasks, the timer task, stream tasks, the
-self-preservation deadline task, the health checks (``health.py``), the
-journal writer (``durability.py``), the background join, the HTTP API
-and DNS (``api/serve.py``). Cancelling ``run`` stops all of it; its
+loop and its connection tasks, the timer task, stream tasks, the health
+checks (``health.py``), the journal writer (``durability.py``), the HTTP
+API and DNS (``api/serve.py``). Cancelling ``run`` stops all of it; its
 ``finally`` writes the last snapshot and closes both sockets.
 
 Durability: with a ``data_dir``, ``register`` and ``deregister`` return only
 once the change is in the journal on disk (a failed fsync undoes it and
 raises ``DurabilityError``); without one nothing survives a restart.
+
+The wall clock (``time.time`` unless another source is given) is read again
+before every call into the core (``_core_now``), so HLC stamps follow a
+clock that NTP steps while the node runs.
 
 Gossip encryption (``keyring.py``, set up by ``gossip_encryption.py``): with
 a keyring the transport seals and opens every datagram and frame, the core
@@ -70,10 +76,13 @@ from gossip_registry.core.config import ProtocolConfig
 from gossip_registry.core.effects import (
     Effect,
     EntryChanged,
+    JoinResult,
+    LeaveDrained,
     MemberChanged,
     Notify,
     Send,
     SetTimer,
+    StaleChanged,
     StreamRequest,
     StreamSend,
     Timer,
@@ -103,12 +112,6 @@ from gossip_registry.watch import CATALOG, MEMBERS, ChangeIndex
 __all__ = ["MemberView", "Node", "NodeConfig", "open_node"]
 
 logger = logging.getLogger("gossip_registry")
-
-JOIN_ATTEMPTS = 6
-"""Background joins tried (with doubling backoff) while no seed answers: peers may start later."""
-JOIN_BACKOFF = 1.0
-"""First delay between background join attempts, seconds; doubles up to JOIN_BACKOFF_MAX."""
-JOIN_BACKOFF_MAX = 16.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -267,20 +270,15 @@ class _TimerHeap:
 
 
 class _JoinWait:
-    """The sync streams one ``join`` started, and how many seeds answered."""
+    """A ``join`` call waiting for the core's ``JoinResult`` with its tag."""
 
-    def __init__(self, tokens: set[int]) -> None:
-        self.pending = tokens
+    def __init__(self) -> None:
         self.answered = 0
         self.done = trio.Event()
-        if not tokens:
-            self.done.set()
 
-    def finish(self, token: int, answered: bool) -> None:
-        self.pending.discard(token)
-        self.answered += answered
-        if not self.pending:
-            self.done.set()
+    def finish(self, result: JoinResult) -> None:
+        self.answered = result.answered
+        self.done.set()
 
 
 class Node:
@@ -293,6 +291,9 @@ class Node:
     ``await nursery.start(node.run)`` runs it in the caller's nursery.
 
     A Node object runs once; build a new one to restart.
+
+    ``wall_clock`` is read for every HLC stamp (tests pass a clock that NTP
+    "steps"); ``now`` stays ``trio.current_time()``.
 
     Raises:
         ValueError: from the constructor, for a name or metadata peers
@@ -313,7 +314,7 @@ class Node:
     http_stats: dict[str, int]
     """HTTP interface counters (connections refused, body timeouts ...), for metrics."""
 
-    def __init__(self, config: NodeConfig) -> None:
+    def __init__(self, config: NodeConfig, *, wall_clock: Callable[[], float] = time.time) -> None:
         try:
             check_update(Alive(config.name, ("0.0.0.0", 0), 0, dict(config.meta)))
         except CodecError as exc:
@@ -335,6 +336,7 @@ class Node:
             encrypt_outgoing=config.gossip_encrypt_outgoing,
         )
         self.config = config
+        self._wall_clock = wall_clock
         self.name = config.name
         self.gossip_addr = config.bind
         self.advertise_addr = config.advertise or config.bind
@@ -349,8 +351,10 @@ class Node:
         self._running = False
         self._stopped = trio.Event()
         self._timers = _TimerHeap()
+        # Join and leave policy is the core's (core/protocol.py); these wait on its word.
         self._join_waits: dict[int, _JoinWait] = {}
-        self._progress: trio.Event | None = None
+        self._join_tags = itertools.count(1)
+        self._leave_drained = trio.Event()
         # The longest event-loop stall while we run (stall.py): /v1/status and /metrics.
         self.stalls = StallMeter()
         # A large table is frozen out of the cyclic GC's full passes as it grows (heap.py).
@@ -450,11 +454,13 @@ class Node:
                 self.advertise_addr,
                 rng=random.Random(os.urandom(16)),
                 now=now,
-                wall_offset=time.time() - now,
+                wall_offset=self._wall_clock() - now,
                 incarnation=snapshot.incarnation if snapshot is not None else None,
                 meta=config.meta,
                 entries=snapshot.entries if snapshot is not None else (),
+                preservation=config.self_preservation,
             )
+            self._stale.attach(protocol.preservation)
             if config.data_dir is not None:
                 self._durable = DurableStore(
                     config.data_dir, self.name, protocol, self._checks, generation
@@ -469,8 +475,7 @@ class Node:
                 nursery.start_soon(transport.receive_loop, self._on_datagram)
                 await nursery.start(transport.serve_streams, self._on_frame)
                 nursery.start_soon(self._timers.run, self._on_timer)
-                nursery.start_soon(self._stale.run, protocol.members)
-                self._apply(protocol.start(trio.current_time()))
+                self._apply(protocol.start(self._core_now()))
                 await nursery.start(self._checks.run)
                 if snapshot is not None:
                     self._restore_checks(snapshot)
@@ -483,11 +488,17 @@ class Node:
                     from gossip_registry.api.serve import serve_interfaces  # lazy: optional deps
 
                     await serve_interfaces(nursery, self)
-                seeds = list(config.seeds)
-                if snapshot is not None:
-                    seeds += [(h, p) for n, h, p in snapshot.members if n != self.name]
-                if seeds:
-                    nursery.start_soon(self._join_in_background, seeds)
+                known = [] if snapshot is None else snapshot.members
+                if config.seeds or known:
+                    # The core's policy: every seed plus a few remembered members, retried.
+                    self._apply(
+                        protocol.join_at_start(
+                            self._core_now(),
+                            [s for s in config.seeds if s not in self._own_addrs()],
+                            [(h, p) for n, h, p in known if n != self.name],
+                            tag=next(self._join_tags),
+                        )
+                    )
                 logger.info(
                     "node %s listening on %s:%d (advertising %s:%d, incarnation %d)",
                     self.name,
@@ -503,6 +514,7 @@ class Node:
             self._nursery = None
             for wait in self._join_waits.values():
                 wait.done.set()
+            self._leave_drained.set()
             self._index.close()
             self.events.close()
             try:
@@ -525,20 +537,19 @@ class Node:
     async def leave(self) -> None:
         """Graceful leave: broadcast left, wait up to leave_timeout, then stop.
 
-        The wait ends as soon as the leave has been gossiped its full
-        retransmit count (the broadcast queue is empty) and the datagrams
-        have left the socket, or at once if we have no peers to tell.
-        Returns once the node has stopped.
+        The core decides when the leave has spread (``LeaveDrained``: gossiped
+        its full retransmit count, or nobody to tell, or leave_timeout is
+        up); the node then lets the datagrams leave the socket, within the
+        same leave_timeout. Returns once the node has stopped.
         """
         protocol = self._require_running()
         transport = self._transport
         assert transport is not None
-        self._apply(protocol.leave(trio.current_time()))
+        deadline = trio.current_time() + self.config.leave_timeout
+        self._apply(protocol.leave(self._core_now(), self.config.leave_timeout))
         logger.info("node %s leaving", self.name)
-        with trio.move_on_after(self.config.leave_timeout):
-            while len(protocol.queue) and protocol.members.active_count > 1 and self._running:
-                self._progress = progress = trio.Event()
-                await progress.wait()
+        await self._leave_drained.wait()
+        with trio.move_on_at(deadline):
             await transport.drain()
         self.stop()
         await self._stopped.wait()
@@ -552,38 +563,36 @@ class Node:
         Our own addresses are skipped.
         """
         protocol = self._require_running()
-        own = {self.gossip_addr, self.advertise_addr}
+        own = self._own_addrs()
         targets = [s for s in dict.fromkeys((str(h), int(p)) for h, p in seeds) if s not in own]
         if not targets:
             return 0
-        effects = protocol.join(trio.current_time(), targets)
-        wait = _JoinWait({e.token for e in effects if isinstance(e, StreamRequest)})
-        for token in wait.pending:
-            self._join_waits[token] = wait
-        self._apply(effects)
+        tag = next(self._join_tags)
+        wait = self._join_waits[tag] = _JoinWait()
         try:
+            self._apply(protocol.join(self._core_now(), targets, tag=tag))
             with trio.move_on_after(self.config.tcp_timeout + 1.0):
                 await wait.done.wait()
         finally:
-            for token in wait.pending:
-                self._join_waits.pop(token, None)
-        logger.info("joined through %d of %d seeds", wait.answered, len(targets))
+            self._join_waits.pop(tag, None)
         return wait.answered
 
-    async def _join_in_background(self, seeds: list[Address]) -> None:
-        """Join at start, retrying with backoff while nobody answers (peers may start later)."""
-        delay = JOIN_BACKOFF
-        for attempt in range(1, JOIN_ATTEMPTS + 1):
-            if await self.join(seeds) > 0:
-                return
-            protocol = self._protocol
-            if protocol is not None and protocol.members.active_count > 1:
-                return  # someone found us meanwhile
-            if attempt < JOIN_ATTEMPTS:
-                logger.warning("no seed answered (attempt %d); retrying in %.0fs", attempt, delay)
-                await trio.sleep(delay)
-                delay = min(2 * delay, JOIN_BACKOFF_MAX)
-        logger.warning("gave up joining: none of %d seeds answered", len(seeds))
+    def _own_addrs(self) -> set[Address]:
+        return {self.gossip_addr, self.advertise_addr}
+
+    def _joined(self, result: JoinResult) -> None:
+        """Log a join attempt's outcome (the core decides on retries) and wake its caller."""
+        if result.retry_in is not None:
+            logger.warning(
+                "no seed answered (attempt %d); retrying in %.0fs", result.attempt, result.retry_in
+            )
+        elif result.answered:
+            logger.info("joined through %d of %d seeds", result.answered, result.asked)
+        elif result.asked:
+            logger.warning("gave up joining: none of %d seeds answered", result.asked)
+        wait = self._join_waits.get(result.tag)
+        if wait is not None:
+            wait.finish(result)
 
     def members(self) -> list[MemberView]:
         """Every member we know (ourselves included, dead and left ones until reaped), by name."""
@@ -643,7 +652,7 @@ class Node:
         undo = self._undo_for((service, instance_id))
         try:
             entry, effects = protocol.register(
-                trio.current_time(),
+                self._core_now(),
                 service,
                 instance_id,
                 address,
@@ -686,7 +695,7 @@ class Node:
         key = matches[0].key
         undo = self._undo_for(key)
         self._checks.remove(key)
-        entry, effects = protocol.deregister(trio.current_time(), key)
+        entry, effects = protocol.deregister(self._core_now(), key)
         self._apply(effects)
         await self._make_durable(Delete(key), undo)
         return entry
@@ -838,6 +847,13 @@ class Node:
 
     # ------------------------------------------------------------ driving
 
+    def _core_now(self) -> float:
+        """``now`` for a call into the core, which is first told the wall clock's reading."""
+        now = trio.current_time()
+        if self._protocol is not None:
+            self._protocol.observe_wall(now, self._wall_clock())
+        return now
+
     def _protocol_or_raise(self) -> Protocol:
         if self._protocol is None:
             raise RuntimeError(f"node {self.name} has not started")
@@ -852,7 +868,7 @@ class Node:
     def _on_datagram(self, src: Address, data: bytes) -> None:
         assert self._protocol is not None
         self.traffic.count("in", "udp", data)
-        self._apply(self._protocol.handle_packet(trio.current_time(), src, data))
+        self._apply(self._protocol.handle_packet(self._core_now(), src, data))
 
     def _on_frame(self, src: Address, data: bytes) -> bytes | None:
         assert self._protocol is not None
@@ -862,7 +878,7 @@ class Node:
             if keyring_reply is None:
                 self._protocol.stats["keyring_refused"] += 1
             return keyring_reply
-        reply, effects = self._protocol.handle_stream(trio.current_time(), src, data)
+        reply, effects = self._protocol.handle_stream(self._core_now(), src, data)
         if reply is not None:
             self.traffic.count("out", "tcp", reply)
         self._apply(effects)
@@ -870,6 +886,7 @@ class Node:
 
     def _on_timer(self, now: float, timer: Timer) -> None:
         assert self._protocol is not None
+        self._protocol.observe_wall(now, self._wall_clock())
         self._apply(self._protocol.handle_timer(now, timer))
 
     def _apply(self, effects: list[Effect]) -> None:
@@ -893,10 +910,6 @@ class Node:
                 self._notify(effect.event)
         assert self._protocol is not None
         self._heap.table_size(len(self._protocol.table))
-        self._stale.settle(self._protocol.members)
-        if self._progress is not None:
-            self._progress.set()
-            self._progress = None
         if self._durable is not None:
             self._durable.effects_applied()
 
@@ -906,15 +919,20 @@ class Node:
         reply = await self._transport.request(request.addr, request.data)
         if reply is not None:
             self.traffic.count("in", "tcp", reply)
-        protocol = self._protocol
-        completed = protocol.stats["syncs_completed"]
-        effects = protocol.handle_stream_reply(trio.current_time(), request.token, reply)
-        wait = self._join_waits.pop(request.token, None)
-        if wait is not None:
-            wait.finish(request.token, protocol.stats["syncs_completed"] > completed)
-        self._apply(effects)
+        self._apply(self._protocol.handle_stream_reply(self._core_now(), request.token, reply))
 
-    def _notify(self, event: MemberChanged | EntryChanged) -> None:
+    def _notify(
+        self, event: MemberChanged | EntryChanged | JoinResult | LeaveDrained | StaleChanged
+    ) -> None:
+        if isinstance(event, JoinResult):
+            self._joined(event)
+            return
+        if isinstance(event, LeaveDrained):
+            self._leave_drained.set()
+            return
+        if isinstance(event, StaleChanged):
+            self._stale.changed(event)
+            return
         self.events.notify(event)
         if isinstance(event, MemberChanged):
             logger.info(
@@ -924,13 +942,11 @@ class Node:
                 event.incarnation,
             )
             self._index.changed((MEMBERS,))
-            self._stale.member_changed(event)
             if self._durable is not None:  # the snapshot's member list, saved lazily
                 self._durable.lazy_change()
             return
         entries = [e for e in (event.old, event.new) if e is not None]
         service = entries[0].service  # one key, so one service
-        self._stale.entry_changed(event)
         # The catalog (service -> count) changes only when an instance comes or goes.
         self._index.changed(
             (service, CATALOG) if event.old is None or event.new is None else (service,)
@@ -992,7 +1008,7 @@ class Node:
     ) -> None:
         """Write ``entry``'s content again (a new version) with this status and these checks."""
         _, effects = protocol.register(
-            trio.current_time(),
+            self._core_now(),
             entry.service,
             entry.instance_id,
             entry.address,
@@ -1011,7 +1027,7 @@ class Node:
         if protocol is None or not self._running:
             return
         logger.warning("deregistering %s/%s: critical longer than its deregister_after", *key)
-        _, effects = protocol.deregister(trio.current_time(), key)
+        _, effects = protocol.deregister(self._core_now(), key)
         self._apply(effects)
         if self._durable is not None:  # nobody was promised it: no wait, no undo
             self._durable.record_lazily(Delete(key))
@@ -1040,7 +1056,7 @@ class Node:
                 return
             if previous is None:
                 self._checks.remove(key)
-                _, effects = protocol.deregister(trio.current_time(), key)
+                _, effects = protocol.deregister(self._core_now(), key)
                 self._apply(effects)
             else:
                 self._write_back(protocol, previous, previous.status, previous.checks)

@@ -53,6 +53,7 @@ from gossip_registry.api.http_limits import BodyDeadline, serve_connections
 from gossip_registry.api.view_cache import ViewCache
 from gossip_registry.config import parse_duration
 from gossip_registry.core.messages import Address
+from gossip_registry.durability import DurabilityError
 from gossip_registry.events import parse_kinds
 from gossip_registry.fdlimit import connection_budget
 from gossip_registry.registry.entry import Entry
@@ -67,10 +68,6 @@ from gossip_registry.registry.schema import (
     name_problem,
     port_problem,
 )
-from gossip_registry.core.messages import Address
-from gossip_registry.durability import DurabilityError
-from gossip_registry.events import parse_kinds
-from gossip_registry.registry.entry import Entry
 from gossip_registry.watch import TooManyWaiters
 
 if TYPE_CHECKING:  # node.py starts the HTTP API, so importing it here would be circular

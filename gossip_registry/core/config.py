@@ -60,6 +60,15 @@ class ProtocolConfig:
     """Digest buckets for anti-entropy; a differing bucket costs its entries on the wire."""
     broadcast_queue_limit: int = 16384
     """Most updates queued for piggybacking; the most-sent are dropped first beyond it."""
+    join_attempts: int = 6
+    """Joins tried at start while no seed answers (peers may start later); then it gives up."""
+    join_backoff: float = 1.0
+    """Seconds before the second join attempt; doubles each time up to join_backoff_max."""
+    join_backoff_max: float = 16.0
+    """Longest wait between two join attempts."""
+    rejoin_limit: int = 8
+    """A node restarted from a snapshot joins through every seed plus at most this many
+    (random) members it last knew: each is a full push-pull, which adds up at 10,000 nodes."""
     limits: Limits = field(default_factory=Limits)
     """Bounds on what peers can make us hold (``core/limits.py``); cluster.toml's [limits]."""
     seal_overhead: int = 0

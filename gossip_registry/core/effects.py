@@ -12,7 +12,12 @@ and the driver carries them out in order:
   reply)``, with ``reply=None`` if anything failed (refused, timed out,
   malformed framing).
 - ``StreamSend``: open a TCP stream, write one frame, close; no reply.
-- ``Notify``: an event for observers (watchers, logs, metrics, tests).
+- ``Notify``: an event for observers (watchers, logs, metrics, tests), or
+  for the driver itself: ``JoinResult``, ``LeaveDrained`` and ``StaleChanged``
+  carry the core's join, leave and self-preservation policy (retries,
+  backoff, when a leaving node may stop, what is served stale), so every
+  driver runs the same policy and none reads the core's counters or queues
+  to decide.
 """
 
 from __future__ import annotations
@@ -48,6 +53,12 @@ class TimerKind(IntEnum):
     MERGE = 11
     """Merge the next chunk of a large push-pull message. Armed at ``now``: the driver
     lets other events (probes) in first, so a big merge never blocks the node."""
+    JOIN = 12
+    """Next attempt of a join at start that nobody answered yet (subject: the join's tag)."""
+    LEAVE = 13
+    """A graceful leave's time is up: the driver may stop even if gossip is still queued."""
+    PRESERVATION = 14
+    """A self-preservation reached its ``max_duration``: the dead are believed."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -107,8 +118,47 @@ class EntryChanged:
 
 
 @dataclass(frozen=True, slots=True)
+class JoinResult:
+    """One attempt of the join tagged ``tag`` (the driver's number) is over.
+
+    ``answered`` of the ``asked`` seeds completed a push-pull. ``retry_in``:
+    seconds until the next attempt, or None when this join is over (it
+    reached someone, someone reached us, or attempts ran out; then ``asked``
+    may be 0: no attempt was made).
+    """
+
+    tag: int
+    attempt: int
+    answered: int
+    asked: int
+    retry_in: float | None
+
+
+@dataclass(frozen=True, slots=True)
+class LeaveDrained:
+    """A graceful leave may stop now: its news went out its full retransmit count or
+    there is nobody left to tell (``drained``), or its time ran out (not ``drained``).
+    Sent once per leave, after the effects that sent the last of it."""
+
+    drained: bool
+
+
+@dataclass(frozen=True, slots=True)
+class StaleChanged:
+    """Self-preservation (``registry/preservation.py``) changed what is served stale.
+
+    ``entries`` started or stopped being shown stale (wake their services'
+    watchers); ``active``: whether a preservation runs now. Sent once per
+    batch of effects, after the changes that caused it.
+    """
+
+    entries: tuple[Entry, ...]
+    active: bool
+
+
+@dataclass(frozen=True, slots=True)
 class Notify:
-    event: MemberChanged | EntryChanged
+    event: MemberChanged | EntryChanged | JoinResult | LeaveDrained | StaleChanged
 
 
 Effect = Send | SetTimer | StreamRequest | StreamSend | Notify

@@ -31,18 +31,31 @@ dissemination; this class adds the registry on top of it:
   Each page gets its own finish. A message's entries are merged
   ``MERGE_CHUNK`` at a time, continuing on a ``MERGE`` timer armed at
   ``now``, so the driver answers probes between chunks.
+- Self-preservation (``registry/preservation.py``): the core feeds it its
+  own member and entry changes, judges each batch once, ends it at its
+  deadline by a timer, and says what is served stale (``StaleChanged``).
+- Joining (``join``, ``join_at_start``): push-pull with each seed. At start
+  or restart a node asks every seed plus at most ``rejoin_limit`` members its
+  snapshot knew, and retries with doubling backoff while nobody answers; each
+  attempt ends in a ``JoinResult`` notification. This is the one join policy:
+  the trio node and the simulator both run it.
 
 Sans-I/O like the rest of the core: ``now`` is monotonic seconds from the
-driver; wall-clock time for HLC stamps is ``now + wall_offset``.
+driver; wall-clock time for HLC stamps is ``now + wall_offset``. The driver
+reads the real clock before every call (``observe_wall``), so a clock that
+NTP steps while the node runs is followed at once; the offset given at
+construction is only the first reading.
 
 Clock skew (``Limits.max_clock_skew``): an entry stamped further ahead of our
 wall clock than the limit is dropped and counted, and our HLC does not
 observe it. Otherwise one node with a clock a year ahead would pin its
 entries for a year (no honest write could beat them) and drag every HLC
 that saw them a year forward. Such an owner's writes are refused everywhere
-until its clock is sane; it then notices that its HLC runs beyond the limit,
-resets it, and restamps its own entries at the corrected time, and those
-versions win.
+until its clock is sane; it then notices that its HLC runs beyond the limit
+(at its next write or probe tick, whichever comes first), resets it, and
+restamps its own entries at the corrected time, and those versions win. The
+reset HLC starts above every own version it keeps, so no later write of ours
+can lose to one of them.
 """
 
 from __future__ import annotations
@@ -62,8 +75,17 @@ from gossip_registry.core.codec import (
     packet_overhead,
 )
 from gossip_registry.core.config import ProtocolConfig
-from gossip_registry.core.effects import Effect, EntryChanged, Notify, StreamSend, TimerKind
+from gossip_registry.core.effects import (
+    Effect,
+    EntryChanged,
+    JoinResult,
+    Notify,
+    StaleChanged,
+    StreamSend,
+    TimerKind,
+)
 from gossip_registry.core.messages import (
+    ACTIVE_STATES,
     Address,
     Alive,
     EntryUpdate,
@@ -78,6 +100,7 @@ from gossip_registry.core.messages import (
 from gossip_registry.core.swim import INCARNATION_CEILING, Swim
 from gossip_registry.registry.clock import HybridClock, stamp_wall
 from gossip_registry.registry.entry import CheckState, Entry, EntryKey, Health
+from gossip_registry.registry.preservation import Preservation, PreservationConfig
 from gossip_registry.registry.table import RegistryTable
 
 _GONE = (MemberState.DEAD, MemberState.LEFT)
@@ -123,6 +146,20 @@ class _MergeJob:
     repaired: int = 0
 
 
+@dataclass(slots=True)
+class _Join:
+    """One join in progress: its seeds, attempts so far and the current attempt's replies."""
+
+    tag: int
+    seeds: tuple[Address, ...]
+    attempts: int
+    delay: float
+    attempt: int = 0
+    asked: int = 0
+    pending: int = 0
+    answered: int = 0
+
+
 class Protocol(Swim):
     """One node's whole protocol: membership (SWIM + Lifeguard), dissemination, registry.
 
@@ -137,6 +174,7 @@ class Protocol(Swim):
             then starts one above it, so its old life's news cannot beat it.
         meta: node metadata (small string map).
         entries: our own live registrations from a snapshot; re-asserted on start.
+        preservation: when a mass death is doubted (self-preservation).
     """
 
     def __init__(
@@ -151,6 +189,7 @@ class Protocol(Swim):
         incarnation: int | None = None,
         meta: Mapping[str, str] | None = None,
         entries: Sequence[Entry] = (),
+        preservation: PreservationConfig | None = None,
     ) -> None:
         # A snapshot above the ceiling was written by a node that believed forged
         # news (issue 10, finding 1): one above it would not encode, so start afresh
@@ -169,6 +208,13 @@ class Protocol(Swim):
         self._timer_handlers[TimerKind.REAP] = self._on_reap_tick
         self._timer_handlers[TimerKind.MERGE] = lambda now, _: self._merge_some(now)
         self._merges: deque[_MergeJob] = deque()
+        self._timer_handlers[TimerKind.JOIN] = self._on_join_retry
+        self._timer_handlers[TimerKind.PRESERVATION] = self._on_preservation_deadline
+        self._joins: dict[int, _Join] = {}
+        self.preservation = Preservation(preservation or PreservationConfig())
+        """Read it to serve stale entries; the core alone feeds it."""
+        self._preservation_due = False
+        self._stale_changed: list[Entry] = []
         self._entry_budget = config.payload_size - packet_overhead(None, MAX_UPDATES)
         self._orphans: dict[str, float] = {}
         """Owners of stored entries that are not members, and when a reap first saw them."""
@@ -187,13 +233,80 @@ class Protocol(Swim):
         self._arm(TimerKind.REAP, now + self.config.reap_interval)
         return super().start(now)
 
-    def join(self, now: float, seeds: Iterable[Address]) -> list[Effect]:
-        """Push-pull with each seed and announce ourselves."""
-        for seed in seeds:
-            if seed != self.addr:
-                self._sync_with(seed)
-        self._refresh_alive()
+    def join(self, now: float, seeds: Iterable[Address], *, tag: int = 0) -> list[Effect]:
+        """Push-pull with each seed (once) and announce ourselves.
+
+        A ``JoinResult`` carrying ``tag`` says how many answered, once every
+        exchange has ended.
+        """
+        self._attempt_join(now, _Join(tag, tuple(seeds), attempts=1, delay=0.0))
         return self._drain(now)
+
+    def join_at_start(
+        self,
+        now: float,
+        seeds: Iterable[Address],
+        known: Iterable[Address] = (),
+        *,
+        tag: int = 0,
+    ) -> list[Effect]:
+        """Join at start or restart: through every seed and some members we knew.
+
+        ``known`` is where a snapshot saw the cluster; at most ``rejoin_limit``
+        of them (chosen at random) are asked besides the seeds, since each is
+        a full push-pull. While nobody answers and nobody has found us, the
+        join is tried again, up to ``join_attempts`` times, with doubling
+        backoff from ``join_backoff`` to ``join_backoff_max`` seconds: peers
+        may start later. Each attempt ends in a ``JoinResult``.
+        """
+        first = tuple(dict.fromkeys(seeds))
+        others = [a for a in dict.fromkeys(known) if a not in first and a != self.addr]
+        if len(others) > self.config.rejoin_limit:
+            others = self.rng.sample(others, self.config.rejoin_limit)
+        config = self.config
+        join = _Join(tag, (*first, *others), config.join_attempts, config.join_backoff)
+        self._joins[tag] = join
+        self._attempt_join(now, join)
+        return self._drain(now)
+
+    def _attempt_join(self, now: float, join: _Join) -> None:
+        join.attempt += 1
+        targets = [s for s in join.seeds if s != self.addr]
+        join.asked = join.pending = len(targets)
+        join.answered = 0
+        for seed in targets:
+            self._sync_with(seed, lambda at, answered: self._join_reply(at, join, answered))
+        self._refresh_alive()
+        if not targets:
+            self._join_attempt_over(now, join)
+
+    def _join_reply(self, now: float, join: _Join, answered: bool) -> None:
+        join.pending -= 1
+        join.answered += answered
+        if join.pending == 0:
+            self._join_attempt_over(now, join)
+
+    def _join_attempt_over(self, now: float, join: _Join) -> None:
+        retry_in = None
+        alone = self.members.active_count <= 1
+        if join.answered == 0 and join.asked and alone and join.attempt < join.attempts:
+            retry_in = join.delay
+            join.delay = min(2 * join.delay, self.config.join_backoff_max)
+            self._arm(TimerKind.JOIN, now + retry_in, str(join.tag))
+        elif self._joins.get(join.tag) is join:
+            del self._joins[join.tag]
+        event = JoinResult(join.tag, join.attempt, join.answered, join.asked, retry_in)
+        self._out.append(Notify(event))
+
+    def _on_join_retry(self, now: float, subject: str) -> None:
+        join = self._joins.get(int(subject))
+        if join is None:
+            return
+        if self.members.active_count > 1:  # someone found us meanwhile
+            del self._joins[join.tag]
+            self._out.append(Notify(JoinResult(join.tag, join.attempt + 1, 0, 0, None)))
+            return
+        self._attempt_join(now, join)
 
     def register(
         self,
@@ -293,6 +406,15 @@ class Protocol(Swim):
         """Our live registrations, as a snapshot keeps them."""
         return [e for e in self.table.owned_by(self.name) if not e.deleted]
 
+    def observe_wall(self, now: float, wall: float) -> None:
+        """The driver's wall-clock reading ``wall`` (seconds) taken at monotonic ``now``.
+
+        Stamps and the skew limit follow it from this call on. Drivers call it
+        before every entry point: reading the clock once at start-up would keep
+        a node stepped by NTP stamping with the old clock until it restarts.
+        """
+        self.wall_offset = wall - now
+
     # ---------------------------------------------------------- registry news
 
     def _restamp(self, now: float, entry: Entry, *, deleted: bool) -> Entry:
@@ -312,22 +434,39 @@ class Protocol(Swim):
         been corrected. Peers refused what we stamped meanwhile.
         """
         wall = now + self.wall_offset
+        self._check_clock(now)
+        return self.clock.tick(wall)
+
+    def _check_clock(self, now: float) -> None:
+        wall = now + self.wall_offset
         if stamp_wall(self.clock.last) > wall + self.config.limits.max_clock_skew:
             self._recover_clock(now, wall)
-        return self.clock.tick(wall)
 
     def _recover_clock(self, now: float, wall: float) -> None:
         """Restart the HLC at ``wall`` and restamp our versions stamped beyond the limit.
 
-        Dropped first: by the merge rule no later write could beat them.
+        Dropped first: by the merge rule no later write could beat them. The
+        versions kept (ahead of ``wall`` but within the limit) are observed
+        first, so every stamp issued afterwards still beats them.
         """
         self.stats["clock_resets"] += 1
         self.clock = HybridClock()
         limit = wall + self.config.limits.max_clock_skew
+        beyond = []
         for entry in self.table.owned_by(self.name):
             if stamp_wall(entry.stamp) > limit:
-                self.table.discard(entry.key)
-                self._store(now, self._restamp(now, entry, deleted=entry.deleted))
+                beyond.append(entry)
+            else:
+                self.clock.observe(entry.stamp)
+        for entry in beyond:
+            self.table.discard(entry.key)
+            self._store(now, self._restamp(now, entry, deleted=entry.deleted))
+
+    def _on_probe_tick(self, now: float, subject: str) -> None:
+        # Recover a corrected clock within one probe period even if nothing is
+        # written: until then peers keep refusing our future-stamped versions.
+        self._check_clock(now)
+        super()._on_probe_tick(now, subject)
 
     def _from_future(self, now: float, entry: Entry) -> bool:
         """Whether ``entry`` is stamped beyond the skew limit (counted if so)."""
@@ -390,6 +529,10 @@ class Protocol(Swim):
             return False
         old = previous if previous is not None and not previous.deleted else None
         new = None if entry.deleted else entry
+        if new is not None:
+            self.preservation.entry_replaced(new)
+        elif old is not None:
+            self.preservation.entry_removed(old)
         if old is not None or new is not None:
             self._out.append(Notify(EntryChanged(old, new)))
         if gossip:
@@ -399,6 +542,7 @@ class Protocol(Swim):
     def _on_member_changed(
         self, now: float, record: MemberRecord, old: MemberRecord | None
     ) -> None:
+        self._preservation_member(now, record, old)
         if record.state in _GONE:
             # It may have lived on at incarnations we never heard of: fence them all.
             level = MAX_INCARNATION
@@ -413,8 +557,45 @@ class Protocol(Swim):
             return
         removed = self.table.set_fence(record.name, level, now + self.wall_offset)
         for entry in removed:
+            self.preservation.entry_removed(entry)
             self._out.append(Notify(EntryChanged(entry, None, fenced=True)))
         self.stats["entries_fenced"] += len(removed)
+
+    # ------------------------------------------------------ self-preservation
+
+    def _preservation_member(
+        self, now: float, record: MemberRecord, old: MemberRecord | None
+    ) -> None:
+        """Deaths (of alive or suspect members: not leaves, not old news) and returns."""
+        previous = None if old is None else old.state
+        if record.state is MemberState.DEAD:
+            if previous in ACTIVE_STATES:
+                self.preservation.member_died(now, record.name)
+                self._preservation_due = True
+        elif previous is MemberState.DEAD:
+            self._stale_changed += self.preservation.member_returned(record.name)
+            self._preservation_due = True
+
+    def _judge_preservation(self, now: float) -> None:
+        """Start or end a preservation; a burst of deaths in one batch is judged as one."""
+        was = self.preservation.active
+        self._stale_changed += self.preservation.evaluate(now, self.members.active_count)
+        if self.preservation.active and not was:
+            self._arm(TimerKind.PRESERVATION, self.preservation.deadline)
+        elif was and not self.preservation.active:
+            self._tokens.pop((TimerKind.PRESERVATION, ""), None)
+
+    def _on_preservation_deadline(self, now: float, _: str) -> None:
+        self._judge_preservation(now)
+
+    def _drain(self, now: float) -> list[Effect]:
+        if self._preservation_due:
+            self._preservation_due = False
+            self._judge_preservation(now)
+        if self._stale_changed:
+            changed, self._stale_changed = self._stale_changed, []
+            self._out.append(Notify(StaleChanged(tuple(changed), self.preservation.active)))
+        return super()._drain(now)
 
     def _on_refuted(self, now: float, accusation: MemberState) -> None:
         # Peers fence a dead member's entries at the incarnation they saw die.
@@ -482,10 +663,17 @@ class Protocol(Swim):
                     self._out.append(Notify(EntryChanged(entry, None, fenced=True)))
                 self.stats["orphan_entries_expired"] += len(removed)
 
-    def _sync_with(self, addr: Address) -> None:
+    def _sync_with(self, addr: Address, done: Callable[[float, bool], None] | None = None) -> None:
+        """Start a push-pull with ``addr``; ``done(now, answered)`` once it has ended."""
         self.stats["syncs_started"] += 1
         hello = SyncHello(self.members.me, self.members.digest, self.table.bucket_digests())
-        self._stream(addr, encode_stream(hello), lambda now, m: self._on_sync_reply(now, addr, m))
+
+        def on_reply(now: float, message: StreamMessage | None) -> None:
+            answered = self._on_sync_reply(now, addr, message)
+            if done is not None:
+                done(now, answered)
+
+        self._stream(addr, encode_stream(hello), on_reply)
 
     def _on_stream_message(self, now: float, src: Address, message: StreamMessage) -> bytes | None:
         if isinstance(message, SyncHello):
@@ -541,11 +729,15 @@ class Protocol(Swim):
 
     def _on_sync_reply(
         self, now: float, addr: Address, message: StreamMessage | None, start: int = 0
-    ) -> None:
-        """A reply (page) from ``addr`` to a hello (``start`` 0) or to a ``SyncMore``."""
+    ) -> bool:
+        """Take a reply (page) from ``addr`` to a hello (``start`` 0) or to a ``SyncMore``.
+
+        Merges it (in chunks), sends back what the peer lacks and asks for
+        the next page; returns whether the peer answered.
+        """
         if not isinstance(message, SyncReply):
             self.stats["syncs_failed"] += 1
-            return
+            return False
         self.stats["syncs_completed" if start == 0 else "sync_pages"] += 1
         if message.members is not None:
             self.merge_records(now, message.members)
@@ -564,15 +756,15 @@ class Protocol(Swim):
         then = None
         if resume > start:  # strictly onwards, so a sync ends within ``buckets`` pages
 
+            def on_page(now: float, page: StreamMessage | None) -> None:
+                self._on_sync_reply(now, addr, page, resume)
+
             def then(now: float) -> None:
                 more = SyncMore(resume, self.table.bucket_digests()[resume:])
-                self._stream(
-                    addr,
-                    encode_stream(more),
-                    lambda now, m: self._on_sync_reply(now, addr, m, resume),
-                )
+                self._stream(addr, encode_stream(more), on_page)
 
         self._merge_state(now, None, message.entries, then)
+        return True
 
     def _merge_state(
         self,

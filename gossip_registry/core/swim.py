@@ -49,6 +49,7 @@ from gossip_registry.core.codec import (
 from gossip_registry.core.config import ProtocolConfig
 from gossip_registry.core.effects import (
     Effect,
+    LeaveDrained,
     MemberChanged,
     Notify,
     Send,
@@ -128,6 +129,7 @@ class Swim:
         self.queue = BroadcastQueue(config.broadcast_queue_limit)
         self.stats: Counter[str] = Counter()
         self.leaving = False
+        self._leave_pending = False
         self._out: list[Effect] = []
         self._tokens: dict[tuple[TimerKind, str], int] = {}
         self._next_token = 0
@@ -148,6 +150,7 @@ class Swim:
             TimerKind.SUSPICION: self._on_suspicion_timeout,
             TimerKind.GOSSIP: self._on_gossip_tick,
             TimerKind.FAST_GOSSIP: self._on_fast_gossip,
+            TimerKind.LEAVE: self._on_leave_timeout,
         }
 
     # ----------------------------------------------------------- entry points
@@ -220,13 +223,25 @@ class Swim:
         callback(now, message)
         return self._drain(now)
 
-    def leave(self, now: float) -> list[Effect]:
-        """Announce a graceful leave at once; the driver lingers a bounded time, then stops."""
+    def leave(self, now: float, timeout: float) -> list[Effect]:
+        """Announce a graceful leave at once; ``LeaveDrained`` tells the driver when to stop.
+
+        That is once the leave has been gossiped its full retransmit count
+        (nothing is left queued) or nobody is left to tell, and at the latest
+        ``timeout`` seconds from now. Calling it again changes nothing.
+        """
         if not self.leaving:
             self.leaving = True
+            self._leave_pending = True
             self.members.put(self._own_record(MemberState.LEFT), now)
             self._broadcast(("m", self.name), encode_update(Left(self.name, self.incarnation)))
+            self._arm(TimerKind.LEAVE, now + timeout)
         return self._drain(now)
+
+    def _on_leave_timeout(self, now: float, _: str) -> None:
+        if self._leave_pending:
+            self._leave_pending = False
+            self._out.append(Notify(LeaveDrained(drained=False)))
 
     # ------------------------------------------------------------- probing
 
@@ -585,6 +600,9 @@ class Swim:
                 at = max(now, self._last_fast + self.config.fast_gossip_interval)
                 self._arm(TimerKind.FAST_GOSSIP, at)
         self._fresh = False
+        if self._leave_pending and (not len(self.queue) or self.members.active_count <= 1):
+            self._leave_pending = False
+            self._out.append(Notify(LeaveDrained(drained=True)))
         out, self._out = self._out, []
         return out
 

@@ -9,9 +9,14 @@ only moves inside ``run_for`` / ``run_until``; between those calls the
 cluster is frozen and can be inspected or changed freely.
 
 Everything random (link delays and losses, clock skew, each node's own
-``random.Random``, which members a restarted node rejoins through) comes from
-one ``random.Random(seed)``; node generators are seeded from it in creation
-order. Same seed and same calls give the same run.
+``random.Random``) comes from one ``random.Random(seed)``; node generators
+are seeded from it in creation order. Same seed and same calls give the same
+run.
+
+Restart policy is the core's, as in the trio node: a node joins with
+``join_at_start`` (every seed, at most ``rejoin_limit`` members its snapshot
+saw, retried with backoff), and a leaving node stops when the core says
+``LeaveDrained``. The cluster only carries that out.
 
 Nodes are ``n00000``, ``n00001``, ... at synthetic addresses
 ``198.18.{i // 250}.{i % 250 + 1}:7946`` (RFC 2544's benchmarking block;
@@ -27,11 +32,12 @@ from types import MappingProxyType
 from typing import Any
 
 from gossip_registry.core.config import ProtocolConfig
+from gossip_registry.core.effects import LeaveDrained
 from gossip_registry.core.members import MemberSeed
 from gossip_registry.core.messages import Address, MemberRecord, MemberState
 from gossip_registry.core.protocol import Protocol
 from gossip_registry.registry.entry import Entry, EntryKey
-from gossip_registry.sim.engine import Engine, NotifyCallback, TraceRecord, gc_paused
+from gossip_registry.sim.engine import DriverEvent, Engine, NotifyCallback, TraceRecord, gc_paused
 from gossip_registry.sim.network import LinkModel, Network
 from gossip_registry.sim.process import (
     NodeFactory,
@@ -105,13 +111,10 @@ class SimCluster:
             nodes do not hold 10,000 copies.
         clock_skew: each node's ``wall_offset`` is drawn uniformly from
             [-clock_skew, +clock_skew] seconds (HLC stamps see it).
-        leave_grace: how long a leaving node keeps running so its leave
-            message goes out, virtual seconds.
+        leave_grace: the most a leaving node keeps running so its leave
+            goes out, virtual seconds (the node's ``leave_timeout``); it stops
+            sooner once the core says the leave has drained.
         join_stagger: without bootstrap, node i joins at i x this, not all at once.
-        rejoin_limit: a node restarted from its snapshot joins through at
-            most this many of the members it last saw alive (chosen at
-            random), plus the seeds; None for all of them, as Serf does.
-            Each costs a full push-pull, which matters at 10,000 nodes.
         trace: record every event handed to a node in ``trace``.
     """
 
@@ -127,24 +130,21 @@ class SimCluster:
         clock_skew: float = 0.0,
         leave_grace: float = 2.0,
         join_stagger: float = 0.001,
-        rejoin_limit: int | None = 8,
         trace: bool = False,
     ) -> None:
         if n < 0:
             raise ValueError(f"n must be >= 0, got {n}")
         if clock_skew < 0 or leave_grace < 0 or join_stagger < 0:
             raise ValueError("clock_skew, leave_grace and join_stagger must be >= 0")
-        if rejoin_limit is not None and rejoin_limit < 0:
-            raise ValueError(f"rejoin_limit must be >= 0 or None, got {rejoin_limit}")
         self.config = config if config is not None else ProtocolConfig()
         self.clock_skew = clock_skew
         self.leave_grace = leave_grace
         self.join_stagger = join_stagger
-        self.rejoin_limit = rejoin_limit
         self.seed_names: list[str] = [node_name(0)]
         """Where nodes join when not told otherwise (restarts add them too)."""
         self._factory: NodeFactory = node_factory or default_node_factory
         self._engine = Engine(seed, link or LinkModel(), trace=trace)
+        self._engine.lifecycle = self._on_lifecycle
         self._by_name: dict[str, Process] = {}
         self._traffic_since = 0.0
 
@@ -163,7 +163,7 @@ class SimCluster:
             self._apply(p, p.node.start(0.0))
         if not bootstrap:
             for i, p in enumerate(procs):
-                seeds = self._seed_addrs(p, ())
+                seeds = self._seed_addrs(p)
                 if seeds:
                     self._join_at(i * join_stagger, p, seeds)
 
@@ -205,10 +205,10 @@ class SimCluster:
             entries=entries,
         )
 
-    def _seed_addrs(self, proc: Process, first: Iterable[str]) -> list[Address]:
-        """Addresses of ``first`` then the configured seeds, deduplicated, without ``proc``."""
+    def _seed_addrs(self, proc: Process) -> list[Address]:
+        """Addresses of the configured seeds, deduplicated, without ``proc``."""
         out: list[Address] = []
-        for name in (*first, *self.seed_names):
+        for name in self.seed_names:
             other = self._by_name.get(name)
             if other is not None and other is not proc and other.addr not in out:
                 out.append(other.addr)
@@ -220,7 +220,7 @@ class SimCluster:
 
         def join() -> None:
             if proc.life == life and proc.status is NodeStatus.RUNNING:
-                self._apply(proc, proc.node.join(self._engine.now, seeds))
+                self._apply(proc, proc.node.join_at_start(self._engine.now, seeds))
 
         self._engine.call_at(when, join)
 
@@ -236,12 +236,12 @@ class SimCluster:
         proc = self._spawn(name or node_name(len(self._engine.procs)))
         self._apply(proc, proc.node.start(self._engine.now))
         if join_via is None:
-            seeds = self._seed_addrs(proc, ())
+            seeds = self._seed_addrs(proc)
         else:
             via = [join_via] if isinstance(join_via, str) else list(join_via)
             seeds = [self._proc(v).addr for v in via if v != proc.name]
         if seeds:
-            self._apply(proc, proc.node.join(self._engine.now, seeds))
+            self._apply(proc, proc.node.join_at_start(self._engine.now, seeds))
         return proc.name
 
     # Looking at nodes.
@@ -450,9 +450,9 @@ class SimCluster:
 
         With ``from_snapshot`` the new process gets the incarnation the old
         one had when it stopped and the own entries its acknowledged writes
-        left on disk, and joins through members it then saw alive (at most
-        ``rejoin_limit``) plus the seeds; without, it starts empty and joins
-        through the seeds.
+        left on disk, and the core joins through the seeds and some of the
+        members it then saw alive (at most ``rejoin_limit``); without, it
+        starts empty and joins through the seeds.
         """
         proc = self._proc(name)
         if proc.live:
@@ -461,9 +461,7 @@ class SimCluster:
         engine = self._engine
         if snap is not None:
             node = self._build(name, proc.addr, proc.wall_offset, snap.incarnation, snap.entries)
-            known = list(snap.alive_members)
-            if self.rejoin_limit is not None and len(known) > self.rejoin_limit:
-                known = engine.rng.sample(known, self.rejoin_limit)
+            known = [self._proc(n).addr for n in snap.alive_members]
         else:
             node = self._build(name, proc.addr, proc.wall_offset, None, ())
             known = []
@@ -471,21 +469,31 @@ class SimCluster:
         proc.durable = {} if snap is None else {e.key: e for e in snap.entries}
         proc.status = NodeStatus.RUNNING
         self._apply(proc, node.start(engine.now))
-        seeds = self._seed_addrs(proc, known)
-        if seeds:
-            self._apply(proc, node.join(engine.now, seeds))
+        seeds = self._seed_addrs(proc)
+        if seeds or known:
+            self._apply(proc, node.join_at_start(engine.now, seeds, known))
 
     def leave(self, name: str) -> None:
-        """Graceful leave: the node says goodbye, runs ``leave_grace`` more seconds, stops."""
+        """Graceful leave: the node says goodbye and stops once the core says it has drained.
+
+        That is when the leave has been gossiped its full count, or nobody
+        is left to tell, or ``leave_grace`` is up (``_on_lifecycle``).
+        """
         proc = self._running(name)
-        self._apply(proc, proc.node.leave(self._engine.now))
+        self._apply(proc, proc.node.leave(self._engine.now, self.leave_grace))
+
+    def _on_lifecycle(self, proc: Process, event: DriverEvent) -> None:
+        """The driver's part of the core's policy; join results and stale changes need
+        nothing here (``stale_keys`` reads the core's verdict)."""
+        if not isinstance(event, LeaveDrained):
+            return
         life = proc.life
 
-        def stop() -> None:
+        def stop() -> None:  # after the effects that came with it are carried out
             if proc.life == life and proc.live:
                 self._stop(proc, NodeStatus.LEFT)
 
-        self._engine.call_at(self._engine.now + self.leave_grace, stop)
+        self._engine.call_at(self._engine.now, stop)
 
     def _indices(self, group: str | Iterable[str]) -> list[int]:
         names = [group] if isinstance(group, str) else group
@@ -528,6 +536,17 @@ class SimCluster:
 
     def digest(self, name: str) -> int:
         return self._proc(name).node.table.digest
+
+    def stale_keys(self, name: str) -> set[EntryKey]:
+        """Keys node ``name`` serves stale now: its core's self-preservation, as a real node's.
+
+        Raises:
+            SimulationError: the node has no self-preservation (a test's fake node).
+        """
+        node = self._proc(name).node
+        if not isinstance(node, Protocol):
+            raise SimulationError(f"{name} is not a protocol core")
+        return {e.key for e in node.preservation.stale_entries()}
 
     def _live(self, names: Iterable[str] | None) -> list[Process]:
         if names is None:

@@ -27,7 +27,9 @@ not to a process). When an event pops:
   ``Send`` asks the network for a delay (or a loss) and schedules the
   datagram; ``SetTimer`` schedules the timer (never before ``now``);
   ``StreamRequest`` / ``StreamSend`` play out the stream model of
-  ``network``; ``Notify`` goes to the observers.
+  ``network``; ``Notify`` goes to the observers, except the core's word to
+  its driver (``JoinResult``, ``LeaveDrained``, ``StaleChanged``), which goes
+  to ``lifecycle`` (the cluster acts on it as the trio node does).
 
 Streams. A ``StreamRequest`` gets a deadline event at ``now + stream_timeout``
 the moment it is made; whichever reaches the requester first, the reply, an
@@ -54,10 +56,13 @@ from typing import Any
 
 from gossip_registry.core.effects import (
     EntryChanged,
+    JoinResult,
+    LeaveDrained,
     MemberChanged,
     Notify,
     Send,
     SetTimer,
+    StaleChanged,
     StreamRequest,
     StreamSend,
 )
@@ -67,6 +72,12 @@ from gossip_registry.sim.process import NodeStatus, Process
 
 NotifyCallback = Callable[[str, float, MemberChanged | EntryChanged], None]
 """Observer of ``Notify`` effects: (node name, virtual time, event)."""
+
+DriverEvent = JoinResult | LeaveDrained | StaleChanged
+"""The core's notifications for its driver rather than for observers."""
+
+LifecycleCallback = Callable[["Process", DriverEvent], None]
+"""The driver's part of the core's join and leave policy: (process, notification)."""
 
 TraceRecord = tuple[float, str, str, tuple[Any, ...]]
 """(time, event kind, node name, details) for each event handed to a node."""
@@ -144,6 +155,7 @@ class Engine:
         self.procs: list[Process] = []
         self.by_addr: dict[Address, Process] = {}
         self.observers: list[NotifyCallback] = []
+        self.lifecycle: LifecycleCallback | None = None
         self.notify_counts: Counter[str] = Counter()
         self.drops: Counter[str] = Counter()
         """Why events or streams went nowhere: "to crashed", "stale timer", "stream cut", ..."""
@@ -300,7 +312,13 @@ class Engine:
             else:
                 raise TypeError(f"{proc.name} returned a non-effect: {effect!r}")
 
-    def _notify(self, proc: Process, event: MemberChanged | EntryChanged) -> None:
+    def _notify(self, proc: Process, event: MemberChanged | EntryChanged | DriverEvent) -> None:
+        if isinstance(event, JoinResult | LeaveDrained | StaleChanged):
+            if isinstance(event, StaleChanged):
+                self.notify_counts["stale changed"] += 1
+            if self.lifecycle is not None:
+                self.lifecycle(proc, event)
+            return
         if isinstance(event, MemberChanged):
             self.notify_counts[f"member {event.state.label}"] += 1
         else:

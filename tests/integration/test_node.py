@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import socket
+import time
 from typing import Any
 
 import pytest
@@ -12,8 +13,10 @@ import trio.testing
 from gossip_registry.core.effects import Timer, TimerKind
 from gossip_registry.core.messages import MemberState
 from gossip_registry.node import Node, NodeConfig, _TimerHeap, open_node
+from gossip_registry.registry.clock import stamp_wall
 from gossip_registry.registry.entry import Entry, Health
 from tests.integration import (
+    FAST,
     alive_count,
     fast_config,
     ipv6_available,
@@ -65,10 +68,8 @@ async def test_join_returns_how_many_seeds_answered() -> None:
             nursery.cancel_scope.cancel()
 
 
-async def test_a_node_whose_seed_starts_later_joins_by_retrying(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    monkeypatch.setattr("gossip_registry.node.JOIN_BACKOFF", 0.05)
+async def test_a_node_whose_seed_starts_later_joins_by_retrying() -> None:
+    retrying = FAST.with_(join_backoff=0.05)
     with trio.fail_after(15):
         async with trio.open_nursery() as nursery:
             # Hold the seed's future port (bound, not listening: connections are
@@ -76,7 +77,8 @@ async def test_a_node_whose_seed_starts_later_joins_by_retrying(
             udp, tcp = reserve_port()
             with udp, tcp:
                 late = udp.getsockname()
-                early, _ = await start_node(nursery, fast_config("early", seeds=(late,)))
+                config = fast_config("early", seeds=(late,), protocol=retrying)
+                early, _ = await start_node(nursery, config)
                 await wait_until(lambda: early.protocol.stats["syncs_failed"] >= 1)
             seed, _ = await start_node(nursery, fast_config("seed", bind=late))
             await wait_until(lambda: state_of(seed, "early") is MemberState.ALIVE)
@@ -412,3 +414,42 @@ async def test_timers_fire_in_deadline_order_and_an_earlier_one_wakes_the_task(
             await trio.sleep(30)
             nursery.cancel_scope.cancel()
         assert fired == [(start + 5, 1), (start + 5, 9), (start + 10, 2), (start + 20, 3)]
+
+
+# The wall clock.
+
+
+async def test_a_node_ten_minutes_fast_stamps_sane_versions_once_ntp_corrects_it() -> None:
+    error = [600.0]  # seconds the "fast" node's clock is ahead, until NTP steps it back
+    with trio.fail_after(20):
+        async with trio.open_nursery() as nursery:
+            sane, _ = await start_node(nursery, fast_config("sane"))
+            fast = Node(
+                fast_config("fast", seeds=(sane.advertise_addr,)),
+                wall_clock=lambda: time.time() + error[0],
+            )
+            await nursery.start(fast.run)
+            await wait_until(lambda: alive_count(sane) == 2 and alive_count(fast) == 2)
+            early = await fast.register("web", instance_id="w1", port=80)
+            assert stamp_wall(early.stamp) > time.time() + 500
+            await wait_until(lambda: sane.protocol.stats["entries_from_future"] >= 1)
+            assert sane.discover("web") == []
+
+            error[0] = 0.0
+            probes = fast.protocol.stats["probes"]
+            reset_after: list[int] = []
+
+            def reset() -> bool:
+                if fast.protocol.stats["clock_resets"] and not reset_after:
+                    reset_after.append(fast.protocol.stats["probes"] - probes)
+                return bool(reset_after)
+
+            await wait_until(reset)
+            # The probe tick that reset it, and at most one more before this poll saw it.
+            assert reset_after[0] <= 2
+            fixed = fast.protocol.table.get(early.key)
+            assert fixed is not None
+            assert stamp_wall(fixed.stamp) <= time.time() + 1
+            await wait_until(lambda: ids(sane.discover("web")) == ["w1"])
+            assert sane.discover("web")[0].stamp == fixed.stamp
+            nursery.cancel_scope.cancel()

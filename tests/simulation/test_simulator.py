@@ -24,6 +24,7 @@ from gossip_registry.core.config import ProtocolConfig
 from gossip_registry.core.effects import (
     Effect,
     EntryChanged,
+    LeaveDrained,
     MemberChanged,
     Notify,
     Send,
@@ -110,17 +111,30 @@ class FloodNode:
         self.now = now
         return [SetTimer(now + TICK, Timer(TimerKind.GOSSIP, self.nonce))]
 
-    def join(self, now: float, seeds: Iterable[Address]) -> list[Effect]:
+    def join(self, now: float, seeds: Iterable[Address], *, tag: int = 0) -> list[Effect]:
         self.now = now
         seeds = list(seeds)
         self.joined.append((now, seeds))
         self._learn(seeds)
         return [Send(a, self._message(b"hello")) for a in seeds]
 
-    def leave(self, now: float) -> list[Effect]:
+    def join_at_start(
+        self,
+        now: float,
+        seeds: Iterable[Address],
+        known: Iterable[Address] = (),
+        *,
+        tag: int = 0,
+    ) -> list[Effect]:
+        """No policy of its own: asks everyone it is given (the real core caps ``known``)."""
+        return self.join(now, dict.fromkeys([*seeds, *known]), tag=tag)
+
+    def leave(self, now: float, timeout: float) -> list[Effect]:
+        """Says goodbye at once; drained after ``timeout``, like the core at its leave timeout."""
         self.now = now
         self.left = True
-        return [Send(a, self._message(b"bye")) for a in self.peers]
+        bye = [Send(a, self._message(b"bye")) for a in self.peers]
+        return [*bye, SetTimer(now + timeout, Timer(TimerKind.LEAVE, self.nonce))]
 
     def seed_members(self, seed: MemberSeed) -> None:
         self.seeded = seed
@@ -147,6 +161,8 @@ class FloodNode:
         if timer.token != self.nonce:
             self.stats["foreign timers"] += 1
             return []
+        if timer.kind is TimerKind.LEAVE:
+            return [Notify(LeaveDrained(drained=False))]
         effects, self.outbox = self.outbox, []
         if effects:
             self.flushed_at.append(now)
@@ -583,15 +599,15 @@ def test_crash_drops_traffic_and_old_timers_never_fire_after_restart() -> None:
     assert seeds == [cluster.address(A), cluster.address(C)]
 
 
-def test_restart_from_snapshot_rejoins_through_a_bounded_sample_of_known_members() -> None:
-    cluster = make_cluster(12, rejoin_limit=3)
+def test_restart_from_snapshot_hands_the_core_every_member_it_saw_for_the_core_to_cap() -> None:
+    cluster = make_cluster(12)
     cluster.run_for(0.2)
     cluster.seed_names = []
     cluster.crash("n00005")
     cluster.restart("n00005")
     ((_, seeds),) = fake(cluster, "n00005").joined
-    assert len(set(seeds)) == 3
-    assert cluster.address("n00005") not in seeds
+    others = [n for n in cluster.names if n != "n00005"]
+    assert sorted(seeds) == sorted(cluster.address(n) for n in others)
 
 
 def test_restart_without_snapshot_starts_empty_and_joins_via_seeds() -> None:
@@ -639,7 +655,7 @@ def test_crash_while_paused_discards_what_was_held() -> None:
     assert all(t <= 0.1 for t, _, _ in fake(cluster, B).received)
 
 
-def test_leave_runs_for_the_grace_period_then_stops() -> None:
+def test_leave_runs_until_the_node_says_it_drained_then_stops() -> None:
     cluster = make_cluster(3)
     cluster.run_for(0.2)
     cluster.leave(B)

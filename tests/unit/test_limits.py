@@ -9,6 +9,14 @@ import pytest
 
 from gossip_registry.core.codec import encode_packet, encode_stream
 from gossip_registry.core.config import ProtocolConfig
+from gossip_registry.core.effects import (
+    Effect,
+    EntryChanged,
+    Notify,
+    SetTimer,
+    Timer,
+    TimerKind,
+)
 from gossip_registry.core.limits import Limits
 from gossip_registry.core.messages import (
     Address,
@@ -176,3 +184,48 @@ def test_an_owner_whose_clock_was_a_year_ahead_restamps_its_entries_once_it_is_s
     assert gone is not None
     assert gone.deleted
     assert stamp_wall(node.clock.last) <= WALL + 3
+
+
+def probe_timer(effects: list[Effect]) -> tuple[float, Timer]:
+    """The probe tick armed among ``effects``."""
+    return next(
+        (e.at, e.timer)
+        for e in effects
+        if isinstance(e, SetTimer) and e.timer.kind is TimerKind.PROBE
+    )
+
+
+def test_a_corrected_clock_restamps_refused_entries_at_the_next_probe_without_a_new_write() -> None:
+    node = Protocol(
+        ProtocolConfig(), "me", ME, rng=random.Random(3), now=0.0, wall_offset=WALL + 600
+    )
+    at, timer = probe_timer(node.start(0.0))
+    node.register(0.0, "web", "w1", "198.18.1.1", 80)  # stamped ten minutes ahead
+    node.observe_wall(0.0, WALL)  # NTP steps the clock back
+    effects = node.handle_timer(at, timer)
+    assert node.stats["clock_resets"] == 1
+    stored = node.table.get(("web", "w1"))
+    assert stored is not None
+    assert WALL <= stamp_wall(stored.stamp) <= WALL + at + 0.001
+    changed = [e.event for e in effects if isinstance(e, Notify)]
+    assert changed == [EntryChanged(None, stored)]  # re-gossiped like any write
+
+
+def test_the_driver_passes_wall_time_and_later_stamps_follow_it() -> None:
+    node = make(max_clock_skew=60.0)
+    node.observe_wall(5.0, WALL + 1000.0)
+    written, _ = node.register(5.0, "web", "w1", "198.18.1.1", 80)
+    assert stamp_wall(written.stamp) == WALL + 1000.0
+    assert node.wall_offset == WALL + 995.0
+
+
+def test_a_write_after_a_clock_reset_beats_an_own_version_stamped_within_the_skew() -> None:
+    node = make(max_clock_skew=60.0)
+    node.observe_wall(1.0, WALL + 50)
+    node.register(1.0, "web", "near", "198.18.1.1", 80)  # ahead, but within the limit: kept
+    node.observe_wall(1.0, WALL + 600)
+    node.register(1.0, "web", "far", "198.18.1.1", 80)  # beyond it: restamped at the reset
+    node.observe_wall(2.0, WALL)
+    again, _ = node.register(2.0, "web", "near", "198.18.1.1", 81)
+    assert node.stats["clock_resets"] == 1
+    assert node.table.get(("web", "near")) == again  # the new write won, it was not lost

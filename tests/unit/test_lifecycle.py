@@ -1,0 +1,208 @@
+"""Join, leave and self-preservation policy of the core: what the node and the simulator run.
+
+The drivers only carry effects out and act on the core's notifications:
+``JoinResult`` (a join attempt finished, and whether another follows),
+``LeaveDrained`` (a graceful leave may stop now) and ``StaleChanged``
+(self-preservation changed what is served stale).
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Sequence
+
+from gossip_registry.core.codec import decode_stream, encode_packet, encode_stream
+from gossip_registry.core.config import ProtocolConfig
+from gossip_registry.core.effects import (
+    Effect,
+    JoinResult,
+    LeaveDrained,
+    Notify,
+    SetTimer,
+    StaleChanged,
+    StreamRequest,
+    TimerKind,
+)
+from gossip_registry.core.messages import (
+    Address,
+    Alive,
+    Dead,
+    EntryUpdate,
+    Packet,
+    SyncHello,
+    SyncReply,
+)
+from gossip_registry.core.protocol import Protocol
+from gossip_registry.registry.entry import Entry, Health
+
+ME: Address = ("198.18.0.1", 7946)
+
+
+def peer(i: int) -> Address:
+    return (f"198.18.1.{i}", 7946)
+
+
+def make(**config: object) -> Protocol:
+    node = Protocol(ProtocolConfig().with_(**config), "me", ME, rng=random.Random(5), now=0.0)
+    node.start(0.0)
+    return node
+
+
+def notes(effects: Sequence[Effect]) -> list[object]:
+    return [e.event for e in effects if isinstance(e, Notify)]
+
+
+def requests(effects: Sequence[Effect]) -> list[StreamRequest]:
+    return [e for e in effects if isinstance(e, StreamRequest)]
+
+
+def timer(effects: Sequence[Effect], kind: TimerKind) -> SetTimer:
+    return next(e for e in effects if isinstance(e, SetTimer) and e.timer.kind is kind)
+
+
+def fail_all(node: Protocol, now: float, effects: Sequence[Effect]) -> list[Effect]:
+    out: list[Effect] = []
+    for request in requests(effects):
+        out += node.handle_stream_reply(now, request.token, None)
+    return out
+
+
+def answer(node: Protocol, now: float, request: StreamRequest) -> list[Effect]:
+    """The peer at ``request.addr`` answers the sync hello with an empty state."""
+    hello = decode_stream(request.data, 1 << 20)
+    assert isinstance(hello, SyncHello)
+    reply = SyncReply(None, False, (), ())
+    return node.handle_stream_reply(now, request.token, encode_stream(reply))
+
+
+# Join.
+
+
+def test_a_join_reports_how_many_seeds_answered_once_every_stream_is_done() -> None:
+    node = make()
+    effects = node.join(1.0, [peer(1), peer(2), ME], tag=7)
+    first, second = requests(effects)
+    assert {first.addr, second.addr} == {peer(1), peer(2)}  # never ourselves
+    assert notes(answer(node, 1.1, first)) == []
+    assert notes(node.handle_stream_reply(1.2, second.token, None)) == [
+        JoinResult(tag=7, attempt=1, answered=1, asked=2, retry_in=None)
+    ]
+
+
+def test_a_join_with_no_one_to_ask_reports_at_once() -> None:
+    assert notes(make().join(1.0, [ME], tag=3)) == [JoinResult(3, 1, 0, 0, None)]
+
+
+def test_joining_at_start_retries_with_doubling_backoff_while_nobody_answers() -> None:
+    node = make(join_attempts=4, join_backoff=1.0, join_backoff_max=3.0)
+    now, effects = 0.0, node.join_at_start(0.0, [peer(1)], ())
+    seen = []
+    for _ in range(4):
+        effects = fail_all(node, now, effects)
+        (result,) = notes(effects)
+        assert isinstance(result, JoinResult)
+        seen.append((result.attempt, result.retry_in))
+        if result.retry_in is None:
+            break
+        at = timer(effects, TimerKind.JOIN)
+        assert at.at == now + result.retry_in
+        now = at.at
+        effects = node.handle_timer(now, at.timer)
+        assert [r.addr for r in requests(effects)] == [peer(1)]
+    assert seen == [(1, 1.0), (2, 2.0), (3, 3.0), (4, None)]
+
+
+def test_joining_at_start_stops_retrying_once_someone_found_us() -> None:
+    node = make(join_backoff=1.0)
+    effects = fail_all(node, 0.0, node.join_at_start(0.0, [peer(1)], ()))
+    at = timer(effects, TimerKind.JOIN)
+    found = Packet(None, (Alive("p2", peer(2), 1, {}),))
+    node.handle_packet(0.5, peer(2), encode_packet(found))
+    effects = node.handle_timer(at.at, at.timer)
+    assert requests(effects) == []
+    assert notes(effects) == [JoinResult(0, 2, 0, 0, None)]
+
+
+def test_a_restart_joins_through_every_seed_and_at_most_rejoin_limit_known_members() -> None:
+    node = make(rejoin_limit=3)
+    seeds = [peer(1), peer(2)]
+    known = [peer(i) for i in range(1, 20)] + [ME]
+    targets = [r.addr for r in requests(node.join_at_start(0.0, seeds, known))]
+    assert targets[:2] == seeds
+    assert len(targets) == 5
+    assert len(set(targets)) == 5
+    assert ME not in targets
+
+
+# Leave.
+
+
+def test_leave_is_drained_once_the_broadcast_queue_is_empty() -> None:
+    node = make()
+    alive = Packet(None, (Alive("p1", peer(1), 1, {}),))
+    effects = node.handle_packet(0.0, peer(1), encode_packet(alive))
+    effects += node.leave(1.0, timeout=30.0)
+    assert not any(isinstance(n, LeaveDrained) for n in notes(effects))
+    pending = [e for e in effects if isinstance(e, SetTimer)]
+    for _ in range(200):  # every timer in order (gossip rounds, probes) until it is drained
+        due = min(pending, key=lambda t: t.at)
+        pending.remove(due)
+        effects = node.handle_timer(due.at, due.timer)
+        pending += [e for e in effects if isinstance(e, SetTimer)]
+        if notes(effects):
+            break
+    assert notes(effects) == [LeaveDrained(drained=True)]
+    assert due.at < 30.0
+    assert due.timer.kind is not TimerKind.LEAVE
+
+
+def test_leave_gives_up_waiting_at_its_timeout() -> None:
+    node = make()
+    node.handle_packet(0.0, peer(1), encode_packet(Packet(None, (Alive("p1", peer(1), 1, {}),))))
+    at = timer(node.leave(1.0, timeout=2.0), TimerKind.LEAVE)
+    assert at.at == 3.0
+    assert notes(node.handle_timer(3.0, at.timer)) == [LeaveDrained(drained=False)]
+
+
+def test_leave_without_peers_is_drained_at_once_and_only_once() -> None:
+    node = make()
+    assert notes(node.leave(1.0, timeout=30.0)) == [LeaveDrained(drained=True)]
+    assert notes(node.leave(1.5, timeout=30.0)) == []
+
+
+# Self-preservation: the core judges it, so the simulator runs it as the node does.
+
+
+def with_peers_and_entries(n: int) -> tuple[Protocol, list[Entry]]:
+    """A node that knows ``n`` peers alive, each owning one instance of web."""
+    node = make()
+    alive = tuple(Alive(f"p{i}", peer(i), 1, {}) for i in range(1, n + 1))
+    node.handle_packet(0.0, peer(1), encode_packet(Packet(None, alive)))
+    entries = [
+        Entry("web", f"w{i}", "198.18.1.1", 80, (), {}, 1, Health.PASSING, "", f"p{i}", 1, i, False)
+        for i in range(1, n + 1)
+    ]
+    updates = tuple(EntryUpdate(e) for e in entries)
+    node.handle_packet(0.0, peer(1), encode_packet(Packet(None, updates)))
+    assert node.table.live("web") == entries
+    return node, entries
+
+
+def test_a_mass_death_starts_self_preservation_in_the_core_until_its_deadline() -> None:
+    node, entries = with_peers_and_entries(4)
+    deaths = Packet(None, (Dead("p1", 1, "p3"), Dead("p2", 1, "p3")))  # 2 of 5 within a packet
+    effects = node.handle_packet(1.0, peer(3), encode_packet(deaths))
+    assert StaleChanged(tuple(entries[:2]), active=True) in notes(effects)
+    assert node.preservation.stale_entries() == entries[:2]
+    deadline = timer(effects, TimerKind.PRESERVATION)
+    assert deadline.at == 1.0 + node.preservation.config.max_duration
+    effects = node.handle_timer(deadline.at, deadline.timer)
+    assert notes(effects) == [StaleChanged(tuple(entries[:2]), active=False)]
+    assert node.preservation.stale_entries() == []
+
+
+def test_a_single_death_is_believed() -> None:
+    node, _ = with_peers_and_entries(4)
+    effects = node.handle_packet(1.0, peer(3), encode_packet(Packet(None, (Dead("p1", 1, "p3"),))))
+    assert not any(isinstance(n, StaleChanged) for n in notes(effects))
+    assert node.preservation.stale_entries() == []

@@ -70,6 +70,7 @@ from gossip_registry.core.effects import (
     SetTimer,
     StreamRequest,
     StreamSend,
+    Synced,
     Timer,
 )
 from gossip_registry.core.messages import ACTIVE_STATES, Address, Alive, MemberState
@@ -91,7 +92,7 @@ from gossip_registry.traffic import WireTraffic
 from gossip_registry.transport import DEFAULT_TCP_TIMEOUT, Transport, open_transport
 from gossip_registry.watch import CATALOG, MEMBERS, ChangeIndex
 
-__all__ = ["MemberView", "Node", "NodeConfig", "open_node"]
+__all__ = ["MemberView", "Node", "NodeConfig", "NotSynced", "open_node"]
 
 logger = logging.getLogger("gossip_registry")
 
@@ -100,6 +101,8 @@ JOIN_ATTEMPTS = 6
 JOIN_BACKOFF = 1.0
 """First delay between background join attempts, seconds; doubles up to JOIN_BACKOFF_MAX."""
 JOIN_BACKOFF_MAX = 16.0
+LEAVE_SLACK = 2.0
+"""Seconds a leave on exit may take beyond leave_timeout (stopping, the last snapshot)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -124,6 +127,15 @@ class NodeConfig:
     cluster: str = "default"
     leave_timeout: float = 3.0
     """Bounded wait for a graceful leave to spread before the node stops."""
+    sync_timeout: float = 5.0
+    """Seconds ``async with Node(...)`` (and ``ThreadedNode.start``) wait for the first
+    push-pull with a seed, so that the node holds the cluster's table when the block
+    starts; 0 does not wait. Longer tolerates seeds that start later; shorter starts
+    sooner with a table that may still be empty."""
+    sync_required: bool = False
+    """Whether a first sync that does not happen within ``sync_timeout`` is an error
+    (``NotSynced``) rather than a warning in the log (the node then runs alone and
+    keeps trying its seeds in the background)."""
     tcp_timeout: float = DEFAULT_TCP_TIMEOUT
     """Seconds for one whole TCP exchange (connect, request, reply); memberlist's TCPTimeout."""
     # --- watches and self-preservation
@@ -184,6 +196,10 @@ class MemberView:
         }
 
 
+class NotSynced(TimeoutError):
+    """No seed answered a push-pull within the wait: the node holds only its own state."""
+
+
 class _TimerHeap:
     """The core's timers, fired by one task that sleeps until the earliest deadline.
 
@@ -241,9 +257,12 @@ class Node:
 
     ``async with Node(config) as node:`` starts it in a nursery of its own
     (UDP+TCP transport, protocol timers, anti-entropy, HTTP API if
-    configured) and stops it cleanly when the block exits (or on
-    cancellation): no task or socket is left behind. Alternatively
-    ``await nursery.start(node.run)`` runs it in the caller's nursery.
+    configured), enters the block once the node has synced with a seed
+    (``sync_timeout``), and leaves gracefully however the block exits (its
+    end, an error, cancellation, Ctrl-C): no task or socket is left behind.
+    Alternatively ``await nursery.start(node.run)`` runs it in the caller's
+    nursery; cancelling ``run`` then stops it at once, which peers take for
+    a crash (call ``leave`` first).
 
     A Node object runs once; build a new one to restart.
 
@@ -299,6 +318,8 @@ class Node:
         self._stopped = trio.Event()
         self._timers = _TimerHeap()
         self._join_waits: dict[int, _JoinWait] = {}
+        self._seeds: list[Address] = []
+        self._synced = trio.Event()
         self._progress: trio.Event | None = None
         # Watches: the index of each view, and self-preservation (both in their own modules).
         self._index = ChangeIndex(config.max_waiters)
@@ -308,6 +329,7 @@ class Node:
         # The nursery opened by __aenter__.
         self._context: trio.Nursery | None = None
         self._context_manager: Any = None
+        self._shield: trio.CancelScope | None = None
         # Health checks of our own instances (health.py).
         self._checks = CheckRunner(
             on_change=self._on_check_change,
@@ -324,13 +346,45 @@ class Node:
         manager = trio.open_nursery()
         nursery = await manager.__aenter__()
         try:
-            await nursery.start(self.run)
+            await nursery.start(self._run_shielded)
+            await self._first_sync()
         except BaseException:
+            self._unshield()
             nursery.cancel_scope.cancel()
             await manager.__aexit__(None, None, None)
             raise
         self._context, self._context_manager = nursery, manager
         return self
+
+    async def _run_shielded(self, *, task_status: trio.TaskStatus[Node]) -> None:
+        """``run``, out of reach of the caller's cancellation: ``__aexit__`` leaves first."""
+        with trio.CancelScope(shield=True) as self._shield:
+            await self.run(task_status=task_status)
+
+    def _unshield(self) -> None:
+        if self._shield is not None:
+            self._shield.cancel()
+
+    async def _first_sync(self) -> None:
+        """Wait (``sync_timeout``) until the node holds the cluster's table; say when it does not.
+
+        Raises:
+            NotSynced: no seed answered in time and ``sync_required`` is set.
+        """
+        config = self.config
+        if not self._seeds:
+            logger.info("node %s has no seeds: it starts a cluster of its own", self.name)
+            return
+        if config.sync_timeout <= 0 or await self.wait_synced(config.sync_timeout):
+            return
+        seeds = ", ".join(f"{h}:{p}" for h, p in self._seeds)
+        message = (
+            f"node {self.name}: no seed answered within {config.sync_timeout:g}s ({seeds}); "
+            "its table holds only its own entries until one does"
+        )
+        if config.sync_required:
+            raise NotSynced(message)
+        logger.warning("%s (it keeps trying in the background)", message)
 
     async def __aexit__(
         self,
@@ -341,7 +395,23 @@ class Node:
         nursery, manager = self._context, self._context_manager
         self._context = self._context_manager = None
         assert nursery is not None, "__aexit__ without __aenter__"
+        await self._leave_on_exit()
+        self._unshield()
         return await close_owned_nursery(nursery, manager, exc_type, exc, tb)
+
+    async def _leave_on_exit(self) -> None:
+        """Leave gracefully however the block ends (its end, an error, cancellation, Ctrl-C).
+
+        Shielded, since a cancelled or interrupted block is the usual way out,
+        and bounded by ``leave_timeout`` plus the stop's own slack, so an exit
+        never hangs. Without it peers would declare us dead seconds later and
+        hand out our instances meanwhile.
+        """
+        if not self._running:
+            return  # left already, or stopped
+        with trio.CancelScope(shield=True) as scope:
+            scope.deadline = trio.current_time() + self.config.leave_timeout + LEAVE_SLACK
+            await self.leave()
 
     async def run(self, *, task_status: trio.TaskStatus[Node] = trio.TASK_STATUS_IGNORED) -> None:
         """Run until cancelled; ``task_status.started(self)`` once every socket listens.
@@ -423,6 +493,7 @@ class Node:
                 seeds = list(config.seeds)
                 if snapshot is not None:
                     seeds += [(h, p) for n, h, p in snapshot.members if n != self.name]
+                self._seeds = seeds
                 if seeds:
                     nursery.start_soon(self._join_in_background, seeds)
                 logger.info(
@@ -452,6 +523,25 @@ class Node:
         """Stop at once (like a crash to the others, who will declare us dead); idempotent."""
         if self._nursery is not None:
             self._nursery.cancel_scope.cancel()
+
+    async def wait_synced(self, timeout: float) -> bool:
+        """Wait until a push-pull we started has completed (the node holds the cluster's table).
+
+        ``async with Node(...)`` already waits (``sync_timeout``); this is for
+        ``nursery.start(node.run)`` and for a wait of another length.
+
+        Returns:
+            True once synced (at once if it already was), False after ``timeout``
+            seconds without a sync (no seed answered, or there are none).
+        """
+        with trio.move_on_after(timeout):
+            await self._synced.wait()
+        return self._synced.is_set()
+
+    @property
+    def synced(self) -> bool:
+        """Whether a push-pull we started has completed since the node started."""
+        return self._synced.is_set()
 
     async def wait_stopped(self) -> None:
         """Return once the node has stopped and its sockets are closed."""
@@ -831,15 +921,19 @@ class Node:
         reply = await self._transport.request(request.addr, request.data)
         if reply is not None:
             self.traffic.count("in", "tcp", reply)
-        protocol = self._protocol
-        completed = protocol.stats["syncs_completed"]
-        effects = protocol.handle_stream_reply(trio.current_time(), request.token, reply)
+        effects = self._protocol.handle_stream_reply(trio.current_time(), request.token, reply)
         wait = self._join_waits.pop(request.token, None)
         if wait is not None:
-            wait.finish(request.token, protocol.stats["syncs_completed"] > completed)
+            synced = any(isinstance(e, Notify) and isinstance(e.event, Synced) for e in effects)
+            wait.finish(request.token, synced)
         self._apply(effects)
 
-    def _notify(self, event: MemberChanged | EntryChanged) -> None:
+    def _notify(self, event: MemberChanged | EntryChanged | Synced) -> None:
+        if isinstance(event, Synced):
+            if not self._synced.is_set():
+                logger.info("node %s synced with %s:%d", self.name, *event.addr)
+                self._synced.set()
+            return
         self.events.notify(event)
         if isinstance(event, MemberChanged):
             logger.info(

@@ -12,7 +12,9 @@ and the driver carries them out in order:
   reply)``, with ``reply=None`` if anything failed (refused, timed out,
   malformed framing).
 - ``StreamSend``: open a TCP stream, write one frame, close; no reply.
-- ``Notify``: an event for observers (watchers, logs, metrics, tests).
+- ``Notify``: an event for observers (watchers, logs, metrics, tests), and
+  ``Synced`` for the driver: it says a push-pull we started completed, so the
+  driver knows the node holds the cluster's state without reading counters.
 """
 
 from __future__ import annotations
@@ -104,8 +106,19 @@ class EntryChanged:
 
 
 @dataclass(frozen=True, slots=True)
+class Synced:
+    """A push-pull we started with ``addr`` completed: its members and entries are merged.
+
+    The first one after start means the node now holds the cluster's table
+    (``Node.wait_synced``); a failed exchange says nothing.
+    """
+
+    addr: Address
+
+
+@dataclass(frozen=True, slots=True)
 class Notify:
-    event: MemberChanged | EntryChanged
+    event: MemberChanged | EntryChanged | Synced
 
 
 Effect = Send | SetTimer | StreamRequest | StreamSend | Notify

@@ -53,7 +53,14 @@ from gossip_registry.core.codec import (
     packet_overhead,
 )
 from gossip_registry.core.config import ProtocolConfig
-from gossip_registry.core.effects import Effect, EntryChanged, Notify, StreamSend, TimerKind
+from gossip_registry.core.effects import (
+    Effect,
+    EntryChanged,
+    Notify,
+    StreamSend,
+    Synced,
+    TimerKind,
+)
 from gossip_registry.core.messages import (
     Address,
     Alive,
@@ -422,6 +429,7 @@ class Protocol(Swim):
             for e in self.table.entries_in(message.buckets)
             if (t := theirs.get(e.key)) is None or e.newer_than(t)
         )
+        self._out.append(Notify(Synced(addr)))
         members = tuple(self.members) if message.want_members else None
         if members is not None or lacking:
             finish = encode_stream(SyncFinish(members, lacking))

@@ -184,6 +184,8 @@ class MemberView:
     state: MemberState
     incarnation: int
     meta: Mapping[str, str]
+    gone_for: float | None = None
+    """Seconds since it became dead or left; None while it is alive or suspect."""
 
     def as_json(self) -> dict[str, Any]:
         return {
@@ -193,6 +195,7 @@ class MemberView:
             "state": self.state.label,
             "incarnation": self.incarnation,
             "meta": dict(self.meta),
+            "gone_for": None if self.gone_for is None else round(self.gone_for, 1),
         }
 
 
@@ -613,10 +616,27 @@ class Node:
     def members(self) -> list[MemberView]:
         """Every member we know (ourselves included, dead and left ones until reaped), by name."""
         protocol = self._protocol_or_raise()
-        return [
-            MemberView(r.name, r.addr[0], r.addr[1], r.state, r.incarnation, r.meta)
-            for r in sorted(protocol.members, key=lambda r: r.name)
-        ]
+        now = trio.current_time()
+        views = []
+        for r in sorted(protocol.members, key=lambda r: r.name):
+            since = protocol.members.since(r.name)
+            gone_for = None if since is None else max(0.0, now - since)
+            views.append(
+                MemberView(r.name, r.addr[0], r.addr[1], r.state, r.incarnation, r.meta, gone_for)
+            )
+        return views
+
+    def force_leave(self, name: str) -> None:
+        """Mark dead member ``name`` left here and on every peer (Consul's force-leave).
+
+        Raises:
+            KeyError: no member ``name``.
+            ValueError: it is this node, or not dead.
+            RuntimeError: the node is not running.
+        """
+        protocol = self._require_running()
+        self._apply(protocol.force_leave(trio.current_time(), name))
+        logger.info("member %s forced to leave", name)
 
     # ------------------------------------------------------------ registry
 
@@ -713,6 +733,31 @@ class Node:
     def services(self) -> dict[str, int]:
         """Service name -> number of live instances (any health), stale ones included."""
         return self._stale.counts(self._protocol_or_raise().table.services())
+
+    def health_counts(self) -> dict[str, dict[str, int]]:
+        """Service name -> instances by status (passing, warning, critical), stale ones included.
+
+        Visits every live instance: for the operator's table, not for a hot path.
+        """
+        protocol = self._protocol_or_raise()
+        counts: dict[str, dict[str, int]] = {}
+        for service in self.services():
+            by_status = counts[service] = {str(h): 0 for h in Health}
+            for entry in self._instances(protocol, service):
+                by_status[str(entry.status)] += 1
+        return counts
+
+    def owners_of(self, instance_id: str, service: str | None = None) -> list[str]:
+        """Nodes owning a live instance ``instance_id`` (of ``service`` if given), for errors.
+
+        Without ``service`` it visits every live instance: a deregistration
+        that failed pays for it, nothing else does.
+        """
+        table = self._protocol_or_raise().table
+        services = [service] if service is not None else list(table.services())
+        return sorted(
+            {e.owner for name in services for e in table.live(name) if e.instance_id == instance_id}
+        )
 
     def discover(
         self,

@@ -42,6 +42,7 @@ from gossip_registry.cli._common import (
     Failure,
     format_address,
     load_config,
+    split_http,
 )
 from gossip_registry.cli.keys import apply_gossip_keys, gossip_key_options
 from gossip_registry.fdlimit import raise_open_files_limit
@@ -82,7 +83,12 @@ _DNS_FLAG_OPTIONS = ("dns", "dns_domain", "dns_ttl")
 @click.option(
     "--advertise", metavar="HOST:PORT", help="Address peers use (NAT); default: the bound one."
 )
-@click.option("--http", metavar="HOST:PORT", help="HTTP API address; none if not given.")
+@click.option(
+    "--http",
+    metavar="HOST:PORT|URL",
+    help="HTTP API address to listen on, as HOST:PORT or http(s)://HOST:PORT (https needs "
+    "--tls-cert); none if not given.",
+)
 @click.option(
     "--join", multiple=True, metavar="HOST:PORT", help="Seed to join through (repeatable)."
 )
@@ -91,7 +97,13 @@ _DNS_FLAG_OPTIONS = ("dns", "dns_domain", "dns_ttl")
     type=click.Path(file_okay=False, path_type=Path),
     help="Where the snapshot is kept; without it a restart starts from nothing.",
 )
-@click.option("--profile", type=click.Choice(["lan", "wan", "local"]), help="[default: lan]")
+@click.option(
+    "--profile",
+    type=click.Choice(["lan", "wan", "local"]),
+    help="Protocol timings (memberlist's presets): lan probes every 1s; wan every 5s, for "
+    "links with long round trips; local every 1s with shorter timeouts, for one machine.  "
+    "[default: lan]",
+)
 @click.option(
     "--log-level", type=click.Choice(LEVELS), default="info", show_default=True, help="Stderr log."
 )
@@ -285,12 +297,20 @@ def config_from_flags(
         advertise=address("--advertise", advertise, default_port=bound[1], allow_zero=True)
         if advertise
         else None,
-        http=address("--http", http, allow_zero=True) if http else None,
+        http=address("--http", _http_address(http), allow_zero=True) if http else None,
         data_dir=data_dir,
         seeds=tuple(address("--join", seed) for seed in join),
         protocol=PROFILES[profile](),
         **_dns_settings(address, dns, dns_domain, dns_ttl),
     )
+
+
+def _http_address(text: str) -> str:
+    """``--http``'s HOST:PORT, from either form (the scheme is the TLS flags' business)."""
+    try:
+        return split_http(text)[1]
+    except click.BadParameter as exc:
+        raise ConfigFailure(f"--http: {exc.message}") from None
 
 
 def with_access(

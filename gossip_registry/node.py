@@ -546,6 +546,11 @@ class Node:
         """Whether a push-pull we started has completed since the node started."""
         return self._synced.is_set()
 
+    @property
+    def joining(self) -> bool:
+        """Whether the node has seeds and has not synced with any yet (its table may be partial)."""
+        return bool(self._seeds) and not self._synced.is_set()
+
     async def wait_stopped(self) -> None:
         """Return once the node has stopped and its sockets are closed."""
         await self._stopped.wait()

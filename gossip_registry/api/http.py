@@ -85,6 +85,9 @@ _BLOCKING_PARAMS = ("index", "wait")
 _DISCOVER_PARAMS = ("tag", "meta", "passing", *_BLOCKING_PARAMS)
 INDEX_HEADER = "X-Registry-Index"
 """The index of the view a read returned; send it back as ``?index=`` to block (see watch.py)."""
+JOINING_HEADER = "X-Registry-Joining"
+"""On a discovery answer of a node that has not yet synced with any seed: its table may
+lack what the cluster holds, so a client asks another node before trusting it."""
 DEFAULT_WAIT = 300.0
 """Seconds a blocking query is held when it names no ``wait`` (Consul's 5 minutes)."""
 MAX_WAIT = 600.0
@@ -461,7 +464,10 @@ def build_app(
         index = node.index(name)
         key = (name, *filters["tags"], *sorted(filters["meta"].items()), filters["passing_only"])
         body = rendered.get(key, entries, index)
-        return _indexed(Response(body, media_type="application/json"), index)
+        response = _indexed(Response(body, media_type="application/json"), index)
+        if node.joining:
+            response.headers[JOINING_HEADER] = "true"
+        return response
 
     async def check_update(request: Request) -> Response:
         """A TTL check's report: PUT /v1/checks/{id}/pass|warn|fail, reason in body or ?note=."""

@@ -42,6 +42,7 @@ class FakeNode:
         self.fail_with: Exception | None = None
         self.changes = ChangeIndex(max_waiters=10)
         self.stale: set[EntryKey] = set()
+        self.joining = False
 
     def _record(self, method: str, *args: Any, **kwargs: Any) -> None:
         self.calls.append((method, args, kwargs))
@@ -511,6 +512,17 @@ async def test_services_with_health_true_counts_instances_by_status() -> None:
     assert response.json() == {"web": {"passing": 1, "warning": 0, "critical": 1}}
     assert bad.status_code == 400
     assert bad.json()["error"] == "health: must be true or false, got 'yes'"
+
+
+async def test_a_joining_nodes_discovery_answer_says_so() -> None:
+    node = FakeNode()
+    async with api(node) as client:
+        synced = await client.get("/v1/services/web")
+        node.joining = True
+        joining = await client.get("/v1/services/web")
+
+    assert "X-Registry-Joining" not in synced.headers
+    assert joining.headers["X-Registry-Joining"] == "true"
 
 
 async def test_force_leave_of_a_dead_member_is_done_and_of_a_live_one_is_409() -> None:

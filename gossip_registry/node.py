@@ -376,8 +376,7 @@ class Node:
         """
         config = self.config
         if not self._seeds:
-            logger.info("node %s has no seeds: it starts a cluster of its own", self.name)
-            return
+            return  # run() said so
         if config.sync_timeout <= 0 or await self.wait_synced(config.sync_timeout):
             return
         seeds = ", ".join(f"{h}:{p}" for h, p in self._seeds)
@@ -499,6 +498,8 @@ class Node:
                 self._seeds = seeds
                 if seeds:
                     nursery.start_soon(self._join_in_background, seeds)
+                else:
+                    logger.info("node %s has no seeds: it starts a cluster of its own", self.name)
                 logger.info(
                     "node %s listening on %s:%d (advertising %s:%d, incarnation %d)",
                     self.name,

@@ -916,11 +916,18 @@ class Node:
             raise RuntimeError(f"node {self.name} is not running")
         return protocol
 
+    # The protocol's work runs KI-protected: a Ctrl-C that lands in it is raised
+    # in the program's main task instead (trio defers it there), which then
+    # leaves through __aexit__. Raised in a node task, it would crash the node
+    # and peers would declare it dead instead of seeing it leave.
+
+    @trio.lowlevel.enable_ki_protection
     def _on_datagram(self, src: Address, data: bytes) -> None:
         assert self._protocol is not None
         self.traffic.count("in", "udp", data)
         self._apply(self._protocol.handle_packet(trio.current_time(), src, data))
 
+    @trio.lowlevel.enable_ki_protection
     def _on_frame(self, src: Address, data: bytes) -> bytes | None:
         assert self._protocol is not None
         self.traffic.count("in", "tcp", data)
@@ -935,6 +942,7 @@ class Node:
         self._apply(effects)
         return reply
 
+    @trio.lowlevel.enable_ki_protection
     def _on_timer(self, now: float, timer: Timer) -> None:
         assert self._protocol is not None
         self._apply(self._protocol.handle_timer(now, timer))
@@ -966,6 +974,7 @@ class Node:
         if self._snapshots is not None:
             self._snapshots.effects_applied()
 
+    @trio.lowlevel.enable_ki_protection
     async def _stream_request(self, request: StreamRequest) -> None:
         assert self._transport is not None
         assert self._protocol is not None

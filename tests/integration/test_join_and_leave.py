@@ -16,6 +16,7 @@ import subprocess
 import sys
 import textwrap
 import time
+from typing import Any
 
 import pytest
 import trio
@@ -232,3 +233,26 @@ def test_a_threaded_node_used_without_start_starts_synced_on_first_call() -> Non
             assert node.running
         finally:
             node.stop()
+
+
+async def test_the_protocols_work_runs_protected_from_ctrl_c() -> None:
+    """A Ctrl-C landing in a node task would crash the node; trio defers it to the main task."""
+    protected: list[bool] = []
+    with trio.fail_after(15):
+        async with trio.open_nursery() as nursery:
+            node, _ = await start_node(nursery, fast_config("n"))
+            protocol = node.protocol
+            for name in ("handle_packet", "handle_stream", "handle_timer", "handle_stream_reply"):
+                original = getattr(protocol, name)
+
+                def spy(*args: object, _original: Any = original) -> Any:
+                    protected.append(trio.lowlevel.currently_ki_protected())
+                    return _original(*args)
+
+                setattr(protocol, name, spy)
+            other, _ = await start_node(nursery, fast_config("o", seeds=(node.advertise_addr,)))
+            assert await other.wait_synced(5.0)
+            assert await node.join([other.advertise_addr]) == 1
+            await wait_until(lambda: len(protected) > 20)
+            nursery.cancel_scope.cancel()
+    assert all(protected)

@@ -14,7 +14,7 @@ if TYPE_CHECKING:
     from gossip_registry.client import AsyncRegistryClient, RegistryClient
     from gossip_registry.durability import DurabilityError
     from gossip_registry.keyring import Keyring
-    from gossip_registry.node import MemberView, Node, NodeConfig, open_node
+    from gossip_registry.node import MemberView, Node, NodeConfig, NotSynced, open_node
     from gossip_registry.registry.entry import Entry, Health
     from gossip_registry.registry.health import CheckSpec
     from gossip_registry.threaded import ThreadedNode
@@ -27,6 +27,7 @@ _HOMES = {
     "MemberView": "gossip_registry.node",
     "Node": "gossip_registry.node",
     "NodeConfig": "gossip_registry.node",
+    "NotSynced": "gossip_registry.node",
     "open_node": "gossip_registry.node",
     "Entry": "gossip_registry.registry.entry",
     "Health": "gossip_registry.registry.entry",
@@ -44,6 +45,7 @@ __all__ = [
     "MemberView",
     "Node",
     "NodeConfig",
+    "NotSynced",
     "RegistryClient",
     "ThreadedNode",
     "open_node",

@@ -85,6 +85,7 @@ from gossip_registry.core.effects import (
     StaleChanged,
     StreamRequest,
     StreamSend,
+    Synced,
     Timer,
 )
 from gossip_registry.core.messages import ACTIVE_STATES, Address, Alive, MemberState
@@ -109,9 +110,12 @@ from gossip_registry.traffic import WireTraffic
 from gossip_registry.transport import DEFAULT_TCP_TIMEOUT, Transport, open_transport
 from gossip_registry.watch import CATALOG, MEMBERS, ChangeIndex
 
-__all__ = ["MemberView", "Node", "NodeConfig", "open_node"]
+__all__ = ["MemberView", "Node", "NodeConfig", "NotSynced", "open_node"]
 
 logger = logging.getLogger("gossip_registry")
+
+LEAVE_SLACK = 2.0
+"""Seconds a leave on exit may take beyond leave_timeout (stopping, the last snapshot)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -137,6 +141,15 @@ class NodeConfig:
     cluster: str = "default"
     leave_timeout: float = 3.0
     """Bounded wait for a graceful leave to spread before the node stops."""
+    sync_timeout: float = 5.0
+    """Seconds ``async with Node(...)`` (and ``ThreadedNode.start``) wait for the first
+    push-pull with a seed, so that the node holds the cluster's table when the block
+    starts; 0 does not wait. Longer tolerates seeds that start later; shorter starts
+    sooner with a table that may still be empty."""
+    sync_required: bool = False
+    """Whether a first sync that does not happen within ``sync_timeout`` is an error
+    (``NotSynced``) rather than a warning in the log (the node then runs alone and
+    keeps trying its seeds in the background)."""
     tcp_timeout: float = DEFAULT_TCP_TIMEOUT
     """Seconds for one whole TCP exchange (connect, request, reply); memberlist's TCPTimeout."""
     # --- watches and self-preservation
@@ -219,6 +232,8 @@ class MemberView:
     state: MemberState
     incarnation: int
     meta: Mapping[str, str]
+    gone_for: float | None = None
+    """Seconds since it became dead or left; None while it is alive or suspect."""
 
     def as_json(self) -> dict[str, Any]:
         return {
@@ -228,7 +243,12 @@ class MemberView:
             "state": self.state.label,
             "incarnation": self.incarnation,
             "meta": dict(self.meta),
+            "gone_for": None if self.gone_for is None else round(self.gone_for, 1),
         }
+
+
+class NotSynced(TimeoutError):
+    """No seed answered a push-pull within the wait: the node holds only its own state."""
 
 
 class _TimerHeap:
@@ -286,9 +306,12 @@ class Node:
 
     ``async with Node(config) as node:`` starts it in a nursery of its own
     (UDP+TCP transport, protocol timers, anti-entropy, HTTP API if
-    configured) and stops it cleanly when the block exits (or on
-    cancellation): no task or socket is left behind. Alternatively
-    ``await nursery.start(node.run)`` runs it in the caller's nursery.
+    configured), enters the block once the node has synced with a seed
+    (``sync_timeout``), and leaves gracefully however the block exits (its
+    end, an error, cancellation, Ctrl-C): no task or socket is left behind.
+    Alternatively ``await nursery.start(node.run)`` runs it in the caller's
+    nursery; cancelling ``run`` then stops it at once, which peers take for
+    a crash (call ``leave`` first).
 
     A Node object runs once; build a new one to restart.
 
@@ -359,6 +382,8 @@ class Node:
         self.stalls = StallMeter()
         # A large table is frozen out of the cyclic GC's full passes as it grows (heap.py).
         self._heap = TableHeap()
+        self._seeds: list[Address] = []
+        self._synced = trio.Event()
         # Watches: the index of each view, and self-preservation (both in their own modules).
         self._index = ChangeIndex(config.max_waiters)
         self._stale = StaleEntries(config.self_preservation, self._index)
@@ -367,6 +392,7 @@ class Node:
         # The nursery opened by __aenter__.
         self._context: trio.Nursery | None = None
         self._context_manager: Any = None
+        self._shield: trio.CancelScope | None = None
         # Health checks of our own instances (health.py).
         self._checks = CheckRunner(
             on_change=self._on_check_change,
@@ -383,13 +409,44 @@ class Node:
         manager = trio.open_nursery()
         nursery = await manager.__aenter__()
         try:
-            await nursery.start(self.run)
+            await nursery.start(self._run_shielded)
+            await self._first_sync()
         except BaseException:
+            self._unshield()
             nursery.cancel_scope.cancel()
             await manager.__aexit__(None, None, None)
             raise
         self._context, self._context_manager = nursery, manager
         return self
+
+    async def _run_shielded(self, *, task_status: trio.TaskStatus[Node]) -> None:
+        """``run``, out of reach of the caller's cancellation: ``__aexit__`` leaves first."""
+        with trio.CancelScope(shield=True) as self._shield:
+            await self.run(task_status=task_status)
+
+    def _unshield(self) -> None:
+        if self._shield is not None:
+            self._shield.cancel()
+
+    async def _first_sync(self) -> None:
+        """Wait (``sync_timeout``) until the node holds the cluster's table; say when it does not.
+
+        Raises:
+            NotSynced: no seed answered in time and ``sync_required`` is set.
+        """
+        config = self.config
+        if not self._seeds:
+            return  # run() said so
+        if config.sync_timeout <= 0 or await self.wait_synced(config.sync_timeout):
+            return
+        seeds = ", ".join(f"{h}:{p}" for h, p in self._seeds)
+        message = (
+            f"node {self.name}: no seed answered within {config.sync_timeout:g}s ({seeds}); "
+            "its table holds only its own entries until one does"
+        )
+        if config.sync_required:
+            raise NotSynced(message)
+        logger.warning("%s (it keeps trying in the background)", message)
 
     async def __aexit__(
         self,
@@ -400,7 +457,23 @@ class Node:
         nursery, manager = self._context, self._context_manager
         self._context = self._context_manager = None
         assert nursery is not None, "__aexit__ without __aenter__"
+        await self._leave_on_exit()
+        self._unshield()
         return await close_owned_nursery(nursery, manager, exc_type, exc, tb)
+
+    async def _leave_on_exit(self) -> None:
+        """Leave gracefully however the block ends (its end, an error, cancellation, Ctrl-C).
+
+        Shielded, since a cancelled or interrupted block is the usual way out,
+        and bounded by ``leave_timeout`` plus the stop's own slack, so an exit
+        never hangs. Without it peers would declare us dead seconds later and
+        hand out our instances meanwhile.
+        """
+        if not self._running:
+            return  # left already, or stopped
+        with trio.CancelScope(shield=True) as scope:
+            scope.deadline = trio.current_time() + self.config.leave_timeout + LEAVE_SLACK
+            await self.leave()
 
     async def run(self, *, task_status: trio.TaskStatus[Node] = trio.TASK_STATUS_IGNORED) -> None:
         """Run until cancelled; ``task_status.started(self)`` once every socket listens.
@@ -489,16 +562,18 @@ class Node:
 
                     await serve_interfaces(nursery, self)
                 known = [] if snapshot is None else snapshot.members
-                if config.seeds or known:
+                seeds = [s for s in config.seeds if s not in self._own_addrs()]
+                remembered = [(h, p) for n, h, p in known if n != self.name]
+                self._seeds = seeds + remembered
+                if self._seeds:
                     # The core's policy: every seed plus a few remembered members, retried.
                     self._apply(
                         protocol.join_at_start(
-                            self._core_now(),
-                            [s for s in config.seeds if s not in self._own_addrs()],
-                            [(h, p) for n, h, p in known if n != self.name],
-                            tag=next(self._join_tags),
+                            self._core_now(), seeds, remembered, tag=next(self._join_tags)
                         )
                     )
+                else:
+                    logger.info("node %s has no seeds: it starts a cluster of its own", self.name)
                 logger.info(
                     "node %s listening on %s:%d (advertising %s:%d, incarnation %d)",
                     self.name,
@@ -529,6 +604,30 @@ class Node:
         """Stop at once (like a crash to the others, who will declare us dead); idempotent."""
         if self._nursery is not None:
             self._nursery.cancel_scope.cancel()
+
+    async def wait_synced(self, timeout: float) -> bool:
+        """Wait until a push-pull we started has completed (the node holds the cluster's table).
+
+        ``async with Node(...)`` already waits (``sync_timeout``); this is for
+        ``nursery.start(node.run)`` and for a wait of another length.
+
+        Returns:
+            True once synced (at once if it already was), False after ``timeout``
+            seconds without a sync (no seed answered, or there are none).
+        """
+        with trio.move_on_after(timeout):
+            await self._synced.wait()
+        return self._synced.is_set()
+
+    @property
+    def synced(self) -> bool:
+        """Whether a push-pull we started has completed since the node started."""
+        return self._synced.is_set()
+
+    @property
+    def joining(self) -> bool:
+        """Whether the node has seeds and has not synced with any yet (its table may be partial)."""
+        return bool(self._seeds) and not self._synced.is_set()
 
     async def wait_stopped(self) -> None:
         """Return once the node has stopped and its sockets are closed."""
@@ -597,10 +696,27 @@ class Node:
     def members(self) -> list[MemberView]:
         """Every member we know (ourselves included, dead and left ones until reaped), by name."""
         protocol = self._protocol_or_raise()
-        return [
-            MemberView(r.name, r.addr[0], r.addr[1], r.state, r.incarnation, r.meta)
-            for r in sorted(protocol.members, key=lambda r: r.name)
-        ]
+        now = trio.current_time()
+        views = []
+        for r in sorted(protocol.members, key=lambda r: r.name):
+            since = protocol.members.since(r.name)
+            gone_for = None if since is None else max(0.0, now - since)
+            views.append(
+                MemberView(r.name, r.addr[0], r.addr[1], r.state, r.incarnation, r.meta, gone_for)
+            )
+        return views
+
+    def force_leave(self, name: str) -> None:
+        """Mark dead member ``name`` left here and on every peer (Consul's force-leave).
+
+        Raises:
+            KeyError: no member ``name``.
+            ValueError: it is this node, or not dead.
+            RuntimeError: the node is not running.
+        """
+        protocol = self._require_running()
+        self._apply(protocol.force_leave(self._core_now(), name))
+        logger.info("member %s forced to leave", name)
 
     # ------------------------------------------------------------ registry
 
@@ -703,6 +819,31 @@ class Node:
     def services(self) -> dict[str, int]:
         """Service name -> number of live instances (any health), stale ones included."""
         return self._stale.counts(self._protocol_or_raise().table.services())
+
+    def health_counts(self) -> dict[str, dict[str, int]]:
+        """Service name -> instances by status (passing, warning, critical), stale ones included.
+
+        Visits every live instance: for the operator's table, not for a hot path.
+        """
+        protocol = self._protocol_or_raise()
+        counts: dict[str, dict[str, int]] = {}
+        for service in self.services():
+            by_status = counts[service] = {str(h): 0 for h in Health}
+            for entry in self._instances(protocol, service):
+                by_status[str(entry.status)] += 1
+        return counts
+
+    def owners_of(self, instance_id: str, service: str | None = None) -> list[str]:
+        """Nodes owning a live instance ``instance_id`` (of ``service`` if given), for errors.
+
+        Without ``service`` it visits every live instance: a deregistration
+        that failed pays for it, nothing else does.
+        """
+        table = self._protocol_or_raise().table
+        services = [service] if service is not None else list(table.services())
+        return sorted(
+            {e.owner for name in services for e in table.live(name) if e.instance_id == instance_id}
+        )
 
     def discover(
         self,
@@ -865,11 +1006,18 @@ class Node:
             raise RuntimeError(f"node {self.name} is not running")
         return protocol
 
+    # The protocol's work runs KI-protected: a Ctrl-C that lands in it is raised
+    # in the program's main task instead (trio defers it there), which then
+    # leaves through __aexit__. Raised in a node task, it would crash the node
+    # and peers would declare it dead instead of seeing it leave.
+
+    @trio.lowlevel.enable_ki_protection
     def _on_datagram(self, src: Address, data: bytes) -> None:
         assert self._protocol is not None
         self.traffic.count("in", "udp", data)
         self._apply(self._protocol.handle_packet(self._core_now(), src, data))
 
+    @trio.lowlevel.enable_ki_protection
     def _on_frame(self, src: Address, data: bytes) -> bytes | None:
         assert self._protocol is not None
         self.traffic.count("in", "tcp", data)
@@ -884,6 +1032,7 @@ class Node:
         self._apply(effects)
         return reply
 
+    @trio.lowlevel.enable_ki_protection
     def _on_timer(self, now: float, timer: Timer) -> None:
         assert self._protocol is not None
         self._protocol.observe_wall(now, self._wall_clock())
@@ -913,6 +1062,7 @@ class Node:
         if self._durable is not None:
             self._durable.effects_applied()
 
+    @trio.lowlevel.enable_ki_protection
     async def _stream_request(self, request: StreamRequest) -> None:
         assert self._transport is not None
         assert self._protocol is not None
@@ -922,8 +1072,14 @@ class Node:
         self._apply(self._protocol.handle_stream_reply(self._core_now(), request.token, reply))
 
     def _notify(
-        self, event: MemberChanged | EntryChanged | JoinResult | LeaveDrained | StaleChanged
+        self,
+        event: MemberChanged | EntryChanged | JoinResult | LeaveDrained | StaleChanged | Synced,
     ) -> None:
+        if isinstance(event, Synced):
+            if not self._synced.is_set():
+                logger.info("node %s synced with %s:%d", self.name, *event.addr)
+                self._synced.set()
+            return
         if isinstance(event, JoinResult):
             self._joined(event)
             return

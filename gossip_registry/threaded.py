@@ -15,8 +15,14 @@ trio side fills the queue from ``Node.watch``; the consumer blocks in its
 own thread.
 
 ``stop`` is idempotent and registered with ``atexit``, so an interpreter that
-exits without calling it still shuts the node down (and writes its snapshot)
-instead of being killed mid-write with the daemon thread.
+exits without calling it still leaves the cluster gracefully (and writes its
+snapshot) instead of being killed mid-write with the daemon thread, which
+peers would take for a crash.
+
+``ThreadedNode(config)`` is usable as it is: the first call starts the node
+(``start`` is for starting it earlier, or with another timeout). Starting
+returns once the node holds the cluster's table (``NodeConfig.sync_timeout``),
+as ``async with Node(...)`` does.
 """
 
 from __future__ import annotations
@@ -44,7 +50,7 @@ T = TypeVar("T")
 logger = logging.getLogger("gossip_registry")
 
 START_TIMEOUT = 30.0
-"""Seconds ``start`` waits for the node to listen before giving up."""
+"""Seconds ``start`` waits for the node to listen before giving up (plus its sync_timeout)."""
 STOP_TIMEOUT = 30.0
 """Seconds ``stop`` waits for the trio thread to finish (leave_timeout excluded)."""
 
@@ -119,8 +125,10 @@ class ThreadedWatch:
 class ThreadedNode:
     """A ``Node`` in a background thread, with blocking methods safe from any thread.
 
-    ``with ThreadedNode(config) as node:`` starts and stops it. Methods
-    raise ``RuntimeError`` when the node is not running. Calling them from
+    ``with ThreadedNode(config) as node:`` starts it and leaves on exit; a
+    bare ``ThreadedNode(config)`` starts on its first call and leaves at
+    ``stop()`` or interpreter exit. Methods raise ``RuntimeError`` once the
+    node is not running. Calling them from
     inside the node's own trio thread is not supported (it would deadlock);
     trio code should use ``Node`` directly.
     """
@@ -140,28 +148,44 @@ class ThreadedNode:
     # ------------------------------------------------------------ lifetime
 
     def start(self, timeout: float = START_TIMEOUT) -> ThreadedNode:
-        """Start the node; returns once it listens.
+        """Start the node; returns once it listens and has synced with a seed (see Node).
 
         Raises:
-            RuntimeError: already started, or did not start within ``timeout``.
+            RuntimeError: already started, or did not start within ``timeout``
+                (plus ``sync_timeout``).
             Exception: whatever stopped the node from starting (a bind
-                error, an invalid config), re-raised here.
+                error, an invalid config, ``NotSynced``), re-raised here.
         """
         with self._lock:
             if self._thread is not None:
                 raise RuntimeError("ThreadedNode.start called twice")
-            self._thread = threading.Thread(
-                target=self._thread_main, name=f"gossip-registry-{self.config.name}", daemon=True
-            )
-            self._thread.start()
+            self._launch()
+        return self._await_ready(timeout)
+
+    def _launch(self) -> None:
+        """Start the trio thread; called with ``_lock`` held."""
+        self._thread = threading.Thread(
+            target=self._thread_main, name=f"gossip-registry-{self.config.name}", daemon=True
+        )
+        self._thread.start()
         atexit.register(self.stop)
-        if not self._ready.wait(timeout):
+
+    def _await_ready(self, timeout: float) -> ThreadedNode:
+        if not self._ready.wait(timeout + max(self.config.sync_timeout, 0.0)):
             self.stop()
             raise RuntimeError(f"node {self.config.name} did not start within {timeout}s")
         if self._error is not None:
             self.stop()
             raise self._error
         return self
+
+    def _start_on_first_use(self) -> None:
+        """Start a node never started, from whichever thread calls first (the README's form)."""
+        with self._lock:
+            if self._thread is None and not self._stopped:
+                self._launch()
+        if not self._stopped:
+            self._await_ready(START_TIMEOUT)
 
     def _thread_main(self) -> None:
         try:
@@ -191,7 +215,8 @@ class ThreadedNode:
         scope.cancel()
 
     def stop(self, timeout: float = STOP_TIMEOUT) -> None:
-        """Stop the node and join its thread; idempotent, safe from any thread."""
+        """Leave gracefully (bounded by ``leave_timeout``) and join the thread; idempotent,
+        safe from any thread. Also registered with ``atexit``."""
         with self._lock:
             if self._stopped:
                 return
@@ -205,7 +230,8 @@ class ThreadedNode:
             thread.join(timeout)
 
     def __enter__(self) -> ThreadedNode:
-        return self.start()
+        self._start_on_first_use()
+        return self
 
     def __exit__(
         self,
@@ -223,6 +249,7 @@ class ThreadedNode:
     @property
     def node(self) -> Node:
         """The trio Node (read its attributes; call its methods only through this class)."""
+        self._start_on_first_use()
         if self._node is None:
             raise RuntimeError(f"node {self.config.name} has not started")
         return self._node
@@ -230,6 +257,7 @@ class ThreadedNode:
     # ------------------------------------------------------------ calls
 
     def _token_or_raise(self) -> trio.lowlevel.TrioToken:
+        self._start_on_first_use()
         if self._token is None or self._stopped:
             raise RuntimeError(f"node {self.config.name} is not running")
         return self._token

@@ -92,6 +92,9 @@ _BLOCKING_PARAMS = ("index", "wait")
 _DISCOVER_PARAMS = ("tag", "meta", "passing", *_BLOCKING_PARAMS)
 INDEX_HEADER = "X-Registry-Index"
 """The index of the view a read returned; send it back as ``?index=`` to block (see watch.py)."""
+JOINING_HEADER = "X-Registry-Joining"
+"""On a discovery answer of a node that has not yet synced with any seed: its table may
+lack what the cluster holds, so a client asks another node before trusting it."""
 DEFAULT_WAIT = 300.0
 """Seconds a blocking query is held when it names no ``wait`` (Consul's 5 minutes)."""
 MAX_WAIT = 600.0
@@ -389,16 +392,32 @@ def build_app(
             await node.wait_for_members_change(*query)
         return _indexed(JSONResponse([m.as_json() for m in node.members()]), node.members_index())
 
+    async def force_leave(request: Request) -> Response:
+        name: str = request.path_params["name"]
+        _only(request, ())
+        try:
+            node.force_leave(name)
+        except KeyError:
+            raise _Reject(404, f"name: no member {name!r} is known here") from None
+        except ValueError as exc:
+            raise _Reject(409, f"name: {exc}") from None
+        return JSONResponse({"name": name, "state": "left"})
+
     async def status(request: Request) -> Response:
         state = node.status()
         return _indexed(JSONResponse(state), state["index"])  # node-wide, not blockable
 
     async def services(request: Request) -> Response:
-        _only(request, _BLOCKING_PARAMS)
+        _only(request, (*_BLOCKING_PARAMS, "health"))
+        health = request.query_params.get("health")
+        if health not in (None, "true", "false"):
+            raise _Reject(400, f"health: must be true or false, got {health!r}")
         query = _blocking(request, rng)
         if query is not None:
             await node.wait_for_change(None, *query)
-        return _indexed(JSONResponse(node.services()), node.index())
+        # ?health=true: instances by status per service, for a table that tells why none pass.
+        body = node.health_counts() if health == "true" else node.services()
+        return _indexed(JSONResponse(body), node.index())
 
     async def register(request: Request) -> Response:
         body = await _json_object(request)
@@ -408,7 +427,16 @@ def build_app(
         except ValueError as exc:  # the node's own checks; its message names the field
             raise _Reject(400, str(exc)) from None
         checks = [c.check_id for c in entry.checks]  # the ids TTL reports must name
-        return JSONResponse({"id": entry.instance_id, "name": entry.service, "checks": checks})
+        return JSONResponse(
+            {
+                "id": entry.instance_id,
+                "name": entry.service,
+                "address": entry.address,
+                "port": entry.port,
+                "node": entry.owner,
+                "checks": checks,
+            }
+        )
 
     async def deregister(request: Request) -> Response:
         instance_id: str = request.path_params["instance_id"]
@@ -433,6 +461,13 @@ def build_app(
                 f"add ?service=<name> to choose one ({exc})",
             ) from None
         if entry is None:
+            owners = node.owners_of(instance_id, service)
+            if owners:  # registered, but elsewhere: only its owner may deregister it
+                raise _Reject(
+                    409,
+                    f"id: instance {instance_id!r} is owned by node {', '.join(owners)}, "
+                    f"not {node.name}: only its owner may deregister it; ask that node",
+                )
             raise _Reject(404, f"id: no instance {instance_id!r} is registered on this node")
         return JSONResponse({"id": instance_id, "deregistered": True})
 
@@ -451,7 +486,10 @@ def build_app(
         index = node.index(name)
         key = (name, *filters["tags"], *sorted(filters["meta"].items()), filters["passing_only"])
         body = rendered.get(key, entries, index)
-        return _indexed(Response(body, media_type="application/json"), index)
+        response = _indexed(Response(body, media_type="application/json"), index)
+        if node.joining:
+            response.headers[JOINING_HEADER] = "true"
+        return response
 
     async def check_update(request: Request) -> Response:
         """A TTL check's report: PUT /v1/checks/{id}/pass|warn|fail, reason in body or ?note=."""
@@ -518,6 +556,7 @@ def build_app(
     routes = [
         Route("/healthz", _guarded(healthz), methods=["GET"]),
         Route("/v1/members", _guarded(members), methods=["GET"]),
+        Route("/v1/members/{name:path}/force-leave", _guarded(force_leave), methods=["PUT"]),
         Route("/v1/status", _guarded(status), methods=["GET"]),
         Route("/v1/services", _guarded(services), methods=["GET"]),
         Route("/v1/services", _guarded(register), methods=["PUT"]),

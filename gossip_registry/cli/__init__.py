@@ -5,7 +5,7 @@ Theory of operation: one click group with a module per concern:
 - ``agent``: one node in this process (``cli/agent.py``);
 - ``up``: every node of a cluster file as its own process, with a live
   status table (``cli/up.py``);
-- ``members``, ``services``, ``register``, ``deregister``, ``status``:
+- ``members``, ``services``, ``register``, ``deregister``, ``status``, ``force-leave``:
   clients of a node's HTTP API (``cli/client.py``);
 - ``monitor``: a node's event stream, as it happens (``cli/monitor.py``);
 - ``simulate``: the deterministic simulator at any size (``cli/simulate.py``);
@@ -25,7 +25,15 @@ from importlib import metadata
 import click
 
 from gossip_registry.cli.agent import agent
-from gossip_registry.cli.client import check, deregister, members, register, services, status
+from gossip_registry.cli.client import (
+    check,
+    deregister,
+    force_leave,
+    members,
+    register,
+    services,
+    status,
+)
 from gossip_registry.cli.keys import keygen, keys
 from gossip_registry.cli.monitor import monitor
 from gossip_registry.cli.simulate import simulate
@@ -75,6 +83,7 @@ def version() -> None:
 for command in (agent, up, members, services, register, deregister, status, simulate):
     cli.add_command(command)
 cli.add_command(check)  # health checks: TTL reports
+cli.add_command(force_leave)
 cli.add_command(monitor)
 cli.add_command(keygen)  # gossip encryption (cli/keys.py)
 cli.add_command(keys)

@@ -57,6 +57,26 @@ def format_address(host: str, port: int) -> str:
     return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
 
+def split_http(text: str) -> tuple[str | None, str]:
+    """``("https", "host:port")`` from ``https://host:port/``; the scheme is None for HOST:PORT.
+
+    Every ``--http`` takes both forms, so the URL the client library wants
+    can be pasted into the CLI and back.
+
+    Raises:
+        click.BadParameter: a scheme other than http or https, or a path after the port.
+    """
+    scheme, sep, rest = text.partition("://")
+    if not sep:
+        return None, text
+    if scheme.lower() not in ("http", "https"):
+        raise click.BadParameter(f"expected HOST:PORT or http(s)://HOST:PORT, got {text!r}")
+    address = rest.removesuffix("/")
+    if "/" in address:
+        raise click.BadParameter(f"expected no path after the port, got {text!r}")
+    return scheme.lower(), address
+
+
 def connect_host(host: str) -> str:
     """Where to connect for a server bound to ``host``: a wildcard means this machine."""
     try:

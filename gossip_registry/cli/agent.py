@@ -27,6 +27,7 @@ import logging
 import math
 import os
 import signal
+import socket
 import sys
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
@@ -38,10 +39,12 @@ import click
 from gossip_registry.access import dns_exposure_warning, exposure_warning, token_problem
 from gossip_registry.cli._common import (
     DEFAULT_CONFIG,
+    DEFAULT_HTTP,
     ConfigFailure,
     Failure,
     format_address,
     load_config,
+    split_http,
 )
 from gossip_registry.cli.keys import apply_gossip_keys, gossip_key_options
 from gossip_registry.fdlimit import raise_open_files_limit
@@ -60,6 +63,10 @@ LOG_DATE_FORMAT = "%Y-%m-%d %H:%M:%S"
 LEVELS = ("debug", "info", "warning", "error")
 _FLAG_OPTIONS = ("name", "bind", "advertise", "http", "join", "data_dir", "profile")
 _DNS_FLAG_OPTIONS = ("dns", "dns_domain", "dns_ttl")
+DEV_BIND = "127.0.0.1:7946"
+DEV_HTTP = format_address(*DEFAULT_HTTP)
+"""Where client commands look when there is no cluster.toml."""
+DEV_DNS = "127.0.0.1:8601"
 
 
 @gossip_key_options
@@ -73,7 +80,14 @@ _DNS_FLAG_OPTIONS = ("dns", "dns_domain", "dns_ttl")
     "[default: ./cluster.toml when --node is given]",
 )
 @click.option("--node", "node_name", metavar="NAME", help="Which node of the cluster file to run.")
-@click.option("--name", help="Node name (config-less form).")
+@click.option(
+    "--dev",
+    is_flag=True,
+    help="One node to try things on: in memory, gossip on 127.0.0.1:7946, HTTP on "
+    "127.0.0.1:8501 and DNS on 127.0.0.1:8601 (where the client commands look by default), "
+    "with a banner saying so. Flags given override these.",
+)
+@click.option("--name", help="Node name (config-less form).  [default: this machine's host name]")
 @click.option(
     "--bind",
     metavar="HOST:PORT",
@@ -82,7 +96,12 @@ _DNS_FLAG_OPTIONS = ("dns", "dns_domain", "dns_ttl")
 @click.option(
     "--advertise", metavar="HOST:PORT", help="Address peers use (NAT); default: the bound one."
 )
-@click.option("--http", metavar="HOST:PORT", help="HTTP API address; none if not given.")
+@click.option(
+    "--http",
+    metavar="HOST:PORT|URL",
+    help="HTTP API address to listen on, as HOST:PORT or http(s)://HOST:PORT (https needs "
+    "--tls-cert); none if not given.",
+)
 @click.option(
     "--join", multiple=True, metavar="HOST:PORT", help="Seed to join through (repeatable)."
 )
@@ -91,7 +110,13 @@ _DNS_FLAG_OPTIONS = ("dns", "dns_domain", "dns_ttl")
     type=click.Path(file_okay=False, path_type=Path),
     help="Where the snapshot is kept; without it a restart starts from nothing.",
 )
-@click.option("--profile", type=click.Choice(["lan", "wan", "local"]), help="[default: lan]")
+@click.option(
+    "--profile",
+    type=click.Choice(["lan", "wan", "local"]),
+    help="Protocol timings (memberlist's presets): lan probes every 1s; wan every 5s, for "
+    "links with long round trips; local every 1s with shorter timeouts, for one machine.  "
+    "[default: lan]",
+)
 @click.option(
     "--log-level", type=click.Choice(LEVELS), default="info", show_default=True, help="Stderr log."
 )
@@ -127,6 +152,7 @@ _DNS_FLAG_OPTIONS = ("dns", "dns_domain", "dns_ttl")
 def agent(
     config_path: Path | None,
     node_name: str | None,
+    dev: bool,
     name: str | None,
     bind: str | None,
     advertise: str | None,
@@ -149,6 +175,7 @@ def agent(
     """Run one node (gossip + HTTP API) until SIGTERM or SIGINT, then leave gracefully.
 
     \b
+    To try it out:        agent --dev
     From a cluster file:  agent --config cluster.toml --node node1
     Without one:          agent --name n1 --bind 127.0.0.1:7946 --http 127.0.0.1:8501 \\
                                 --join 127.0.0.1:7947 --data-dir data/n1
@@ -157,6 +184,14 @@ def agent(
     # that a stop requested during start-up still ends in an orderly exit 0.
     previous = signal.signal(signal.SIGTERM, _interrupt)
     try:
+        if dev:
+            if config_path is not None or node_name is not None:
+                raise click.UsageError("--dev cannot be combined with --config/--node")
+            if data_dir is not None:
+                raise click.UsageError("--dev keeps nothing: it cannot take --data-dir")
+            bind, http = bind or DEV_BIND, http or DEV_HTTP
+            dns = dns or DEV_DNS
+            profile = profile or "local"
         config = _node_config(
             config_path,
             node_name,
@@ -184,7 +219,11 @@ def agent(
         # Every held blocking query is an open connection: see fdlimit.py.
         before, after = raise_open_files_limit()
         logger.debug("open files limit (RLIMIT_NOFILE soft): %d -> %d", before, after)
-        run_agent(config, parent_pid=os.getppid() if exit_with_parent else None)
+        run_agent(
+            config,
+            parent_pid=os.getppid() if exit_with_parent else None,
+            banner=dev_banner if dev else None,
+        )
     except KeyboardInterrupt:
         # Only before the node runs (then signals are events): nothing to leave.
         click.echo("stopped before the node started", err=True)
@@ -235,12 +274,8 @@ def _node_config(
             return cluster.node(node_name)
         except KeyError as exc:
             raise ConfigFailure(str(exc.args[0])) from None
-    if name is None:
-        raise click.UsageError(
-            "give --config FILE --node NAME, or at least --name (with --bind, --http, --join ...)"
-        )
     return config_from_flags(
-        name,
+        name or default_name(),
         bind=bind or "127.0.0.1:7946",
         advertise=advertise,
         http=http,
@@ -249,6 +284,33 @@ def _node_config(
         profile=profile or "lan",
         **dns_flags,
     )
+
+
+def default_name() -> str:
+    """This machine's host name (its first label), as a node name peers accept."""
+    label = socket.gethostname().split(".", 1)[0]
+    cleaned = "".join(c if c.isalnum() or c in "-_" else "-" for c in label).strip("-")
+    return cleaned or "node"
+
+
+def dev_banner(node: Node) -> None:
+    """Where a ``--dev`` agent listens, and the commands that talk to it, on stdout."""
+    lines = [
+        f"gossip-registry dev agent: node {node.name}, in memory (nothing is kept)",
+        f"  gossip  {format_address(*node.gossip_addr)}",
+    ]
+    if node.http_addr is not None:
+        http = format_address(*node.http_addr)
+        lines.append(f"  HTTP    http://{http}   try: gossip-registry members --http {http}")
+    if node.dns_addr is not None:
+        host, port = node.dns_addr
+        domain = node.config.dns_domain
+        lines.append(
+            f"  DNS     {format_address(host, port)}   try: dig @{host} -p {port} "
+            f"NAME.service.{domain} SRV"
+        )
+    lines.append("Ctrl-C leaves and stops.")
+    click.echo("\n".join(lines))
 
 
 def config_from_flags(
@@ -285,12 +347,20 @@ def config_from_flags(
         advertise=address("--advertise", advertise, default_port=bound[1], allow_zero=True)
         if advertise
         else None,
-        http=address("--http", http, allow_zero=True) if http else None,
+        http=address("--http", _http_address(http), allow_zero=True) if http else None,
         data_dir=data_dir,
         seeds=tuple(address("--join", seed) for seed in join),
         protocol=PROFILES[profile](),
         **_dns_settings(address, dns, dns_domain, dns_ttl),
     )
+
+
+def _http_address(text: str) -> str:
+    """``--http``'s HOST:PORT, from either form (the scheme is the TLS flags' business)."""
+    try:
+        return split_http(text)[1]
+    except click.BadParameter as exc:
+        raise ConfigFailure(f"--http: {exc.message}") from None
 
 
 def with_access(
@@ -361,8 +431,15 @@ def configure_logging(level: str) -> None:
     logger.setLevel(level.upper())
 
 
-def run_agent(config: NodeConfig, *, parent_pid: int | None = None) -> None:
+def run_agent(
+    config: NodeConfig,
+    *,
+    parent_pid: int | None = None,
+    banner: Callable[[Node], None] | None = None,
+) -> None:
     """Run the node to the end; returns normally after a leave (exit status 0).
+
+    ``banner`` is called once the node listens (``--dev`` prints where).
 
     Raises:
         ConfigFailure: the node refuses the config (a name peers would refuse).
@@ -381,6 +458,8 @@ def run_agent(config: NodeConfig, *, parent_pid: int | None = None) -> None:
     def mark_started() -> None:
         nonlocal started
         started = True
+        if banner is not None:
+            banner(node)
 
     try:
         trio.run(_serve, node, parent_pid, mark_started)

@@ -42,10 +42,14 @@ from gossip_registry.cli._common import (
     format_pairs,
     load_config,
     render_table,
+    split_http,
 )
 
 DEFAULT_TIMEOUT = 5.0
 """Seconds for the whole request; a node answers in milliseconds unless it is stuck."""
+MEMBER_STATES = ("alive", "suspect", "dead", "left")
+LEFT_HIDDEN_AFTER = 300.0
+"""Seconds after which ``members`` hides a member that left (``--all`` shows it)."""
 
 
 def _common_params() -> list[click.Parameter]:
@@ -53,9 +57,10 @@ def _common_params() -> list[click.Parameter]:
     return [
         click.Option(
             ["--http", "http"],
-            metavar="HOST:PORT",
+            metavar="HOST:PORT|URL",
             envvar="GOSSIP_REGISTRY_HTTP",
-            help="Node to ask.  [default: the first node of ./cluster.toml, else "
+            help="HTTP API of the node to ask: HOST:PORT or http(s)://HOST:PORT.  "
+            "[default: the first node of ./cluster.toml, else "
             f"{format_address(*DEFAULT_HTTP)}; env GOSSIP_REGISTRY_HTTP]",
         ),
         click.Option(
@@ -98,10 +103,12 @@ class Api:
         timeout: float,
         token: str | None = None,
         ca_cert: Path | None = None,
+        https: bool = False,
     ) -> None:
+        self.host, self.port = host, port
         self.address = format_address(host, port)
         self.url = base_url(host, port)
-        if ca_cert is not None:
+        if ca_cert is not None or https:
             self.url = "https" + self.url.removeprefix("http")
         self.timeout = timeout
         self.headers = {"Authorization": f"Bearer {token}"} if token else {}
@@ -134,6 +141,11 @@ class Api:
             raise Failure(
                 f"cannot reach node at {self.address}: no answer within {self.timeout:g}s"
             ) from None
+        except (httpx.RemoteProtocolError, httpx.ReadError) as exc:
+            # A gossip listener reads a frame length and hangs up on an HTTP request.
+            raise Failure(
+                f"cannot reach node at {self.address}: {_reason(exc)}; {self._gossip_hint()}"
+            ) from None
         except httpx.HTTPError as exc:
             raise Failure(f"cannot reach node at {self.address}: {_reason(exc)}") from None
         try:
@@ -148,6 +160,21 @@ class Api:
             f"unexpected answer from {self.address}: HTTP {response.status_code} "
             f"{response.text[:200]!r}"
         )
+
+    def _gossip_hint(self) -> str:
+        """Which HTTP API to ask instead, when ./cluster.toml says this is a gossip port."""
+        hint = "this looks like a gossip port, not an HTTP API"
+        if not DEFAULT_CONFIG.is_file():
+            return hint
+        try:
+            cluster = load_config(DEFAULT_CONFIG)
+        except Failure:
+            return hint
+        for name, http in cluster.http_addresses.items():
+            node = cluster.node(name)
+            if node.bind[1] == self.port or (node.advertise or node.bind)[1] == self.port:
+                return f"{hint}; the HTTP API of node {name} is on {format_address(*http)}"
+        return hint
 
 
 def _reason(exc: BaseException) -> str:
@@ -185,10 +212,11 @@ def _api(
         if config_path is not None or node_name is not None:
             raise click.UsageError("--http cannot be combined with --config/--node")
         try:
-            host, port = parse_address(http)
-        except ValueError as exc:
+            scheme, address = split_http(http)
+            host, port = parse_address(address)
+        except (ValueError, click.BadParameter) as exc:
             raise ConfigFailure(f"--http: {exc}") from None
-        return Api(host, port, timeout, token, ca_cert)
+        return Api(host, port, timeout, token, ca_cert, https=scheme == "https")
     path = config_path
     if path is None and (node_name is not None or DEFAULT_CONFIG.is_file()):
         path = DEFAULT_CONFIG
@@ -232,7 +260,7 @@ def client_command(fn: Callable[..., None]) -> click.Command:
     ) -> None:
         fn(_api(http, config_path, node_name, timeout, token, ca_cert), as_json, **rest)
 
-    cmd = click.command(name=fn.__name__)(command)
+    cmd = click.command(name=fn.__name__.replace("_", "-"))(command)
     cmd.params.extend(_common_params())
     return cmd
 
@@ -252,9 +280,29 @@ def _key_value(text: str, flag: str) -> tuple[str, str]:
 
 
 @client_command
-def members(api: Api, as_json: bool) -> None:
-    """List the members the node knows, with their state and incarnation."""
+@click.option(
+    "--all", "show_all", is_flag=True, help="Also members that left more than 5 minutes ago."
+)
+@click.option(
+    "--state",
+    "states",
+    multiple=True,
+    type=click.Choice(MEMBER_STATES),
+    help="Only members in this state (repeatable).",
+)
+def members(api: Api, as_json: bool, show_all: bool, states: tuple[str, ...]) -> None:
+    """List the members the node knows, with their state and incarnation.
+
+    Members that left more than 5 minutes ago are hidden unless --all is
+    given (a dead member stays: it may come back, or need force-leave).
+    """
     body = api.call("GET", "/v1/members")
+    if states:
+        body = [m for m in body if m["state"] in states]
+    hidden = 0
+    if not show_all:
+        shown = [m for m in body if not _left_long_ago(m)]
+        hidden, body = len(body) - len(shown), shown
     if as_json:
         _print_json(body)
         return
@@ -269,6 +317,29 @@ def members(api: Api, as_json: bool) -> None:
         for m in body
     ]
     echo_lines(render_table(["NAME", "ADDRESS", "STATE", "INCARNATION", "META"], rows))
+    if hidden:
+        click.echo(f"({hidden} left more than 5 minutes ago; --all shows them)")
+
+
+def _left_long_ago(member: dict[str, Any]) -> bool:
+    gone_for = member.get("gone_for")
+    return member["state"] == "left" and gone_for is not None and gone_for > LEFT_HIDDEN_AFTER
+
+
+@client_command
+@click.argument("member", metavar="NODE")
+def force_leave(api: Api, as_json: bool, member: str) -> None:
+    """Mark dead member NODE left on every node now (Consul's force-leave).
+
+    Its entries, which self-preservation may still serve flagged stale, go at
+    once, and members hides it after a few minutes. For a node that will
+    not come back; should it still run, it refutes and comes back alive.
+    """
+    answer = api.call("PUT", f"/v1/members/{quote(member, safe='')}/force-leave")
+    if as_json:
+        _print_json(answer)
+    else:
+        click.echo(f"{member} is now left")
 
 
 @client_command
@@ -294,14 +365,19 @@ def services(
     if name is None:
         if tags or meta or passing is not None:
             raise click.UsageError("--tag, --meta and --passing filter the instances of a NAME")
-        counts = api.call("GET", "/v1/services")
-        if as_json:
-            _print_json(counts)
-        elif not counts:
+        if as_json:  # the plain catalog, as scripts have always had it
+            _print_json(api.call("GET", "/v1/services"))
+            return
+        counts = api.call("GET", "/v1/services", params={"health": "true"})
+        if not counts:
             click.echo("no services registered")
         else:
-            rows = [[service, count] for service, count in sorted(counts.items())]
-            echo_lines(render_table(["SERVICE", "INSTANCES"], rows))
+            rows = [
+                [service, sum(by.values()), by["passing"], by["warning"], by["critical"]]
+                for service, by in sorted(counts.items())
+            ]
+            headers = ["SERVICE", "INSTANCES", "PASSING", "WARNING", "CRITICAL"]
+            echo_lines(render_table(headers, rows))
         return
     params: list[tuple[str, str]] = [("tag", tag) for tag in tags]
     params += [("meta", "{}:{}".format(*_key_value(pair, "--meta"))) for pair in meta]
@@ -311,7 +387,7 @@ def services(
     if as_json:
         _print_json(instances)
     elif not instances:
-        click.echo(f"no instances of {name}")
+        click.echo(_none_shown(api, name, params, passing))
     else:
         rows = [
             [
@@ -328,6 +404,20 @@ def services(
         ]
         headers = ["ID", "ADDRESS", "STATUS", "WEIGHT", "NODE", "TAGS", "META"]
         echo_lines(render_table(headers, rows))
+
+
+def _none_shown(api: Api, name: str, params: list[tuple[str, str]], passing: bool | None) -> str:
+    """Why no instance of ``name`` is listed: none at all, or none passing (with how many)."""
+    if passing is False:
+        return f"no instances of {name}"
+    everything = [(k, v) for k, v in params if k != "passing"] + [("passing", "false")]
+    instances = api.call("GET", f"/v1/services/{quote(name, safe='')}", params=everything)
+    if not instances:
+        return f"no instances of {name}"
+    statuses = sorted({i["status"] for i in instances})
+    counts = ", ".join(f"{sum(i['status'] == s for i in instances)} {s}" for s in statuses)
+    noun, them = ("instance", "it") if len(instances) == 1 else ("instances", "them")
+    return f"{len(instances)} {noun} of {name}, none passing ({counts}); --all shows {them}"
 
 
 @client_command
@@ -407,7 +497,11 @@ def register(
     if as_json:
         _print_json(answer)
     else:
-        click.echo(f"registered {answer['id']} (service {answer['name']}) at {api.address}")
+        where = format_address(answer["address"], answer["port"])
+        click.echo(
+            f"registered {answer['id']} (service {answer['name']}, at {where}), "
+            f"owned by node {answer['node']}"
+        )
         for check_id in answer.get("checks", ()):
             click.echo(f"  check {check_id}")
 

@@ -32,6 +32,7 @@ from __future__ import annotations
 import os
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -46,6 +47,7 @@ import click
 from gossip_registry.cli._common import (
     DEFAULT_CONFIG,
     ConfigFailure,
+    Failure,
     base_url,
     format_address,
     load_config,
@@ -84,27 +86,76 @@ MAX_LINE = 64 * 1024
 )
 @click.option("--nodes", "subset", metavar="NAME,NAME", help="Start only these nodes.")
 @click.option(
+    "--fresh",
+    is_flag=True,
+    help="Empty the nodes' data directories first: no member or registration of an earlier "
+    "run comes back.",
+)
+@click.option(
     "--log-level",
     type=click.Choice(["debug", "info", "warning", "error"]),
     default="info",
     show_default=True,
     help="The agents' log level.",
 )
-def up(config_path: Path, subset: str | None, log_level: str) -> None:
+def up(config_path: Path, subset: str | None, fresh: bool, log_level: str) -> None:
     """Start every node of the cluster file as a process; stream logs and a status table.
 
-    Ctrl-C (or SIGTERM) makes every node leave gracefully, then exits.
+    Ctrl-C (or SIGTERM) makes every node leave gracefully, then exits. Nodes
+    keep their snapshots in their data directories, so registrations of an
+    earlier run come back; --fresh starts from empty ones.
     """
     import trio
 
     cluster = load_config(config_path)
     names = _choose(cluster, subset)
+    taken = ports_in_use(cluster, names)
+    if taken:
+        raise Failure(
+            f"a cluster is already running on these ports ({', '.join(taken)} in use): "
+            "stop it first, or give these nodes other ports in the cluster file"
+        )
+    if fresh:
+        for name in names:
+            data_dir = cluster.node(name).data_dir
+            if data_dir is not None and data_dir.is_dir():
+                shutil.rmtree(data_dir)
     out = sys.stdout
     live = out.isatty() and os.environ.get("TERM") != "dumb"
     supervisor = Supervisor(cluster, names, log_level=log_level, console=Console(out, live=live))
     code = trio.run(supervisor.run)
     if code:
         raise SystemExit(code)
+
+
+def ports_in_use(cluster: ClusterConfig, names: list[str]) -> list[str]:
+    """The addresses of ``names`` (gossip UDP+TCP, HTTP, DNS) that cannot be bound now.
+
+    Checked before any node starts: otherwise the status table would show
+    the running cluster's nodes while each new one fails to bind.
+    """
+    taken = []
+    for name in names:
+        node = cluster.node(name)
+        wanted = [(node.bind, True), (node.http, False), (node.dns, True)]
+        for address, with_udp in wanted:
+            if address is not None and address[1] != 0 and not _bindable(address, with_udp):
+                taken.append(format_address(*address))
+    return taken
+
+
+def _bindable(address: tuple[str, int], with_udp: bool) -> bool:
+    family = socket.AF_INET6 if ":" in address[0] else socket.AF_INET
+    kinds = [socket.SOCK_STREAM, socket.SOCK_DGRAM] if with_udp else [socket.SOCK_STREAM]
+    for kind in kinds:
+        with socket.socket(family, kind) as probe:
+            if kind == socket.SOCK_STREAM:  # as the listeners do: a TIME_WAIT port is free
+                probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            try:
+                probe.bind(address)
+            except OSError:
+                return False
+    return True
 
 
 def _choose(cluster: ClusterConfig, subset: str | None) -> list[str]:

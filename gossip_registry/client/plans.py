@@ -56,6 +56,8 @@ __all__ = [
 T = TypeVar("T")
 
 INDEX_HEADER = "X-Registry-Index"
+JOINING_HEADER = "X-Registry-Joining"
+"""Set by a node that has not synced with the cluster yet (api/http.py)."""
 
 IDEMPOTENT_METHODS = frozenset({"GET", "HEAD", "OPTIONS", "PUT", "DELETE", "TRACE"})
 """RFC 9110's idempotent methods: safe to send twice when a first attempt may have arrived."""
@@ -204,6 +206,9 @@ def ask_nodes(
     """
     settings = core.settings
     failures: list[str] = []
+    # A joining node's answer may lack what the cluster holds: the first discovery
+    # after a node started must not return [] while another node knows better.
+    joining: Fetched | None = None
     for attempt, base in enumerate(core.nodes.order()):
         if attempt:
             yield Pause(
@@ -219,7 +224,15 @@ def ask_nodes(
             failures.append(f"{base}: {exc}")
             continue
         core.nodes.answered(base)
-        return Fetched(instances, answered_index, base)
+        fetched = Fetched(instances, answered_index, base)
+        if isinstance(outcome, httpx.Response) and JOINING_HEADER in outcome.headers:
+            core.stats["joining_answers"] += 1
+            joining = joining or fetched
+            failures.append(f"{base}: still joining the cluster")
+            continue
+        return fetched
+    if joining is not None:
+        return joining  # only joining nodes answered: the best there is
     raise NoNodeAvailable(failures)
 
 

@@ -15,9 +15,10 @@ and the driver carries them out in order:
 - ``Notify``: an event for observers (watchers, logs, metrics, tests), or
   for the driver itself: ``JoinResult``, ``LeaveDrained`` and ``StaleChanged``
   carry the core's join, leave and self-preservation policy (retries,
-  backoff, when a leaving node may stop, what is served stale), so every
-  driver runs the same policy and none reads the core's counters or queues
-  to decide.
+  backoff, when a leaving node may stop, what is served stale), and
+  ``Synced`` says a push-pull we started completed (the node holds the
+  cluster's state), so every driver runs the same policy and none reads the
+  core's counters or queues to decide.
 """
 
 from __future__ import annotations
@@ -157,8 +158,19 @@ class StaleChanged:
 
 
 @dataclass(frozen=True, slots=True)
+class Synced:
+    """A push-pull we started with ``addr`` completed: its members and entries are merged.
+
+    The first one after start means the node now holds the cluster's table
+    (``Node.wait_synced``); a failed exchange says nothing.
+    """
+
+    addr: Address
+
+
+@dataclass(frozen=True, slots=True)
 class Notify:
-    event: MemberChanged | EntryChanged | JoinResult | LeaveDrained | StaleChanged
+    event: MemberChanged | EntryChanged | JoinResult | LeaveDrained | StaleChanged | Synced
 
 
 Effect = Send | SetTimer | StreamRequest | StreamSend | Notify

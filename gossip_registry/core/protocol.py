@@ -82,6 +82,7 @@ from gossip_registry.core.effects import (
     Notify,
     StaleChanged,
     StreamSend,
+    Synced,
     TimerKind,
 )
 from gossip_registry.core.messages import (
@@ -753,7 +754,6 @@ class Protocol(Swim):
             self.stats["stream_out"] += 1
             self._out.append(StreamSend(addr, finish))
         resume = message.resume
-        then = None
         if resume > start:  # strictly onwards, so a sync ends within ``buckets`` pages
 
             def on_page(now: float, page: StreamMessage | None) -> None:
@@ -762,6 +762,11 @@ class Protocol(Swim):
             def then(now: float) -> None:
                 more = SyncMore(resume, self.table.bucket_digests()[resume:])
                 self._stream(addr, encode_stream(more), on_page)
+
+        else:
+
+            def then(now: float) -> None:  # the last page is merged: we hold their state
+                self._out.append(Notify(Synced(addr)))
 
         self._merge_state(now, None, message.entries, then)
         return True

@@ -243,6 +243,31 @@ class Swim:
             self._leave_pending = False
             self._out.append(Notify(LeaveDrained(drained=False)))
 
+    def force_leave(self, now: float, name: str) -> list[Effect]:
+        """Mark a failed member left on its behalf (Consul's force-leave), and spread it.
+
+        For a member that will not come back: peers drop it from their
+        views at once instead of keeping it dead until the reap. Should it
+        still live, it refutes (a Left about itself at its incarnation) and
+        comes back alive.
+
+        Raises:
+            KeyError: no member ``name``.
+            ValueError: ``name`` is this node, or a member that is not dead.
+        """
+        current = self.members.get(name)
+        if current is None:
+            raise KeyError(name)
+        if name == self.name:
+            raise ValueError("a node cannot force itself to leave: use leave")
+        if current.state is MemberState.DEAD:
+            self._left(now, Left(name, current.incarnation))
+        elif current.state is not MemberState.LEFT:
+            raise ValueError(
+                f"member {name} is {current.state.label}: only a dead member can be forced to leave"
+            )
+        return self._drain(now)
+
     # ------------------------------------------------------------- probing
 
     def _on_probe_tick(self, now: float, _: str) -> None:

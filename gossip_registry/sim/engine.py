@@ -65,6 +65,7 @@ from gossip_registry.core.effects import (
     StaleChanged,
     StreamRequest,
     StreamSend,
+    Synced,
 )
 from gossip_registry.core.messages import Address
 from gossip_registry.sim.network import LinkModel, Network
@@ -312,7 +313,12 @@ class Engine:
             else:
                 raise TypeError(f"{proc.name} returned a non-effect: {effect!r}")
 
-    def _notify(self, proc: Process, event: MemberChanged | EntryChanged | DriverEvent) -> None:
+    def _notify(
+        self, proc: Process, event: MemberChanged | EntryChanged | DriverEvent | Synced
+    ) -> None:
+        if isinstance(event, Synced):  # for drivers that wait on a first sync; nothing to observe
+            self.notify_counts["synced"] += 1
+            return
         if isinstance(event, JoinResult | LeaveDrained | StaleChanged):
             if isinstance(event, StaleChanged):
                 self.notify_counts["stale changed"] += 1

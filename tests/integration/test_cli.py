@@ -91,7 +91,10 @@ def test_register_lists_and_deregisters_an_instance_in_table_and_json_form(
         "--tag", "blue", "--tag", "v2", "--meta", "zone=a", "--weight", "3", "--http", http,
     )  # fmt: skip
     assert registered.exit_code == 0, registered.output
-    assert registered.stdout == f"registered web-1 (service web) at {http}\n"
+    assert (
+        registered.stdout
+        == "registered web-1 (service web, at 10.0.0.5:8080), owned by node cli1\n"
+    )
     assert [e.instance_id for e in node.discover("web")] == ["web-1"]
 
     generated = run("register", "web", "--port", "8081", "--http", http, "--json")
@@ -101,7 +104,10 @@ def test_register_lists_and_deregisters_an_instance_in_table_and_json_form(
     assert answer["id"].startswith("web-")
 
     services = run("services", "--http", http)
-    assert services.stdout.splitlines() == ["SERVICE  INSTANCES", "web              2"]
+    assert [line.split() for line in services.stdout.splitlines()] == [
+        ["SERVICE", "INSTANCES", "PASSING", "WARNING", "CRITICAL"],
+        ["web", "2", "2", "0", "0"],
+    ]
     assert json.loads(run("services", "--http", http, "--json").stdout) == {"web": 2}
 
     instances = run("services", "web", "--tag", "blue", "--meta", "zone=a", "--http", http)

@@ -33,7 +33,9 @@ def test_register_with_checks_then_report_ttl_from_the_command_line(
         ("port", "tcp", Health.CRITICAL),
         ("beat", "ttl", Health.CRITICAL),
     ]
-    assert run("services", "web", "--http", http).stdout == "no instances of web\n"
+    assert run("services", "web", "--http", http).stdout == (
+        "1 instance of web, none passing (1 critical); --all shows it\n"
+    )
     listed = json.loads(run("services", "web", "--all", "--http", http, "--json").stdout)
     assert [c["id"] for c in listed[0]["checks"]] == ["port", "beat"]
 

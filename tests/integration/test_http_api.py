@@ -43,6 +43,7 @@ class FakeNode:
         self.changes = ChangeIndex(max_waiters=10)
         self.stale: set[EntryKey] = set()
         self.http_stats: dict[str, int] = {}  # serve_http counts refused connections here
+        self.joining = False
 
     def _record(self, method: str, *args: Any, **kwargs: Any) -> None:
         self.calls.append((method, args, kwargs))
@@ -111,7 +112,9 @@ class FakeNode:
         matches = [
             e
             for e in self.entries.values()
-            if e.instance_id == instance_id and service in (None, e.service)
+            if e.instance_id == instance_id
+            and service in (None, e.service)
+            and e.owner == self.name  # only the owner deregisters, as the Node does
         ]
         if len(matches) > 1:
             raise ValueError(f"instance_id {instance_id!r} is in several services; pass service")
@@ -130,6 +133,31 @@ class FakeNode:
         for e in self.entries.values():
             counts[e.service] = counts.get(e.service, 0) + 1
         return counts
+
+    def health_counts(self) -> dict[str, dict[str, int]]:
+        self._record("health_counts")
+        counts: dict[str, dict[str, int]] = {}
+        for e in self.entries.values():
+            by_status = counts.setdefault(e.service, {str(h): 0 for h in Health})
+            by_status[str(e.status)] += 1
+        return counts
+
+    def owners_of(self, instance_id: str, service: str | None = None) -> list[str]:
+        return sorted(
+            {
+                e.owner
+                for e in self.entries.values()
+                if e.instance_id == instance_id and service in (None, e.service)
+            }
+        )
+
+    def force_leave(self, name: str) -> None:
+        self._record("force_leave", name)
+        states = {m.name: m.state for m in self.members()}
+        if name not in states:
+            raise KeyError(name)
+        if states[name] is not MemberState.DEAD:
+            raise ValueError(f"member {name} is {states[name].label}: only a dead member ...")
 
     def discover(
         self,
@@ -230,6 +258,7 @@ async def test_members_lists_every_member_with_its_state_label() -> None:
         "state": "alive",
         "incarnation": 3,
         "meta": {"zone": "a"},
+        "gone_for": None,
     }
 
 
@@ -369,7 +398,14 @@ async def test_register_returns_the_id_and_name_and_passes_every_field() -> None
         response = await client.put("/v1/services", json=body)
 
     assert response.status_code == 200
-    assert response.json() == {"id": "web-1", "name": "web", "checks": []}
+    assert response.json() == {
+        "id": "web-1",
+        "name": "web",
+        "address": "10.1.2.3",
+        "port": 8080,
+        "node": "node1",
+        "checks": [],
+    }
     assert node.calls == [
         (
             "register",
@@ -451,6 +487,57 @@ async def test_deregister_of_an_unknown_id_is_404_naming_it() -> None:
     assert response.status_code == 404
     assert "'ghost'" in response.json()["error"]
     assert response.json()["error"].startswith("id:")
+
+
+async def test_deregister_of_another_nodes_instance_is_409_naming_the_owner() -> None:
+    node = FakeNode()
+    node.put("web", "web-9", owner="node7")
+    async with api(node) as client:
+        response = await client.delete("/v1/services/web-9")
+
+    assert response.status_code == 409
+    assert response.json()["error"] == (
+        "id: instance 'web-9' is owned by node node7, not node1: "
+        "only its owner may deregister it; ask that node"
+    )
+
+
+async def test_services_with_health_true_counts_instances_by_status() -> None:
+    node = FakeNode()
+    node.put("web", "w1")
+    node.put("web", "w2", status=Health.CRITICAL)
+    async with api(node) as client:
+        response = await client.get("/v1/services?health=true")
+        bad = await client.get("/v1/services?health=yes")
+
+    assert response.json() == {"web": {"passing": 1, "warning": 0, "critical": 1}}
+    assert bad.status_code == 400
+    assert bad.json()["error"] == "health: must be true or false, got 'yes'"
+
+
+async def test_a_joining_nodes_discovery_answer_says_so() -> None:
+    node = FakeNode()
+    async with api(node) as client:
+        synced = await client.get("/v1/services/web")
+        node.joining = True
+        joining = await client.get("/v1/services/web")
+
+    assert "X-Registry-Joining" not in synced.headers
+    assert joining.headers["X-Registry-Joining"] == "true"
+
+
+async def test_force_leave_of_a_dead_member_is_done_and_of_a_live_one_is_409() -> None:
+    node = FakeNode()
+    async with api(node) as client:
+        dead = await client.put("/v1/members/node3/force-leave")
+        alive = await client.put("/v1/members/node2/force-leave")
+        unknown = await client.put("/v1/members/ghost/force-leave")
+
+    assert dead.json() == {"name": "node3", "state": "left"}
+    assert alive.status_code == 409
+    assert alive.json()["error"].startswith("name: member node2 is suspect")
+    assert unknown.status_code == 404
+    assert unknown.json()["error"] == "name: no member 'ghost' is known here"
 
 
 async def test_an_id_containing_a_slash_from_an_older_node_can_be_deregistered() -> None:
@@ -831,7 +918,7 @@ async def test_blocking_parameters_are_checked(path: str, query: str, fragment: 
         response = await client.get(f"{path}?{query}")
 
     assert response.status_code == 400
-    if not (query == "limit=3" and path == "/v1/services/web"):  # that one lists more allowed
+    if not (query == "limit=3" and path.startswith("/v1/services")):  # those list more allowed
         assert fragment in response.json()["error"]
 
 

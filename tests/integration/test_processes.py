@@ -238,6 +238,9 @@ def test_five_agents_share_registrations_and_handle_crash_restart_and_sigterm(
     assert api(http["n3"], "/v1/services", "PUT", json=body) == {
         "id": "w3",
         "name": "web",
+        "address": "127.0.0.1",
+        "port": 9003,
+        "node": "n3",
         "checks": [],
     }
     processes.eventually(

@@ -62,6 +62,8 @@ class Fake:
         self.index: int | None = 10
         self.blocks = True
         self.broken: dict[str, Any] = {}
+        self.joining: set[str] = set()
+        """Hosts that answer as a node not yet synced with the cluster: empty, flagged."""
         self.requests: list[httpx.Request] = []
         self.changed = trio.Event()
         self.latency = 0.0
@@ -100,6 +102,8 @@ class Fake:
                 self.seen_load.append(self.client.outstanding())
             return httpx.Response(200, text=request.url.netloc.decode())
         headers = {} if self.index is None else {"X-Registry-Index": str(self.index)}
+        if request.url.netloc.decode() in self.joining:
+            return httpx.Response(200, json=[], headers={**headers, "X-Registry-Joining": "true"})
         return httpx.Response(200, json=self.instances, headers=headers)
 
     def sync_handler(self, request: httpx.Request) -> httpx.Response:
@@ -214,6 +218,28 @@ async def test_a_failing_node_is_skipped_and_the_answering_one_remembered(
             assert [r.url.host for r in fake.node_requests()][-1] == good
             assert len(fake.node_requests()) == 3
             assert client.stats["node_failures"] == 1
+
+
+async def test_a_first_discovery_asks_past_a_node_still_joining_the_cluster(
+    autojump_clock: Any,
+) -> None:
+    fake = Fake()
+    with trio.fail_after(60):
+        async with aclient(fake, watch=False) as client:
+            joining = host(client)
+            fake.joining.add(joining)
+            assert len(await client.instances("api")) == 2
+            assert host(client) != joining
+            assert client.stats["joining_answers"] == 1
+
+
+async def test_when_every_node_is_joining_their_answer_is_taken(autojump_clock: Any) -> None:
+    fake = Fake()
+    fake.joining = {"n1", "n2"}
+    with trio.fail_after(60):
+        async with aclient(fake, watch=False) as client:
+            assert await client.instances("api") == []
+    assert len(fake.node_requests()) == 2
 
 
 async def test_a_refusal_is_not_retried_on_other_nodes(autojump_clock: Any) -> None:

@@ -21,6 +21,7 @@ from gossip_registry.core.effects import (
     SetTimer,
     StaleChanged,
     StreamRequest,
+    Synced,
     TimerKind,
 )
 from gossip_registry.core.messages import (
@@ -49,7 +50,8 @@ def make(**config: object) -> Protocol:
 
 
 def notes(effects: Sequence[Effect]) -> list[object]:
-    return [e.event for e in effects if isinstance(e, Notify)]
+    """The driver's notifications but ``Synced``, which every completed push-pull sends."""
+    return [e.event for e in effects if isinstance(e, Notify) and not isinstance(e.event, Synced)]
 
 
 def requests(effects: Sequence[Effect]) -> list[StreamRequest]:

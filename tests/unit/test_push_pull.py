@@ -21,6 +21,7 @@ from gossip_registry.core.effects import (
     SetTimer,
     StreamRequest,
     StreamSend,
+    Synced,
     TimerKind,
 )
 from gossip_registry.core.messages import (
@@ -183,13 +184,12 @@ def drive(node: Protocol, effects: list[Effect], now: float) -> list[Effect]:
     raise AssertionError("the merge never finished")
 
 
-def full_sync(a: Protocol, b: Protocol, now: float) -> int:
-    """A whole push-pull started by ``a``, every page; returns the number of exchanges."""
+def full_sync(a: Protocol, b: Protocol, now: float) -> list[int]:
+    """A whole push-pull started by ``a``, every page; the ``Synced`` said after each page."""
     pending = [e for e in a.join(now, [b.addr]) if isinstance(e, StreamRequest)]
-    exchanges = 0
+    synced: list[int] = []
     while pending:
         request = pending.pop()
-        exchanges += 1
         reply, out = b.handle_stream(now, a.addr, request.data)
         drive(b, out, now)
         assert reply is not None
@@ -197,21 +197,31 @@ def full_sync(a: Protocol, b: Protocol, now: float) -> int:
         assert isinstance(page, SyncReply)
         assert len(page.entries) <= SYNC_PAGE_ENTRIES
         out = drive(a, a.handle_stream_reply(now, request.token, reply), now)
+        synced.append(sum(isinstance(e, Notify) and isinstance(e.event, Synced) for e in out))
         for finish in (e for e in out if isinstance(e, StreamSend)):
             drive(b, b.handle_stream(now, a.addr, finish.data)[1], now)
         pending += [e for e in out if isinstance(e, StreamRequest)]
-    return exchanges
+    return synced
 
 
 def test_a_large_table_is_pulled_in_bounded_pages_and_merged_in_chunks() -> None:
     a, b = pair()
     for i in range(5000):
         b.register(1.0, f"svc{i % 50}", f"i{i}", "10.0.0.2", 80)
-    exchanges = full_sync(a, b, 2.0)
+    exchanges = len(full_sync(a, b, 2.0))
     assert a.table.bucket_digests() == b.table.bucket_digests()
     assert a.table.live_count == 5000
     assert exchanges >= 5000 // SYNC_PAGE_ENTRIES
     assert a.stats["sync_pages"] == exchanges - 1
+
+
+def test_synced_is_said_once_when_the_last_page_is_merged() -> None:
+    a, b = pair()
+    for i in range(2000):
+        b.register(1.0, f"svc{i % 20}", f"i{i}", "10.0.0.2", 80)
+    synced = full_sync(a, b, 2.0)
+    assert len(synced) > 1  # paged
+    assert synced == [0] * (len(synced) - 1) + [1]
 
 
 def test_one_merge_step_handles_at_most_a_chunk_of_entries() -> None:

@@ -167,11 +167,13 @@ class Swim:
         except CodecError:
             self.stats["malformed_packets"] += 1
             return self._drain(now)
+        accused = False
         for update in packet.updates:
+            accused |= isinstance(update, Suspect | Dead) and update.name == self.name
             self._apply_update(now, update)
         primary = packet.primary
         if isinstance(primary, Ping):
-            self._on_ping(now, src, primary)
+            self._on_ping(now, src, primary, accused)
         elif isinstance(primary, Ack):
             self._on_ack(now, primary.seq)
         elif isinstance(primary, PingReq):
@@ -279,11 +281,20 @@ class Swim:
         if target is not None and target.state in ACTIVE_STATES:
             self._suspect(now, Suspect(target.name, target.incarnation, self.name))
 
-    def _on_ping(self, now: float, src: Address, ping: Ping) -> None:
+    def _on_ping(self, now: float, src: Address, ping: Ping, accused: bool) -> None:
         if ping.target != self.name:
             self.stats["misdirected_pings"] += 1
             return
-        self._send(src, Ack(ping.seq))
+        # A prober that suspects us says so in its ping (buddy system). If it
+        # accuses an incarnation we refuted long ago, our refutation never
+        # reached it and has since left our broadcast queue: answer on the ack
+        # itself, or its suspicion of a live member runs out (issue 17, a false
+        # death after the network healed).
+        answer: tuple[bytes, ...] = ()
+        if accused and not self.leaving:
+            answer = (encode_update(Alive(self.name, self.addr, self.incarnation, self.meta)),)
+            self.stats["accusations_answered_on_ack"] += 1
+        self._send(src, Ack(ping.seq), answer)
 
     def _on_ack(self, now: float, seq: int) -> None:
         probe = self._probe

@@ -84,7 +84,11 @@ _SEQ_MASK = 2**32 - 1
 class _Probe:
     seq: int
     target: str
+    incarnation: int
+    """The target's incarnation when probed: a refusal counts against this life only."""
     acked: bool = False
+    indirect: bool = False
+    refused: bool = False
     nacks_expected: int = 0
     nacks: int = 0
 
@@ -96,6 +100,8 @@ class _Relay:
     requester: Address
     seq: int
     want_nack: bool
+    target: str
+    target_addr: Address
 
 
 class Swim:
@@ -216,6 +222,17 @@ class Swim:
         callback(now, message)
         return self._drain(now)
 
+    def handle_refused(self, now: float, addr: Address) -> list[Effect]:
+        """The host at ``addr`` said nothing listens there (ICMP port unreachable, TCP refused).
+
+        Evidence only against the probe or relayed ping in flight to ``addr``;
+        any other refusal (gossip to a member already dead) is counted and
+        ignored. See "refusals" below.
+        """
+        self.stats["refusals"] += 1
+        self._on_refused(now, addr)
+        return self._drain(now)
+
     def leave(self, now: float) -> list[Effect]:
         """Announce a graceful leave at once; the driver lingers a bounded time, then stops."""
         if not self.leaving:
@@ -235,7 +252,7 @@ class Swim:
             return
         target = self.members.get(name)
         assert target is not None
-        probe = self._probe = _Probe(self._next_seq(), name)
+        probe = self._probe = _Probe(self._next_seq(), name, target.incarnation)
         buddy = []
         if target.state is MemberState.SUSPECT:
             # Lifeguard buddy system: tell the suspect so it can refute at once.
@@ -246,11 +263,12 @@ class Swim:
 
     def _on_probe_timeout(self, now: float, _: str) -> None:
         probe = self._probe
-        if probe is None or probe.acked:
+        if probe is None or probe.acked or probe.indirect:
             return
         target = self.members.get(probe.target)
         if target is None or target.state not in ACTIVE_STATES:
             return
+        probe.indirect = True
         helpers = self.members.sample(self.config.indirect_checks, exclude=probe.target)
         request = PingReq(probe.seq, probe.target, target.addr, self.name, want_nack=True)
         for helper in helpers:
@@ -314,7 +332,9 @@ class Swim:
 
     def _on_ping_req(self, now: float, src: Address, request: PingReq) -> None:
         seq = self._next_seq()
-        self._relays[seq] = _Relay(src, request.seq, request.want_nack)
+        self._relays[seq] = _Relay(
+            src, request.seq, request.want_nack, request.target, request.target_addr
+        )
         self._send(request.target_addr, Ping(seq, request.target, self.name))
         self._arm(TimerKind.RELAY_TIMEOUT, now + self.config.probe_timeout, str(seq))
 
@@ -322,6 +342,63 @@ class Swim:
         relay = self._relays.pop(int(subject), None)
         if relay is not None and relay.want_nack:
             self._send(relay.requester, Nack(relay.seq))
+
+    # ------------------------------------------------------------- refusals
+    #
+    # A crashed process on a live host is refused at once: the probe draws an
+    # ICMP port-unreachable, the TCP fallback a reset. Loss, a partition, a
+    # paused process or a dead host never produce that answer, so a refusal
+    # may shorten the suspicion where silence may not (issue 17). The prober
+    # suspects at once, sends its ping-reqs without waiting out the probe
+    # timeout, and shrinks its own suspicion towards ``refused_suspicion``;
+    # helpers whose relayed ping is refused too suspect as independent
+    # accusers (Lifeguard confirmations) and nack at once with their Suspect.
+    #
+    # A restarted process on the same address is safe from a refusal that
+    # raced its start: the refusal counts only against the incarnation that
+    # was probed, the new process starts at a higher incarnation (restored
+    # + 1) and announces it on joining, any ack ends the probe, and an ack to
+    # a ping that accuses it carries its Alive (``_on_ping``), which ends the
+    # suspicion; the shortest refusal wait is a probe interval, time to refute.
+
+    def _on_refused(self, now: float, addr: Address) -> None:
+        probe = self._probe
+        if probe is not None and not probe.acked and not probe.refused:
+            target = self.members.get(probe.target)
+            if (
+                target is not None
+                and target.addr == addr
+                and target.incarnation == probe.incarnation
+                and target.state in ACTIVE_STATES
+            ):
+                probe.refused = True
+                self.stats["probes_refused"] += 1
+                self._suspect_refused(now, target)
+                self._tokens.pop((TimerKind.PROBE_TIMEOUT, ""), None)
+                self._on_probe_timeout(now, "")
+        # Relays live one probe timeout, so there are few; a scan is cheap.
+        for seq in [s for s, r in self._relays.items() if r.target_addr == addr]:
+            relay = self._relays.pop(seq)
+            self._tokens.pop((TimerKind.RELAY_TIMEOUT, str(seq)), None)
+            target = self.members.get(relay.target)
+            extra: tuple[bytes, ...] = ()
+            if target is not None and target.addr == addr and target.state in ACTIVE_STATES:
+                self.stats["relays_refused"] += 1
+                self._suspect_refused(now, target)
+                extra = (encode_update(Suspect(target.name, target.incarnation, self.name)),)
+            if relay.want_nack:
+                self._send(relay.requester, Nack(relay.seq), extra)
+
+    def _suspect_refused(self, now: float, target: MemberRecord) -> None:
+        """Suspect ``target`` on our own evidence of a refusal, with the shorter wait."""
+        self._suspect(now, Suspect(target.name, target.incarnation, self.name))
+        suspicion = self._suspicions.get(target.name)
+        low = self.config.refused_suspicion
+        if suspicion is None or suspicion.incarnation != target.incarnation:
+            return
+        if suspicion.min_s > low:
+            suspicion.max_s, suspicion.min_s = suspicion.min_s, low
+            self._arm(TimerKind.SUSPICION, max(now, suspicion.deadline), target.name)
 
     # ------------------------------------------------------- membership news
 

@@ -403,6 +403,7 @@ class Node:
                 self._nursery = nursery
                 self._running = True
                 nursery.start_soon(transport.send_loop)
+                transport.on_refused = self._on_refused
                 nursery.start_soon(transport.receive_loop, self._on_datagram)
                 await nursery.start(transport.serve_streams, self._on_frame)
                 nursery.start_soon(self._timers.run, self._on_timer)
@@ -779,6 +780,11 @@ class Node:
         assert self._protocol is not None
         self.traffic.count("in", "udp", data)
         self._apply(self._protocol.handle_packet(trio.current_time(), src, data))
+
+    def _on_refused(self, addr: Address) -> None:
+        """A peer's host refused us: evidence its process is gone (issue 17)."""
+        assert self._protocol is not None
+        self._apply(self._protocol.handle_refused(trio.current_time(), addr))
 
     def _on_frame(self, src: Address, data: bytes) -> bytes | None:
         assert self._protocol is not None

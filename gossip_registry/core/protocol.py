@@ -381,6 +381,10 @@ class Protocol(Swim):
                 self.members.remove(name)
                 self.stats["members_reaped"] += 1
 
+    def _on_suspect_answered(self, now: float, target: MemberRecord) -> None:
+        """Push-pull with it: its reply carries its own record at its current incarnation."""
+        self._sync_with(target.addr)
+
     def _sync_with(self, addr: Address) -> None:
         self.stats["syncs_started"] += 1
         hello = SyncHello(self.members.me, self.members.digest, self.table.bucket_digests())

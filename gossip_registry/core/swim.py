@@ -320,6 +320,13 @@ class Swim:
             if not probe.acked:
                 probe.acked = True
                 self.awareness.apply(-1)
+                target = self.members.get(probe.target)
+                if target is not None and target.state is MemberState.SUSPECT:
+                    # It answers yet we still suspect it: its refutation never
+                    # reached us (an ack relayed by a helper or over TCP carries
+                    # none). Ask it for its own record (issue 17).
+                    self.stats["suspects_answering"] += 1
+                    self._on_suspect_answered(now, target)
             return
         relay = self._relays.pop(seq, None)
         if relay is not None:
@@ -657,3 +664,6 @@ class Swim:
 
     def _on_refuted(self, now: float, accusation: MemberState) -> None:
         """We just raised our incarnation to answer ``accusation``."""
+
+    def _on_suspect_answered(self, now: float, target: MemberRecord) -> None:
+        """A member we suspect acked our probe; the base class has no way to ask for more."""

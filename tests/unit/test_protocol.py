@@ -32,6 +32,7 @@ from gossip_registry.core.messages import (
     Dead,
     EntryUpdate,
     Left,
+    MemberRecord,
     MemberState,
     Nack,
     Packet,
@@ -373,3 +374,20 @@ def test_a_direct_ack_from_a_suspect_that_refuted_long_ago_ends_the_suspicion() 
     prober.handle_packet(now + 0.01, peer(1), ack)
     assert prober.member_states()["p1"] is MemberState.ALIVE
     assert suspect.incarnation == 2
+
+
+def test_a_suspect_that_answers_over_tcp_is_asked_for_its_record_by_push_pull() -> None:
+    """A relayed or TCP ack carries no refutation; a sync fetches the suspect's own record."""
+    node, effects = make(peers=1)
+    node.handle_packet(0.5, peer(1), encode_packet(Packet(None, (Suspect("p1", 1, "p9"),))))
+    now, out, ping, _ = probe_once(node, effects)
+    _, out = fire(node, out, TimerKind.PROBE_TIMEOUT)
+    [tcp] = [e for e in out if isinstance(e, StreamRequest)]
+    out = node.handle_stream_reply(now + 0.6, tcp.token, encode_stream(Ack(ping.seq)))
+    [sync] = [e for e in out if isinstance(e, StreamRequest)]
+    assert sync.addr == peer(1)
+    assert isinstance(decode_stream(sync.data, 1 << 20), SyncHello)
+    own = MemberRecord("p1", peer(1), 2, MemberState.ALIVE, {})
+    reply = SyncReply((own,), True, (), ())
+    node.handle_stream_reply(now + 0.7, sync.token, encode_stream(reply))
+    assert node.member_states()["p1"] is MemberState.ALIVE

@@ -390,12 +390,18 @@ class SimCluster:
 
     # Faults.
 
-    def crash(self, name: str) -> None:
-        """Stop the process at once: no goodbye, timers die, traffic to it is dropped."""
+    def crash(self, name: str, *, host_up: bool = False) -> None:
+        """Stop the process at once: no goodbye, timers die, traffic to it is dropped.
+
+        With ``host_up`` only the process died: its host answers every datagram
+        with a refusal (ICMP port unreachable) and every connect with a reset.
+        Without, the host is gone too and nothing answers.
+        """
         proc = self._proc(name)
         if not proc.live:
             raise SimulationError(f"{name} is {proc.status} already")
         self._stop(proc, NodeStatus.CRASHED)
+        proc.refuses = host_up
 
     def _stop(self, proc: Process, status: NodeStatus) -> None:
         node = proc.node
@@ -461,6 +467,7 @@ class SimCluster:
             known = []
         proc.node = node
         proc.status = NodeStatus.RUNNING
+        proc.refuses = False
         self._apply(proc, node.start(engine.now))
         seeds = self._seed_addrs(proc, known)
         if seeds:

@@ -23,7 +23,9 @@ time; the floors are measured in the same run, so overhead is a ratio):
 
 Targets (issue 17): start_cpu_s <= 0.5 s, idle_rss_mib <= 38 MiB,
 cluster_s <= 12 s at 50 agents. ``--smoke`` (CI): one run, a 3-agent
-cluster, no targets judged. Every agent is stopped by its PID.
+cluster, no targets judged. Every agent is stopped by its PID. Run it
+with the project's interpreter (``.venv/bin/python``): the agents run under
+``sys.executable``.
 """
 
 from __future__ import annotations
@@ -31,7 +33,6 @@ from __future__ import annotations
 import argparse
 import base64
 import json
-import os
 import secrets
 import statistics
 import subprocess
@@ -42,12 +43,6 @@ from collections.abc import Callable
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-VENV = ROOT / ".venv"
-
-if __name__ == "__main__":
-    python = VENV / "bin" / "python"
-    if python.exists() and Path(sys.prefix).resolve() != VENV.resolve():
-        os.execv(python, [str(python), __file__, *sys.argv[1:]])
 
 sys.path.insert(0, str(ROOT / "scripts"))
 sys.path.insert(0, str(ROOT))

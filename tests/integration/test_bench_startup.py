@@ -33,6 +33,7 @@ def test_bench_startup_smoke_measures_every_figure_and_its_floors(tmp_path: Path
     result = json.loads(out.read_text())
     assert result["runs"] == 1
     assert result["cluster_agents"] == 3
+    assert result["bytecode"] == "cached"
     assert set(result["medians"]) == FIGURES
     assert all(v > 0 and math.isfinite(v) for v in result["medians"].values())
     floor = result["medians"]["floor_http_rss_mib"]

@@ -26,18 +26,23 @@ from __future__ import annotations
 import random
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
-import httpx
 import trio
 
 from gossip_registry.core.codec import MAX_OUTPUT_LEN
 from gossip_registry.registry.entry import CheckKind, CheckState, EntryKey, Health
 from gossip_registry.registry.health import CheckSpec, CheckTracker, split_host_port
 
+if TYPE_CHECKING:  # httpx is imported by the first HTTP check (``_http_client``)
+    import httpx
+
 __all__ = ["MAX_CONCURRENT_PROBES", "CheckRunner", "CheckSpec", "Probe"]
 
 MAX_CONCURRENT_PROBES = 64
 """Probes in flight at once on one node; the rest wait their turn."""
+CLIENT_CLOSE_TIMEOUT = 2.0
+"""Seconds the HTTP client gets to close its pooled connections when the runner stops."""
 
 Probe = Callable[[CheckSpec], Awaitable[tuple[Health, str]]]
 """Runs one HTTP or TCP check once and says what it found (tests replace it)."""
@@ -94,17 +99,27 @@ class CheckRunner:
         self._client: httpx.AsyncClient | None = None
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
-        """Own the check tasks and the HTTP client until cancelled."""
-        async with httpx.AsyncClient(follow_redirects=False) as client:
-            self._client = client
-            try:
-                async with trio.open_nursery() as nursery:
-                    self._nursery = nursery
-                    task_status.started()
-                    await trio.sleep_forever()
-            finally:
-                self._nursery = None
-                self._client = None
+        """Own the check tasks, and the HTTP client once the first HTTP check opened it."""
+        try:
+            async with trio.open_nursery() as nursery:
+                self._nursery = nursery
+                task_status.started()
+                await trio.sleep_forever()
+        finally:
+            self._nursery = None
+            client, self._client = self._client, None
+            if client is not None:
+                with trio.CancelScope(shield=True), trio.move_on_after(CLIENT_CLOSE_TIMEOUT):
+                    await client.aclose()
+
+    def _http_client(self) -> httpx.AsyncClient:
+        """The shared client, opened on first use: httpx costs ~6 MiB a node without HTTP
+        checks never needs (issue 17)."""
+        if self._client is None:
+            import httpx
+
+            self._client = httpx.AsyncClient(follow_redirects=False)
+        return self._client
 
     # ----------------------------------------------------------- bookkeeping
 
@@ -230,9 +245,8 @@ class CheckRunner:
 
     async def _real_probe(self, spec: CheckSpec) -> tuple[Health, str]:
         if spec.http is not None:
-            assert self._client is not None
             # No httpx timeout: the move_on_after around the probe bounds the whole exchange.
-            response = await self._client.get(spec.http, timeout=None)
+            response = await self._http_client().get(spec.http, timeout=None)
             code = response.status_code
             return http_status(code), f"HTTP GET {spec.http}: {code} {response.reason_phrase}"
         assert spec.tcp is not None

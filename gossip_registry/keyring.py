@@ -35,11 +35,12 @@ import binascii
 import hashlib
 import os
 from collections.abc import Callable, Iterable
-
-from cryptography.exceptions import InvalidTag
-from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+from typing import TYPE_CHECKING
 
 from gossip_registry.core.messages import PROTOCOL_VERSION
+
+if TYPE_CHECKING:  # cryptography is imported when a keyring is built (``_cipher``)
+    from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 __all__ = [
     "KEY_SIZE",
@@ -145,7 +146,7 @@ class Keyring:
             raise KeyringError("a keyring needs at least one key")
         self._ciphers: dict[bytes, AESGCM] = {}
         for key in ordered:
-            self._ciphers[self._check(key)] = AESGCM(key)
+            self._ciphers[self._check(key)] = _cipher(key)
         self._primary = ordered[0]
         self._nonce = nonce
 
@@ -195,7 +196,7 @@ class Keyring:
         """Add ``key`` for opening (idempotent); the primary does not change."""
         key = self._check(key)
         if key not in self._ciphers:
-            self._ciphers[key] = AESGCM(key)
+            self._ciphers[key] = _cipher(key)
 
     def use(self, key: bytes) -> None:
         """Make ``key`` the primary.
@@ -236,6 +237,8 @@ class Keyring:
             raise SealError(f"{len(data)} bytes is too short for a sealed message")
         if data[0] != SEAL_VERSION:
             raise SealError(f"not sealed (first byte 0x{data[0]:02x})")
+        from cryptography.exceptions import InvalidTag  # loaded already by _cipher
+
         # A view, not a slice: a slice would copy a frame of up to max_stream_bytes
         # that is not yet authenticated (issue 10, finding 2).
         nonce, aad = data[1 : 1 + NONCE_SIZE], _aad(label)
@@ -247,6 +250,13 @@ class Keyring:
             except InvalidTag:
                 continue
         raise SealError("no installed key authenticates the message")
+
+
+def _cipher(key: bytes) -> AESGCM:
+    """AES-GCM under ``key``; cryptography costs ~8 MiB, so only a node with a key loads it."""
+    from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
+    return AESGCM(key)
 
 
 class GossipSeal:

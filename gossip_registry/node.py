@@ -545,6 +545,7 @@ class Node:
                 self._nursery = nursery
                 self._running = True
                 nursery.start_soon(transport.send_loop)
+                transport.on_refused = self._on_refused
                 nursery.start_soon(transport.receive_loop, self._on_datagram)
                 await nursery.start(transport.serve_streams, self._on_frame)
                 nursery.start_soon(self._timers.run, self._on_timer)
@@ -1016,6 +1017,12 @@ class Node:
         assert self._protocol is not None
         self.traffic.count("in", "udp", data)
         self._apply(self._protocol.handle_packet(self._core_now(), src, data))
+
+    @trio.lowlevel.enable_ki_protection
+    def _on_refused(self, addr: Address) -> None:
+        """A peer's host refused us: evidence its process is gone (issue 17)."""
+        assert self._protocol is not None
+        self._apply(self._protocol.handle_refused(self._core_now(), addr))
 
     @trio.lowlevel.enable_ki_protection
     def _on_frame(self, src: Address, data: bytes) -> bytes | None:

@@ -50,6 +50,8 @@ from __future__ import annotations
 import errno
 import logging
 import math
+import socket
+import struct
 import sys
 from collections import Counter
 from collections.abc import Callable
@@ -92,6 +94,68 @@ ChunkCheck = Callable[[bytes | bytearray, int], None]
 """Called with each chunk of a frame body and its offset before it is buffered;
 raises ``FrameError`` to refuse it."""
 FrameHandler = Callable[[Address, bytes], bytes | None]
+
+# --------------------------------------------------------------- refusals
+# A crashed process on a live host is refused at once: its host answers a
+# datagram with ICMP port unreachable and a connect with a reset (issue 17).
+# Linux reports ICMP errors on an unconnected UDP socket only with IP_RECVERR:
+# each lands in the socket's error queue, with the destination it was about,
+# and the next receive fails once with ECONNREFUSED. We then read the queue
+# (MSG_ERRQUEUE never blocks) and tell the node which peers refused.
+
+RefusalHandler = Callable[[Address], None]
+_IP_RECVERR = 11  # linux/in.h
+_IPV6_RECVERR = 25  # linux/in6.h
+_MAX_ERRORS_PER_READ = 64
+"""Error-queue entries read per failed receive; the kernel bounds the queue anyway."""
+
+
+def _error_queue(udp: trio.socket.SocketType) -> socket.socket | None:
+    """Turn on ICMP error reporting; a duplicate plain socket to read the queue, or None.
+
+    None off Linux, where refusals simply go unreported (detection keeps
+    Lifeguard's timing).
+    """
+    if not sys.platform.startswith("linux"):
+        return None
+    try:
+        if udp.family == socket.AF_INET6:
+            udp.setsockopt(socket.IPPROTO_IPV6, _IPV6_RECVERR, 1)
+        udp.setsockopt(socket.IPPROTO_IP, _IP_RECVERR, 1)
+    except OSError:
+        if udp.family != socket.AF_INET6:
+            return None
+    raw = socket.fromfd(udp.fileno(), udp.family, udp.type)
+    raw.setblocking(False)
+    return raw
+
+
+def _read_refusals(raw: socket.socket) -> list[Address]:
+    """Destinations that drew ECONNREFUSED, from the error queue (sock_extended_err)."""
+    refused: list[Address] = []
+    for _ in range(_MAX_ERRORS_PER_READ):
+        try:
+            _, ancillary, _, addr = raw.recvmsg(1, 512, socket.MSG_ERRQUEUE)
+        except OSError:  # BlockingIOError: the queue is empty
+            break
+        for _, _, data in ancillary:
+            if len(data) >= 4 and struct.unpack_from("=I", data)[0] == errno.ECONNREFUSED:
+                refused.append(_address(addr))
+                break
+    return refused
+
+
+def _is_refusal(exc: BaseException) -> bool:
+    """A connect refused; trio reports it as an OSError caused by a group of attempts."""
+    if isinstance(exc, ConnectionRefusedError):
+        return True
+    cause = exc.__cause__
+    return isinstance(cause, BaseExceptionGroup) and all(
+        isinstance(e, ConnectionRefusedError) for e in cause.exceptions
+    )
+
+
+# ----------------------------------------------------------- end refusals
 
 
 class FrameError(Exception):
@@ -225,6 +289,9 @@ class Transport:
         """Test-only injected packet faults (``faultinject.py``); None in any real use."""
         self.seal: GossipSeal | None = None
         """Set by the node when gossip is encrypted; None sends and accepts plaintext."""
+        self.on_refused: RefusalHandler | None = None
+        """Set by the node: told each peer address whose host refused a datagram or a connect."""
+        self._errors = _error_queue(udp)
 
     # ------------------------------------------------------------------ UDP
 
@@ -279,11 +346,13 @@ class Transport:
             except trio.ClosedResourceError:
                 return
             except OSError as exc:
-                # Some platforms report an earlier send's ICMP error here
-                # (ECONNREFUSED, Windows' WSAECONNRESET); it says nothing
-                # about the next datagram.
+                # An earlier send's ICMP error (ECONNREFUSED, Windows'
+                # WSAECONNRESET); it says nothing about the next datagram.
                 self.stats["udp_receive_errors"] += 1
                 logger.debug("UDP receive error: %s", exc)
+                if self._errors is not None:
+                    for addr in _read_refusals(self._errors):
+                        self._refused(addr)
                 continue
             if self.seal is not None:
                 try:
@@ -406,15 +475,24 @@ class Transport:
             except (OSError, trio.BrokenResourceError, trio.ClosedResourceError) as exc:
                 self.stats["stream_errors"] += 1
                 logger.debug("stream to %s failed: %s", addr, exc)
+                if _is_refusal(exc):
+                    self._refused(addr)
                 return None
         self.stats["stream_timeouts"] += 1
         return None
+
+    def _refused(self, addr: Address) -> None:
+        self.stats["refusals"] += 1
+        if self.on_refused is not None:
+            self.on_refused(addr)
 
     # ------------------------------------------------------------- lifetime
 
     def close(self) -> None:
         """Release both sockets; idempotent. Loops still running end on their next call."""
         self._outbox_send.close()
+        if self._errors is not None:
+            self._errors.close()
         self.udp.close()
         self.tcp.close()
 

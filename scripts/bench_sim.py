@@ -11,7 +11,10 @@ messages and bytes per node per second; push-pull (TCP) bytes per node per
 second; and simulator speed (virtual seconds per wall second).
 
 Usage: scripts/bench_sim.py [--nodes 100,1000,10000] [--loss 0,0.1,0.5]
-       [--seeds 5] [--json PATH] [--jobs CPUS]
+       [--seeds 5] [--json PATH] [--jobs CPUS] [--host-up]
+With --host-up only the crashed process dies and its host refuses its
+traffic (ICMP port unreachable, TCP reset), which the protocol takes as
+evidence (issue 17); without, the host is gone too and nothing answers.
 Seeds run in parallel worker processes (--jobs, default: every CPU); the
 simulator speed column is per process, and the wall column is the sum of
 the seeds' wall times.
@@ -82,10 +85,10 @@ def figures(report: SimulationReport) -> dict[str, float]:
     }
 
 
-def one_run(job: tuple[int, float, int]) -> SimulationReport:
+def one_run(job: tuple[int, float, int, bool]) -> SimulationReport:
     """One seed, in a worker process (runs are independent and deterministic)."""
-    nodes, loss, seed = job
-    return run_simulation(nodes, seed=seed, loss=loss, bootstrap=True, timeout=300)
+    nodes, loss, seed, host_up = job
+    return run_simulation(nodes, seed=seed, loss=loss, bootstrap=True, timeout=300, host_up=host_up)
 
 
 def median_row(reports: list[SimulationReport]) -> dict[str, float | int]:
@@ -93,6 +96,7 @@ def median_row(reports: list[SimulationReport]) -> dict[str, float | int]:
     row: dict[str, float | int] = {
         "nodes": reports[0].nodes,
         "loss": reports[0].loss,
+        "host_up": reports[0].host_up,
         "seeds": len(reports),
     }
     for name in FIGURES:
@@ -118,6 +122,9 @@ def main() -> int:
         "--jobs", type=int, default=os.cpu_count() or 1, help="seeds run in parallel processes"
     )
     parser.add_argument("--json", type=Path, default=Path("bench-results/bench_sim.json"))
+    parser.add_argument(
+        "--host-up", action="store_true", help="crashed processes' hosts refuse their traffic"
+    )
     args = parser.parse_args()
 
     config = ProtocolConfig()
@@ -136,7 +143,8 @@ def main() -> int:
     rows = []
     for nodes, loss in plan(parse_list(args.nodes, int), parse_list(args.loss, float)):
         with ProcessPoolExecutor(max_workers=args.jobs) as pool:
-            reports = list(pool.map(one_run, [(nodes, loss, s) for s in range(1, args.seeds + 1)]))
+            jobs = [(nodes, loss, s, args.host_up) for s in range(1, args.seeds + 1)]
+            reports = list(pool.map(one_run, jobs))
         row = median_row(reports)
         rows.append(row)
         print(" ".join(f"{fmt(row[h]):>14}" for h in header), flush=True)

@@ -16,9 +16,6 @@ from typing import TYPE_CHECKING
 
 import trio
 
-from gossip_registry.api.dns import serve_dns
-from gossip_registry.api.http import serve_http
-
 if TYPE_CHECKING:  # node.py starts the interfaces, so importing it here would be circular
     from gossip_registry.node import Node
 
@@ -33,9 +30,14 @@ async def serve_interfaces(nursery: trio.Nursery, node: Node) -> None:
             running until the nursery is cancelled).
     """
     config = node.config
+    # Each interface's stack is imported only when it is configured (issue 17).
     if config.http is not None:
+        from gossip_registry.api.http import serve_http
+
         node.http_addr = await nursery.start(serve_http, node, *config.http)
     if config.dns is not None:
+        from gossip_registry.api.dns import serve_dns
+
         node.dns_addr = await nursery.start(
             partial(
                 serve_dns,

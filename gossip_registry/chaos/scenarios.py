@@ -197,5 +197,31 @@ SCENARIOS = {
         Scenario("smoke", "kill -9 and restart, a kill, a pause, a partition and heal", smoke),
     )
 }
+# --- crash-fast (issue 17) -----------------------------------------------------------------
+
+
+async def crash_fast(c: ChaosCluster, t: Timing, duration: float, wait: Wait) -> None:
+    """SIGKILL agents one at a time while their hosts stay up.
+
+    The host of a killed agent refuses its probes (ICMP port unreachable, TCP
+    reset), which the protocol takes as evidence: invariant 5 reports the
+    first and the all-node detection time of each victim.
+    """
+    for _ in range(max(1, round(0.2 * c.n))):
+        victim = c.sample(0)
+        c.kill(victim)
+        await wait(victim)
+
+
+CRASH_FAST = Scenario(
+    "crash-fast",
+    "SIGKILL ~20 % of the agents one at a time, hosts up: detection by refusal",
+    crash_fast,
+    "lan",
+)
+SCENARIOS[CRASH_FAST.name] = CRASH_FAST
+
+# --- end crash-fast ------------------------------------------------------------------------
+
 SUITE = [name for name in SCENARIOS if name != "smoke"]
 """What ``scripts/chaos.py all`` runs."""

@@ -19,9 +19,6 @@ time or in resident memory, for the commands it does not run.
 
 from __future__ import annotations
 
-import platform
-from importlib import metadata
-
 import click
 
 from gossip_registry.cli.agent import agent
@@ -46,14 +43,31 @@ PROG = "gossip-registry"
 
 def package_version() -> str:
     """The installed distribution's version; "unknown" when running from an uninstalled tree."""
+    from importlib import metadata  # ~4 MiB and 40 ms: only when a version is asked for
+
     try:
         return metadata.version(PROG)
     except metadata.PackageNotFoundError:
         return "unknown"
 
 
+def _print_version(ctx: click.Context, _: click.Parameter, value: bool) -> None:
+    """``--version``, computed only when asked (click's version_option wants it up front)."""
+    if value and not ctx.resilient_parsing:
+        click.echo(f"{PROG}, version {package_version()}")
+        ctx.exit()
+
+
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
-@click.version_option(package_version(), "-V", "--version", prog_name=PROG)
+@click.option(
+    "-V",
+    "--version",
+    is_flag=True,
+    expose_value=False,
+    is_eager=True,
+    callback=_print_version,
+    help="Show the version and exit.",
+)
 def cli() -> None:
     """Service discovery on a SWIM gossip cluster: every node holds the whole registry.
 
@@ -68,6 +82,9 @@ def cli() -> None:
 @cli.command()
 def version() -> None:
     """Print the version, the wire protocol version, and the Python and trio versions."""
+    import platform
+    from importlib import metadata
+
     from gossip_registry.core.messages import PROTOCOL_VERSION
 
     try:

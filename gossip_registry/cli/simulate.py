@@ -74,6 +74,8 @@ class SimulationReport:
     origin: str = ""
     spread_s: dict[str, float | None] = field(default_factory=dict)
     crashed: list[str] = field(default_factory=list)
+    host_up: bool = False
+    """The crashed processes' hosts stayed up and refused their traffic (issue 17)."""
     first_suspicion_s: float | None = None
     first_detection_s: float | None = None
     all_detection_s: float | None = None
@@ -187,6 +189,7 @@ def run_simulation(
     bootstrap: bool = False,
     timeout: float = 600.0,
     progress: Progress | None = None,
+    host_up: bool = False,
 ) -> SimulationReport:
     """Run the three phases (see the module docstring) and report; deterministic per seed."""
     from gossip_registry.config import PROFILES
@@ -255,10 +258,11 @@ def run_simulation(
     if crash:
         victims = rng.sample([n for n in names if n != origin], crash)
         report.crashed = victims
+        report.host_up = host_up
         since["crash"] = cluster.now
         deaths.update({v: {} for v in victims})
         for victim in victims:
-            cluster.crash(victim)
+            cluster.crash(victim, host_up=host_up)
         observers = len(cluster.live_names())
         wanted = observers * len(victims)
         _advance(

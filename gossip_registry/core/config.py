@@ -30,6 +30,13 @@ class ProtocolConfig:
     """Minimum suspicion = mult x max(1, log10 N) x probe_interval."""
     suspicion_max_mult: int = 6
     """Maximum suspicion = max_mult x minimum; Lifeguard shrinks it with confirmations."""
+    refused_suspicion: float = 1.0
+    """Suspicion timeout, once confirmed, of a member whose host refused our probe (ICMP port
+    unreachable, TCP connection refused): its process is gone while its host answers. A lone
+    refusal waits the ordinary minimum; indirect probers that also see it shrink the wait
+    towards this, as Lifeguard's confirmations do. Shorter detects a crashed process sooner;
+    it must leave a restarted process on the same address time to refute (one probe interval).
+    Silent failures (loss, partition, pause, host gone) never draw a refusal."""
     awareness_max: int = 8
     """Lifeguard: probe interval and timeout stretch up to this factor when we are unhealthy."""
     retransmit_mult: int = 4
@@ -104,6 +111,7 @@ class ProtocolConfig:
         return cls(
             probe_interval=5.0,
             probe_timeout=3.0,
+            refused_suspicion=5.0,
             suspicion_mult=6,
             gossip_interval=0.5,
             gossip_nodes=4,

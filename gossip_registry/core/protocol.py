@@ -664,6 +664,10 @@ class Protocol(Swim):
                     self._out.append(Notify(EntryChanged(entry, None, fenced=True)))
                 self.stats["orphan_entries_expired"] += len(removed)
 
+    def _on_suspect_answered(self, now: float, target: MemberRecord) -> None:
+        """Push-pull with it: its reply carries its own record at its current incarnation."""
+        self._sync_with(target.addr)
+
     def _sync_with(self, addr: Address, done: Callable[[float, bool], None] | None = None) -> None:
         """Start a push-pull with ``addr``; ``done(now, answered)`` once it has ended."""
         self.stats["syncs_started"] += 1

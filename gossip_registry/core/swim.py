@@ -91,7 +91,11 @@ a refutation a nanosecond for 146 years to get here."""
 class _Probe:
     seq: int
     target: str
+    incarnation: int
+    """The target's incarnation when probed: a refusal counts against this life only."""
     acked: bool = False
+    indirect: bool = False
+    refused: bool = False
     nacks_expected: int = 0
     nacks: int = 0
 
@@ -103,6 +107,8 @@ class _Relay:
     requester: Address
     seq: int
     want_nack: bool
+    target: str
+    target_addr: Address
 
 
 class Swim:
@@ -176,11 +182,13 @@ class Swim:
         except CodecError:
             self.stats["malformed_packets"] += 1
             return self._drain(now)
+        accused = False
         for update in packet.updates:
+            accused |= isinstance(update, Suspect | Dead) and update.name == self.name
             self._apply_update(now, update)
         primary = packet.primary
         if isinstance(primary, Ping):
-            self._on_ping(now, src, primary)
+            self._on_ping(now, src, primary, accused)
         elif isinstance(primary, Ack):
             self._on_ack(now, primary.seq)
         elif isinstance(primary, PingReq):
@@ -221,6 +229,17 @@ class Swim:
             except CodecError:
                 self.stats["malformed_streams"] += 1
         callback(now, message)
+        return self._drain(now)
+
+    def handle_refused(self, now: float, addr: Address) -> list[Effect]:
+        """The host at ``addr`` said nothing listens there (ICMP port unreachable, TCP refused).
+
+        Evidence only against the probe or relayed ping in flight to ``addr``;
+        any other refusal (gossip to a member already dead) is counted and
+        ignored. See "refusals" below.
+        """
+        self.stats["refusals"] += 1
+        self._on_refused(now, addr)
         return self._drain(now)
 
     def leave(self, now: float, timeout: float) -> list[Effect]:
@@ -279,7 +298,7 @@ class Swim:
             return
         target = self.members.get(name)
         assert target is not None
-        probe = self._probe = _Probe(self._next_seq(), name)
+        probe = self._probe = _Probe(self._next_seq(), name, target.incarnation)
         buddy = []
         if target.state is MemberState.SUSPECT:
             # Lifeguard buddy system: tell the suspect so it can refute at once.
@@ -290,11 +309,12 @@ class Swim:
 
     def _on_probe_timeout(self, now: float, _: str) -> None:
         probe = self._probe
-        if probe is None or probe.acked:
+        if probe is None or probe.acked or probe.indirect:
             return
         target = self.members.get(probe.target)
         if target is None or target.state not in ACTIVE_STATES:
             return
+        probe.indirect = True
         helpers = self.members.sample(self.config.indirect_checks, exclude=probe.target)
         request = PingReq(probe.seq, probe.target, target.addr, self.name, want_nack=True)
         for helper in helpers:
@@ -325,11 +345,20 @@ class Swim:
         if target is not None and target.state in ACTIVE_STATES:
             self._suspect(now, Suspect(target.name, target.incarnation, self.name))
 
-    def _on_ping(self, now: float, src: Address, ping: Ping) -> None:
+    def _on_ping(self, now: float, src: Address, ping: Ping, accused: bool) -> None:
         if ping.target != self.name:
             self.stats["misdirected_pings"] += 1
             return
-        self._send(src, Ack(ping.seq))
+        # A prober that suspects us says so in its ping (buddy system). If it
+        # accuses an incarnation we refuted long ago, our refutation never
+        # reached it and has since left our broadcast queue: answer on the ack
+        # itself, or its suspicion of a live member runs out (issue 17, a false
+        # death after the network healed).
+        answer: tuple[bytes, ...] = ()
+        if accused and not self.leaving:
+            answer = (encode_update(Alive(self.name, self.addr, self.incarnation, self.meta)),)
+            self.stats["accusations_answered_on_ack"] += 1
+        self._send(src, Ack(ping.seq), answer)
 
     def _on_ack(self, now: float, seq: int) -> None:
         probe = self._probe
@@ -337,6 +366,13 @@ class Swim:
             if not probe.acked:
                 probe.acked = True
                 self.awareness.apply(-1)
+                target = self.members.get(probe.target)
+                if target is not None and target.state is MemberState.SUSPECT:
+                    # It answers yet we still suspect it: its refutation never
+                    # reached us (an ack relayed by a helper or over TCP carries
+                    # none). Ask it for its own record (issue 17).
+                    self.stats["suspects_answering"] += 1
+                    self._on_suspect_answered(now, target)
             return
         relay = self._relays.pop(seq, None)
         if relay is not None:
@@ -349,7 +385,9 @@ class Swim:
 
     def _on_ping_req(self, now: float, src: Address, request: PingReq) -> None:
         seq = self._next_seq()
-        self._relays[seq] = _Relay(src, request.seq, request.want_nack)
+        self._relays[seq] = _Relay(
+            src, request.seq, request.want_nack, request.target, request.target_addr
+        )
         self._send(request.target_addr, Ping(seq, request.target, self.name))
         self._arm(TimerKind.RELAY_TIMEOUT, now + self.config.probe_timeout, str(seq))
 
@@ -357,6 +395,63 @@ class Swim:
         relay = self._relays.pop(int(subject), None)
         if relay is not None and relay.want_nack:
             self._send(relay.requester, Nack(relay.seq))
+
+    # ------------------------------------------------------------- refusals
+    #
+    # A crashed process on a live host is refused at once: the probe draws an
+    # ICMP port-unreachable, the TCP fallback a reset. Loss, a partition, a
+    # paused process or a dead host never produce that answer, so a refusal
+    # may shorten the suspicion where silence may not (issue 17). The prober
+    # suspects at once, sends its ping-reqs without waiting out the probe
+    # timeout, and shrinks its own suspicion towards ``refused_suspicion``;
+    # helpers whose relayed ping is refused too suspect as independent
+    # accusers (Lifeguard confirmations) and nack at once with their Suspect.
+    #
+    # A restarted process on the same address is safe from a refusal that
+    # raced its start: the refusal counts only against the incarnation that
+    # was probed, the new process starts at a higher incarnation (restored
+    # + 1) and announces it on joining, any ack ends the probe, and an ack to
+    # a ping that accuses it carries its Alive (``_on_ping``), which ends the
+    # suspicion; the shortest refusal wait is a probe interval, time to refute.
+
+    def _on_refused(self, now: float, addr: Address) -> None:
+        probe = self._probe
+        if probe is not None and not probe.acked and not probe.refused:
+            target = self.members.get(probe.target)
+            if (
+                target is not None
+                and target.addr == addr
+                and target.incarnation == probe.incarnation
+                and target.state in ACTIVE_STATES
+            ):
+                probe.refused = True
+                self.stats["probes_refused"] += 1
+                self._suspect_refused(now, target)
+                self._tokens.pop((TimerKind.PROBE_TIMEOUT, ""), None)
+                self._on_probe_timeout(now, "")
+        # Relays live one probe timeout, so there are few; a scan is cheap.
+        for seq in [s for s, r in self._relays.items() if r.target_addr == addr]:
+            relay = self._relays.pop(seq)
+            self._tokens.pop((TimerKind.RELAY_TIMEOUT, str(seq)), None)
+            target = self.members.get(relay.target)
+            extra: tuple[bytes, ...] = ()
+            if target is not None and target.addr == addr and target.state in ACTIVE_STATES:
+                self.stats["relays_refused"] += 1
+                self._suspect_refused(now, target)
+                extra = (encode_update(Suspect(target.name, target.incarnation, self.name)),)
+            if relay.want_nack:
+                self._send(relay.requester, Nack(relay.seq), extra)
+
+    def _suspect_refused(self, now: float, target: MemberRecord) -> None:
+        """Suspect ``target`` on our own evidence of a refusal, with the shorter wait."""
+        self._suspect(now, Suspect(target.name, target.incarnation, self.name))
+        suspicion = self._suspicions.get(target.name)
+        low = self.config.refused_suspicion
+        if suspicion is None or suspicion.incarnation != target.incarnation:
+            return
+        if suspicion.min_s > low:
+            suspicion.max_s, suspicion.min_s = suspicion.min_s, low
+            self._arm(TimerKind.SUSPICION, max(now, suspicion.deadline), target.name)
 
     # ------------------------------------------------------- membership news
 
@@ -649,3 +744,6 @@ class Swim:
 
     def _on_refuted(self, now: float, accusation: MemberState) -> None:
         """We just raised our incarnation to answer ``accusation``."""
+
+    def _on_suspect_answered(self, now: float, target: MemberRecord) -> None:
+        """A member we suspect acked our probe; the base class has no way to ask for more."""

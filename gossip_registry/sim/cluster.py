@@ -397,12 +397,18 @@ class SimCluster:
 
     # Faults.
 
-    def crash(self, name: str) -> None:
-        """Stop the process at once: no goodbye, timers die, traffic to it is dropped."""
+    def crash(self, name: str, *, host_up: bool = False) -> None:
+        """Stop the process at once: no goodbye, timers die, traffic to it is dropped.
+
+        With ``host_up`` only the process died: its host answers every datagram
+        with a refusal (ICMP port unreachable) and every connect with a reset.
+        Without, the host is gone too and nothing answers.
+        """
         proc = self._proc(name)
         if not proc.live:
             raise SimulationError(f"{name} is {proc.status} already")
         self._stop(proc, NodeStatus.CRASHED)
+        proc.refuses = host_up
 
     def _stop(self, proc: Process, status: NodeStatus) -> None:
         node = proc.node
@@ -468,6 +474,7 @@ class SimCluster:
         proc.node = node
         proc.durable = {} if snap is None else {e.key: e for e in snap.entries}
         proc.status = NodeStatus.RUNNING
+        proc.refuses = False
         self._apply(proc, node.start(engine.now))
         seeds = self._seed_addrs(proc)
         if seeds or known:

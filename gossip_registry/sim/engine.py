@@ -19,7 +19,9 @@ not to a process). When an event pops:
   (a timer armed before a crash never fires in the restarted process; a
   stream whose peer restarted is reset);
 - an event for a crashed or stopped node is dropped (a stream request is
-  refused, so the requester hears of it);
+  refused, so the requester hears of it); if only the process crashed and
+  its host is up (``crash(host_up=True)``) a datagram draws a refusal back
+  (ICMP port unreachable, lossy like any datagram) and so does a connect;
 - an event for a paused node is held, in order, and handed over when it
   resumes, with ``now`` = the resume time, as a stopped process finds its
   socket buffer and its overdue timers;
@@ -96,8 +98,10 @@ _STREAM_OUT = 4
 """Outcome of a StreamRequest at the requester: a = _Stream, b = reply or None."""
 _CALL = 5
 """A callback, not addressed to a node: a = zero-argument callable."""
+_REFUSED = 6
+"""The host of a crashed process refused a datagram or a connect: a = its address; life -1."""
 
-_KIND_NAMES = ("packet", "timer", "stream", "stream-send", "stream-reply", "call")
+_KIND_NAMES = ("packet", "timer", "stream", "stream-send", "stream-reply", "call", "refused")
 
 _RUNNING = NodeStatus.RUNNING
 _PAUSED = NodeStatus.PAUSED
@@ -234,6 +238,8 @@ class Engine:
             elif kind == _STREAM_IN:
                 self._serve(proc, ev[5], ev[6])
                 return
+            elif kind == _REFUSED:
+                effects = node.handle_refused(now, ev[5])
             else:  # _STREAM_PUSH: one-way, the reply (if any) goes nowhere
                 _, effects = node.handle_stream(now, ev[5], ev[6])
         except Exception as exc:
@@ -257,6 +263,8 @@ class Engine:
             detail = (a.token, None if b is None else zlib.crc32(b))
         elif kind == _STREAM_IN:
             detail = (a.src_addr, zlib.crc32(b))
+        elif kind == _REFUSED:
+            detail = (a,)
         else:
             detail = (a, zlib.crc32(b))
         self.trace.append((self.now, _KIND_NAMES[kind], proc.name, detail))
@@ -269,6 +277,8 @@ class Engine:
         if kind == _STREAM_IN:
             # The receiving process is gone: its host answers with a reset.
             self._fail_stream(ev[5], proc.index)
+        elif kind == _PACKET and proc.refuses:
+            self._refuse(proc, ev[5])
 
     def release(self, proc: Process) -> None:
         """Hand a resumed process the events it missed, in order, at the current time."""
@@ -347,8 +357,10 @@ class Engine:
             return
         if not dst.live:
             self.drops["stream refused"] += 1
+            when = now + net.round_trip(proc.index, dst.index)
+            if dst.refuses:  # the driver reads the reset as a refusal, before the failure
+                self._push(when, _REFUSED, proc.index, -1, dst.addr, None)
             if stream is not None:
-                when = now + net.round_trip(proc.index, dst.index)
                 self._push(when, _STREAM_OUT, proc.index, proc.life, stream, None)
             return
         d1 = net.stream_leg(
@@ -401,6 +413,16 @@ class Engine:
             return  # the deadline will do it
         when = self.now + self.net.one_way(at_node, src)
         self._push(min(when, stream.deadline), _STREAM_OUT, src, stream.life, stream, None)
+
+    def _refuse(self, dead: Process, sender: Address) -> None:
+        """``dead``'s host tells ``sender`` that nothing listens: one datagram back, lossy too."""
+        src = self.by_addr.get(sender)
+        if src is None:
+            return
+        delay = self.net.datagram(dead.index, src.index)
+        if delay is not None:
+            self.drops["refused"] += 1
+            self._push(self.now + delay, _REFUSED, src.index, -1, dead.addr, None)
 
     def _push(self, when: float, kind: int, index: int, life: int, a: object, b: object) -> None:
         heapq.heappush(self._heap, (when, self._seq(), kind, index, life, a, b))

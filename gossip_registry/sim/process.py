@@ -69,6 +69,7 @@ class SimNode(typing.Protocol):
         self, now: float, src: Address, data: bytes
     ) -> tuple[bytes | None, list[Effect]]: ...
     def handle_stream_reply(self, now: float, token: int, reply: bytes | None) -> list[Effect]: ...
+    def handle_refused(self, now: float, addr: Address) -> list[Effect]: ...
     def register(
         self,
         now: float,
@@ -174,6 +175,7 @@ class Process:
         "node",
         "paused_until",
         "pending",
+        "refuses",
         "snapshot",
         "status",
         "stream_bytes_sent",
@@ -194,6 +196,8 @@ class Process:
         self.status = NodeStatus.RUNNING
         self.paused_until = 0.0
         self.pending: list[tuple[Any, ...]] = []
+        self.refuses = False
+        """Crashed on a live host: datagrams draw a refusal, connects a reset (issue 17)."""
         self.snapshot: Snapshot | None = None
         self.durable: dict[EntryKey, Entry] = {}
         self.wall_offset = wall_offset

@@ -116,6 +116,20 @@ async def test_a_crashed_node_is_declared_dead_and_its_entries_removed() -> None
             nursery.cancel_scope.cancel()
 
 
+async def test_a_crashed_process_on_a_live_host_is_refused_and_declared_dead() -> None:
+    """Loopback stays up when the victim's sockets close: probes draw ICMP port unreachable."""
+    with trio.fail_after(20):
+        async with trio.open_nursery() as nursery:
+            nodes = await start_cluster(nursery, 4)
+            (a, _), (b, _), (c, _), (_, crash) = nodes
+            crash.cancel()
+            await wait_until(lambda: all(state_of(n, "n3") is MemberState.DEAD for n in (a, b, c)))
+            survivors = (a, b, c)
+            assert sum(n.transport.stats["refusals"] for n in survivors) > 0
+            assert sum(n.protocol.stats["probes_refused"] for n in survivors) > 0
+            nursery.cancel_scope.cancel()
+
+
 async def test_leave_makes_the_others_see_the_node_left_and_stops_it() -> None:
     with trio.fail_after(15):
         async with trio.open_nursery() as nursery:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import errno
+import sys
 
 import pytest
 import trio
@@ -165,3 +166,33 @@ async def test_read_frame_enforces_the_framing() -> None:
             with pytest.raises(FrameError) as caught:
                 await read(cut)
             assert caught.value.counter == "stream_truncated"
+
+
+async def closed_port(kind: trio.socket.SocketKind) -> tuple[str, int]:
+    """A loopback port that nothing listens on (bound once, then released)."""
+    with trio.socket.socket(trio.socket.AF_INET, kind) as sock:
+        await sock.bind(("127.0.0.1", 0))
+        name = sock.getsockname()
+    return (str(name[0]), int(name[1]))
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="IP_RECVERR is Linux's")
+async def test_a_host_refusing_a_datagram_or_a_connect_is_reported_with_the_peer_address() -> None:
+    with trio.fail_after(10):
+        transport = await open_transport("127.0.0.1", 0, max_frame=1 << 16, tcp_timeout=2.0)
+        refused: list[tuple[str, int]] = []
+        transport.on_refused = refused.append
+        try:
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(transport.send_loop)
+                nursery.start_soon(transport.receive_loop, lambda src, data: None)
+                udp_dead = await closed_port(trio.socket.SOCK_DGRAM)
+                transport.send_datagram(udp_dead, b"probe")
+                await wait_until(lambda: refused == [udp_dead])
+                tcp_dead = await closed_port(trio.socket.SOCK_STREAM)
+                assert await transport.request(tcp_dead, b"ping") is None
+                assert refused == [udp_dead, tcp_dead]
+                assert transport.stats["refusals"] == 2
+                nursery.cancel_scope.cancel()
+        finally:
+            transport.close()

@@ -101,6 +101,7 @@ class FloodNode:
         self.timer_fires: list[float] = []
         self.served: list[tuple[float, Address, bytes]] = []
         self.replies: list[tuple[float, int, bytes | None]] = []
+        self.refused: list[tuple[float, Address]] = []
         self.joined: list[tuple[float, list[Address]]] = []
         self.seeded: MemberSeed | None = None
         self.left = False
@@ -186,6 +187,11 @@ class FloodNode:
     def handle_stream_reply(self, now: float, token: int, reply: bytes | None) -> list[Effect]:
         self.now = now
         self.replies.append((now, token, reply))
+        return []
+
+    def handle_refused(self, now: float, addr: Address) -> list[Effect]:
+        self.now = now
+        self.refused.append((now, addr))
         return []
 
     def register(
@@ -489,6 +495,28 @@ def test_stream_to_a_crashed_node_is_refused_after_one_round_trip() -> None:
     cluster.run_for(11.0)
     (sent,) = fake(cluster, A).flushed_at
     assert fake(cluster, A).replies == [(pytest.approx(sent + 2 * MEDIAN), 3, None)]
+
+
+def test_a_process_crashed_on_a_live_host_is_refused_but_a_dead_or_paused_one_is_silent() -> None:
+    cluster = make_cluster(4)
+    cluster.run_for(0.2)
+    cluster.crash(B, host_up=True)
+    cluster.crash(C)
+    cluster.pause(D, 5.0)
+    cluster.run_for(0.5)
+    refused = {addr for _, addr in fake(cluster, A).refused}
+    assert refused == {cluster.address(B)}, "only the live host answers"
+    quiet = make_cluster(2, flood=False)
+    quiet.crash(B, host_up=True)
+    fake(quiet, A).outbox.append(StreamRequest(quiet.address(B), b"x", 3))
+    quiet.run_for(11.0)
+    (sent,) = fake(quiet, A).flushed_at
+    assert fake(quiet, A).refused == [(pytest.approx(sent + 2 * MEDIAN), quiet.address(B))]
+    assert fake(quiet, A).replies == [(pytest.approx(sent + 2 * MEDIAN), 3, None)]
+    cluster.restart(B)
+    count = len(fake(cluster, A).refused)
+    cluster.run_for(0.5)
+    assert len(fake(cluster, A).refused) == count, "the restarted process answers again"
 
 
 def test_stream_whose_receiver_crashes_in_flight_is_reset() -> None:

@@ -187,6 +187,22 @@ def test_digests_that_never_agree_after_the_heal_fail_convergence() -> None:
     assert not settled(events)
 
 
+def test_a_last_sweep_cut_short_by_the_end_of_the_run_is_not_a_divergence() -> None:
+    events = good_history()
+    end = events.pop()
+    events += [*sweep(7.5, 5, ["a"])[:1], end | {"t": 7.6}]  # only n1 answered before the end
+    assert failed(events) == set()
+
+
+def test_a_node_that_stops_answering_in_the_last_sweep_is_still_a_divergence() -> None:
+    events = good_history()
+    end = events.pop()
+    last = sweep(7.5, 5, ["a"])
+    last[2] = last[2] | {"members": None, "digest": None}
+    events += [*last, end | {"t": 7.6}]
+    assert failed(events) == {"4"}
+
+
 def test_a_saved_history_is_checked_the_same_after_loading(tmp_path: Path) -> None:
     history = History(tmp_path / "h.jsonl")
     for event in good_history():

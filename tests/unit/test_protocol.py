@@ -32,6 +32,7 @@ from gossip_registry.core.messages import (
     Dead,
     EntryUpdate,
     Left,
+    MemberRecord,
     MemberState,
     Nack,
     Packet,
@@ -334,3 +335,59 @@ def test_a_suspect_heard_alive_again_counts_one_refuted_suspicion() -> None:
     assert node.stats["suspicions_refuted"] == 1
     hear(1.2, Alive("p1", peer(1), 3, {}))  # news about an alive member refutes nothing
     assert node.stats["suspicions_refuted"] == 1
+
+
+def spend_broadcasts(node: Protocol) -> None:
+    """Every queued update has been sent its retransmit limit (a limit of 0 drops them all)."""
+    node.queue.take(1 << 20, limit=0)
+    assert len(node.queue) == 0
+
+
+def test_a_stale_buddy_accusation_is_answered_with_our_current_alive_on_the_ack() -> None:
+    node, _ = make()
+    node.handle_packet(1.0, peer(1), encode_packet(Packet(None, (Suspect("me", 0, "p1"),))))
+    assert node.incarnation == 1
+    spend_broadcasts(node)
+    # The prober never heard that refutation and still accuses the older incarnation.
+    ping = Packet(Ping(42, "me", "p2"), (Suspect("me", 0, "p2"),))
+    out = node.handle_packet(30.0, peer(2), encode_packet(ping))
+    [(addr, packet)] = sends(out)
+    assert addr == peer(2)
+    assert packet.primary == Ack(42)
+    assert Alive("me", ME, 1, {}) in packet.updates
+    assert node.incarnation == 1, "an old accusation is answered, not refuted again"
+
+
+def test_a_direct_ack_from_a_suspect_that_refuted_long_ago_ends_the_suspicion() -> None:
+    """The false death after a heal (issue 17): the refutation was lost, the ack must carry it."""
+    prober, effects = make(peers=1)
+    suspect = Protocol(ProtocolConfig(), "p1", peer(1), rng=random.Random(3), now=0.0)
+    suspect.handle_packet(0.5, ME, encode_packet(Packet(None, (Suspect("p1", 0, "p9"),))))
+    suspect.handle_packet(0.6, ME, encode_packet(Packet(None, (Suspect("p1", 1, "p9"),))))
+    assert suspect.incarnation == 2
+    spend_broadcasts(suspect)
+    prober.handle_packet(1.0, peer(1), encode_packet(Packet(None, (Suspect("p1", 1, "p9"),))))
+    assert prober.member_states()["p1"] is MemberState.SUSPECT
+    now, out, _, addr = probe_once(prober, effects)
+    [ping] = [e.data for e in out if isinstance(e, Send) and e.addr == addr]
+    [ack] = [e.data for e in suspect.handle_packet(now, ME, ping) if isinstance(e, Send)]
+    prober.handle_packet(now + 0.01, peer(1), ack)
+    assert prober.member_states()["p1"] is MemberState.ALIVE
+    assert suspect.incarnation == 2
+
+
+def test_a_suspect_that_answers_over_tcp_is_asked_for_its_record_by_push_pull() -> None:
+    """A relayed or TCP ack carries no refutation; a sync fetches the suspect's own record."""
+    node, effects = make(peers=1)
+    node.handle_packet(0.5, peer(1), encode_packet(Packet(None, (Suspect("p1", 1, "p9"),))))
+    now, out, ping, _ = probe_once(node, effects)
+    _, out = fire(node, out, TimerKind.PROBE_TIMEOUT)
+    [tcp] = [e for e in out if isinstance(e, StreamRequest)]
+    out = node.handle_stream_reply(now + 0.6, tcp.token, encode_stream(Ack(ping.seq)))
+    [sync] = [e for e in out if isinstance(e, StreamRequest)]
+    assert sync.addr == peer(1)
+    assert isinstance(decode_stream(sync.data, 1 << 20), SyncHello)
+    own = MemberRecord("p1", peer(1), 2, MemberState.ALIVE, {})
+    reply = SyncReply((own,), True, (), ())
+    node.handle_stream_reply(now + 0.7, sync.token, encode_stream(reply))
+    assert node.member_states()["p1"] is MemberState.ALIVE

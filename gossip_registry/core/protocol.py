@@ -743,6 +743,12 @@ class Protocol(Swim):
         if not isinstance(message, SyncReply):
             self.stats["syncs_failed"] += 1
             return False
+        count = self.table.buckets
+        if message.resume >= count or any(b >= count for b in message.buckets):
+            # Valid on the wire (below MAX_BUCKETS) but not ours: a peer's bug or a forgery.
+            self.stats["syncs_failed"] += 1
+            self.stats["sync_replies_out_of_range"] += 1
+            return False
         self.stats["syncs_completed" if start == 0 else "sync_pages"] += 1
         if message.members is not None:
             self.merge_records(now, message.members)

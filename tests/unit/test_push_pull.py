@@ -235,3 +235,17 @@ def test_one_merge_step_handles_at_most_a_chunk_of_entries() -> None:
     drive(fresh, out, 1.0)
     assert fresh.table.live_count == 3 * MERGE_CHUNK + 1
     assert fresh.stats["entries_repaired"] == 3 * MERGE_CHUNK + 1
+
+
+@pytest.mark.parametrize(("buckets", "resume"), [((999,), 0), ((0, -1), 0), ((0,), 10_000)])
+def test_a_reply_naming_buckets_we_do_not_have_is_a_failed_sync_not_a_crash(
+    buckets: tuple[int, ...], resume: int
+) -> None:
+    a, b = pair()
+    b.register(1.0, "web", "w1", "10.0.0.2", 80)
+    [request] = [e for e in a.join(2.0, [b.addr]) if isinstance(e, StreamRequest)]
+    reply = SyncReply(None, False, buckets, tuple(b.table.entries()), resume)
+    out = a.handle_stream_reply(2.1, request.token, encode_stream(reply))
+    assert a.stats["syncs_failed"] == 1
+    assert not [e for e in out if isinstance(e, StreamRequest | StreamSend)]
+    assert a.table.live_count == 0  # nothing from a reply we refused

@@ -34,6 +34,7 @@ This module does blocking file I/O; the trio node calls it in a worker thread.
 
 from __future__ import annotations
 
+import errno
 import logging
 import os
 import tempfile
@@ -268,16 +269,29 @@ def write_atomically(directory: Path, name: str, data: bytes) -> None:
     fsync_dir(directory)
 
 
+_DIR_FSYNC_UNSUPPORTED = frozenset({errno.EINVAL, errno.ENOTSUP, errno.EOPNOTSUPP, errno.EBADF})
+"""What a filesystem answers when it cannot fsync a directory at all (some network and
+FUSE filesystems): nothing more can be done there, so it is not an error."""
+
+
 def fsync_dir(path: Path) -> None:
-    """Make the rename durable (POSIX); directories cannot be opened for this on Windows."""
-    try:
-        fd = os.open(path, os.O_RDONLY)
-    except OSError:
+    """Make a rename or a new file's directory entry durable (POSIX).
+
+    A failure (EIO, ENOSPC) raises: the caller must not acknowledge what
+    may not survive a power cut. Windows cannot open a directory for this,
+    and some filesystems cannot fsync one; both are skipped.
+
+    Raises:
+        OSError: the directory could not be made durable.
+    """
+    if os.name == "nt":
         return
+    fd = os.open(path, os.O_RDONLY)
     try:
         os.fsync(fd)
-    except OSError:
-        pass
+    except OSError as exc:
+        if exc.errno not in _DIR_FSYNC_UNSUPPORTED:
+            raise
     finally:
         os.close(fd)
 

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import errno
+import os
 import shutil
+import stat
 from dataclasses import replace
 from pathlib import Path
 
@@ -165,3 +168,37 @@ def test_appends_go_on_after_a_reopen_of_an_empty_journal(tmp_path: Path) -> Non
     records, span = decode_journal(journal_path(tmp_path, 5).read_bytes(), "n1")
     assert records == [Put(entry("z"))]
     assert span == journal_path(tmp_path, 5).stat().st_size
+
+
+@pytest.mark.parametrize("code", [errno.EIO, errno.ENOSPC])
+def test_a_directory_fsync_that_fails_is_an_error_not_a_silent_loss(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, code: int
+) -> None:
+    real_fsync = os.fsync
+
+    def failing_on_directories(fd: int) -> None:
+        if stat.S_ISDIR(os.fstat(fd).st_mode):
+            raise OSError(code, os.strerror(code))
+        real_fsync(fd)
+
+    monkeypatch.setattr(os, "fsync", failing_on_directories)
+    with pytest.raises(OSError, match=os.strerror(code)) as raised:
+        JournalFile.create(tmp_path / "journal.1")
+    assert raised.value.errno == code
+
+
+def test_a_directory_fsync_the_filesystem_does_not_support_is_no_error(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    real_fsync = os.fsync
+
+    def unsupported_on_directories(fd: int) -> None:
+        if stat.S_ISDIR(os.fstat(fd).st_mode):
+            raise OSError(errno.EINVAL, os.strerror(errno.EINVAL))
+        real_fsync(fd)
+
+    monkeypatch.setattr(os, "fsync", unsupported_on_directories)
+    journal = JournalFile.create(tmp_path / "journal.1")
+    journal.append(b"x")
+    journal.close()
+    assert (tmp_path / "journal.1").read_bytes() == b"x"

@@ -1145,44 +1145,31 @@ class Node:
 
     def _restore_checks(self, snapshot: Snapshot) -> None:
         """Run again the checks of the entries the snapshot gave back, from their last states."""
-        protocol = self._protocol_or_raise()
-        for key, specs in snapshot.checks:
-            entry = protocol.table.get(key)
-            if entry is not None and not entry.deleted and entry.owner == self.name:
-                self._checks.replace(key, specs, initial_states(specs, entry.checks))
+        own = {e.key: e for e in self._protocol_or_raise().own_entries()}
+        self._checks.restore(own, snapshot.checks)
 
     def _on_check_change(self, key: EntryKey) -> None:
         """Write the instance again with its checks' new states (it gossips like any write)."""
         protocol = self._protocol
-        entry = None if protocol is None else protocol.table.get(key)
-        if protocol is None or entry is None or entry.deleted or entry.owner != self.name:
-            self._checks.remove(key)  # its instance went away meanwhile
+        if protocol is None:
+            self._checks.remove(key)
             return
-        states = self._checks.states(key)
         try:
-            self._write_back(protocol, entry, worst(s.status for s in states), states)
+            entry, effects = protocol.update_checks(self._core_now(), key, self._checks.states(key))
         except ValueError as exc:  # it fitted at registration with empty outputs: a bug
             logger.error("could not write new check states of %s/%s: %s", *key, exc)
             return
-        logger.info("%s/%s is now %s", *key, worst(s.status for s in states))
+        self._apply(effects)
+        if entry is None:
+            self._checks.remove(key)  # its instance went away meanwhile
+            return
+        logger.info("%s/%s is now %s", *key, entry.status)
 
     def _write_back(
         self, protocol: Protocol, entry: Entry, status: Health, states: Sequence[CheckState]
     ) -> None:
         """Write ``entry``'s content again (a new version) with this status and these checks."""
-        _, effects = protocol.register(
-            self._core_now(),
-            entry.service,
-            entry.instance_id,
-            entry.address,
-            entry.port,
-            tags=entry.tags,
-            meta=entry.meta,
-            weight=entry.weight,
-            status=status,
-            output=entry.output,
-            checks=states,
-        )
+        _, effects = protocol.rewrite(self._core_now(), entry, status=status, checks=states)
         self._apply(effects)
 
     def _on_check_deregister(self, key: EntryKey) -> None:

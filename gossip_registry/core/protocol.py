@@ -101,6 +101,7 @@ from gossip_registry.core.messages import (
 from gossip_registry.core.swim import INCARNATION_CEILING, Swim
 from gossip_registry.registry.clock import HybridClock, stamp_wall
 from gossip_registry.registry.entry import CheckState, Entry, EntryKey, Health
+from gossip_registry.registry.health import worst
 from gossip_registry.registry.preservation import Preservation, PreservationConfig
 from gossip_registry.registry.table import RegistryTable
 
@@ -402,6 +403,39 @@ class Protocol(Swim):
             raise ValueError(f"{key[0]}/{key[1]} is owned by node {current.owner!r}")
         self._store(now, self._restamp(now, current, deleted=True))
         return current, self._drain(now)
+
+    def rewrite(
+        self, now: float, entry: Entry, *, status: Health, checks: Sequence[CheckState]
+    ) -> tuple[Entry, list[Effect]]:
+        """``entry``'s content written again as a new version, with this status and these
+        checks (``register``'s rules and errors)."""
+        return self.register(
+            now,
+            entry.service,
+            entry.instance_id,
+            entry.address,
+            entry.port,
+            tags=entry.tags,
+            meta=entry.meta,
+            weight=entry.weight,
+            status=status,
+            output=entry.output,
+            checks=checks,
+        )
+
+    def update_checks(
+        self, now: float, key: EntryKey, checks: Sequence[CheckState]
+    ) -> tuple[Entry | None, list[Effect]]:
+        """Our instance ``key`` written again with its checks' new states; its status is
+        the worst of theirs. None if it is no longer ours and live: its checks should stop.
+
+        Raises:
+            ValueError: as ``register`` (it fitted at registration, so a bug).
+        """
+        current = self.table.get(key)
+        if current is None or current.deleted or current.owner != self.name:
+            return None, []
+        return self.rewrite(now, current, status=worst(c.status for c in checks), checks=checks)
 
     def own_entries(self) -> list[Entry]:
         """Our live registrations, as a snapshot keeps them."""

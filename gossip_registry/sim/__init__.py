@@ -3,11 +3,13 @@
 One thread, one seeded random generator, one heap of (time, seq, event):
 many protocol cores talk through a modelled network (lognormal delays,
 loss, partitions, TCP streams with retransmission) under injected faults
-(crash, pause, restart, graceful leave), in virtual time. Same seed, same
+(crash, pause, restart, graceful leave), in virtual time; each node's health
+checks run on its own check scheduler against a probe-outcome model. Same seed, same
 calls, same run. Start with ``SimCluster``; ``engine`` explains the event
 loop and ``network`` the link model.
 """
 
+from gossip_registry.sim.checks import ProbeModel, ProbeOutcome
 from gossip_registry.sim.cluster import (
     PORT,
     SimCluster,
@@ -27,6 +29,8 @@ __all__ = [
     "NodeFactory",
     "NodeStatus",
     "NotifyCallback",
+    "ProbeModel",
+    "ProbeOutcome",
     "SimCluster",
     "SimNode",
     "SimulationError",

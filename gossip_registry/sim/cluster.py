@@ -13,6 +13,9 @@ Everything random (link delays and losses, clock skew, each node's own
 are seeded from it in creation order. Same seed and same calls give the same
 run.
 
+Health checks are scheduled by the node's own ``CheckScheduler`` on virtual
+time, with a probe-outcome model in place of HTTP and TCP (``sim/checks.py``).
+
 Restart policy is the core's, as in the trio node: a node joins with
 ``join_at_start`` (every seed, at most ``rejoin_limit`` members its snapshot
 saw, retried with backoff), and a leaving node stops when the core says
@@ -25,6 +28,7 @@ nothing is ever sent anywhere, the network is in memory).
 
 from __future__ import annotations
 
+import math
 import random
 from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
@@ -36,7 +40,9 @@ from gossip_registry.core.effects import LeaveDrained
 from gossip_registry.core.members import MemberSeed
 from gossip_registry.core.messages import Address, MemberRecord, MemberState
 from gossip_registry.core.protocol import Protocol
-from gossip_registry.registry.entry import Entry, EntryKey
+from gossip_registry.registry.entry import CheckState, Entry, EntryKey, Health
+from gossip_registry.registry.health import CheckSpec, assign_check_ids, initial_states, worst
+from gossip_registry.sim.checks import ProbeModel, ProbeOutcome, SimChecks
 from gossip_registry.sim.engine import DriverEvent, Engine, NotifyCallback, TraceRecord, gc_paused
 from gossip_registry.sim.network import LinkModel, Network
 from gossip_registry.sim.process import (
@@ -115,6 +121,8 @@ class SimCluster:
             goes out, virtual seconds (the node's ``leave_timeout``); it stops
             sooner once the core says the leave has drained.
         join_stagger: without bootstrap, node i joins at i x this, not all at once.
+        probe_model: what the probes of health checks find (``sim/checks.py``);
+            default: what ``script_probes`` set for the instance, passing until then.
         trace: record every event handed to a node in ``trace``.
     """
 
@@ -130,6 +138,7 @@ class SimCluster:
         clock_skew: float = 0.0,
         leave_grace: float = 2.0,
         join_stagger: float = 0.001,
+        probe_model: ProbeModel | None = None,
         trace: bool = False,
     ) -> None:
         if n < 0:
@@ -145,6 +154,7 @@ class SimCluster:
         self._factory: NodeFactory = node_factory or default_node_factory
         self._engine = Engine(seed, link or LinkModel(), trace=trace)
         self._engine.lifecycle = self._on_lifecycle
+        self._checks = SimChecks(self._engine, probe_model)
         self._by_name: dict[str, Process] = {}
         self._traffic_since = 0.0
 
@@ -366,28 +376,58 @@ class SimCluster:
         *,
         address: str | None = None,
         port: int = 8080,
+        check_specs: Sequence[CheckSpec] = (),
         **kw: Any,
     ) -> Entry:
         """Register an instance on node ``name`` (address defaults to the node's host).
 
         Durable once this returns, like the real node's (its journal, ``durability.py``).
+        With ``check_specs`` the node runs them, as ``Node.register`` does: they
+        start critical, the status is the worst of theirs, and their probes find
+        what the probe model says (``script_probes``). Registering again
+        replaces the instance's checks.
         """
         proc = self._running(name)
+        specs = assign_check_ids(instance_id, check_specs)
+        states = initial_states(specs)
+        if states:
+            kw.update(status=worst(s.status for s in states), checks=states)
         entry, effects = proc.node.register(
             self._engine.now, service, instance_id, address or proc.addr[0], port, **kw
         )
         proc.durable[entry.key] = entry
         self._apply(proc, effects)
+        self._checks.replace(proc, entry.key, specs, states)
         return entry
 
     def deregister(self, name: str, key: EntryKey) -> Entry | None:
-        """Deregister on node ``name``; durable once this returns."""
+        """Deregister on node ``name`` (its checks stop); durable once this returns."""
         proc = self._running(name)
+        self._checks.replace(proc, key, (), ())
         entry, effects = proc.node.deregister(self._engine.now, key)
         if entry is not None:
             proc.durable.pop(key, None)
         self._apply(proc, effects)
         return entry
+
+    def update_ttl(self, name: str, check_id: str, status: Health, output: str = "") -> None:
+        """A TTL check's report to node ``name``, as ``Node.update_ttl``.
+
+        Raises:
+            KeyError: no check ``check_id`` runs on that node.
+            ValueError: it is not a TTL check.
+        """
+        self._checks.report_ttl(self._running(name), check_id, status, output)
+
+    def script_probes(self, key: EntryKey, outcome: ProbeOutcome) -> None:
+        """From now on, the probes of instance ``key``'s HTTP and TCP checks find ``outcome``
+        (with the default probe model)."""
+        self._checks.script(key, outcome)
+
+    def check_states(self, name: str, key: EntryKey) -> tuple[CheckState, ...]:
+        """The states of the checks node ``name`` runs for ``key`` (none if it runs none)."""
+        checks = self._proc(name).checks
+        return () if checks is None else checks.states(key)
 
     def _running(self, name: str) -> Process:
         proc = self._proc(name)
@@ -419,7 +459,9 @@ class SimCluster:
             alive_members=tuple(
                 sorted(n for n, s in states.items() if s is MemberState.ALIVE and n != proc.name)
             ),
+            checks=tuple(sorted(proc.check_specs.items())),
         )
+        proc.checks, proc.checks_wake = None, math.inf
         if proc.pending:
             self._engine.drops[f"held while paused, then {status}"] += len(proc.pending)
         proc.pending = []
@@ -456,7 +498,8 @@ class SimCluster:
 
         With ``from_snapshot`` the new process gets the incarnation the old
         one had when it stopped and the own entries its acknowledged writes
-        left on disk, and the core joins through the seeds and some of the
+        left on disk, runs the checks of those entries again from the states
+        they recorded, and the core joins through the seeds and some of the
         members it then saw alive (at most ``rejoin_limit``); without, it
         starts empty and joins through the seeds.
         """
@@ -476,6 +519,9 @@ class SimCluster:
         proc.status = NodeStatus.RUNNING
         proc.refuses = False
         self._apply(proc, node.start(engine.now))
+        proc.check_specs = {}
+        if snap is not None:
+            self._checks.restore(proc, snap)
         seeds = self._seed_addrs(proc)
         if seeds or known:
             self._apply(proc, node.join_at_start(engine.now, seeds, known))

@@ -10,12 +10,14 @@ and discarded), whether it runs, is paused, crashed or left, the events held
 while it is paused, what is on its disk (``durable``: the own entries its
 acknowledged writes put there, as the real node's journal holds them; written
 in the same step as the acknowledgement, so no crash can fall between
-them), what a snapshot would restore after a crash, and its traffic
+them), what a snapshot would restore after a crash, its health checks
+(``sim/checks.py``), and its traffic
 counters. It is deliberately small: the simulator must hold 10,000 of them.
 """
 
 from __future__ import annotations
 
+import math
 import random
 import typing
 from collections import Counter
@@ -28,7 +30,9 @@ from gossip_registry.core.config import ProtocolConfig
 from gossip_registry.core.effects import Effect, Timer
 from gossip_registry.core.members import MemberSeed
 from gossip_registry.core.messages import Address, MemberState
-from gossip_registry.registry.entry import Entry, EntryKey, Health
+from gossip_registry.registry.check_schedule import CheckScheduler
+from gossip_registry.registry.entry import CheckState, Entry, EntryKey, Health
+from gossip_registry.registry.health import CheckSpec
 
 
 class TableView(typing.Protocol):
@@ -83,7 +87,11 @@ class SimNode(typing.Protocol):
         weight: int = 1,
         status: Health = Health.PASSING,
         output: str = "",
+        checks: Sequence[CheckState] = (),
     ) -> tuple[Entry, list[Effect]]: ...
+    def update_checks(
+        self, now: float, key: EntryKey, checks: Sequence[CheckState]
+    ) -> tuple[Entry | None, list[Effect]]: ...
     def deregister(self, now: float, key: EntryKey) -> tuple[Entry | None, list[Effect]]: ...
     def seed_members(self, seed: MemberSeed) -> None: ...
     def member_states(self) -> dict[str, MemberState]: ...
@@ -124,6 +132,8 @@ class Snapshot:
     entries: tuple[Entry, ...]
     alive_members: tuple[str, ...]
     """Other members it saw alive: where a restarted node looks for the cluster."""
+    checks: tuple[tuple[EntryKey, tuple[CheckSpec, ...]], ...] = ()
+    """Each own instance's checks, as the node's snapshot keeps them."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -168,6 +178,9 @@ class Process:
 
     __slots__ = (
         "addr",
+        "check_specs",
+        "checks",
+        "checks_wake",
         "durable",
         "index",
         "life",
@@ -200,6 +213,12 @@ class Process:
         """Crashed on a live host: datagrams draw a refusal, connects a reset (issue 17)."""
         self.snapshot: Snapshot | None = None
         self.durable: dict[EntryKey, Entry] = {}
+        self.check_specs: dict[EntryKey, tuple[CheckSpec, ...]] = {}
+        """The checks of the own instances in ``durable``, on disk with them."""
+        self.checks: CheckScheduler | None = None
+        """This life's check scheduler (``sim/checks.py``); None until it runs a check."""
+        self.checks_wake = math.inf
+        """When the scheduler's wake-up is armed (inf: none)."""
         self.wall_offset = wall_offset
         self.udp_sent = 0
         self.udp_received = 0

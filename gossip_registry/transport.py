@@ -93,6 +93,7 @@ BIND_ATTEMPTS = 8
 """With port 0: how many free UDP ports to try before giving up on a free TCP twin."""
 
 _HEADER = 4
+_RECEIVE_SIZE = 64 * 1024
 
 DatagramHandler = Callable[[Address, bytes], None]
 ChunkCheck = Callable[[bytes | bytearray], None]
@@ -190,18 +191,19 @@ async def _read_exactly(
     Raises:
         FrameError: EOF after some but not all of the bytes, or ``check`` refused a chunk.
     """
-    chunks = bytearray(start)
-    n += len(start)
-    while len(chunks) < n:
-        chunk = await stream.receive_some(min(n - len(chunks), 1 << 20))
+    chunks = [start]
+    got = 0
+    while got < n:
+        chunk = await stream.receive_some(min(n - got, _RECEIVE_SIZE))
         if not chunk:
-            if at_start and not chunks:
+            if at_start and not got:
                 return None
-            raise FrameError("stream_truncated", f"EOF after {len(chunks)} of {n} bytes")
+            raise FrameError("stream_truncated", f"EOF after {got} of {n} bytes")
         if check is not None:
             check(chunk)
-        chunks += chunk
-    return bytes(chunks)
+        chunks.append(chunk)
+        got += len(chunk)
+    return b"".join(chunks)
 
 
 async def _read_piece(stream: trio.abc.ReceiveStream, n: int, check: ChunkCheck | None) -> bytes:

@@ -191,7 +191,7 @@ async def _read_exactly(
     Raises:
         FrameError: EOF after some but not all of the bytes, or ``check`` refused a chunk.
     """
-    chunks = [start]
+    chunks: list[bytes | bytearray] = [start]
     got = 0
     while got < n:
         chunk = await stream.receive_some(min(n - got, _RECEIVE_SIZE))

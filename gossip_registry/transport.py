@@ -238,13 +238,13 @@ async def read_frame(
     size = int.from_bytes(header, "big")
     if size > max_frame:
         raise FrameError("stream_oversized", f"frame of {size} bytes exceeds {max_frame}")
-    if seal is None or size == 0:
+    if seal is None:
         return await _read_piece(stream, size, check)
-    first = await _read_piece(stream, 1, None)  # judged before anything counts
-    if first[0] != SEAL_VERSION:
+    first = await _read_piece(stream, min(size, 1), None)  # judged before anything counts
+    if first[:1] != bytes((SEAL_VERSION,)):
         if seal.verify_incoming:
             raise FrameError("auth_failed", "plaintext frame refused at its first byte")
-        body = await _read_exactly(stream, size - 1, check=check, start=first)
+        body = await _read_exactly(stream, size - len(first), check=check, start=first)
         assert body is not None
         return body
     try:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import pytest
 import trio
+import trio.testing
 
 from gossip_registry.keyring import (
     CHUNK_OVERHEAD,
@@ -22,7 +23,13 @@ from gossip_registry.keyring import (
     GossipSeal,
     Keyring,
 )
-from gossip_registry.transport import Transport, encode_frame, open_transport
+from gossip_registry.transport import (
+    FrameError,
+    Transport,
+    encode_frame,
+    open_transport,
+    read_frame,
+)
 from tests.integration import wait_until
 
 MIB = 1 << 20
@@ -200,3 +207,17 @@ async def test_frames_of_many_chunks_make_a_round_trip_in_every_migration_mode(
             server.close()
             client.close()
             nursery.cancel_scope.cancel()
+
+
+async def test_an_empty_frame_is_plaintext_refused_when_sealing_is_required() -> None:
+    async def read(seal: GossipSeal) -> bytes | None:
+        send, receive = trio.testing.memory_stream_one_way_pair()
+        await send.send_all(encode_frame(b""))
+        await send.aclose()
+        return await read_frame(receive, FRAME, None, seal)
+
+    with trio.fail_after(5):
+        with pytest.raises(FrameError) as caught:
+            await read(GossipSeal(Keyring([K1])))
+        assert caught.value.counter == "auth_failed"
+        assert await read(GossipSeal(Keyring([K1]), verify_incoming=False)) == b""

@@ -42,6 +42,8 @@ Semantically hostile input (issue 10): well-formed, but extreme.
 - ``hostile_floods``: floods at and beyond every table limit (members,
   entries per owner with tombstones, foreign entries in total, updates per
   packet, push-pull lists): no limit is passed, and what we send decodes.
+
+Hostile clients: ``http_request`` and ``dns_query`` (``fuzz_interfaces.py``).
 """
 
 from __future__ import annotations
@@ -111,6 +113,7 @@ from gossip_registry.snapshot import (
     load_snapshot,
 )
 from gossip_registry.transport import FrameError, encode_frame, read_frame
+from tests.property.fuzz_interfaces import INTERFACE_FUNCTIONS, INTERFACE_STRATEGIES
 from tests.property.test_codec_fuzz import (
     mutate,
     mutations,
@@ -837,6 +840,7 @@ _STRATEGIES: dict[str, tuple[st.SearchStrategy[Any], ...]] = {
         ),
         st.sampled_from([0, 1, 2, 50]),
     ),
+    **INTERFACE_STRATEGIES,
 }
 _FUNCTIONS: dict[str, Callable[..., None]] = {
     "node_packet": node_packet,
@@ -849,6 +853,7 @@ _FUNCTIONS: dict[str, Callable[..., None]] = {
     "boundary_fields": boundary_fields,
     "hostile_membership": hostile_membership,
     "hostile_floods": hostile_floods,
+    **INTERFACE_FUNCTIONS,
 }
 TARGETS = tuple(_FUNCTIONS)
 """Every fuzz target by name; ``scripts/fuzz.py`` and ``test_fuzz.py`` run these."""

@@ -226,7 +226,7 @@ def http_request(
                             response = await client.request(
                                 method,
                                 path,
-                                params=httpx.QueryParams(query),
+                                params=tuple(query),
                                 headers=headers,
                                 content=body,
                             )

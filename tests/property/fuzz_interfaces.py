@@ -70,7 +70,7 @@ _SEGMENTS = st.one_of(
             "a" * 300, "WEB",
         ]
     ),
-    st.text(max_size=12).map(lambda text: quote(text, safe="")),
+    st.text(min_size=1, max_size=12).map(lambda text: quote(text, safe="")),
 )  # fmt: skip
 _PATHS = st.one_of(
     st.sampled_from(
@@ -222,14 +222,14 @@ def http_request(
                 transport = httpx.ASGITransport(app=app)
                 async with httpx.AsyncClient(transport=transport, base_url="http://n") as client:
                     for method, path, query, headers, body in requests:
-                        with trio.move_on_after(HOLD) as held:
-                            response = await client.request(
-                                method,
-                                path,
-                                params=tuple(query),
-                                headers=headers,
-                                content=body,
+                        try:
+                            request = client.build_request(
+                                method, path, params=tuple(query), headers=headers, content=body
                             )
+                        except httpx.InvalidURL:  # no client can send it: not the server's
+                            continue
+                        with trio.move_on_after(HOLD) as held:
+                            response = await client.send(request)
                         if held.cancelled_caught:
                             assert _may_hold(method, path, query), (method, path, query)
                             continue

@@ -35,9 +35,9 @@ ignored, because UDP is lossy anyway and the protocol retries by design.
 Sealing (``keyring.py``): when the node sets ``seal``, every datagram and
 every frame (requests and replies) is sealed on the way out and opened on
 the way in (frames as they arrive, chunk by chunk), before any callback
-sees it. What fails to open, or plaintext
-the seal refuses, is counted as ``auth_failed`` and dropped; a stream whose
-frame fails is closed without a reply. Sealing happens here, below the
+sees it. What fails to open, or plaintext the seal refuses, is counted as
+``auth_failed`` and dropped; a stream whose frame fails is closed without a
+reply. Sealing happens here, below the
 protocol, so that nothing unauthenticated ever reaches the decoder.
 
 Outgoing datagrams go through a bounded queue drained by one sender task, so
@@ -94,6 +94,8 @@ BIND_ATTEMPTS = 8
 
 _HEADER = 4
 _RECEIVE_SIZE = 64 * 1024
+"""Most bytes taken from a stream at once. Pieces are kept in a list and joined once:
+growing one buffer and copying it at the end held about a budget more at the peak."""
 
 DatagramHandler = Callable[[Address, bytes], None]
 ChunkCheck = Callable[[bytes | bytearray], None]

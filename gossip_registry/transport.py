@@ -17,8 +17,12 @@ connection and every reply we read, counts against one budget,
 128 connections of 32 MiB frames held 3 GB before a single one was
 authenticated. When sealing is required, a frame whose first byte is not
 the seal's is refused at that byte (``auth_failed``), before any of it is
-buffered; a sealed frame can be authenticated only once whole, so what an
-attacker without a key can pin is bounded by the budget, not per frame.
+buffered. A sealed frame is read chunk by chunk (``keyring.FrameReader``)
+and each chunk is authenticated before the next is read, so a peer without
+the key gets at most one chunk (64 KiB) buffered per connection: 8 MiB over
+all ``MAX_INBOUND_STREAMS``, where whole-frame sealing let it pin the whole
+budget. Plaintext frames (no keyring, or ``gossip_allow_plaintext``) have no
+authentication to do early; the budget bounds them.
 
 This module moves bytes and nothing else: it does not decode them. The node
 hands it plain callbacks (``on_datagram(src, data)``, ``on_frame(src, data)
@@ -30,9 +34,10 @@ ignored, because UDP is lossy anyway and the protocol retries by design.
 
 Sealing (``keyring.py``): when the node sets ``seal``, every datagram and
 every frame (requests and replies) is sealed on the way out and opened on
-the way in, before any callback sees it. What fails to open, or plaintext
-the seal refuses, is counted as ``auth_failed`` and dropped; a stream whose
-frame fails is closed without a reply. Sealing happens here, below the
+the way in (frames as they arrive, chunk by chunk), before any callback
+sees it. What fails to open, or plaintext the seal refuses, is counted as
+``auth_failed`` and dropped; a stream whose frame fails is closed without a
+reply. Sealing happens here, below the
 protocol, so that nothing unauthenticated ever reaches the decoder.
 
 Outgoing datagrams go through a bounded queue drained by one sender task, so
@@ -60,7 +65,7 @@ import trio
 
 from gossip_registry.core.messages import Address
 from gossip_registry.faultinject import FaultFilter
-from gossip_registry.keyring import SEAL_VERSION, TCP, UDP, GossipSeal, SealError
+from gossip_registry.keyring import SEAL_VERSION, UDP, GossipSeal, SealError
 
 __all__ = [
     "DEFAULT_TCP_TIMEOUT",
@@ -88,11 +93,14 @@ BIND_ATTEMPTS = 8
 """With port 0: how many free UDP ports to try before giving up on a free TCP twin."""
 
 _HEADER = 4
+_RECEIVE_SIZE = 64 * 1024
+"""Most bytes taken from a stream at once. Pieces are kept in a list and joined once:
+growing one buffer and copying it at the end held about a budget more at the peak."""
 
 DatagramHandler = Callable[[Address, bytes], None]
-ChunkCheck = Callable[[bytes | bytearray, int], None]
-"""Called with each chunk of a frame body and its offset before it is buffered;
-raises ``FrameError`` to refuse it."""
+ChunkCheck = Callable[[bytes | bytearray], None]
+"""Called with each piece of a frame body before it is buffered; raises ``FrameError``
+to refuse it."""
 FrameHandler = Callable[[Address, bytes], bytes | None]
 
 # --------------------------------------------------------------- refusals
@@ -172,38 +180,59 @@ def encode_frame(data: bytes) -> bytes:
 
 
 async def _read_exactly(
-    stream: trio.abc.ReceiveStream, n: int, *, at_start: bool, check: ChunkCheck | None = None
+    stream: trio.abc.ReceiveStream,
+    n: int,
+    *,
+    at_start: bool = False,
+    check: ChunkCheck | None = None,
+    start: bytes = b"",
 ) -> bytes | None:
-    """Exactly ``n`` bytes; None on a clean EOF before the first byte when ``at_start``.
+    """``start`` and then exactly ``n`` bytes; None on a clean EOF before the first byte
+    when ``at_start``.
 
     Raises:
         FrameError: EOF after some but not all of the bytes, or ``check`` refused a chunk.
     """
-    chunks = bytearray()
-    while len(chunks) < n:
-        chunk = await stream.receive_some(min(n - len(chunks), 1 << 20))
+    chunks: list[bytes | bytearray] = [start]
+    got = 0
+    while got < n:
+        chunk = await stream.receive_some(min(n - got, _RECEIVE_SIZE))
         if not chunk:
-            if at_start and not chunks:
+            if at_start and not got:
                 return None
-            raise FrameError("stream_truncated", f"EOF after {len(chunks)} of {n} bytes")
+            raise FrameError("stream_truncated", f"EOF after {got} of {n} bytes")
         if check is not None:
-            check(chunk, len(chunks))
-        chunks += chunk
-    return bytes(chunks)
+            check(chunk)
+        chunks.append(chunk)
+        got += len(chunk)
+    return b"".join(chunks)
+
+
+async def _read_piece(stream: trio.abc.ReceiveStream, n: int, check: ChunkCheck | None) -> bytes:
+    piece = await _read_exactly(stream, n, check=check)
+    assert piece is not None
+    return piece
 
 
 async def read_frame(
-    stream: trio.abc.ReceiveStream, max_frame: int, check: ChunkCheck | None = None
+    stream: trio.abc.ReceiveStream,
+    max_frame: int,
+    check: ChunkCheck | None = None,
+    seal: GossipSeal | None = None,
 ) -> bytes | None:
-    """Read one frame; None if the peer closed before sending any byte of it.
+    """Read one frame, opened under ``seal`` if given; None if the peer closed before it began.
 
     The length is checked before anything is buffered, so a hostile prefix
     cannot make us allocate more than ``max_frame``; ``check`` sees every
-    chunk of the body before it is buffered (the transport's budget).
+    piece of the body before it is buffered (the transport's budget). With
+    a ``seal``, a sealed frame is authenticated chunk by chunk as it
+    arrives, and plaintext is refused at its first byte unless the seal
+    lets it in.
 
     Raises:
         FrameError: the length exceeds ``max_frame``, the stream ended
-            mid-frame, or ``check`` refused a chunk.
+            mid-frame, ``check`` refused a piece, or (``auth_failed``) the
+            frame is plaintext the seal refuses or a chunk fails to open.
     """
     header = await _read_exactly(stream, _HEADER, at_start=True)
     if header is None:
@@ -211,25 +240,36 @@ async def read_frame(
     size = int.from_bytes(header, "big")
     if size > max_frame:
         raise FrameError("stream_oversized", f"frame of {size} bytes exceeds {max_frame}")
-    body = await _read_exactly(stream, size, at_start=False, check=check)
-    assert body is not None
-    return body
+    if seal is None:
+        return await _read_piece(stream, size, check)
+    first = await _read_piece(stream, min(size, 1), None)  # judged before anything counts
+    if first[:1] != bytes((SEAL_VERSION,)):
+        if seal.verify_incoming:
+            raise FrameError("auth_failed", "plaintext frame refused at its first byte")
+        body = await _read_exactly(stream, size - len(first), check=check, start=first)
+        assert body is not None
+        return body
+    try:
+        reader = seal.keyring.frame_reader(size)
+        reader.feed(first)
+        while reader.wanted:
+            reader.feed(await _read_piece(stream, reader.wanted, check))
+    except SealError as exc:
+        raise FrameError("auth_failed", str(exc)) from None
+    return reader.plaintext()
 
 
 class _Held:
     """The bytes one frame read holds of the transport's budget; ``release`` gives them back."""
 
-    __slots__ = ("bytes", "first_byte", "transport")
+    __slots__ = ("bytes", "transport")
 
-    def __init__(self, transport: Transport, *, first_byte: int | None) -> None:
+    def __init__(self, transport: Transport) -> None:
         self.transport = transport
-        self.first_byte = first_byte
         self.bytes = 0
 
-    def __call__(self, chunk: bytes | bytearray, offset: int) -> None:
+    def __call__(self, chunk: bytes | bytearray) -> None:
         transport = self.transport
-        if offset == 0 and self.first_byte is not None and chunk[0] != self.first_byte:
-            raise FrameError("auth_failed", "plaintext frame refused at its first byte")
         if transport.buffered + len(chunk) > transport.max_buffered:
             raise FrameError(
                 "stream_over_budget",
@@ -390,15 +430,14 @@ class Transport:
             except trio.WouldBlock:
                 self.stats["stream_rejected_busy"] += 1
                 return
-            held = self._holder()
+            held = _Held(self)
             try:
                 with trio.move_on_after(self.tcp_timeout) as scope:
                     src = _address(stream.socket.getpeername())
-                    frame = await read_frame(stream, self.max_frame, held)
+                    frame = await read_frame(stream, self.max_frame, held, self.seal)
                     if frame is None:
                         self.stats["stream_empty"] += 1
                         return
-                    frame = self._open_frame(frame)
                     held.release()  # the plaintext is the core's now
                     reply = on_frame(src, frame)
                     if reply is not None:
@@ -423,26 +462,8 @@ class Transport:
         """Send one frame to ``addr`` and close; False if it could not be delivered."""
         return await self._exchange(addr, data, want_reply=False) is not None
 
-    def _holder(self) -> _Held:
-        """A budget share for one frame; it refuses plaintext at once if sealing is required."""
-        verifying = self.seal is not None and self.seal.verify_incoming
-        return _Held(self, first_byte=SEAL_VERSION if verifying else None)
-
     def _seal_frame(self, data: bytes) -> bytes:
-        return data if self.seal is None else self.seal.seal(data, TCP)
-
-    def _open_frame(self, data: bytes) -> bytes:
-        """The frame's plaintext.
-
-        Raises:
-            FrameError: counted as ``auth_failed``; the stream is closed.
-        """
-        if self.seal is None:
-            return data
-        try:
-            return self.seal.open(data, TCP)
-        except SealError as exc:
-            raise FrameError("auth_failed", str(exc)) from None
+        return data if self.seal is None else self.seal.seal_frame(data)
 
     async def _exchange(self, addr: Address, data: bytes, *, want_reply: bool) -> bytes | None:
         data = self._seal_frame(data)
@@ -459,13 +480,12 @@ class Transport:
                     await stream.send_all(encode_frame(data))
                     if not want_reply:
                         return b""
-                    held = self._holder()
+                    held = _Held(self)
                     try:
-                        reply = await read_frame(stream, self.max_frame, held)
+                        reply = await read_frame(stream, self.max_frame, held, self.seal)
                         if reply is None:
                             self.stats["stream_no_reply"] += 1
-                            return None
-                        return self._open_frame(reply)
+                        return reply
                     finally:
                         held.release()
             except FrameError as exc:

@@ -4,7 +4,8 @@
 Issue 10, finding 2: 128 connections each announcing a 32 MiB frame took a
 node to 2.99 GB before the transport had one budget for what it buffers.
 This starts one node in a child process (loopback, port 0; ``--sealed``
-requires AES-GCM sealed gossip; ``--max-frame-mib`` its frame limit, which
+requires AES-GCM sealed gossip, and the attacker, without the key, sends
+well-formed chunked frame headers followed by noise; ``--max-frame-mib`` its frame limit, which
 is also its buffer budget), reads its idle RSS, then opens
 ``--connections`` connections at once, each announcing a ``--frame-mib``
 frame and sending it whole, for ``--rounds`` rounds, sampling the child's RSS
@@ -63,10 +64,24 @@ async def serve(sealed: bool, unbounded: bool, max_frame_mib: int) -> None:
         await trio.to_thread.run_sync(sys.stdin.read)
 
 
-async def flood(port: int, connections: int, frame: int) -> int:
+def attack_frame_start(sealed: bool) -> bytes:
+    """What the attacker's frame body starts with: for a sealed node, the strongest it can do
+    without the key, a well-formed chunked header and a full first chunk's header (then noise);
+    the seal's first byte otherwise, so nothing is refused before the budget."""
+    if not sealed:
+        return b"\xc1"
+    from gossip_registry.keyring import CHUNK_SIZE, FRAME_HEADER, FRAME_VERSION, SEAL_VERSION
+
+    header = bytes((SEAL_VERSION, FRAME_VERSION)) + b"\x5a" * (FRAME_HEADER - 2)
+    return header + CHUNK_SIZE.to_bytes(4, "big")
+
+
+async def flood(port: int, connections: int, frame: int, sealed: bool) -> int:
     """``connections`` connections at once, each sending one ``frame``-byte frame; sent bytes."""
     sent = 0
-    body = b"\xc1" * MIB  # the seal's first byte, so sealing cannot refuse it early
+    start = attack_frame_start(sealed)
+    body = start + b"\xc1" * (MIB - len(start))
+    rest = b"\xc1" * MIB
 
     async def one() -> None:
         nonlocal sent
@@ -74,9 +89,9 @@ async def flood(port: int, connections: int, frame: int) -> int:
             stream = await trio.open_tcp_stream("127.0.0.1", port)
             async with stream:
                 await stream.send_all(frame.to_bytes(4, "big"))
-                for _ in range(frame // MIB):
-                    await stream.send_all(body)
-                    sent += len(body)
+                for i in range(frame // MIB):
+                    await stream.send_all(rest if i else body)
+                    sent += MIB
         except (OSError, trio.BrokenResourceError):
             pass  # dropped by the victim: what the budget is for
 
@@ -109,7 +124,7 @@ async def measure(args: argparse.Namespace, connections: int, *, unbounded: bool
 
                 nursery.start_soon(sample)
                 for _ in range(args.rounds):
-                    sent += await flood(port, connections, args.frame_mib * MIB)
+                    sent += await flood(port, connections, args.frame_mib * MIB, args.sealed)
                 peak = max(peak, rss_kib(child.pid))
                 nursery.cancel_scope.cancel()
         return {

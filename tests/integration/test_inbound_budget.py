@@ -3,16 +3,33 @@
 128 connections of 32 MiB frames took a node to 3 GB before. Now every byte
 buffered from a peer, on any connection, is counted against one budget; a
 connection that would pass it is dropped and counted, plaintext is refused
-at its first byte when sealing is required, and every connection has a
-deadline. The tests count buffered bytes; they time nothing.
+at its first byte when sealing is required, a sealed frame is authenticated
+chunk by chunk (a peer without the key gets one chunk in), and every
+connection has a deadline. The tests count buffered bytes; they time nothing.
 """
 
 from __future__ import annotations
 
+import pytest
 import trio
+import trio.testing
 
-from gossip_registry.keyring import GossipSeal, Keyring
-from gossip_registry.transport import Transport, encode_frame, open_transport
+from gossip_registry.keyring import (
+    CHUNK_OVERHEAD,
+    CHUNK_SIZE,
+    FRAME_HEADER,
+    FRAME_VERSION,
+    SEAL_VERSION,
+    GossipSeal,
+    Keyring,
+)
+from gossip_registry.transport import (
+    FrameError,
+    Transport,
+    encode_frame,
+    open_transport,
+    read_frame,
+)
 from tests.integration import wait_until
 
 MIB = 1 << 20
@@ -20,6 +37,7 @@ FRAME = MIB
 BUDGET = 2 * MIB
 SENT = 700 * 1024
 CONNECTIONS = 24
+K1, K2 = b"1" * 32, b"2" * 32
 
 
 async def serving(nursery: trio.Nursery, **options: object) -> Transport:
@@ -114,3 +132,92 @@ async def test_a_frame_within_the_budget_still_gets_through() -> None:
             await wait_until(lambda: transport.buffered == 0)
             transport.close()
             nursery.cancel_scope.cancel()
+
+
+ONE_CHUNK = FRAME_HEADER + CHUNK_SIZE + CHUNK_OVERHEAD
+"""The most a frame can hold before its first chunk is authenticated."""
+
+
+def sealed_looking(size: int, sent: int) -> bytes:
+    """What a peer without the key does best: a well-formed header and chunk headers, then noise."""
+    header = bytes((SEAL_VERSION, FRAME_VERSION)) + b"\x5a" * (FRAME_HEADER - 2)
+    body = CHUNK_SIZE.to_bytes(4, "big") + b"\x00" * (sent - FRAME_HEADER - 4)
+    return size.to_bytes(4, "big") + header + body
+
+
+async def test_a_peer_without_the_key_makes_us_buffer_at_most_one_chunk_per_connection() -> None:
+    with trio.fail_after(30):
+        async with trio.open_nursery() as nursery:
+            transport = await serving(nursery, tcp_timeout=30.0)
+            transport.seal = GossipSeal(Keyring([b"k" * 32]))
+            done = flood(nursery, transport, sealed_looking(FRAME, SENT), CONNECTIONS)
+            await wait_until(lambda: transport.stats["auth_failed"] == CONNECTIONS)
+            # Before chunking each of them held its 700 KiB and most were over budget.
+            assert transport.stats["stream_over_budget"] == 0
+            assert transport.buffered_peak <= CONNECTIONS * ONE_CHUNK
+            await wait_until(lambda: transport.buffered == 0)
+            done.set()
+            transport.close()
+            nursery.cancel_scope.cancel()
+
+
+async def test_one_connection_of_noise_is_cut_after_its_first_chunk() -> None:
+    with trio.fail_after(30):
+        async with trio.open_nursery() as nursery:
+            transport = await serving(nursery, tcp_timeout=30.0)
+            transport.seal = GossipSeal(Keyring([b"k" * 32]), verify_incoming=False)
+            done = flood(nursery, transport, sealed_looking(FRAME, FRAME), 1)
+            await wait_until(lambda: transport.stats["auth_failed"] == 1)
+            assert 0 < transport.buffered_peak <= ONE_CHUNK
+            done.set()
+            transport.close()
+            nursery.cancel_scope.cancel()
+
+
+@pytest.mark.parametrize(
+    ("sender", "receiver"),
+    [
+        pytest.param(GossipSeal(Keyring([K2, K1])), GossipSeal(Keyring([K1, K2])), id="rotating"),
+        pytest.param(
+            GossipSeal(Keyring([K1]), verify_incoming=False, encrypt_outgoing=False),
+            GossipSeal(Keyring([K1]), verify_incoming=False),
+            id="plaintext-migration",
+        ),
+        pytest.param(
+            GossipSeal(Keyring([K1])),
+            GossipSeal(Keyring([K1]), verify_incoming=False),
+            id="sealed-to-lenient",
+        ),
+    ],
+)
+async def test_frames_of_many_chunks_make_a_round_trip_in_every_migration_mode(
+    sender: GossipSeal, receiver: GossipSeal
+) -> None:
+    request = bytes(range(256)) * (3 * CHUNK_SIZE // 256) + b"tail"
+    with trio.fail_after(30):
+        async with trio.open_nursery() as nursery:
+            server = await open_transport("127.0.0.1", 0, max_frame=FRAME, max_buffered=BUDGET)
+            server.seal = receiver
+            await nursery.start(server.serve_streams, lambda src, frame: frame[::-1])
+            client = await open_transport("127.0.0.1", 0, max_frame=FRAME, max_buffered=BUDGET)
+            client.seal = sender
+            assert await client.request(server.addr, request) == request[::-1]
+            assert server.stats["auth_failed"] == client.stats["auth_failed"] == 0
+            await wait_until(lambda: server.buffered == client.buffered == 0)
+            server.close()
+            client.close()
+            nursery.cancel_scope.cancel()
+
+
+async def test_an_empty_frame_is_plaintext_refused_when_sealing_is_required() -> None:
+    async def read(seal: GossipSeal) -> bytes | None:
+        send, receive = trio.testing.memory_stream_one_way_pair()
+        await send.send_all(encode_frame(b""))
+        await send.aclose()
+        return await read_frame(receive, FRAME, None, seal)
+
+    with trio.fail_after(5):
+        with pytest.raises(FrameError) as caught:
+            await read(GossipSeal(Keyring([K1])))
+        assert caught.value.counter == "auth_failed"
+        assert await read(GossipSeal(Keyring([K1]), verify_incoming=False)) == b""

@@ -11,6 +11,10 @@ fresh seeds.
 - ``tcp_frame``: a byte stream, split into arbitrary chunks, through the
   transport's framing and into ``handle_stream``: only ``FrameError``
   comes out of the framing, nothing out of the core.
+- ``sealed_frame``: a chunked sealed frame mutated, cut, spliced with
+  another or sealed under a key we lack, read in arbitrary pieces under a
+  strict or lenient seal: only ``FrameError``, and nothing but the sealed
+  plaintext is ever accepted.
 - ``snapshot_file``: a valid snapshot mutated: ``decode_snapshot`` raises
   only ``SnapshotError``, ``load_snapshot`` never raises, and what it
   returns starts a node.
@@ -38,6 +42,8 @@ Semantically hostile input (issue 10): well-formed, but extreme.
 - ``hostile_floods``: floods at and beyond every table limit (members,
   entries per owner with tombstones, foreign entries in total, updates per
   packet, push-pull lists): no limit is passed, and what we send decodes.
+
+Hostile clients: ``http_request`` and ``dns_query`` (``fuzz_interfaces.py``).
 """
 
 from __future__ import annotations
@@ -94,6 +100,7 @@ from gossip_registry.core.messages import (
 from gossip_registry.core.protocol import Protocol
 from gossip_registry.core.swim import INCARNATION_CEILING
 from gossip_registry.errors import ConfigError
+from gossip_registry.keyring import CHUNK_SIZE, GossipSeal, Keyring
 from gossip_registry.node import Node, NodeConfig
 from gossip_registry.registry.clock import make_stamp, stamp_wall
 from gossip_registry.registry.entry import Entry, Health
@@ -106,6 +113,7 @@ from gossip_registry.snapshot import (
     load_snapshot,
 )
 from gossip_registry.transport import FrameError, encode_frame, read_frame
+from tests.property.fuzz_interfaces import INTERFACE_FUNCTIONS, INTERFACE_STRATEGIES
 from tests.property.test_codec_fuzz import (
     mutate,
     mutations,
@@ -224,6 +232,48 @@ def tcp_frame(data: st.DataObject) -> None:
     node = new_core()
     node.handle_stream(1.0, PEER, frame)
     check_invariants(node, WALL + 1.0)
+
+
+_SEAL_KEY, _OTHER_KEY = b"\x11" * 32, b"\x22" * 32
+_SEALED_SIZES = st.sampled_from([0, 1, CHUNK_SIZE - 1, CHUNK_SIZE, CHUNK_SIZE + 1, 2 * CHUNK_SIZE])
+
+
+def sealed_frame(data: st.DataObject) -> None:
+    """A sealed frame mutated, cut, spliced or under another key, read in arbitrary pieces:
+    only ``FrameError`` comes out, and what is accepted is exactly what was sealed."""
+    ring = Keyring([_SEAL_KEY])
+    plaintext = data.draw(st.binary(max_size=64)) * data.draw(_SEALED_SIZES)
+    plaintext = plaintext[: 2 * CHUNK_SIZE + 7]
+    sealed = ring.seal_frame(plaintext)
+    how = data.draw(st.sampled_from(["intact", "mutated", "cut", "spliced", "other_key"]))
+    if how == "mutated":
+        sealed = mutate(sealed, data.draw(mutations))
+    elif how == "cut":
+        sealed = sealed[: data.draw(st.integers(0, len(sealed)))]
+    elif how == "spliced":
+        other = ring.seal_frame(plaintext)
+        at = data.draw(st.integers(0, len(sealed)))
+        sealed = sealed[:at] + other[at:]
+    elif how == "other_key":
+        sealed = Keyring([_OTHER_KEY]).seal_frame(plaintext)
+    declared = data.draw(st.sampled_from([len(sealed), len(sealed) - 1, len(sealed) + 1]))
+    raw = max(declared, 0).to_bytes(4, "big") + sealed
+    sizes = data.draw(st.lists(st.integers(1, 70_000), max_size=8))
+    lenient = data.draw(st.booleans())
+    seal = GossipSeal(Keyring([_OTHER_KEY, _SEAL_KEY]), verify_incoming=not lenient)
+
+    async def read() -> bytes | None:
+        with trio.fail_after(10):
+            return await read_frame(_Chunks(raw, sizes), 1 << 20, None, seal)
+
+    try:
+        frame = trio.run(read)
+    except FrameError:
+        assert how != "intact" or declared != len(sealed)
+        return
+    # Only the frame as sealed passes (a mutation may undo itself), or plaintext when let in.
+    body = sealed[: max(declared, 0)]
+    assert frame == plaintext or (lenient and body[:1] != b"\xc1" and frame == body), how
 
 
 # --- Snapshot files -------------------------------------------------------------------------
@@ -769,6 +819,7 @@ def fuzz_test(name: str) -> Callable[[], None]:
 _STRATEGIES: dict[str, tuple[st.SearchStrategy[Any], ...]] = {
     "node_packet": (st.data(),),
     "tcp_frame": (st.data(),),
+    "sealed_frame": (st.data(),),
     "snapshot_file": (
         st.integers(0, 3),
         mutations,
@@ -789,10 +840,12 @@ _STRATEGIES: dict[str, tuple[st.SearchStrategy[Any], ...]] = {
         ),
         st.sampled_from([0, 1, 2, 50]),
     ),
+    **INTERFACE_STRATEGIES,
 }
 _FUNCTIONS: dict[str, Callable[..., None]] = {
     "node_packet": node_packet,
     "tcp_frame": tcp_frame,
+    "sealed_frame": sealed_frame,
     "snapshot_file": snapshot_file,
     "cluster_toml": cluster_toml,
     "http_body": http_body,
@@ -800,6 +853,7 @@ _FUNCTIONS: dict[str, Callable[..., None]] = {
     "boundary_fields": boundary_fields,
     "hostile_membership": hostile_membership,
     "hostile_floods": hostile_floods,
+    **INTERFACE_FUNCTIONS,
 }
 TARGETS = tuple(_FUNCTIONS)
 """Every fuzz target by name; ``scripts/fuzz.py`` and ``test_fuzz.py`` run these."""

@@ -507,17 +507,21 @@ class Swim:
         if not wins(MemberState.SUSPECT, msg.incarnation, current):
             return
         self._set(now, replace(current, state=MemberState.SUSPECT, incarnation=msg.incarnation))
+        self._start_suspicion(now, msg.name, msg.incarnation, msg.accuser)
+        self.stats["suspicions"] += 1
+        self._broadcast(("m", msg.name), encode_update(msg))
+
+    def _start_suspicion(self, now: float, name: str, incarnation: int, accuser: str) -> None:
+        """Lifeguard's timer for ``name``, from ``now``, replacing any earlier one."""
         n = self.members.active_count
         wanted = self.config.suspicion_mult - 2
         if n - 2 < wanted:
             wanted = 0
         low = self.config.suspicion_min(n)
         high = low * self.config.suspicion_max_mult
-        suspicion = Suspicion(now, msg.incarnation, msg.accuser, wanted, low, high)
-        self._suspicions[msg.name] = suspicion
-        self._arm(TimerKind.SUSPICION, suspicion.deadline, msg.name)
-        self.stats["suspicions"] += 1
-        self._broadcast(("m", msg.name), encode_update(msg))
+        suspicion = Suspicion(now, incarnation, accuser, wanted, low, high)
+        self._suspicions[name] = suspicion
+        self._arm(TimerKind.SUSPICION, suspicion.deadline, name)
 
     def _on_suspicion_timeout(self, now: float, name: str) -> None:
         suspicion = self._suspicions.pop(name, None)

@@ -13,6 +13,9 @@ behaviour and defaults follow hashicorp/memberlist ``state.go``):
   shrinks as independent members confirm (``suspicion.py``). A member that
   hears itself suspected or declared dead refutes with a higher incarnation.
   When we probe a suspect we tell it so in the same packet (buddy system).
+  When the timer runs out we probe the suspect one last time (direct,
+  indirect and TCP, one probe window) before declaring it dead: see
+  "last chance".
 - Our own health (``awareness.py``) stretches our probe interval and timeout
   when our probes fail with missing nacks or we have to refute.
 - Updates are piggybacked on every packet from a transmit-limited queue
@@ -101,6 +104,15 @@ class _Probe:
 
 
 @dataclass(frozen=True, slots=True)
+class _LastChance:
+    """A last-chance probe of a suspect whose suspicion ran out (see "last chance")."""
+
+    target: str
+    addr: Address
+    incarnation: int
+
+
+@dataclass(frozen=True, slots=True)
 class _Relay:
     """A ping-req we are carrying out for ``requester``."""
 
@@ -144,6 +156,7 @@ class Swim:
         self._relays: dict[int, _Relay] = {}
         self._streams: dict[int, Callable[[float, StreamMessage | None], None]] = {}
         self._suspicions: dict[str, Suspicion] = {}
+        self._last_chances: dict[int, _LastChance] = {}
         self._gossip_armed = False
         self._fast_armed = False
         self._fresh = False
@@ -154,6 +167,7 @@ class Swim:
             TimerKind.PROBE_TIMEOUT: self._on_probe_timeout,
             TimerKind.RELAY_TIMEOUT: self._on_relay_timeout,
             TimerKind.SUSPICION: self._on_suspicion_timeout,
+            TimerKind.LAST_CHANCE: self._on_last_chance_retry,
             TimerKind.GOSSIP: self._on_gossip_tick,
             TimerKind.FAST_GOSSIP: self._on_fast_gossip,
             TimerKind.LEAVE: self._on_leave_timeout,
@@ -377,6 +391,10 @@ class Swim:
         relay = self._relays.pop(seq, None)
         if relay is not None:
             self._send(relay.requester, Ack(relay.seq))
+            return
+        chance = self._last_chances.pop(seq, None)
+        if chance is not None:
+            self._on_last_chance_answered(now, chance)
 
     def _on_nack(self, seq: int) -> None:
         probe = self._probe
@@ -429,7 +447,17 @@ class Swim:
                 self._suspect_refused(now, target)
                 self._tokens.pop((TimerKind.PROBE_TIMEOUT, ""), None)
                 self._on_probe_timeout(now, "")
-        # Relays live one probe timeout, so there are few; a scan is cheap.
+        # Relays and last chances live one probe window, so there are few; a scan is cheap.
+        for chance in [c for c in self._last_chances.values() if c.addr == addr]:
+            target = self.members.get(chance.target)
+            if (
+                target is not None
+                and target.addr == addr
+                and target.incarnation == chance.incarnation
+                and target.state is MemberState.SUSPECT
+            ):
+                self.stats["last_chances_refused"] += 1
+                self._declare_dead(now, target)
         for seq in [s for s, r in self._relays.items() if r.target_addr == addr]:
             relay = self._relays.pop(seq)
             self._tokens.pop((TimerKind.RELAY_TIMEOUT, str(seq)), None)
@@ -501,7 +529,8 @@ class Swim:
             suspicion = self._suspicions.get(msg.name)
             if suspicion is not None and suspicion.confirm(msg.accuser):
                 self.stats["suspicion_confirmations"] += 1
-                self._arm(TimerKind.SUSPICION, max(now, suspicion.deadline), msg.name)
+                if suspicion.last_chance is None:
+                    self._arm(TimerKind.SUSPICION, max(now, suspicion.deadline), msg.name)
                 self._broadcast(("m", msg.name), encode_update(msg))
             return
         if not wins(MemberState.SUSPECT, msg.incarnation, current):
@@ -513,6 +542,7 @@ class Swim:
 
     def _start_suspicion(self, now: float, name: str, incarnation: int, accuser: str) -> None:
         """Lifeguard's timer for ``name``, from ``now``, replacing any earlier one."""
+        self._drop_last_chance(name)
         n = self.members.active_count
         wanted = self.config.suspicion_mult - 2
         if n - 2 < wanted:
@@ -524,13 +554,94 @@ class Swim:
         self._arm(TimerKind.SUSPICION, suspicion.deadline, name)
 
     def _on_suspicion_timeout(self, now: float, name: str) -> None:
-        suspicion = self._suspicions.pop(name, None)
+        suspicion = self._suspicions.get(name)
         current = self.members.get(name)
         if suspicion is None or current is None or current.state is not MemberState.SUSPECT:
+            self._suspicions.pop(name, None)
+            return
+        if suspicion.last_chance is None:
+            self._start_last_chance(now, current, suspicion)
             return
         if len(suspicion.accusers) - 1 < suspicion.wanted:
             self.stats["suspicions_timed_out_unconfirmed"] += 1
-        self._dead(now, Dead(name, current.incarnation, self.name))
+        self._declare_dead(now, current)
+
+    def _declare_dead(self, now: float, target: MemberRecord) -> None:
+        self._dead(now, Dead(target.name, target.incarnation, self.name))
+
+    # ---------------------------------------------------------- last chance
+    #
+    # Lifeguard lets a suspicion run out into a death with no further look at
+    # the suspect (memberlist ``suspicion.go`` calls ``deadNode`` from the
+    # timer). Under heavy loss that kills live members: the suspect refuted,
+    # every node but one heard it, and that one had no direct exchange with
+    # the suspect (its only way to learn the refutation once the broadcast
+    # has run out of retransmits) before its timer ran out (issue 17: about 2
+    # false deaths per agent-hour at 30 % loss, 8 nodes). So when the timer
+    # runs out we probe the suspect one last time, for one probe window: a
+    # direct ping carrying our accusation (the buddy system, so its ack carries
+    # its refutation, ``_on_ping``), repeated after a probe timeout, ping-reqs
+    # through ``indirect_checks`` helpers and the TCP ping, all at once. Then:
+    # - a refutation ends the suspicion as usual;
+    # - any other ack (relayed, TCP) proves it alive now without telling us
+    #   its incarnation: the suspicion starts over (Lifeguard's full timer)
+    #   and we ask for its record by push-pull (``_on_suspect_answered``);
+    # - a refusal of any of these probes at the incarnation suspected is the
+    #   host's word that nothing listens there: dead at once;
+    # - silence: dead at the end of the window.
+    # A real silent crash is declared one probe window later than before; a
+    # crash whose host refuses, one round trip later. Confirmations that
+    # arrive during the window no longer shorten it.
+
+    def _start_last_chance(self, now: float, target: MemberRecord, suspicion: Suspicion) -> None:
+        seq = suspicion.last_chance = self._next_seq()
+        self._last_chances[seq] = _LastChance(target.name, target.addr, target.incarnation)
+        self.stats["last_chances"] += 1
+        self._ping_accused(target, seq)
+        request = PingReq(seq, target.name, target.addr, self.name, want_nack=False)
+        helpers = self.members.sample(self.config.indirect_checks, exclude=target.name)
+        for helper in helpers:
+            self._send(self.members.addr_of(helper), request)
+        if self.config.tcp_fallback:
+            ping = encode_stream(Ping(seq, target.name, self.name))
+            self._stream(target.addr, ping, self._on_last_chance_tcp)
+        scale = self.awareness.scale
+        self._arm(TimerKind.LAST_CHANCE, now + scale(self.config.probe_timeout), target.name)
+        self._arm(TimerKind.SUSPICION, now + scale(self.config.probe_interval), target.name)
+
+    def _ping_accused(self, target: MemberRecord, seq: int) -> None:
+        """Ping a suspect with our accusation in the same packet (Lifeguard's buddy system)."""
+        accusation = encode_update(Suspect(target.name, target.incarnation, self.name))
+        self._send(target.addr, Ping(seq, target.name, self.name), (accusation,))
+
+    def _on_last_chance_retry(self, now: float, name: str) -> None:
+        suspicion = self._suspicions.get(name)
+        target = self.members.get(name)
+        if suspicion is None or suspicion.last_chance not in self._last_chances:
+            return
+        if target is not None and target.state is MemberState.SUSPECT:
+            self._ping_accused(target, suspicion.last_chance)
+
+    def _on_last_chance_tcp(self, now: float, message: StreamMessage | None) -> None:
+        if isinstance(message, Ack):
+            chance = self._last_chances.pop(message.seq, None)
+            if chance is not None:
+                self._on_last_chance_answered(now, chance)
+
+    def _on_last_chance_answered(self, now: float, chance: _LastChance) -> None:
+        target = self.members.get(chance.target)
+        if target is None or target.state is not MemberState.SUSPECT:
+            return
+        self.stats["last_chances_answered"] += 1
+        self._start_suspicion(now, target.name, target.incarnation, self.name)
+        self._on_suspect_answered(now, target)
+
+    def _drop_last_chance(self, name: str) -> None:
+        """Forget the suspicion of ``name`` and its last-chance probe, if any."""
+        suspicion = self._suspicions.pop(name, None)
+        if suspicion is not None and suspicion.last_chance is not None:
+            self._last_chances.pop(suspicion.last_chance, None)
+            self._tokens.pop((TimerKind.LAST_CHANCE, name), None)
 
     def _dead(self, now: float, msg: Dead) -> None:
         if not self._plausible(msg.name, msg.incarnation):
@@ -608,7 +719,7 @@ class Swim:
     def _set(self, now: float, record: MemberRecord) -> None:
         old = self.members.put(record, now)
         if record.state is not MemberState.SUSPECT:
-            self._suspicions.pop(record.name, None)
+            self._drop_last_chance(record.name)
             self._tokens.pop((TimerKind.SUSPICION, record.name), None)
         previous = old.state if old is not None else None
         change = MemberChanged(record.name, record.addr, record.state, record.incarnation, previous)

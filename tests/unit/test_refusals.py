@@ -46,7 +46,9 @@ def test_helpers_that_see_the_refusal_too_shrink_the_wait_to_refused_suspicion()
         out = node.handle_packet(now + 0.01, helper, encode_packet(nack))
     timer = timers(out, TimerKind.SUSPICION)[-1]
     assert timer.at == pytest.approx(now + node.config.refused_suspicion)
-    _, out = fire(node, out, TimerKind.SUSPICION)
+    at, out = fire(node, out, TimerKind.SUSPICION)
+    assert node.member_states()[ping.target] is MemberState.SUSPECT, "a last-chance probe first"
+    node.handle_refused(at + 0.001, addr)
     assert node.member_states()[ping.target] is MemberState.DEAD
 
 

@@ -104,8 +104,8 @@ class _Probe:
 
 
 @dataclass(frozen=True, slots=True)
-class _LastChance:
-    """A last-chance probe of a suspect whose suspicion ran out (see "last chance")."""
+class _Aimed:
+    """A ping aimed at one member outside the round-robin (a last chance, see below)."""
 
     target: str
     addr: Address
@@ -156,7 +156,7 @@ class Swim:
         self._relays: dict[int, _Relay] = {}
         self._streams: dict[int, Callable[[float, StreamMessage | None], None]] = {}
         self._suspicions: dict[str, Suspicion] = {}
-        self._last_chances: dict[int, _LastChance] = {}
+        self._last_chances: dict[int, _Aimed] = {}
         self._gossip_armed = False
         self._fast_armed = False
         self._fresh = False
@@ -329,16 +329,20 @@ class Swim:
         if target is None or target.state not in ACTIVE_STATES:
             return
         probe.indirect = True
-        helpers = self.members.sample(self.config.indirect_checks, exclude=probe.target)
-        request = PingReq(probe.seq, probe.target, target.addr, self.name, want_nack=True)
-        for helper in helpers:
-            self._send(self.members.addr_of(helper), request)
-        probe.nacks_expected = len(helpers)
-        self.stats["indirect_probes"] += len(helpers)
+        probe.nacks_expected = self._ask_helpers(target, probe.seq, want_nack=True)
         if self.config.tcp_fallback:
             self.stats["tcp_pings"] += 1
             ping = encode_stream(Ping(probe.seq, probe.target, self.name))
             self._stream(target.addr, ping, self._on_tcp_ack)
+
+    def _ask_helpers(self, target: MemberRecord, seq: int, *, want_nack: bool) -> int:
+        """Send ``indirect_checks`` random members a ping-req for ``target``; returns how many."""
+        helpers = self.members.sample(self.config.indirect_checks, exclude=target.name)
+        request = PingReq(seq, target.name, target.addr, self.name, want_nack=want_nack)
+        for helper in helpers:
+            self._send(self.members.addr_of(helper), request)
+        self.stats["indirect_probes"] += len(helpers)
+        return len(helpers)
 
     def _on_tcp_ack(self, now: float, message: StreamMessage | None) -> None:
         probe = self._probe
@@ -595,13 +599,10 @@ class Swim:
 
     def _start_last_chance(self, now: float, target: MemberRecord, suspicion: Suspicion) -> None:
         seq = suspicion.last_chance = self._next_seq()
-        self._last_chances[seq] = _LastChance(target.name, target.addr, target.incarnation)
+        self._last_chances[seq] = _Aimed(target.name, target.addr, target.incarnation)
         self.stats["last_chances"] += 1
         self._ping_accused(target, seq)
-        request = PingReq(seq, target.name, target.addr, self.name, want_nack=False)
-        helpers = self.members.sample(self.config.indirect_checks, exclude=target.name)
-        for helper in helpers:
-            self._send(self.members.addr_of(helper), request)
+        self._ask_helpers(target, seq, want_nack=False)
         if self.config.tcp_fallback:
             ping = encode_stream(Ping(seq, target.name, self.name))
             self._stream(target.addr, ping, self._on_last_chance_tcp)
@@ -628,7 +629,7 @@ class Swim:
             if chance is not None:
                 self._on_last_chance_answered(now, chance)
 
-    def _on_last_chance_answered(self, now: float, chance: _LastChance) -> None:
+    def _on_last_chance_answered(self, now: float, chance: _Aimed) -> None:
         target = self.members.get(chance.target)
         if target is None or target.state is not MemberState.SUSPECT:
             return

@@ -103,13 +103,15 @@ class _Probe:
     nacks: int = 0
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class _Aimed:
-    """A ping aimed at one member outside the round-robin (a last chance, see below)."""
+    """A ping aimed at one member outside the round-robin (a last chance or a refusal check)."""
 
     target: str
     addr: Address
     incarnation: int
+    sent: float
+    refused: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -157,6 +159,7 @@ class Swim:
         self._streams: dict[int, Callable[[float, StreamMessage | None], None]] = {}
         self._suspicions: dict[str, Suspicion] = {}
         self._last_chances: dict[int, _Aimed] = {}
+        self._checks: dict[int, _Aimed] = {}
         self._gossip_armed = False
         self._fast_armed = False
         self._fresh = False
@@ -399,6 +402,12 @@ class Swim:
         chance = self._last_chances.pop(seq, None)
         if chance is not None:
             self._on_last_chance_answered(now, chance)
+            return
+        check = self._checks.pop(seq, None)
+        target = self.members.get(check.target) if check is not None else None
+        if target is not None and target.state is MemberState.SUSPECT:
+            self.stats["suspects_answering"] += 1
+            self._on_suspect_answered(now, target)
 
     def _on_nack(self, seq: int) -> None:
         probe = self._probe
@@ -435,8 +444,22 @@ class Swim:
     # + 1) and announces it on joining, any ack ends the probe, and an ack to
     # a ping that accuses it carries its Alive (``_on_ping``), which ends the
     # suspicion; the shortest refusal wait is a probe interval, time to refute.
+    #
+    # A refusal of any other packet (gossip, an ack, a push-pull) to an active
+    # member is no evidence against it by itself (we cannot tell which life it
+    # refused), but it prompts a ping to that member at once, out of the
+    # round-robin order: a refusal of that ping at the incarnation pinged is
+    # treated like a refused probe. It saves the wait for the first probe of a
+    # crashed member (about a probe interval) whenever traffic flows to it.
+    # At most one check per member per probe interval; a refusal from its
+    # address meanwhile counts as the check's, and only the first one acts
+    # (each refused check asks helpers, so a check per refusal would multiply
+    # refusals: the relays of a dead member's helpers are refused too).
 
     def _on_refused(self, now: float, addr: Address) -> None:
+        evidence = False
+        window = self.config.probe_interval
+        self._checks = {s: c for s, c in self._checks.items() if now - c.sent < window}
         probe = self._probe
         if probe is not None and not probe.acked and not probe.refused:
             target = self.members.get(probe.target)
@@ -446,33 +469,75 @@ class Swim:
                 and target.incarnation == probe.incarnation
                 and target.state in ACTIVE_STATES
             ):
-                probe.refused = True
+                probe.refused = evidence = True
                 self.stats["probes_refused"] += 1
                 self._suspect_refused(now, target)
                 self._tokens.pop((TimerKind.PROBE_TIMEOUT, ""), None)
                 self._on_probe_timeout(now, "")
-        # Relays and last chances live one probe window, so there are few; a scan is cheap.
+        # Relays, checks and last chances live one probe window, so there are few;
+        # a scan is cheap.
         for chance in [c for c in self._last_chances.values() if c.addr == addr]:
-            target = self.members.get(chance.target)
-            if (
-                target is not None
-                and target.addr == addr
-                and target.incarnation == chance.incarnation
-                and target.state is MemberState.SUSPECT
-            ):
+            target = self._aimed_at(chance)
+            if target is not None:
+                evidence = True
                 self.stats["last_chances_refused"] += 1
                 self._declare_dead(now, target)
+        for seq, check in [(s, c) for s, c in self._checks.items() if c.addr == addr]:
+            target = self._aimed_at(check)
+            if target is not None:
+                evidence = True
+                if check.refused:
+                    continue
+                check.refused = True
+                self.stats["checks_refused"] += 1
+                self._suspect_refused(now, target)
+                self._ask_helpers(target, seq, want_nack=True)
         for seq in [s for s, r in self._relays.items() if r.target_addr == addr]:
             relay = self._relays.pop(seq)
             self._tokens.pop((TimerKind.RELAY_TIMEOUT, str(seq)), None)
             target = self.members.get(relay.target)
             extra: tuple[bytes, ...] = ()
             if target is not None and target.addr == addr and target.state in ACTIVE_STATES:
+                evidence = True
                 self.stats["relays_refused"] += 1
                 self._suspect_refused(now, target)
                 extra = (encode_update(Suspect(target.name, target.incarnation, self.name)),)
             if relay.want_nack:
                 self._send(relay.requester, Nack(relay.seq), extra)
+        if not evidence:
+            self._check_refused(now, addr)
+
+    def _aimed_at(self, aimed: _Aimed) -> MemberRecord | None:
+        """The member ``aimed`` was sent to, if still active at that address and life."""
+        target = self.members.get(aimed.target)
+        if (
+            target is None
+            or target.addr != aimed.addr
+            or target.incarnation != aimed.incarnation
+            or target.state not in ACTIVE_STATES
+        ):
+            return None
+        return target
+
+    def _check_refused(self, now: float, addr: Address) -> None:
+        """Ping the active member at ``addr`` at once, unless a ping to it is already out."""
+        name = self.members.name_at(addr)
+        target = self.members.get(name) if name is not None else None
+        if target is None:
+            return
+        probe = self._probe
+        if probe is not None and probe.target == target.name and not probe.acked:
+            return
+        pending = (*self._checks.values(), *self._last_chances.values())
+        if any(c.target == target.name for c in pending):
+            return
+        seq = self._next_seq()
+        self._checks[seq] = _Aimed(target.name, target.addr, target.incarnation, now)
+        self.stats["refusal_checks"] += 1
+        if target.state is MemberState.SUSPECT:
+            self._ping_accused(target, seq)
+        else:
+            self._send(target.addr, Ping(seq, target.name, self.name))
 
     def _suspect_refused(self, now: float, target: MemberRecord) -> None:
         """Suspect ``target`` on our own evidence of a refusal, with the shorter wait."""
@@ -599,7 +664,7 @@ class Swim:
 
     def _start_last_chance(self, now: float, target: MemberRecord, suspicion: Suspicion) -> None:
         seq = suspicion.last_chance = self._next_seq()
-        self._last_chances[seq] = _Aimed(target.name, target.addr, target.incarnation)
+        self._last_chances[seq] = _Aimed(target.name, target.addr, target.incarnation, now)
         self.stats["last_chances"] += 1
         self._ping_accused(target, seq)
         self._ask_helpers(target, seq, want_nack=False)

@@ -30,3 +30,18 @@ def test_importing_the_pure_core_loads_no_trio_httpx_or_server() -> None:
         [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True
     )
     assert out.stdout.strip() == "[]"
+
+
+def test_an_agent_configured_without_dns_options_loads_no_dnspython_or_difflib() -> None:
+    """dnspython (and importlib.metadata, email, zipfile behind it) cost an agent ~3 MiB."""
+    code = (
+        "import sys\n"
+        "from gossip_registry.cli.agent import config_from_flags\n"
+        "config_from_flags('n1', bind='127.0.0.1:0', advertise=None, http='127.0.0.1:0',"
+        " join=('127.0.0.1:7946',), data_dir=None, profile='lan')\n"
+        "print(sorted(m for m in ('dns', 'difflib', 'importlib.metadata') if m in sys.modules))"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True
+    )
+    assert out.stdout.strip() == "[]"

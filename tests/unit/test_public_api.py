@@ -45,3 +45,16 @@ def test_an_agent_configured_without_dns_options_loads_no_dnspython_or_difflib()
         [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True
     )
     assert out.stdout.strip() == "[]"
+
+
+def test_the_command_group_imports_a_command_only_when_it_runs() -> None:
+    code = (
+        "import sys\n"
+        "from gossip_registry.cli import cli\n"
+        "cli(['version'], standalone_mode=False)\n"
+        "print(sorted(m for m in sys.modules if m.startswith('gossip_registry.cli.')))"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True
+    )
+    assert out.stdout.strip().splitlines()[-1] == "[]"

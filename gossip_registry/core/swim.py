@@ -443,7 +443,9 @@ class Swim:
     # was probed, the new process starts at a higher incarnation (restored
     # + 1) and announces it on joining, any ack ends the probe, and an ack to
     # a ping that accuses it carries its Alive (``_on_ping``), which ends the
-    # suspicion; the shortest refusal wait is a probe interval, time to refute.
+    # suspicion; the shortest refusal wait is a probe interval, time to refute;
+    # and the death needs the last-chance ping at its end to go unanswered:
+    # a process back on the address by then answers it with its new life.
     #
     # A refusal of any other packet (gossip, an ack, a push-pull) to an active
     # member is no evidence against it by itself (we cannot tell which life it

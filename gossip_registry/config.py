@@ -24,7 +24,6 @@ anywhere.
 
 from __future__ import annotations
 
-import difflib
 import ipaddress
 import math
 import re
@@ -585,6 +584,8 @@ class _Loader:
         allowed = sorted(allowed)
         for key in table:
             if key not in allowed:
+                import difflib  # only to word an error: not paid by every agent's start
+
                 where = f"{at}.{key}" if at else key
                 close = difflib.get_close_matches(key, allowed, n=1)
                 if close:

@@ -19,26 +19,50 @@ time or in resident memory, for the commands it does not run.
 
 from __future__ import annotations
 
-import click
+import importlib
 
-from gossip_registry.cli.agent import agent
-from gossip_registry.cli.client import (
-    check,
-    deregister,
-    force_leave,
-    members,
-    register,
-    services,
-    status,
-)
-from gossip_registry.cli.keys import keygen, keys
-from gossip_registry.cli.monitor import monitor
-from gossip_registry.cli.simulate import simulate
-from gossip_registry.cli.up import up
+import click
 
 __all__ = ["cli", "main"]
 
 PROG = "gossip-registry"
+
+COMMANDS = {
+    "agent": "agent:agent",
+    "up": "up:up",
+    "members": "client:members",
+    "services": "client:services",
+    "register": "client:register",
+    "deregister": "client:deregister",
+    "status": "client:status",
+    "simulate": "simulate:simulate",
+    "check": "client:check",  # health checks: TTL reports
+    "force-leave": "client:force_leave",
+    "monitor": "monitor:monitor",
+    "keygen": "keys:keygen",  # gossip encryption (cli/keys.py)
+    "keys": "keys:keys",
+}
+"""Each command's ``module:attribute`` under ``gossip_registry.cli``, imported when it runs."""
+
+
+class _LazyGroup(click.Group):
+    """A group that imports a command's module only when that command is looked up.
+
+    click's documented pattern for lazily loaded subcommands: an agent then
+    does not import the client, ``up`` or the simulator (about 1 MiB and
+    subprocess, shutil and the compressors behind them).
+    """
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted({*super().list_commands(ctx), *COMMANDS})
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        if cmd_name not in COMMANDS:
+            return super().get_command(ctx, cmd_name)
+        module, attribute = COMMANDS[cmd_name].split(":")
+        command = getattr(importlib.import_module(f"gossip_registry.cli.{module}"), attribute)
+        assert isinstance(command, click.Command), cmd_name
+        return command
 
 
 def package_version() -> str:
@@ -58,7 +82,7 @@ def _print_version(ctx: click.Context, _: click.Parameter, value: bool) -> None:
         ctx.exit()
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.group(cls=_LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.option(
     "-V",
     "--version",
@@ -95,15 +119,6 @@ def version() -> None:
         f"{PROG} {package_version()} (wire protocol {PROTOCOL_VERSION}, "
         f"python {platform.python_version()}, trio {trio_version})"
     )
-
-
-for command in (agent, up, members, services, register, deregister, status, simulate):
-    cli.add_command(command)
-cli.add_command(check)  # health checks: TTL reports
-cli.add_command(force_leave)
-cli.add_command(monitor)
-cli.add_command(keygen)  # gossip encryption (cli/keys.py)
-cli.add_command(keys)
 
 
 def main() -> None:

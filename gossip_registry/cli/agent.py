@@ -394,12 +394,16 @@ def _dns_settings(
     ttl: str | None,
 ) -> dict[str, Any]:
     """NodeConfig's dns fields from --dns, --dns-domain, --dns-ttl (checked like cluster.toml's)."""
-    from gossip_registry.api.dns_answer import MAX_TTL, parse_domain
-    from gossip_registry.config import parse_duration
-
     settings: dict[str, Any] = {}
     if dns is not None:
         settings["dns"] = address("--dns", dns, allow_zero=True)
+    if domain is None and ttl is None:
+        return settings
+    # dnspython and what it pulls in (importlib.metadata, email, zipfile) cost an
+    # agent ~3 MiB: only when a DNS option is given.
+    from gossip_registry.api.dns_answer import MAX_TTL, parse_domain
+    from gossip_registry.config import parse_duration
+
     if domain is not None:
         try:
             parse_domain(domain)

@@ -60,6 +60,8 @@ class TimerKind(IntEnum):
     """A graceful leave's time is up: the driver may stop even if gossip is still queued."""
     PRESERVATION = 14
     """A self-preservation reached its ``max_duration``: the dead are believed."""
+    LAST_CHANCE = 15
+    """Half-way through a suspect's last-chance probe, no answer yet: ping it once more."""
 
 
 @dataclass(frozen=True, slots=True)

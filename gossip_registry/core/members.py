@@ -64,6 +64,8 @@ class MemberSeed:
     records: Mapping[str, MemberRecord]
     digest: int
     active: tuple[str, ...]
+    by_addr: Mapping[Address, str]
+    """Active members by address (``MemberTable.name_at``)."""
 
     @classmethod
     def build(cls, records: Iterable[MemberRecord]) -> MemberSeed:
@@ -72,7 +74,7 @@ class MemberSeed:
         for record in by_name.values():
             digest ^= record_digest(record)
         active = tuple(n for n, r in by_name.items() if r.state in ACTIVE_STATES)
-        return cls(by_name, digest, active)
+        return cls(by_name, digest, active, {by_name[n].addr: n for n in active})
 
 
 class MemberTable:
@@ -80,6 +82,8 @@ class MemberTable:
 
     __slots__ = (
         "_base",
+        "_base_by_addr",
+        "_by_addr",
         "_digest",
         "_gone",
         "_len",
@@ -95,6 +99,9 @@ class MemberTable:
         self.self_name = self_record.name
         self._rng = rng
         self._base: Mapping[str, MemberRecord] = {}
+        self._base_by_addr: Mapping[Address, str] = {}
+        self._by_addr: dict[Address, str] = {}
+        """Where our own changes put active members; checked against the record on lookup."""
         self._own: dict[str, MemberRecord] = {self_record.name: self_record}
         self._gone: set[str] = set()
         """Names in ``_base`` that we removed."""
@@ -137,6 +144,19 @@ class MemberTable:
         """XOR of (name, incarnation, state) hashes: equal tables, equal digests."""
         return self._digest
 
+    def name_at(self, addr: Address) -> str | None:
+        """The active member (not ourselves) at ``addr``, if we know one; O(1).
+
+        Two members on one address (a node restarted under a new name) are
+        told apart by their records: only an active one is returned.
+        """
+        for name in (self._by_addr.get(addr), self._base_by_addr.get(addr)):
+            if name is not None and name != self.self_name:
+                record = self.get(name)
+                if record is not None and record.addr == addr and record.state in ACTIVE_STATES:
+                    return name
+        return None
+
     def since(self, name: str) -> float | None:
         return self._since.get(name)
 
@@ -149,6 +169,8 @@ class MemberTable:
         """Adopt a prepared membership at once; our own record stays ours."""
         me = self.me
         self._base = seed.records
+        self._base_by_addr = seed.by_addr
+        self._by_addr = {}
         self._own = {me.name: me}
         self._gone = set()
         self._since = {}
@@ -174,6 +196,7 @@ class MemberTable:
         self._digest ^= record_digest(record)
         if record.name == self.self_name:
             return old
+        self._index_addr(old, record)
         was_active = old is not None and old.state in ACTIVE_STATES
         is_active = record.state in ACTIVE_STATES
         if is_active:
@@ -197,6 +220,7 @@ class MemberTable:
             self._gone.add(name)
         self._len -= 1
         self._digest ^= record_digest(old)
+        self._index_addr(old, None)
         self._since.pop(name, None)
         if old.state in ACTIVE_STATES:
             self._ring_remove(name)
@@ -240,6 +264,13 @@ class MemberTable:
         record = self.get(name)
         assert record is not None, name
         return record.addr
+
+    def _index_addr(self, old: MemberRecord | None, new: MemberRecord | None) -> None:
+        """Keep ``_by_addr`` to one entry per member we changed, so it never outgrows the table."""
+        if old is not None and self._by_addr.get(old.addr) == old.name:
+            del self._by_addr[old.addr]
+        if new is not None and new.state in ACTIVE_STATES:
+            self._by_addr[new.addr] = new.name
 
     def _ring_insert(self, name: str) -> None:
         # SWIM 4.3: a random position not yet passed in this round.

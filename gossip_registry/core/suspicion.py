@@ -28,7 +28,7 @@ def suspicion_timeout(confirmations: int, wanted: int, min_s: float, max_s: floa
 class Suspicion:
     """One suspected member: when it started, who accused, and the deadline now."""
 
-    __slots__ = ("accusers", "incarnation", "max_s", "min_s", "start", "wanted")
+    __slots__ = ("accusers", "incarnation", "last_chance", "max_s", "min_s", "start", "wanted")
 
     def __init__(
         self, start: float, incarnation: int, accuser: str, wanted: int, min_s: float, max_s: float
@@ -39,6 +39,8 @@ class Suspicion:
         self.wanted = wanted
         self.min_s = min_s
         self.max_s = max_s
+        self.last_chance: int | None = None
+        """Sequence number of the last-chance probe once the timer has run out (``swim.py``)."""
 
     def confirm(self, accuser: str) -> bool:
         """Count an independent accuser; False if already counted or no more are needed."""

@@ -13,6 +13,9 @@ behaviour and defaults follow hashicorp/memberlist ``state.go``):
   shrinks as independent members confirm (``suspicion.py``). A member that
   hears itself suspected or declared dead refutes with a higher incarnation.
   When we probe a suspect we tell it so in the same packet (buddy system).
+  When the timer runs out we probe the suspect one last time (direct,
+  indirect and TCP, one probe window) before declaring it dead: see
+  "last chance".
 - Our own health (``awareness.py``) stretches our probe interval and timeout
   when our probes fail with missing nacks or we have to refute.
 - Updates are piggybacked on every packet from a transmit-limited queue
@@ -100,6 +103,17 @@ class _Probe:
     nacks: int = 0
 
 
+@dataclass(slots=True)
+class _Aimed:
+    """A ping aimed at one member outside the round-robin (a last chance or a refusal check)."""
+
+    target: str
+    addr: Address
+    incarnation: int
+    sent: float
+    refused: bool = False
+
+
 @dataclass(frozen=True, slots=True)
 class _Relay:
     """A ping-req we are carrying out for ``requester``."""
@@ -144,6 +158,8 @@ class Swim:
         self._relays: dict[int, _Relay] = {}
         self._streams: dict[int, Callable[[float, StreamMessage | None], None]] = {}
         self._suspicions: dict[str, Suspicion] = {}
+        self._last_chances: dict[int, _Aimed] = {}
+        self._checks: dict[int, _Aimed] = {}
         self._gossip_armed = False
         self._fast_armed = False
         self._fresh = False
@@ -154,6 +170,7 @@ class Swim:
             TimerKind.PROBE_TIMEOUT: self._on_probe_timeout,
             TimerKind.RELAY_TIMEOUT: self._on_relay_timeout,
             TimerKind.SUSPICION: self._on_suspicion_timeout,
+            TimerKind.LAST_CHANCE: self._on_last_chance_retry,
             TimerKind.GOSSIP: self._on_gossip_tick,
             TimerKind.FAST_GOSSIP: self._on_fast_gossip,
             TimerKind.LEAVE: self._on_leave_timeout,
@@ -315,16 +332,20 @@ class Swim:
         if target is None or target.state not in ACTIVE_STATES:
             return
         probe.indirect = True
-        helpers = self.members.sample(self.config.indirect_checks, exclude=probe.target)
-        request = PingReq(probe.seq, probe.target, target.addr, self.name, want_nack=True)
-        for helper in helpers:
-            self._send(self.members.addr_of(helper), request)
-        probe.nacks_expected = len(helpers)
-        self.stats["indirect_probes"] += len(helpers)
+        probe.nacks_expected = self._ask_helpers(target, probe.seq, want_nack=True)
         if self.config.tcp_fallback:
             self.stats["tcp_pings"] += 1
             ping = encode_stream(Ping(probe.seq, probe.target, self.name))
             self._stream(target.addr, ping, self._on_tcp_ack)
+
+    def _ask_helpers(self, target: MemberRecord, seq: int, *, want_nack: bool) -> int:
+        """Send ``indirect_checks`` random members a ping-req for ``target``; returns how many."""
+        helpers = self.members.sample(self.config.indirect_checks, exclude=target.name)
+        request = PingReq(seq, target.name, target.addr, self.name, want_nack=want_nack)
+        for helper in helpers:
+            self._send(self.members.addr_of(helper), request)
+        self.stats["indirect_probes"] += len(helpers)
+        return len(helpers)
 
     def _on_tcp_ack(self, now: float, message: StreamMessage | None) -> None:
         probe = self._probe
@@ -377,6 +398,16 @@ class Swim:
         relay = self._relays.pop(seq, None)
         if relay is not None:
             self._send(relay.requester, Ack(relay.seq))
+            return
+        chance = self._last_chances.pop(seq, None)
+        if chance is not None:
+            self._on_last_chance_answered(now, chance)
+            return
+        check = self._checks.pop(seq, None)
+        target = self.members.get(check.target) if check is not None else None
+        if target is not None and target.state is MemberState.SUSPECT:
+            self.stats["suspects_answering"] += 1
+            self._on_suspect_answered(now, target)
 
     def _on_nack(self, seq: int) -> None:
         probe = self._probe
@@ -412,9 +443,25 @@ class Swim:
     # was probed, the new process starts at a higher incarnation (restored
     # + 1) and announces it on joining, any ack ends the probe, and an ack to
     # a ping that accuses it carries its Alive (``_on_ping``), which ends the
-    # suspicion; the shortest refusal wait is a probe interval, time to refute.
+    # suspicion; the shortest refusal wait is a probe interval, time to refute;
+    # and the death needs the last-chance ping at its end to go unanswered:
+    # a process back on the address by then answers it with its new life.
+    #
+    # A refusal of any other packet (gossip, an ack, a push-pull) to an active
+    # member is no evidence against it by itself (we cannot tell which life it
+    # refused), but it prompts a ping to that member at once, out of the
+    # round-robin order: a refusal of that ping at the incarnation pinged is
+    # treated like a refused probe. It saves the wait for the first probe of a
+    # crashed member (about a probe interval) whenever traffic flows to it.
+    # At most one check per member per probe interval; a refusal from its
+    # address meanwhile counts as the check's, and only the first one acts
+    # (each refused check asks helpers, so a check per refusal would multiply
+    # refusals: the relays of a dead member's helpers are refused too).
 
     def _on_refused(self, now: float, addr: Address) -> None:
+        evidence = False
+        window = self.config.probe_interval
+        self._checks = {s: c for s, c in self._checks.items() if now - c.sent < window}
         probe = self._probe
         if probe is not None and not probe.acked and not probe.refused:
             target = self.members.get(probe.target)
@@ -424,23 +471,75 @@ class Swim:
                 and target.incarnation == probe.incarnation
                 and target.state in ACTIVE_STATES
             ):
-                probe.refused = True
+                probe.refused = evidence = True
                 self.stats["probes_refused"] += 1
                 self._suspect_refused(now, target)
                 self._tokens.pop((TimerKind.PROBE_TIMEOUT, ""), None)
                 self._on_probe_timeout(now, "")
-        # Relays live one probe timeout, so there are few; a scan is cheap.
+        # Relays, checks and last chances live one probe window, so there are few;
+        # a scan is cheap.
+        for chance in [c for c in self._last_chances.values() if c.addr == addr]:
+            target = self._aimed_at(chance)
+            if target is not None:
+                evidence = True
+                self.stats["last_chances_refused"] += 1
+                self._declare_dead(now, target)
+        for seq, check in [(s, c) for s, c in self._checks.items() if c.addr == addr]:
+            target = self._aimed_at(check)
+            if target is not None:
+                evidence = True
+                if check.refused:
+                    continue
+                check.refused = True
+                self.stats["checks_refused"] += 1
+                self._suspect_refused(now, target)
+                self._ask_helpers(target, seq, want_nack=True)
         for seq in [s for s, r in self._relays.items() if r.target_addr == addr]:
             relay = self._relays.pop(seq)
             self._tokens.pop((TimerKind.RELAY_TIMEOUT, str(seq)), None)
             target = self.members.get(relay.target)
             extra: tuple[bytes, ...] = ()
             if target is not None and target.addr == addr and target.state in ACTIVE_STATES:
+                evidence = True
                 self.stats["relays_refused"] += 1
                 self._suspect_refused(now, target)
                 extra = (encode_update(Suspect(target.name, target.incarnation, self.name)),)
             if relay.want_nack:
                 self._send(relay.requester, Nack(relay.seq), extra)
+        if not evidence:
+            self._check_refused(now, addr)
+
+    def _aimed_at(self, aimed: _Aimed) -> MemberRecord | None:
+        """The member ``aimed`` was sent to, if still active at that address and life."""
+        target = self.members.get(aimed.target)
+        if (
+            target is None
+            or target.addr != aimed.addr
+            or target.incarnation != aimed.incarnation
+            or target.state not in ACTIVE_STATES
+        ):
+            return None
+        return target
+
+    def _check_refused(self, now: float, addr: Address) -> None:
+        """Ping the active member at ``addr`` at once, unless a ping to it is already out."""
+        name = self.members.name_at(addr)
+        target = self.members.get(name) if name is not None else None
+        if target is None:
+            return
+        probe = self._probe
+        if probe is not None and probe.target == target.name and not probe.acked:
+            return
+        pending = (*self._checks.values(), *self._last_chances.values())
+        if any(c.target == target.name for c in pending):
+            return
+        seq = self._next_seq()
+        self._checks[seq] = _Aimed(target.name, target.addr, target.incarnation, now)
+        self.stats["refusal_checks"] += 1
+        if target.state is MemberState.SUSPECT:
+            self._ping_accused(target, seq)
+        else:
+            self._send(target.addr, Ping(seq, target.name, self.name))
 
     def _suspect_refused(self, now: float, target: MemberRecord) -> None:
         """Suspect ``target`` on our own evidence of a refusal, with the shorter wait."""
@@ -501,32 +600,116 @@ class Swim:
             suspicion = self._suspicions.get(msg.name)
             if suspicion is not None and suspicion.confirm(msg.accuser):
                 self.stats["suspicion_confirmations"] += 1
-                self._arm(TimerKind.SUSPICION, max(now, suspicion.deadline), msg.name)
+                if suspicion.last_chance is None:
+                    self._arm(TimerKind.SUSPICION, max(now, suspicion.deadline), msg.name)
                 self._broadcast(("m", msg.name), encode_update(msg))
             return
         if not wins(MemberState.SUSPECT, msg.incarnation, current):
             return
         self._set(now, replace(current, state=MemberState.SUSPECT, incarnation=msg.incarnation))
+        self._start_suspicion(now, msg.name, msg.incarnation, msg.accuser)
+        self.stats["suspicions"] += 1
+        self._broadcast(("m", msg.name), encode_update(msg))
+
+    def _start_suspicion(self, now: float, name: str, incarnation: int, accuser: str) -> None:
+        """Lifeguard's timer for ``name``, from ``now``, replacing any earlier one."""
+        self._drop_last_chance(name)
         n = self.members.active_count
         wanted = self.config.suspicion_mult - 2
         if n - 2 < wanted:
             wanted = 0
         low = self.config.suspicion_min(n)
         high = low * self.config.suspicion_max_mult
-        suspicion = Suspicion(now, msg.incarnation, msg.accuser, wanted, low, high)
-        self._suspicions[msg.name] = suspicion
-        self._arm(TimerKind.SUSPICION, suspicion.deadline, msg.name)
-        self.stats["suspicions"] += 1
-        self._broadcast(("m", msg.name), encode_update(msg))
+        suspicion = Suspicion(now, incarnation, accuser, wanted, low, high)
+        self._suspicions[name] = suspicion
+        self._arm(TimerKind.SUSPICION, suspicion.deadline, name)
 
     def _on_suspicion_timeout(self, now: float, name: str) -> None:
-        suspicion = self._suspicions.pop(name, None)
+        suspicion = self._suspicions.get(name)
         current = self.members.get(name)
         if suspicion is None or current is None or current.state is not MemberState.SUSPECT:
+            self._suspicions.pop(name, None)
+            return
+        if suspicion.last_chance is None:
+            self._start_last_chance(now, current, suspicion)
             return
         if len(suspicion.accusers) - 1 < suspicion.wanted:
             self.stats["suspicions_timed_out_unconfirmed"] += 1
-        self._dead(now, Dead(name, current.incarnation, self.name))
+        self._declare_dead(now, current)
+
+    def _declare_dead(self, now: float, target: MemberRecord) -> None:
+        self._dead(now, Dead(target.name, target.incarnation, self.name))
+
+    # ---------------------------------------------------------- last chance
+    #
+    # Lifeguard lets a suspicion run out into a death with no further look at
+    # the suspect (memberlist ``suspicion.go`` calls ``deadNode`` from the
+    # timer). Under heavy loss that kills live members: the suspect refuted,
+    # every node but one heard it, and that one had no direct exchange with
+    # the suspect (its only way to learn the refutation once the broadcast
+    # has run out of retransmits) before its timer ran out (issue 17: about 2
+    # false deaths per agent-hour at 30 % loss, 8 nodes). So when the timer
+    # runs out we probe the suspect one last time, for one probe window: a
+    # direct ping carrying our accusation (the buddy system, so its ack carries
+    # its refutation, ``_on_ping``), repeated after a probe timeout, ping-reqs
+    # through ``indirect_checks`` helpers and the TCP ping, all at once. Then:
+    # - a refutation ends the suspicion as usual;
+    # - any other ack (relayed, TCP) proves it alive now without telling us
+    #   its incarnation: the suspicion starts over (Lifeguard's full timer)
+    #   and we ask for its record by push-pull (``_on_suspect_answered``);
+    # - a refusal of any of these probes at the incarnation suspected is the
+    #   host's word that nothing listens there: dead at once;
+    # - silence: dead at the end of the window.
+    # A real silent crash is declared one probe window later than before; a
+    # crash whose host refuses, one round trip later. Confirmations that
+    # arrive during the window no longer shorten it.
+
+    def _start_last_chance(self, now: float, target: MemberRecord, suspicion: Suspicion) -> None:
+        seq = suspicion.last_chance = self._next_seq()
+        self._last_chances[seq] = _Aimed(target.name, target.addr, target.incarnation, now)
+        self.stats["last_chances"] += 1
+        self._ping_accused(target, seq)
+        self._ask_helpers(target, seq, want_nack=False)
+        if self.config.tcp_fallback:
+            ping = encode_stream(Ping(seq, target.name, self.name))
+            self._stream(target.addr, ping, self._on_last_chance_tcp)
+        scale = self.awareness.scale
+        self._arm(TimerKind.LAST_CHANCE, now + scale(self.config.probe_timeout), target.name)
+        self._arm(TimerKind.SUSPICION, now + scale(self.config.probe_interval), target.name)
+
+    def _ping_accused(self, target: MemberRecord, seq: int) -> None:
+        """Ping a suspect with our accusation in the same packet (Lifeguard's buddy system)."""
+        accusation = encode_update(Suspect(target.name, target.incarnation, self.name))
+        self._send(target.addr, Ping(seq, target.name, self.name), (accusation,))
+
+    def _on_last_chance_retry(self, now: float, name: str) -> None:
+        suspicion = self._suspicions.get(name)
+        target = self.members.get(name)
+        if suspicion is None or suspicion.last_chance not in self._last_chances:
+            return
+        if target is not None and target.state is MemberState.SUSPECT:
+            self._ping_accused(target, suspicion.last_chance)
+
+    def _on_last_chance_tcp(self, now: float, message: StreamMessage | None) -> None:
+        if isinstance(message, Ack):
+            chance = self._last_chances.pop(message.seq, None)
+            if chance is not None:
+                self._on_last_chance_answered(now, chance)
+
+    def _on_last_chance_answered(self, now: float, chance: _Aimed) -> None:
+        target = self.members.get(chance.target)
+        if target is None or target.state is not MemberState.SUSPECT:
+            return
+        self.stats["last_chances_answered"] += 1
+        self._start_suspicion(now, target.name, target.incarnation, self.name)
+        self._on_suspect_answered(now, target)
+
+    def _drop_last_chance(self, name: str) -> None:
+        """Forget the suspicion of ``name`` and its last-chance probe, if any."""
+        suspicion = self._suspicions.pop(name, None)
+        if suspicion is not None and suspicion.last_chance is not None:
+            self._last_chances.pop(suspicion.last_chance, None)
+            self._tokens.pop((TimerKind.LAST_CHANCE, name), None)
 
     def _dead(self, now: float, msg: Dead) -> None:
         if not self._plausible(msg.name, msg.incarnation):
@@ -604,7 +787,7 @@ class Swim:
     def _set(self, now: float, record: MemberRecord) -> None:
         old = self.members.put(record, now)
         if record.state is not MemberState.SUSPECT:
-            self._suspicions.pop(record.name, None)
+            self._drop_last_chance(record.name)
             self._tokens.pop((TimerKind.SUSPICION, record.name), None)
         previous = old.state if old is not None else None
         change = MemberChanged(record.name, record.addr, record.state, record.incarnation, previous)

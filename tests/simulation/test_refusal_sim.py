@@ -46,3 +46,20 @@ def test_a_process_restarted_at_once_on_its_address_is_not_declared_dead_by_its_
     cluster.run_for(30)
     assert log.of("n00007") == []
     assert all(cluster.states(n)["n00007"] is MemberState.ALIVE for n in cluster.live_names())
+
+
+def test_refusals_of_a_crashed_member_do_not_multiply_into_a_storm() -> None:
+    """A refusal not matched to a probe prompts a check ping; a refused check asks helpers,
+    whose relays are refused too, and those refusals reach the helpers' own checks. Only
+    the first refusal of a check acts, and one check per member per interval."""
+    cluster = formed(30, seed=38)
+    cluster.run_for(2)
+    cluster.register("n00003", "web", "w3")  # gossip flows while n00007 dies
+    cluster.crash("n00007", host_up=True)
+    for _ in range(1500):  # steps of about one round trip: a storm grows per round trip
+        cluster.run_for(0.002)
+        stats = [cluster.node(n).stats for n in cluster.live_names()]
+        relays = sum(s["relays_refused"] for s in stats)
+        assert relays <= 300, f"t={cluster.now:.3f}: {relays} refused relays"
+        assert sum(s["refusal_checks"] for s in stats) <= 29 * (cluster.now - 2 + 1)
+    assert all_dead(cluster, "n00007")

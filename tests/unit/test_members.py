@@ -1,10 +1,11 @@
 """SWIM precedence and the member table's probe ring."""
 
 import random
+from dataclasses import replace
 
 import pytest
 
-from gossip_registry.core.members import MemberTable, wins
+from gossip_registry.core.members import MemberSeed, MemberTable, wins
 from gossip_registry.core.messages import MemberRecord, MemberState
 
 A, S, D, L = MemberState.ALIVE, MemberState.SUSPECT, MemberState.DEAD, MemberState.LEFT
@@ -92,3 +93,24 @@ def test_digest_is_independent_of_insertion_order() -> None:
     for r in reversed(records):
         two.put(r, 0.0)
     assert one.digest == two.digest
+
+
+def test_name_at_finds_the_active_member_on_an_address_in_own_changes_and_a_shared_seed() -> None:
+    def at(name: str, i: int, state: MemberState = A) -> MemberRecord:
+        return MemberRecord(name, ("198.18.0.1", 7000 + i), 1, state, {})
+
+    table = MemberTable(at("me", 0), random.Random(1))
+    table.seed(MemberSeed.build([at("me", 0), at("a", 1), at("b", 2, D)]))
+    assert table.name_at(("198.18.0.1", 7001)) == "a"
+    assert table.name_at(("198.18.0.1", 7002)) is None, "a dead member is nobody to check"
+    assert table.name_at(("198.18.0.1", 7000)) is None, "never ourselves"
+    # "c" restarted on b's address under a new name; then a moves away.
+    table.put(at("c", 2), 1.0)
+    assert table.name_at(("198.18.0.1", 7002)) == "c"
+    table.put(replace(at("a", 9), incarnation=2), 1.0)
+    assert table.name_at(("198.18.0.1", 7001)) is None
+    assert table.name_at(("198.18.0.1", 7009)) == "a"
+    table.put(replace(at("a", 9), incarnation=2, state=D), 2.0)
+    assert table.name_at(("198.18.0.1", 7009)) is None
+    table.remove("c")
+    assert table.name_at(("198.18.0.1", 7002)) is None

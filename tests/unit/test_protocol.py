@@ -192,6 +192,8 @@ def test_suspicion_expires_into_death_and_fences_the_members_entries() -> None:
     [timer] = timers(out, TimerKind.SUSPICION)
     assert timer.at == pytest.approx(1.0 + 4.0), "min suspicion at N=2 with no confirmations wanted"
     out = node.handle_timer(timer.at, timer.timer)
+    assert node.member_states()["p1"] is MemberState.SUSPECT, "a last-chance probe first"
+    _, out = fire(node, out, TimerKind.SUSPICION)
     assert node.member_states()["p1"] is MemberState.DEAD
     assert [e.instance_id for e in node.table.live("web")] == ["w1"]
     assert Notify(EntryChanged(theirs, None, fenced=True)) in out

@@ -11,10 +11,12 @@ import pytest
 from gossip_registry.core.codec import encode_packet
 from gossip_registry.core.effects import TimerKind
 from gossip_registry.core.messages import (
+    Ack,
     Alive,
     MemberState,
     Nack,
     Packet,
+    Ping,
     PingReq,
     Suspect,
 )
@@ -46,7 +48,9 @@ def test_helpers_that_see_the_refusal_too_shrink_the_wait_to_refused_suspicion()
         out = node.handle_packet(now + 0.01, helper, encode_packet(nack))
     timer = timers(out, TimerKind.SUSPICION)[-1]
     assert timer.at == pytest.approx(now + node.config.refused_suspicion)
-    _, out = fire(node, out, TimerKind.SUSPICION)
+    at, out = fire(node, out, TimerKind.SUSPICION)
+    assert node.member_states()[ping.target] is MemberState.SUSPECT, "a last-chance probe first"
+    node.handle_refused(at + 0.001, addr)
     assert node.member_states()[ping.target] is MemberState.DEAD
 
 
@@ -63,12 +67,58 @@ def test_a_helper_whose_relayed_ping_is_refused_nacks_at_once_with_its_suspicion
     assert timers(out, TimerKind.RELAY_TIMEOUT) == []
 
 
-def test_a_refusal_with_no_probe_or_relay_to_that_address_is_only_counted() -> None:
+def test_a_refusal_from_an_address_where_no_active_member_lives_is_only_counted() -> None:
     node, _ = make()
     before = node.member_states()
-    assert sends(node.handle_refused(1.0, peer(3))) == []
+    assert sends(node.handle_refused(1.0, ("198.18.0.99", 7946))) == []
     assert node.member_states() == before
     assert node.stats["refusals"] == 1
+
+
+def test_a_refused_gossip_packet_prompts_one_ping_of_that_member_at_once() -> None:
+    node, _ = make()
+    out = node.handle_refused(1.0, peer(3))
+    [(addr, packet)] = sends(out)
+    assert addr == peer(3)
+    assert isinstance(packet.primary, Ping)
+    assert packet.primary.target == "p3"
+    assert node.member_states()["p3"] is MemberState.ALIVE, "no evidence by itself"
+    # Unanswered for a probe interval, the check has lapsed: a refusal now prompts a new one.
+    assert [a for a, _ in sends(node.handle_refused(2.1, peer(3)))] == [peer(3)]
+    assert node.member_states()["p3"] is MemberState.ALIVE
+    assert node.stats["refusal_checks"] == 2
+
+
+def test_a_refused_check_ping_counts_like_a_refused_probe() -> None:
+    node, _ = make(peers=5)
+    node.handle_refused(1.0, peer(3))
+    out = node.handle_refused(1.001, peer(3))
+    assert node.member_states()["p3"] is MemberState.SUSPECT
+    requests = [p.primary for _, p in sends(out) if isinstance(p.primary, PingReq)]
+    assert len(requests) == 3
+    assert all(r.target == "p3" for r in requests)
+    timer = timers(out, TimerKind.SUSPICION)[-1]
+    assert timer.at == pytest.approx(1.001 + ORDINARY_MIN)
+    assert node.stats["checks_refused"] == 1
+    # Later refusals from there (gossip sent before) neither ask helpers again nor re-check.
+    assert sends(node.handle_refused(1.002, peer(3))) == []
+    assert sends(node.handle_refused(1.5, peer(3))) == []
+    assert node.stats["checks_refused"] == 1
+    assert node.stats["refusal_checks"] == 1
+
+
+def test_an_answered_check_or_one_that_raced_a_restart_changes_nothing() -> None:
+    node, _ = make(peers=5)
+    [(_, packet)] = sends(node.handle_refused(1.0, peer(3)))
+    assert isinstance(packet.primary, Ping)
+    node.handle_packet(1.01, peer(3), encode_packet(Packet(Ack(packet.primary.seq))))
+    assert node.member_states()["p3"] is MemberState.ALIVE
+    node.handle_refused(2.1, peer(3))
+    restarted = Alive("p3", peer(3), 2, {})
+    node.handle_packet(2.11, peer(3), encode_packet(Packet(None, (restarted,))))
+    node.handle_refused(2.12, peer(3))
+    assert node.member_states()["p3"] is MemberState.ALIVE
+    assert node.stats["checks_refused"] == 0
 
 
 def test_a_refusal_that_raced_a_restart_does_not_count_against_the_new_life() -> None:

@@ -18,7 +18,7 @@ def test_every_public_name_resolves_to_an_object_of_that_name(name: str) -> None
 
 def test_an_unknown_name_is_an_attribute_error() -> None:
     with pytest.raises(AttributeError, match="no attribute 'Nope'"):
-        _ = gossip_registry.Nope  # type: ignore[attr-defined]
+        _ = gossip_registry.Nope
 
 
 def test_importing_the_pure_core_loads_no_trio_httpx_or_server() -> None:

@@ -147,6 +147,6 @@ def test_every_option_of_every_command_is_documented_in_help(
 ) -> None:
     options = [p for p in command.params if isinstance(p, click.Option) and not p.hidden]
     # A help that is only "[default: ...]" says nothing of what the option does.
-    assert [p.opts for p in options if not (p.help or "").strip() or p.help.startswith("[")] == []
+    assert [p.opts for p in options if not (h := p.help or "").strip() or h.startswith("[")] == []
     help_text = run(name, "--help").stdout
     assert [p.opts[0] for p in options if p.opts[0] not in help_text] == []

@@ -10,6 +10,7 @@ import socket
 import struct
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
+from functools import partial
 from typing import Any, TypeVar
 
 import dns.flags
@@ -127,7 +128,7 @@ async def test_srv_and_address_answers_of_another_node_match_its_http_api() -> N
     # The instance registered under a host name has it as its SRV target (and no A record).
     assert srv_set(srv) == {(i["address"], i["port"], i["weight"]) for i in api}
     assert len(srv) == len(api) == 4  # the critical one is in neither
-    assert all(rrset.ttl == 5 for rrset in (srv.rrset, a.rrset))
+    assert all(rrset is not None and rrset.ttl == 5 for rrset in (srv.rrset, a.rrset))
 
 
 async def test_tags_filter_in_both_name_forms_and_names_ignore_case() -> None:
@@ -135,7 +136,7 @@ async def test_tags_filter_in_both_name_forms_and_names_ignore_case() -> None:
         await register_web(node)
 
         for name in ("v2.web.service.registry.", "_WEB._v2.Service.Registry."):
-            srv = await blocking(lambda name=name: resolver(node).resolve(name, "SRV"))
+            srv = await blocking(partial(resolver(node).resolve, name, "SRV"))
             assert sorted(r.port for r in srv) == [81, 82]
         tcp = await blocking(lambda: resolver(node).resolve("_web._tcp.service.registry.", "SRV"))
         assert sorted(r.port for r in tcp) == [80, 81, 82, 84]
@@ -150,7 +151,7 @@ async def test_a_node_name_gives_the_members_address_and_unknown_names_are_nxdom
         assert [r.address for r in a] == ["127.0.0.1"]
 
         for name in ("d9.node.registry.", "nope.service.registry.", "x.v1.web.service.registry."):
-            response = await blocking(lambda name=name: query(node, name, "A"))
+            response = await blocking(partial(query, node, name, "A"))
             assert response.rcode() == dns.rcode.NXDOMAIN
             assert response.flags & dns.flags.AA
             (soa,) = response.authority
@@ -170,7 +171,7 @@ async def test_a_known_name_without_records_of_the_type_is_an_empty_noerror() ->
             ("service.registry.", "A"),
             ("web.service.registry.", "TXT"),
         ):
-            response = await blocking(lambda n=name, t=rdtype: query(node, n, t))
+            response = await blocking(partial(query, node, name, rdtype))
             assert (response.rcode(), response.answer) == (dns.rcode.NOERROR, [])
             assert response.authority[0].rdtype == dns.rdatatype.SOA
 
@@ -355,7 +356,8 @@ async def test_queries_beyond_the_per_source_rate_are_dropped_and_counted() -> N
         await register_web(node)
         assert node.dns_addr is not None
         wire = dns.message.make_query("web.service.registry.", "A").to_wire()
-        with trio.socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+        raw = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)  # trio makes it non-blocking
+        with trio.socket.from_stdlib_socket(raw) as sock:
             for _ in range(sent):
                 await sock.sendto(wire, node.dns_addr)
             await wait_until(
@@ -364,7 +366,7 @@ async def test_queries_beyond_the_per_source_rate_are_dropped_and_counted() -> N
             answered = 0
             while True:
                 try:
-                    sock._sock.recv(65535)
+                    raw.recv(65535)
                 except BlockingIOError:
                     break
                 answered += 1

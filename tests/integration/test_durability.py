@@ -6,6 +6,7 @@ import errno
 import logging
 import os
 from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 
 import httpx
@@ -107,7 +108,7 @@ async def test_concurrent_writes_share_fsyncs(
             async with trio.open_nursery() as nursery:
                 for i in range(writers):
                     nursery.start_soon(
-                        lambda i=i: node.register("web", instance_id=f"w{i}", port=i + 1)
+                        partial(node.register, "web", instance_id=f"w{i}", port=i + 1)
                     )
             assert 1 <= len(calls) < writers // 2
             monkeypatch.undo()

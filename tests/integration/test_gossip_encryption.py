@@ -125,7 +125,12 @@ async def test_a_tampered_sealed_packet_is_dropped_and_counted() -> None:
                 tampered = bytearray(sealed)
                 tampered[position] ^= 0x01
                 await send_udp(node.gossip_addr, bytes(tampered))
-                await wait_until(lambda i=i: node.status()["stats"].get("auth_failed", 0) == i)
+
+                def failed(i: int = i) -> bool:
+                    failures: int = node.status()["stats"].get("auth_failed", 0)
+                    return failures == i
+
+                await wait_until(failed)
             assert member_names(node) == {"k"}
             assert node.discover("evil") == []
             nursery.cancel_scope.cancel()
@@ -248,7 +253,11 @@ async def test_key_rotation_across_five_nodes_loses_no_registration_and_locks_ou
                         assert result["ok"], result
                         assert (result["primary"] == fingerprint(NEW)) == (op != "install")
                     made = len(registered)  # registrations keep flowing between the steps
-                    await wait_until(lambda made=made: len(registered) >= made + 5)
+
+                    def flowed(made: int = made) -> bool:
+                        return len(registered) >= made + 5
+
+                    await wait_until(flowed)
                 flow.cancel_scope.cancel()
             listed = await keys_cli(http, "list")
             assert {r["primary"] for r in listed["nodes"].values()} == {fingerprint(NEW)}
@@ -349,7 +358,10 @@ async def test_keys_cli_prints_per_node_results_and_exits_1_when_any_node_failed
                 )
             )[0]
             plain = (await start_node(nursery, fast_config("p", http=("127.0.0.1", 0))))[0]
-            keyed_http, plain_http = ("{}:{}".format(*n.http_addr) for n in (keyed, plain))
+            assert keyed.http_addr is not None
+            assert plain.http_addr is not None
+            keyed_http = "{}:{}".format(*keyed.http_addr)
+            plain_http = "{}:{}".format(*plain.http_addr)
             listed = await keys_cli(keyed_http, "list")
             assert listed.exit_code == 0, listed.output
             assert listed.stdout.split() == [

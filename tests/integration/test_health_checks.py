@@ -303,7 +303,7 @@ async def test_node_discovers_an_instance_once_its_http_check_passes_and_not_whi
 ):
     with trio.fail_after(15):
         async with trio.open_nursery() as nursery:
-            codes = itertools.cycle([200, 200, 500])
+            codes: Iterator[int] = itertools.cycle([200, 200, 500])
             url, served = await serve_http_codes(nursery, lambda: next(codes))
             node, _ = await start_node(nursery, fast_config("h0"))
             spec = CheckSpec(

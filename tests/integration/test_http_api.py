@@ -13,7 +13,7 @@ import logging
 import uuid
 from collections.abc import AsyncIterator, Mapping, Sequence
 from contextlib import asynccontextmanager
-from typing import Any
+from typing import Any, cast
 
 import httpx
 import pytest
@@ -218,11 +218,17 @@ class FakeNode:
         return entry.key in self.stale
 
 
+def as_node(fake: FakeNode) -> Node:
+    """The fake where the adapter takes a Node: it stands in structurally (for the parts these
+    tests reach), since ``build_app`` and ``serve_http`` are typed with the concrete class."""
+    return cast(Node, fake)
+
+
 @asynccontextmanager
 async def api(node: FakeNode) -> AsyncIterator[httpx.AsyncClient]:
     """A client for ``build_app(node)``, the whole test body under an absolute deadline."""
     with trio.fail_after(TIMEOUT):
-        transport = httpx.ASGITransport(app=build_app(node))
+        transport = httpx.ASGITransport(app=build_app(as_node(node)))
         async with httpx.AsyncClient(transport=transport, base_url="http://node1") as client:
             yield client
 
@@ -809,7 +815,7 @@ async def test_serve_http_raises_a_plain_oserror_when_the_port_is_taken() -> Non
         taken.listen()
         port = taken.getsockname()[1]
         with pytest.raises(OSError, match="in use"):
-            await serve_http(FakeNode(), "127.0.0.1", port)
+            await serve_http(as_node(FakeNode()), "127.0.0.1", port)
 
 
 async def test_a_real_node_serves_the_api_end_to_end() -> None:

@@ -6,6 +6,7 @@ import json
 import socket
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from functools import partial
 from importlib import metadata
 
 import dns.message
@@ -289,7 +290,7 @@ async def test_checks_by_status_and_blocking_waiters_are_gauges_that_follow_the_
             assert a.dns_addr is not None
             query = dns.message.make_query("job.service.registry.", "A")
             await trio.to_thread.run_sync(
-                lambda: dns.query.udp(query, a.dns_addr[0], port=a.dns_addr[1], timeout=2)
+                partial(dns.query.udp, query, a.dns_addr[0], port=a.dns_addr[1], timeout=2)
             )
             assert value(await scrape(a), "dns_total", outcome="queries") == 1
             # The interfaces' limits are counted too (issue 10): a rate-limited DNS source, an

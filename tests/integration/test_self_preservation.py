@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from functools import partial
+
 import dns.message
 import dns.query
 import dns.rdatatype
@@ -35,7 +37,7 @@ async def srv_ttl(node: Node) -> int:
     assert node.dns_addr is not None
     query = dns.message.make_query("web.service.registry.", dns.rdatatype.SRV, use_edns=True)
     reply = await trio.to_thread.run_sync(
-        lambda: dns.query.udp(query, node.dns_addr[0], port=node.dns_addr[1], timeout=2)
+        partial(dns.query.udp, query, node.dns_addr[0], port=node.dns_addr[1], timeout=2)
     )
     [rrset] = reply.answer
     return int(rrset.ttl)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import errno
+import socket
 import sys
 
 import pytest
@@ -168,7 +169,7 @@ async def test_read_frame_enforces_the_framing() -> None:
             assert caught.value.counter == "stream_truncated"
 
 
-async def closed_port(kind: trio.socket.SocketKind) -> tuple[str, int]:
+async def closed_port(kind: socket.SocketKind) -> tuple[str, int]:
     """A loopback port that nothing listens on (bound once, then released)."""
     with trio.socket.socket(trio.socket.AF_INET, kind) as sock:
         await sock.bind(("127.0.0.1", 0))

@@ -29,6 +29,7 @@ from gossip_registry.core.messages import (
     Left,
     MemberRecord,
     MemberState,
+    Message,
     MsgType,
     Nack,
     Packet,
@@ -336,7 +337,7 @@ def test_census_of_a_valid_packet_names_each_message_and_sums_to_its_bodies(
 ) -> None:
     data = encode_packet(packet)
     census = codec.message_sizes(data, stream=False)
-    messages = [packet.primary] if packet.primary is not None else []
+    messages: list[Message] = [packet.primary] if packet.primary is not None else []
     messages += packet.updates
     assert [kind for kind, _ in census] == [TYPE_OF[type(m)] for m in messages]
     envelope = codec.packet_overhead(None, len(packet.updates)) - (packet.primary is not None)

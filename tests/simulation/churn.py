@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from gossip_registry.core.effects import EntryChanged
 from gossip_registry.registry.entry import EntryKey
 from gossip_registry.sim import SimCluster
+from tests.simulation.nodes import core
 
 SERVICES = ("web", "api", "db")
 
@@ -66,7 +67,7 @@ class Churn:
         return set(self.live)
 
     def view(self, node: str) -> set[EntryKey]:
-        table = self.cluster.node(node).table
+        table = core(self.cluster, node).table
         return {e.key for service in SERVICES for e in table.live(service)}
 
     def everywhere(self) -> bool:
@@ -101,7 +102,7 @@ class ResurrectionWatch:
             if gone is not None and event.new.order <= gone:
                 self.violations.append((now, node, event.new.key))
         elif event.old is not None:
-            stored = self.cluster.node(node).table.get(event.old.key)
+            stored = core(self.cluster, node).table.get(event.old.key)
             if stored is not None and stored.deleted:
                 key = (node, event.old.key)
                 self.removed[key] = max(self.removed.get(key, event.old.order), event.old.order)

@@ -12,9 +12,9 @@ from dataclasses import replace
 
 import pytest
 
-from gossip_registry.core.protocol import Protocol
 from gossip_registry.registry.clock import make_stamp, stamp_wall
 from gossip_registry.sim import SimCluster
+from tests.simulation.nodes import core
 
 pytestmark = pytest.mark.simulation
 
@@ -27,12 +27,6 @@ def formed(seed: int) -> SimCluster:
     cluster = SimCluster(8, seed=seed)
     assert cluster.run_until(cluster.agree_on_membership, timeout=30), f"seed {seed}"
     return cluster
-
-
-def core(cluster: SimCluster, name: str) -> Protocol:
-    node = cluster.node(name)
-    assert isinstance(node, Protocol)
-    return node
 
 
 def honest(cluster: SimCluster) -> list[str]:
@@ -50,7 +44,7 @@ def test_a_forged_version_a_year_ahead_is_refused_everywhere_and_the_owner_still
     cluster = formed(seed=61)
     original = cluster.register(OWNER, "web", "w1", port=80)
     assert cluster.run_until(
-        lambda: all(cluster.node(n).table.get(original.key) == original for n in cluster.names),
+        lambda: all(core(cluster, n).table.get(original.key) == original for n in cluster.names),
         timeout=10,
     )
     # The hostile node forges the owner's entry, stamped a year ahead, and gossips it.
@@ -62,12 +56,12 @@ def test_a_forged_version_a_year_ahead_is_refused_everywhere_and_the_owner_still
     cluster.run_until(lambda: False, timeout=45)
     assert sum(core(cluster, n).stats["entries_from_future"] for n in honest(cluster)) >= 3
     for name in honest(cluster):
-        assert cluster.node(name).table.get(original.key) == original, name
+        assert core(cluster, name).table.get(original.key) == original, name
     assert clocks_sane(cluster, honest(cluster))
 
     later = cluster.register(OWNER, "web", "w1", port=81)  # the owner's later write wins
     assert cluster.run_until(
-        lambda: all(cluster.node(n).table.get(later.key) == later for n in honest(cluster)),
+        lambda: all(core(cluster, n).table.get(later.key) == later for n in honest(cluster)),
         timeout=10,
     ), "seed 61"
     assert clocks_sane(cluster, honest(cluster))
@@ -81,7 +75,7 @@ def test_an_owner_with_a_clock_a_year_ahead_is_refused_until_its_clock_is_fixed(
     cluster.register(HOSTILE, "db", "d2", port=5432)
     cluster.run_until(lambda: False, timeout=45)  # gossip and a push-pull period
     assert sum(core(cluster, n).stats["entries_from_future"] for n in honest(cluster)) >= 3
-    assert all(cluster.node(n).table.get(early.key) is None for n in honest(cluster))
+    assert all(core(cluster, n).table.get(early.key) is None for n in honest(cluster))
     assert clocks_sane(cluster, honest(cluster))
 
     wrong.wall_offset -= YEAR  # NTP steps the clock back
@@ -91,8 +85,8 @@ def test_an_owner_with_a_clock_a_year_ahead_is_refused_until_its_clock_is_fixed(
 
     def converged() -> bool:
         return cluster.digests_agree() and all(
-            cluster.node(n).table.get(fixed.key) == fixed
-            and cluster.node(n).table.live_count_of(HOSTILE) == 2
+            core(cluster, n).table.get(fixed.key) == fixed
+            and core(cluster, n).table.live_count_of(HOSTILE) == 2
             for n in cluster.names
         )
 

@@ -14,6 +14,7 @@ back (invariants 2 and 3 of the chaos suite).
 from __future__ import annotations
 
 import random
+from functools import partial
 
 import pytest
 
@@ -63,7 +64,7 @@ def test_writes_acknowledged_right_before_a_crash_survive_the_restart(seed: int)
     for i in range(12):
         down = LONG_DOWN if i % 4 == 1 else SHORT_DOWN * (1 + rng.random())
         cluster.call_at(
-            start + 5 + 10 * i, lambda d=down: crash_right_after_a_write(cluster, churn, rng, d)
+            start + 5 + 10 * i, partial(crash_right_after_a_write, cluster, churn, rng, down)
         )
     cluster.run_for(160 + LONG_DOWN)
     assert sorted(cluster.live_names()) == sorted(cluster.names), "every node restarted"

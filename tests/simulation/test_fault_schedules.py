@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import random
 from dataclasses import dataclass
+from functools import partial
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -20,6 +21,7 @@ from hypothesis import strategies as st
 from gossip_registry.core.messages import MemberState
 from gossip_registry.sim import SimCluster
 from tests.simulation.churn import Churn, ResurrectionWatch
+from tests.simulation.nodes import core
 
 pytestmark = pytest.mark.simulation
 
@@ -92,7 +94,7 @@ def test_any_fault_schedule_ends_converged_with_nothing_lost_or_resurrected(
     churn.start()
     start = cluster.now
     for fault in sorted(schedule, key=lambda f: f.at):
-        cluster.call_at(start + fault.at, lambda f=fault: apply(cluster, churn, watch, f))
+        cluster.call_at(start + fault.at, partial(apply, cluster, churn, watch, fault))
     cluster.run_for(FAULT_WINDOW + 1)
     cluster.heal()
     cluster.set_loss(0.0)
@@ -100,7 +102,7 @@ def test_any_fault_schedule_ends_converged_with_nothing_lost_or_resurrected(
     # Paused nodes wake within 21 s; give detection, refutation and repair time.
     def settled() -> bool:
         live = cluster.live_names()
-        member_digests = {cluster.node(n).members.digest for n in live}
+        member_digests = {core(cluster, n).members.digest for n in live}
         return (
             cluster.agree_on_membership()
             and len(member_digests) == 1
@@ -120,14 +122,14 @@ def diagnose(cluster: SimCluster, churn: Churn) -> str:
     want = churn.expected()
     lines = []
     for name in cluster.live_names():
-        node = cluster.node(name)
+        node = core(cluster, name)
         members = sorted((r.name, r.state.name, r.incarnation) for r in node.members)
         view = churn.view(name)
         lines.append(
             f"{name}: members {members} missing {sorted(want - view)[:4]} "
             f"extra {sorted(view - want)[:4]} digest {node.table.digest:x}"
         )
-    first = cluster.node(cluster.live_names()[0]).table
+    first = core(cluster, cluster.live_names()[0]).table
     for key in sorted(churn.view(cluster.live_names()[0]) - want)[:2]:
         lines.append(f"extra {first.get(key)} deleted-by-model={key in churn.deleted}")
     lines.extend(churn.history[-40:])

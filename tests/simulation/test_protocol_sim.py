@@ -15,6 +15,7 @@ from gossip_registry.core.effects import MemberChanged
 from gossip_registry.core.messages import MemberState
 from gossip_registry.sim import LinkModel, SimCluster
 from tests.simulation.churn import Churn
+from tests.simulation.nodes import core
 
 pytestmark = pytest.mark.simulation
 
@@ -57,7 +58,7 @@ def test_a_registration_on_one_node_reaches_every_node_in_under_a_second() -> No
     start = cluster.now
     entry = cluster.register("n00042", "web", "w1", port=9000)
     reached = cluster.run_until(
-        lambda: all(cluster.node(n).table.get(entry.key) == entry for n in cluster.names),
+        lambda: all(core(cluster, n).table.get(entry.key) == entry for n in cluster.names),
         timeout=10,
         check_every=0.01,
     )
@@ -75,7 +76,7 @@ def test_a_crashed_node_is_declared_dead_everywhere_and_its_entries_removed() ->
     crashed_at = cluster.now
     assert cluster.run_until(lambda: all_dead(cluster, "n00077"), timeout=60)
     assert cluster.now - crashed_at < 20
-    assert all(not cluster.node(n).table.live("web") for n in cluster.live_names())
+    assert all(not core(cluster, n).table.live("web") for n in cluster.live_names())
     assert {node for _, node, _ in log.of("n00077")} == set(cluster.live_names())
     assert [d for d in log.deaths if d[2] != "n00077"] == []
 
@@ -116,7 +117,7 @@ def test_a_pause_longer_than_the_suspicion_timeout_is_declared_dead_then_rejoins
     assert cluster.run_until(cluster.agree_on_membership, timeout=60)
     assert cluster.node("n00033").incarnation > 0
     assert cluster.run_until(
-        lambda: all(cluster.node(n).table.live("web") for n in cluster.names), timeout=30
+        lambda: all(core(cluster, n).table.live("web") for n in cluster.names), timeout=30
     )
 
 
@@ -150,7 +151,7 @@ def test_a_leaving_node_is_marked_left_not_dead_and_its_entries_go() -> None:
     )
     assert log.deaths == []
     others = [n for n in cluster.live_names() if n != "n00005"]
-    assert all(not cluster.node(n).table.live("web") for n in others)
+    assert all(not core(cluster, n).table.live("web") for n in others)
 
 
 def test_a_restarted_node_comes_back_above_its_old_incarnation_with_its_entries() -> None:
@@ -159,14 +160,14 @@ def test_a_restarted_node_comes_back_above_its_old_incarnation_with_its_entries(
     cluster.run_for(2)
     cluster.crash("n00009")
     assert cluster.run_until(lambda: all_dead(cluster, "n00009"), timeout=60)
-    assert all(cluster.node(n).table.get(entry.key) is None for n in cluster.live_names())
+    assert all(core(cluster, n).table.get(entry.key) is None for n in cluster.live_names())
     dead_at = cluster.states("n00000")["n00009"]
     assert dead_at is DEAD
     cluster.restart("n00009", from_snapshot=True)
     assert cluster.run_until(cluster.agree_on_membership, timeout=30)
     assert cluster.node("n00009").incarnation > 0
     assert cluster.run_until(
-        lambda: all(cluster.node(n).table.live("web") for n in cluster.names), timeout=30
+        lambda: all(core(cluster, n).table.live("web") for n in cluster.names), timeout=30
     )
 
 
@@ -177,11 +178,11 @@ def test_a_restarted_node_without_snapshot_drops_its_old_registrations() -> None
     cluster.crash("n00004")
     cluster.restart("n00004", from_snapshot=False)  # before anyone noticed the crash
     assert cluster.run_until(
-        lambda: all(cluster.node(n).table.live("web") == [] for n in cluster.names),
+        lambda: all(core(cluster, n).table.live("web") == [] for n in cluster.names),
         timeout=60,
     )
     assert cluster.run_until(cluster.agree_on_membership, timeout=60)
-    assert cluster.node("n00004").table.get(entry.key) is not None
+    assert core(cluster, "n00004").table.get(entry.key) is not None
 
 
 def test_the_same_seed_gives_the_same_run() -> None:

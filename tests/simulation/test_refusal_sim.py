@@ -7,6 +7,8 @@ same address is never declared dead by the refusals its crash drew.
 
 from __future__ import annotations
 
+from functools import partial
+
 import pytest
 
 from gossip_registry.core.messages import MemberState
@@ -24,7 +26,7 @@ def test_a_refused_crash_is_detected_everywhere_in_seconds_a_silent_one_in_lifeg
     for victim, host_up in (("n00042", True), ("n00043", False)):
         cluster.crash(victim, host_up=host_up)
         start = cluster.now
-        assert cluster.run_until(lambda v=victim: all_dead(cluster, v), timeout=60)
+        assert cluster.run_until(partial(all_dead, cluster, victim), timeout=60)
         detected[host_up] = cluster.now - start
     assert detected[True] < 3.0, detected
     lifeguard_min = cluster.config.suspicion_min(100)

@@ -10,6 +10,7 @@ import pytest
 
 from gossip_registry.core.messages import MemberState
 from gossip_registry.sim import SimCluster
+from tests.simulation.nodes import core
 
 pytestmark = pytest.mark.simulation
 
@@ -21,7 +22,7 @@ def test_a_node_cut_off_from_the_cluster_serves_the_dead_entries_stale_until_the
     assert cluster.run_until(cluster.agree_on_membership, timeout=30), "seed 71"
     others = [n for n in cluster.names if n != CUT]
     keys = {cluster.register(n, "web", f"w-{n}").key for n in others}
-    assert cluster.run_until(lambda: len(cluster.node(CUT).table.live("web")) == 7, timeout=10)
+    assert cluster.run_until(lambda: len(core(cluster, CUT).table.live("web")) == 7, timeout=10)
 
     cluster.isolate(CUT)
 
@@ -30,11 +31,11 @@ def test_a_node_cut_off_from_the_cluster_serves_the_dead_entries_stale_until_the
         return all(states[n] is MemberState.DEAD for n in others)
 
     assert cluster.run_until(all_dead, timeout=120), "seed 71"
-    assert cluster.node(CUT).table.live("web") == []  # fenced with their owners ...
+    assert core(cluster, CUT).table.live("web") == []  # fenced with their owners ...
     assert cluster.stale_keys(CUT) == keys  # ... but served stale
     assert cluster.notify_counts["stale changed"] >= 1
     assert all(cluster.stale_keys(n) == set() for n in others)  # one death at a time there
 
     cluster.unisolate(CUT)
     assert cluster.run_until(lambda: cluster.stale_keys(CUT) == set(), timeout=120), "seed 71"
-    assert cluster.run_until(lambda: len(cluster.node(CUT).table.live("web")) == 7, timeout=60)
+    assert cluster.run_until(lambda: len(core(cluster, CUT).table.live("web")) == 7, timeout=60)

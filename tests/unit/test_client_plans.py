@@ -296,7 +296,7 @@ async def test_a_refused_connection_is_retried_once_on_another_instance(
     fake.broken["127.0.0.1:9002"] = "refuse"
     with trio.fail_after(60):
         async with aclient(fake, strategy="round_robin") as client:
-            answered = Counter()
+            answered: Counter[str] = Counter()
             for _ in range(12):
                 before = client.stats.get("retries", 0)
                 response = await client.request("api", "GET", "/hello")

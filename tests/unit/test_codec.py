@@ -35,11 +35,14 @@ from gossip_registry.core.messages import (
     Packet,
     Ping,
     PingReq,
+    Primary,
+    StreamMessage,
     Suspect,
     SyncFinish,
     SyncHello,
     SyncMore,
     SyncReply,
+    Update,
 )
 from gossip_registry.registry.entry import CheckKind, CheckState, Entry, Health
 
@@ -111,7 +114,7 @@ MAX_RECORD = MemberRecord(
     LONGEST, (LONGEST_HOST, codec.MAX_PORT), codec.MAX_INCARNATION, MemberState.LEFT, {}
 )
 
-PRIMARIES = [
+PRIMARIES: list[Primary] = [
     Ping(7, "node-b", "node-a"),
     Ping(codec.MAX_SEQ, LONGEST, LONGEST),
     PingReq(8, "node-c", ("10.0.0.3", 7946), "node-a", want_nack=True),
@@ -119,7 +122,7 @@ PRIMARIES = [
     Ack(9),
     Nack(codec.MAX_SEQ),
 ]
-UPDATES = [
+UPDATES: list[Update] = [
     Alive("node-a", ("10.0.0.1", 7946), 0, {}),
     Alive("nœud-é", ("example.internal", 65535), codec.MAX_INCARNATION, {"role": "db", "x": ""}),
     Suspect("node-b", 5, "node-a"),
@@ -129,8 +132,8 @@ UPDATES = [
     EntryUpdate(TOMBSTONE),
 ]
 # The largest valid entry (~51 KB) fits a datagram alone, not with the others.
-UPDATES_WITH_MAX = [*UPDATES, EntryUpdate(MAX_ENTRY)]
-STREAMS = [
+UPDATES_WITH_MAX: list[Update] = [*UPDATES, EntryUpdate(MAX_ENTRY)]
+STREAMS: list[StreamMessage] = [
     Ping(1, "node-b", "node-a"),
     Ack(1),
     SyncHello(RECORD, 0xDEADBEEF_CAFEF00D, (0, 1, codec.MAX_DIGEST)),

@@ -54,10 +54,16 @@ def table_with(n: int, seed: int = 1) -> MemberTable:
     return table
 
 
+def next_target(table: MemberTable) -> str:
+    target = table.next_probe_target()
+    assert target is not None, "the table has members to probe"
+    return target
+
+
 def test_round_robin_probes_every_active_member_once_per_round() -> None:
     table = table_with(20)
-    first = [table.next_probe_target() for _ in range(20)]
-    second = [table.next_probe_target() for _ in range(20)]
+    first = [next_target(table) for _ in range(20)]
+    second = [next_target(table) for _ in range(20)]
     assert sorted(first) == sorted(second) == sorted(f"m{i}" for i in range(20))
     assert "me" not in first
 

@@ -140,7 +140,7 @@ def test_status_shows_the_nodes_view_and_counters(node: ThreadedNode, http: str)
 def test_an_api_error_is_printed_on_one_line_with_exit_status_1(http: str) -> None:
     result = run("register", "web", "--port", "70000", "--http", http)
     assert result.exit_code == 1
-    assert result.stderr == "Error: port: must be an integer 0..65535, got 70000\n"
+    assert result.stderr == "Error: port: must be an integer 1..65535, got 70000\n"
     assert result.stdout == ""
 
 

@@ -21,6 +21,11 @@ up every descriptor of a node (issue 10, finding 3). Two bounds close that:
   limit, with a reserve for gossip, snapshots and the DNS interface.
 
 Counters go to the node's ``http_stats`` (``STAT_KEYS``) for /metrics.
+
+``serve_connections`` drives hypercorn's per-connection ``TCPServer`` and
+``WorkerContext`` (``hypercorn.trio``, 0.18), which are not its documented
+API: ``worker_serve`` offers no hook to bound connections. Every HTTP test
+goes through this path, so a hypercorn release that changes them fails them.
 """
 
 from __future__ import annotations

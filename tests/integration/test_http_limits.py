@@ -97,6 +97,25 @@ async def test_a_blocking_query_is_not_cut_by_the_body_deadline() -> None:
             assert trio.current_time() - start >= 0.9  # held for its wait, not the body deadline
 
 
+async def test_an_event_stream_outlives_the_body_deadline() -> None:
+    """The stream's handler waits on ``receive`` for a disconnect: only the body is bounded."""
+    with trio.fail_after(TIMEOUT):
+        async with http_node(http_body_timeout=0.2) as node:
+            async with await connect(node) as stream:
+                await stream.send_all(b"GET /v1/events HTTP/1.1\r\nHost: x\r\n\r\n")
+                head = await stream.receive_some(65536)
+                assert head.startswith(b"HTTP/1.1 200"), head
+                deadline = trio.current_time() + 0.5  # well past the body deadline
+                await trio.sleep_until(deadline)
+                await node.register("late", instance_id="late-1", port=1)
+                seen = bytearray()
+                while b"late-1" not in seen:
+                    chunk = await stream.receive_some(65536)
+                    assert chunk, "the stream was closed"
+                    seen += chunk
+            assert node.http_stats.get("body_timeouts", 0) == 0
+
+
 async def test_connections_beyond_the_limit_are_closed_at_once_and_counted() -> None:
     limit = 8
     with trio.fail_after(TIMEOUT):

@@ -36,10 +36,11 @@ from gossip_registry.registry.health import CheckSpec
 
 
 class TableView(typing.Protocol):
-    """What the simulator reads of a node's registry table."""
+    """What the simulator and its checks read of a node's registry table."""
 
     @property
     def digest(self) -> int: ...
+    def get(self, key: EntryKey) -> Entry | None: ...
 
 
 class SimNode(typing.Protocol):

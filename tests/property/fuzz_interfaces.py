@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import json
 import random
+from collections.abc import Callable
 from typing import Any
 from urllib.parse import quote
 
@@ -384,4 +385,7 @@ INTERFACE_STRATEGIES: dict[str, tuple[st.SearchStrategy[Any], ...]] = {
         st.integers(0, 2**32),
     ),
 }
-INTERFACE_FUNCTIONS = {"http_request": http_request, "dns_query": dns_query}
+INTERFACE_FUNCTIONS: dict[str, Callable[..., None]] = {
+    "http_request": http_request,
+    "dns_query": dns_query,
+}

@@ -10,6 +10,7 @@ every timing predictable when the link's sigma is 0.
 from __future__ import annotations
 
 import ast
+import dataclasses
 import math
 import random
 import statistics
@@ -36,7 +37,7 @@ from gossip_registry.core.effects import (
 )
 from gossip_registry.core.members import MemberSeed
 from gossip_registry.core.messages import Address, MemberState
-from gossip_registry.registry.entry import Entry, EntryKey, Health
+from gossip_registry.registry.entry import CheckState, Entry, EntryKey, Health
 from gossip_registry.sim import (
     LinkModel,
     NodeFactory,
@@ -61,6 +62,9 @@ class FakeTable:
     @property
     def digest(self) -> int:
         return zlib.crc32(",".join(sorted(self._node.member_states())).encode())
+
+    def get(self, key: EntryKey) -> Entry | None:
+        return self._node.entries.get(key)
 
 
 class FloodNode:
@@ -207,6 +211,7 @@ class FloodNode:
         weight: int = 1,
         status: Health = Health.PASSING,
         output: str = "",
+        checks: Sequence[CheckState] = (),
     ) -> tuple[Entry, list[Effect]]:
         entry = Entry(
             service,
@@ -222,9 +227,19 @@ class FloodNode:
             self.incarnation,
             int(now * 1000),
             False,
+            tuple(checks),
         )
         self.entries[entry.key] = entry
         return entry, []
+
+    def update_checks(
+        self, now: float, key: EntryKey, checks: Sequence[CheckState]
+    ) -> tuple[Entry | None, list[Effect]]:
+        current = self.entries.get(key)
+        if current is None:
+            return None, []
+        self.entries[key] = updated = dataclasses.replace(current, checks=tuple(checks))
+        return updated, []
 
     def deregister(self, now: float, key: EntryKey) -> tuple[Entry | None, list[Effect]]:
         return self.entries.pop(key, None), []

@@ -291,21 +291,33 @@ def _record(r: Any) -> MemberRecord:
     )
 
 
+def _entry_item(e: Any) -> Entry:
+    if type(e) is not tuple or len(e) < _ENTRY_FIELDS:
+        raise CodecError("invalid entry")
+    return _entry(e)
+
+
+def _bucket_index(b: Any) -> int:
+    if type(b) is int and 0 <= b < MAX_BUCKETS:
+        return b
+    raise CodecError("invalid bucket index")
+
+
+_I = TypeVar("_I")
+
+
+def _list(v: Any, item: Callable[[Any], _I], limit: int, what: str) -> tuple[_I, ...]:
+    if type(v) is not tuple or len(v) > limit:
+        raise CodecError(f"invalid {what} list")
+    return tuple([item(x) for x in v])
+
+
 def _records(v: Any) -> tuple[MemberRecord, ...] | None:
-    if v is None:
-        return None
-    if type(v) is not tuple or len(v) > MAX_SYNC_ITEMS:
-        raise CodecError("invalid member list")
-    return tuple([_record(r) for r in v])
+    return None if v is None else _list(v, _record, MAX_SYNC_ITEMS, "member")
 
 
 def _entries(v: Any) -> tuple[Entry, ...]:
-    if type(v) is not tuple or len(v) > MAX_SYNC_ITEMS:
-        raise CodecError("invalid entry list")
-    for e in v:
-        if type(e) is not tuple or len(e) < _ENTRY_FIELDS:
-            raise CodecError("invalid entry")
-    return tuple([_entry(e) for e in v])
+    return _list(v, _entry_item, MAX_SYNC_ITEMS, "entry")
 
 
 # --- Decoding: one function per message type ---------------------------------
@@ -379,16 +391,10 @@ def _sync_hello(m: tuple[Any, ...]) -> SyncHello:
 
 
 def _sync_reply(m: tuple[Any, ...]) -> SyncReply:
-    buckets = m[3]
-    if type(buckets) is not tuple or len(buckets) > MAX_BUCKETS:
-        raise CodecError("invalid bucket list")
-    for b in buckets:
-        if not (type(b) is int and 0 <= b < MAX_BUCKETS):
-            raise CodecError("invalid bucket index")
     return SyncReply(
         members=_records(m[1]),
         want_members=_bool(m[2], "want_members"),
-        buckets=buckets,
+        buckets=_list(m[3], _bucket_index, MAX_BUCKETS, "bucket"),
         entries=_entries(m[4]),
         # Appended field: a reply without it is a whole answer.
         resume=_uint(m[5], MAX_BUCKETS - 1, "resume bucket") if len(m) > 5 else 0,

@@ -34,6 +34,7 @@ This module may know nothing of sockets, time or randomness.
 
 from __future__ import annotations
 
+import io
 import struct
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, TypeVar
@@ -303,12 +304,18 @@ def _bucket_index(b: Any) -> int:
     raise CodecError("invalid bucket index")
 
 
+class _Checked(tuple[Any, ...]):
+    """A list whose items ``_walk_stream`` already decoded one by one with its item rule."""
+
+
 _I = TypeVar("_I")
 
 
 def _list(v: Any, item: Callable[[Any], _I], limit: int, what: str) -> tuple[_I, ...]:
-    if type(v) is not tuple or len(v) > limit:
+    if type(v) not in (tuple, _Checked) or len(v) > limit:
         raise CodecError(f"invalid {what} list")
+    if type(v) is _Checked:
+        return tuple(v)
     return tuple([item(x) for x in v])
 
 
@@ -475,7 +482,7 @@ def _message(m: Any, decoders: _Decoders[_M], slot: str) -> _M:
     return decode(m)
 
 
-def unpack_bounded(data: bytes, max_size: int) -> Any:
+def unpack_bounded(data: bytes | memoryview, max_size: int) -> Any:
     """msgpack bytes to values, defensively: for any input we did not produce.
 
     Arrays come back as tuples; ext types are refused. Snapshots use it too.
@@ -544,6 +551,10 @@ def decode_packet(data: bytes, max_size: int = MAX_UDP_PAYLOAD) -> Packet:
 def decode_stream(data: bytes, max_size: int) -> StreamMessage:
     """Decode one TCP frame (the framing itself is the transport's).
 
+    A frame up to ``WHOLE_FRAME_BYTES`` is unpacked in one call. A larger one
+    is walked (``_walk_stream``): whatever it holds, the Python objects built
+    from it at any moment are those of one list item, not of the whole frame.
+
     Args:
         data: the frame payload.
         max_size: refuse anything longer, before parsing (``max_stream_bytes``).
@@ -551,8 +562,125 @@ def decode_stream(data: bytes, max_size: int) -> StreamMessage:
     Raises:
         CodecError: for anything we do not accept (see ``CodecError``).
     """
-    obj = _unpack(data, max_size, 2)
-    return _message(obj[1], _STREAM_DECODERS, "stream")
+    if len(data) <= WHOLE_FRAME_BYTES:
+        return _message(_unpack(data, max_size, 2)[1], _STREAM_DECODERS, "stream")
+    if len(data) > max_size:
+        raise CodecError(f"{len(data)} bytes exceeds the limit of {max_size}")
+    return _message(_walk_stream(data), _STREAM_DECODERS, "stream")
+
+
+# --- Decoding large frames ------------------------------------------------------
+#
+# msgpack builds every value of a frame before our checks see the first one,
+# and Python objects cost far more than their encoding: an empty map is one
+# byte on the wire and a 64-byte dict in memory, a 3-byte integer a 28-byte
+# int. A 32 MiB frame of empty maps, refused afterwards, took 2.7 GB and 9 s of
+# one event-loop step to build. So a frame above WHOLE_FRAME_BYTES is walked:
+# msgpack's skip() (C, builds nothing) measures each value, each is unpacked
+# alone only if it fits its bound, and the items of the long lists (members,
+# entries, bucket indices) are checked one at a time with the same rules as
+# above, so what a frame costs in memory is its valid content plus one item.
+
+WHOLE_FRAME_BYTES = 64 * 1024
+"""Frames up to this size are unpacked in one call: at most a few MB of objects
+whatever they hold. Push-pull pages (``protocol.SYNC_PAGE_ENTRIES``) mostly fit."""
+MAX_VALUE_BYTES = 64 * 1024
+"""Largest encoded value unpacked in one call in a walked frame: a member record,
+an entry (the largest valid ones are a few KB), a field that is not a list."""
+_MAX_BLOB_BYTES = 8 * MAX_BUCKETS + MAX_VALUE_BYTES
+"""A bin or str decodes to one object, so it may be longer: bucket digests are a
+bin of 8 bytes per bucket (a longer one is the decoder's to refuse, by name)."""
+_MEMBERS = (_record, MAX_SYNC_ITEMS, "member")
+_ENTRIES = (_entry_item, MAX_SYNC_ITEMS, "entry")
+_STREAMED_LISTS: dict[int, dict[int, tuple[Callable[[Any], Any], int, str]]] = {
+    MsgType.SYNC_REPLY: {1: _MEMBERS, 3: (_bucket_index, MAX_BUCKETS, "bucket"), 4: _ENTRIES},
+    MsgType.SYNC_FINISH: {1: _MEMBERS, 2: _ENTRIES},
+}
+"""Message type -> position of a list field -> (its item rule, length limit, name)."""
+_BLOB_TYPES = frozenset((0xC4, 0xC5, 0xC6, 0xD9, 0xDA, 0xDB))  # bin 8/16/32, str 8/16/32
+
+
+class _Walk:
+    """One pass over a large frame, value by value (see the block comment above)."""
+
+    __slots__ = ("data", "unpacker", "view")
+
+    def __init__(self, data: bytes) -> None:
+        self.data = data
+        self.view = memoryview(data)
+        # BytesIO shares the bytes object's buffer: nothing is copied but what
+        # the unpacker buffers, and a value longer than that buffer is refused.
+        self.unpacker = msgpack.Unpacker(
+            io.BytesIO(data), max_buffer_size=_MAX_BLOB_BYTES, read_size=64 * 1024
+        )
+
+    def at_array(self) -> bool:
+        head = self.data[self.unpacker.tell()]
+        return 0x90 <= head <= 0x9F or head in (0xDC, 0xDD)
+
+    def header(self) -> int:
+        """The length of the array that starts here (``at_array`` said so)."""
+        return int(self.unpacker.read_array_header())
+
+    def value(self) -> Any:
+        """The next value, unpacked alone; refused if longer than its bound."""
+        start = self.unpacker.tell()
+        limit = _MAX_BLOB_BYTES if self.data[start] in _BLOB_TYPES else MAX_VALUE_BYTES
+        self.unpacker.skip()
+        end = self.unpacker.tell()
+        if end - start > limit:
+            raise CodecError(f"a value of {end - start} bytes in a frame (limit {limit})")
+        return unpack_bounded(self.view[start:end], limit)
+
+    def items(self, rule: Callable[[Any], Any], limit: int, what: str) -> Any:
+        """A list field, its items checked by ``rule`` as they come; any other value
+        as it is, for the message's decoder to judge (nil, or refuse)."""
+        if not self.at_array():
+            return self.value()
+        count = self.header()
+        if count > limit:
+            raise CodecError(f"invalid {what} list")
+        return _Checked([rule(self.value()) for _ in range(count)])
+
+    def skip(self, count: int) -> None:
+        for _ in range(count):
+            self.unpacker.skip()
+
+
+def _walk_stream(data: bytes) -> Any:
+    """The message of a frame ``[version, [type, field, ...], ...]`` for ``_message``:
+    its list fields decoded item by item (``_Checked``), its other values as
+    ``unpack_bounded`` gives them.
+
+    Raises:
+        CodecError: as ``decode_stream``.
+    """
+    walk = _Walk(data)
+    try:
+        if not walk.at_array() or (envelope := walk.header()) < 2:
+            raise CodecError("invalid envelope")
+        version = walk.value()
+        if type(version) is not int or version != PROTOCOL_VERSION:
+            raise CodecError("unsupported protocol version")
+        if walk.at_array():
+            fields = walk.header()
+            message: Any = [walk.value()] if fields else []
+            kind = message[0] if fields else None
+            lists = _STREAMED_LISTS.get(kind, {}) if type(kind) is int else {}
+            for index in range(1, fields):
+                rule = lists.get(index)
+                message.append(walk.value() if rule is None else walk.items(*rule))
+            message = tuple(message)
+        else:
+            message = walk.value()  # not a message: _message refuses it
+        walk.skip(envelope - 2)  # appended envelope fields are ignored, as on the whole path
+        if walk.unpacker.tell() != len(data):
+            raise CodecError("not a valid msgpack frame: ExtraData")
+    except CodecError:
+        raise
+    except Exception as exc:  # msgpack's several error types, IndexError on a cut frame
+        raise CodecError(f"not a valid msgpack frame: {type(exc).__name__}") from exc
+    return message
 
 
 def is_keyring_frame(data: bytes) -> bool:

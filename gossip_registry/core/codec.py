@@ -967,10 +967,19 @@ def _element(data: bytes, unpacker: msgpack.Unpacker) -> tuple[int, int]:
     start = unpacker.tell()
     unpacker.skip()
     size = unpacker.tell() - start
+    return _kind_at(data, start, size), size
+
+
+def _kind_at(data: bytes, start: int, size: int) -> int:
+    """The type of the message array of ``size`` bytes at ``start``; 0 if it is none."""
     head = data[start]
     header = 1 if 0x90 <= head <= 0x9F else 3 if head == 0xDC else 5 if head == 0xDD else 0
     kind = data[start + header] if header and size > header else 0
-    return (kind if kind < 0x80 else 0), size
+    return kind if kind < 0x80 else 0
+
+
+_STREAM_HEAD_BYTES = 16
+"""Enough of a frame for its envelope header, version and message header."""
 
 
 def message_sizes(data: bytes, *, stream: bool) -> list[tuple[int, int]]:
@@ -985,16 +994,20 @@ def message_sizes(data: bytes, *, stream: bool) -> list[tuple[int, int]]:
     Raises:
         CodecError: not an envelope of the expected shape.
     """
-    unpacker = msgpack.Unpacker(max_buffer_size=max(len(data), 1))
+    # A frame's message is the rest of it: only its head is walked, so a frame
+    # of max_stream_bytes is not copied into the unpacker just to be counted.
+    walked = data[:_STREAM_HEAD_BYTES] if stream else data
+    unpacker = msgpack.Unpacker(max_buffer_size=max(len(walked), 1))
     try:
-        unpacker.feed(data)
+        unpacker.feed(walked)
         fields = unpacker.read_array_header()
         if fields < (2 if stream else 3):
             raise CodecError("invalid envelope")
         unpacker.skip()  # the protocol version
-        first = _element(data, unpacker)
         if stream:
-            return [first]
+            start = unpacker.tell()
+            return [(_kind_at(data, start, len(data) - start), len(data) - start)]
+        first = _element(data, unpacker)
         sizes = [first] if first[0] else []
         for _ in range(unpacker.read_array_header()):
             sizes.append(_element(data, unpacker))

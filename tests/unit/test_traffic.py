@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import tracemalloc
+
 import pytest
 
 from gossip_registry.core.codec import (
@@ -63,6 +65,22 @@ def test_a_gossip_only_packet_has_no_primary_and_a_frame_has_one_message() -> No
     [(kind, size)] = message_sizes(frame, stream=True)
     assert kind == MsgType.SYNC_HELLO
     assert size == len(frame) - 2  # the envelope: array header and version
+
+
+def test_a_large_frame_is_counted_from_its_head_without_a_copy() -> None:
+    entries = tuple(
+        Entry("web", f"w{i}", "10.0.0.1", 80, (), {}, 1, Health.PASSING, "", "n1", 1, i, False)
+        for i in range(20_000)
+    )
+    frame = encode_stream(SyncFinish(None, entries))
+    tracemalloc.start()
+    try:
+        [(kind, size)] = message_sizes(frame, stream=True)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert (kind, size) == (MsgType.SYNC_FINISH, len(frame) - 2)
+    assert peak < len(frame) // 10, f"{peak} bytes traced to count a {len(frame)}-byte frame"
 
 
 @pytest.mark.parametrize(

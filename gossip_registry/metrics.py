@@ -88,6 +88,7 @@ DROP_REASONS: tuple[tuple[str, str, str], ...] = (
     ("unexpected_stream_message", "protocol", "unexpected_stream_messages"),
     ("oversized_frame", "transport", "stream_oversized"),
     ("truncated_frame", "transport", "stream_truncated"),
+    ("not_a_frame", "transport", "stream_malformed"),
     ("auth_failed", "transport", "auth_failed"),
     ("test_fault", "transport", "test_fault_drops"),
     ("keyring_refused", "protocol", "keyring_refused"),

@@ -71,7 +71,7 @@ from uuid import uuid4
 import trio
 
 from gossip_registry.advertise import advertise_host
-from gossip_registry.core.codec import CodecError, check_update, is_keyring_frame
+from gossip_registry.core.codec import CodecError, check_update, is_frame_head, is_keyring_frame
 from gossip_registry.core.config import ProtocolConfig
 from gossip_registry.core.effects import (
     Effect,
@@ -508,6 +508,7 @@ class Node:
         if config.unsafe_test_faults is not None:
             transport.faults = unsafe_node_faults(config.unsafe_test_faults, self.name)
         # --- end chaos testing ---
+        transport.head = is_frame_head
         try:
             # --- gossip encryption: seal below the protocol, leave room in each packet.
             if encryption is not None:

@@ -22,7 +22,9 @@ and each chunk is authenticated before the next is read, so a peer without
 the key gets at most one chunk (64 KiB) buffered per connection: 8 MiB over
 all ``MAX_INBOUND_STREAMS``, where whole-frame sealing let it pin the whole
 budget. Plaintext frames (no keyring, or ``gossip_allow_plaintext``) have no
-authentication to do early; the budget bounds them.
+authentication to do early: one whose first two bytes cannot begin a frame
+(``head``, the codec's rule, which the node sets) is dropped there
+(``stream_malformed``), and the budget bounds the rest.
 
 This module moves bytes and nothing else: it does not decode them. The node
 hands it plain callbacks (``on_datagram(src, data)``, ``on_frame(src, data)
@@ -102,6 +104,9 @@ ChunkCheck = Callable[[bytes | bytearray], None]
 """Called with each piece of a frame body before it is buffered; raises ``FrameError``
 to refuse it."""
 FrameHandler = Callable[[Address, bytes], bytes | None]
+HeadCheck = Callable[[bytes], bool]
+"""Whether a plaintext frame's first two bytes can begin a frame (``codec.is_frame_head``):
+this module does not decode, so the node hands it the rule."""
 
 # --------------------------------------------------------------- refusals
 # A crashed process on a live host is refused at once: its host answers a
@@ -219,6 +224,7 @@ async def read_frame(
     max_frame: int,
     check: ChunkCheck | None = None,
     seal: GossipSeal | None = None,
+    head: HeadCheck | None = None,
 ) -> bytes | None:
     """Read one frame, opened under ``seal`` if given; None if the peer closed before it began.
 
@@ -227,12 +233,14 @@ async def read_frame(
     piece of the body before it is buffered (the transport's budget). With
     a ``seal``, a sealed frame is authenticated chunk by chunk as it
     arrives, and plaintext is refused at its first byte unless the seal
-    lets it in.
+    lets it in. A plaintext frame whose first two bytes ``head`` refuses
+    is dropped there, before any of it is buffered.
 
     Raises:
         FrameError: the length exceeds ``max_frame``, the stream ended
-            mid-frame, ``check`` refused a piece, or (``auth_failed``) the
-            frame is plaintext the seal refuses or a chunk fails to open.
+            mid-frame, ``check`` refused a piece, ``head`` refused the start
+            (``stream_malformed``), or (``auth_failed``) the frame is
+            plaintext the seal refuses or a chunk fails to open.
     """
     header = await _read_exactly(stream, _HEADER, at_start=True)
     if header is None:
@@ -240,13 +248,16 @@ async def read_frame(
     size = int.from_bytes(header, "big")
     if size > max_frame:
         raise FrameError("stream_oversized", f"frame of {size} bytes exceeds {max_frame}")
-    if seal is None:
-        return await _read_piece(stream, size, check)
     first = await _read_piece(stream, min(size, 1), None)  # judged before anything counts
-    if first[:1] != bytes((SEAL_VERSION,)):
-        if seal.verify_incoming:
+    if seal is None or first[:1] != bytes((SEAL_VERSION,)):
+        if seal is not None and seal.verify_incoming:
             raise FrameError("auth_failed", "plaintext frame refused at its first byte")
-        body = await _read_exactly(stream, size - len(first), check=check, start=first)
+        start = first + await _read_piece(stream, min(size - len(first), 1), None)
+        if head is not None and not head(start):
+            raise FrameError("stream_malformed", "not the start of a frame")
+        if check is not None:
+            check(start)
+        body = await _read_exactly(stream, size - len(start), check=check, start=start)
         assert body is not None
         return body
     try:
@@ -329,6 +340,8 @@ class Transport:
         """Test-only injected packet faults (``faultinject.py``); None in any real use."""
         self.seal: GossipSeal | None = None
         """Set by the node when gossip is encrypted; None sends and accepts plaintext."""
+        self.head: HeadCheck | None = None
+        """Set by the node: the wire's rule for the first bytes of a plaintext frame."""
         self.on_refused: RefusalHandler | None = None
         """Set by the node: told each peer address whose host refused a datagram or a connect."""
         self._errors = _error_queue(udp)
@@ -434,7 +447,7 @@ class Transport:
             try:
                 with trio.move_on_after(self.tcp_timeout) as scope:
                     src = _address(stream.socket.getpeername())
-                    frame = await read_frame(stream, self.max_frame, held, self.seal)
+                    frame = await read_frame(stream, self.max_frame, held, self.seal, self.head)
                     if frame is None:
                         self.stats["stream_empty"] += 1
                         return
@@ -482,7 +495,7 @@ class Transport:
                         return b""
                     held = _Held(self)
                     try:
-                        reply = await read_frame(stream, self.max_frame, held, self.seal)
+                        reply = await read_frame(stream, self.max_frame, held, self.seal, self.head)
                         if reply is None:
                             self.stats["stream_no_reply"] += 1
                         return reply

@@ -111,6 +111,7 @@ __all__ = [
     "encode_primary",
     "encode_stream",
     "encode_update",
+    "is_frame_head",
     "is_keyring_frame",
     "message_sizes",
     "packet_overhead",
@@ -681,6 +682,20 @@ def _walk_stream(data: bytes) -> Any:
     except Exception as exc:  # msgpack's several error types, IndexError on a cut frame
         raise CodecError(f"not a valid msgpack frame: {type(exc).__name__}") from exc
     return message
+
+
+def is_frame_head(head: bytes) -> bool:
+    """Whether ``head``, a frame's first two bytes, can begin one: an envelope array
+    of at least two values whose first, when the header is one byte, is our version.
+
+    Lets the transport drop a plaintext frame of anything else before buffering
+    it (``transport.read_frame``); the decoder still judges the rest.
+    """
+    if len(head) < 2:
+        return False
+    if 0x92 <= head[0] <= 0x9F:
+        return head[1] == PROTOCOL_VERSION
+    return head[0] in (0xDC, 0xDD)  # arrays of 16 or more: the version comes later
 
 
 def is_keyring_frame(data: bytes) -> bool:

@@ -14,6 +14,8 @@ import pytest
 import trio
 import trio.testing
 
+from gossip_registry.core.codec import is_frame_head
+from gossip_registry.core.messages import PROTOCOL_VERSION
 from gossip_registry.keyring import (
     CHUNK_OVERHEAD,
     CHUNK_SIZE,
@@ -105,14 +107,43 @@ async def test_plaintext_is_refused_at_its_first_byte_when_sealing_is_required()
             nursery.cancel_scope.cancel()
 
 
+@pytest.mark.parametrize(
+    ("start", "refused"),
+    [
+        pytest.param(b"\xa5\xa5", True, id="junk"),
+        pytest.param(b"\xc1\x02", True, id="sealed-looking-without-a-seal"),
+        pytest.param(bytes((0x92, PROTOCOL_VERSION + 1)), True, id="another-version"),
+        pytest.param(bytes((0x92, PROTOCOL_VERSION)), False, id="an-envelope"),
+    ],
+)
+async def test_a_plaintext_frame_that_cannot_be_one_is_refused_at_its_first_two_bytes(
+    start: bytes, refused: bool
+) -> None:
+    with trio.fail_after(30):
+        async with trio.open_nursery() as nursery:
+            transport = await serving(nursery, tcp_timeout=30.0)
+            transport.head = is_frame_head
+            done = flood(nursery, transport, FRAME.to_bytes(4, "big") + start + b"\0" * SENT, 2)
+            if refused:
+                await wait_until(lambda: transport.stats["stream_malformed"] == 2)
+                assert transport.buffered_peak == 0
+            else:
+                await wait_until(lambda: transport.buffered == 2 * (SENT + len(start)))
+                assert transport.stats["stream_malformed"] == 0
+            done.set()
+            await wait_until(lambda: transport.buffered == 0)
+            transport.close()
+            nursery.cancel_scope.cancel()
+
+
 async def test_a_stalled_frame_is_cut_at_the_deadline_and_its_bytes_released() -> None:
     with trio.fail_after(30):
         async with trio.open_nursery() as nursery:
             transport = await serving(nursery, tcp_timeout=0.5)
-            done = flood(nursery, transport, FRAME.to_bytes(4, "big") + b"x", 1)
+            done = flood(nursery, transport, FRAME.to_bytes(4, "big") + b"xyz", 1)
             await wait_until(lambda: transport.stats["stream_timeouts"] == 1)
             assert transport.buffered == 0
-            assert transport.buffered_peak == 1
+            assert transport.buffered_peak == 3
             done.set()
             transport.close()
             nursery.cancel_scope.cancel()

@@ -11,7 +11,7 @@ import trio
 import trio.testing
 
 from gossip_registry.core.codec import decode_packet, decode_stream, encode_packet, encode_stream
-from gossip_registry.core.messages import Ack, Packet, Ping
+from gossip_registry.core.messages import PROTOCOL_VERSION, Ack, Packet, Ping
 from gossip_registry.node import Node
 from gossip_registry.transport import FrameError, encode_frame, open_transport, read_frame
 from tests.integration import fast_config, wait_until
@@ -78,12 +78,17 @@ async def test_garbage_oversized_and_truncated_frames_are_counted_and_dropped() 
             limit = node.config.protocol.max_stream_bytes
             stats = node.transport.stats
             # A well-framed payload that is not a message: the core counts it.
+            envelope = bytes((0x92, PROTOCOL_VERSION))
+            assert await tcp_exchange(node, encode_frame(envelope + b"\xc1garbage")) == b""
+            # One that cannot even begin a message: dropped at its first two bytes.
             assert await tcp_exchange(node, encode_frame(b"\xc1garbage")) == b""
             # A length prefix over the limit: dropped before anything is buffered.
             assert await tcp_exchange(node, (limit + 1).to_bytes(4, "big") + b"xx") == b""
             # The peer closes mid-frame.
             assert (
-                await tcp_exchange(node, (100).to_bytes(4, "big") + b"x" * 10, half_close=True)
+                await tcp_exchange(
+                    node, (100).to_bytes(4, "big") + envelope + b"x" * 8, half_close=True
+                )
                 == b""
             )
             # And mid-header; and without sending anything at all.
@@ -92,6 +97,7 @@ async def test_garbage_oversized_and_truncated_frames_are_counted_and_dropped() 
             await wait_until(
                 lambda: (
                     node.protocol.stats["malformed_streams"] == 1
+                    and stats["stream_malformed"] == 1
                     and stats["stream_oversized"] == 1
                     and stats["stream_truncated"] == 2
                     and stats["stream_empty"] == 1
@@ -106,7 +112,8 @@ async def test_a_stalled_connection_times_out_and_is_counted() -> None:
         async with Node(fast_config("target", tcp_timeout=0.2)) as node:
             stream = await trio.open_tcp_stream(*node.gossip_addr)
             async with stream:
-                await stream.send_all(b"\x00\x00\x00\x10abc")  # then silence
+                start = bytes((0x92, PROTOCOL_VERSION))  # of a 16-byte frame, then silence
+                await stream.send_all(b"\x00\x00\x00\x10" + start)
                 with trio.fail_after(5):
                     assert await stream.receive_some() == b""  # the node hung up
             assert node.transport.stats["stream_timeouts"] == 1

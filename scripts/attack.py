@@ -89,6 +89,7 @@ from bench_cluster import (  # noqa: E402  (scripts/ is not a package)
     rss_mib,
     work_root,
 )
+from bench_inbound_memory import attack_filler, attack_frame_start  # noqa: E402
 
 from gossip_registry.core.codec import MAX_INCARNATION, encode_packet  # noqa: E402
 from gossip_registry.core.messages import Dead, EntryUpdate, Packet  # noqa: E402
@@ -540,7 +541,7 @@ class Attacker:
 
     async def unauthenticated_memory(self, row: Row) -> None:
         declared = 32 * 1024 * 1024
-        chunk = b"\xa5" * 65536
+        chunk = attack_filler(sealed=self.keyring is not None) * 65536
         sent = 0
         cut = 0
 
@@ -550,11 +551,11 @@ class Attacker:
                 async with await trio.open_tcp_stream(HOST, self.victim.gossip_port) as stream:
                     await stream.send_all(declared.to_bytes(4, "big"))
                     left = declared
-                    if self.keyring is not None:
-                        # Without the key, the most it can do: a well-formed chunked header.
-                        head = bytes((0xC1, 2)) + b"\x5a" * 16 + (65536).to_bytes(4, "big")
-                        await stream.send_all(head)
-                        left -= len(head)
+                    # The most it can do: without the key, a well-formed chunked header;
+                    # without a keyring, a well-formed envelope (bench_inbound_memory's).
+                    head = attack_frame_start(sealed=self.keyring is not None)
+                    await stream.send_all(head)
+                    left -= len(head)
                     while left > 0:
                         piece = chunk[: min(left, len(chunk))]
                         await stream.send_all(piece)

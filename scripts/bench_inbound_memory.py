@@ -65,23 +65,37 @@ async def serve(sealed: bool, unbounded: bool, max_frame_mib: int) -> None:
 
 
 def attack_frame_start(sealed: bool) -> bytes:
-    """What the attacker's frame body starts with: for a sealed node, the strongest it can do
-    without the key, a well-formed chunked header and a full first chunk's header (then noise);
-    the seal's first byte otherwise, so nothing is refused before the budget."""
+    """What the attacker's frame body starts with, the strongest it can do without the key.
+
+    Sealed: a well-formed chunked header and a full first chunk's header (then noise).
+    Plaintext: a well-formed envelope of a push-pull finish whose entry list (as many items
+    as a peer accepts) is the filler, empty maps: nothing is refused before the budget, and
+    built whole the frame would cost 64 bytes of dict per byte."""
     if not sealed:
-        return b"\xc1"
+        from gossip_registry.core.codec import MAX_SYNC_ITEMS
+        from gossip_registry.core.messages import PROTOCOL_VERSION, MsgType
+
+        entries = b"\xdd" + MAX_SYNC_ITEMS.to_bytes(4, "big")
+        return bytes((0x92, PROTOCOL_VERSION, 0x93, MsgType.SYNC_FINISH, 0xC0)) + entries
     from gossip_registry.keyring import CHUNK_SIZE, FRAME_HEADER, FRAME_VERSION, SEAL_VERSION
 
     header = bytes((SEAL_VERSION, FRAME_VERSION)) + b"\x5a" * (FRAME_HEADER - 2)
     return header + CHUNK_SIZE.to_bytes(4, "big")
 
 
+def attack_filler(sealed: bool) -> bytes:
+    """The byte the rest of the attacker's frame repeats: noise after a sealed header,
+    empty maps (one byte each, 64 bytes built) in a plaintext entry list."""
+    return b"\xc1" if sealed else b"\x80"
+
+
 async def flood(port: int, connections: int, frame: int, sealed: bool) -> int:
     """``connections`` connections at once, each sending one ``frame``-byte frame; sent bytes."""
     sent = 0
     start = attack_frame_start(sealed)
-    body = start + b"\xc1" * (MIB - len(start))
-    rest = b"\xc1" * MIB
+    filler = attack_filler(sealed)
+    body = start + filler * (MIB - len(start))
+    rest = filler * MIB
 
     async def one() -> None:
         nonlocal sent

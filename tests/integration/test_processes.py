@@ -30,6 +30,7 @@ from typing import Any
 import httpx
 import pytest
 
+from gossip_registry.core.messages import PROTOCOL_VERSION
 from gossip_registry.journal import recover
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
@@ -312,10 +313,12 @@ def test_malformed_udp_and_tcp_input_is_counted_and_every_node_keeps_running(
         with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as udp:
             for datagram in garbage:
                 udp.sendto(datagram, ("127.0.0.1", port))
+        envelope = bytes((0x92, PROTOCOL_VERSION))  # how every frame starts
         frames = [
             b"\xff\xff\xff\xff",  # a 4 GiB length prefix: refused before any buffering
-            (100).to_bytes(4, "big") + b"x" * 10,  # truncated: the peer closes mid-frame
-            (8).to_bytes(4, "big") + rng.randbytes(8),  # a whole frame of garbage
+            (100).to_bytes(4, "big") + envelope + b"x" * 8,  # truncated: the peer closes mid-frame
+            (8).to_bytes(4, "big") + envelope + rng.randbytes(6),  # a whole frame of garbage
+            (8).to_bytes(4, "big") + b"\xc1" * 8,  # not even the start of a frame
             rng.randbytes(3000),  # random bytes, random length prefix
             b"",  # connect and close
         ]
@@ -334,7 +337,9 @@ def test_malformed_udp_and_tcp_input_is_counted_and_every_node_keeps_running(
         for port in cluster.http.values():
             stats = (api(port, "/v1/status") or {}).get("stats", {})
             wanted = ("malformed_packets", "malformed_streams", "stream_oversized")
-            if not all(stats.get(k, 0) > 0 for k in (*wanted, "stream_truncated")):
+            if not all(
+                stats.get(k, 0) > 0 for k in (*wanted, "stream_truncated", "stream_malformed")
+            ):
                 return False
         return True
 

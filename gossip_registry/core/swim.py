@@ -102,6 +102,8 @@ class _Relay:
     requester: Address
     seq: int
     want_nack: bool
+    gossip: bool
+    """Whether the requester is a member at that address (see ``Swim._member_at``)."""
 
 
 class Swim:
@@ -289,7 +291,7 @@ class Swim:
         if ping.target != self.name:
             self.stats["misdirected_pings"] += 1
             return
-        self._send(src, Ack(ping.seq))
+        self._send(src, Ack(ping.seq), gossip=self._member_at(ping.source, src))
 
     def _on_ack(self, now: float, seq: int) -> None:
         probe = self._probe
@@ -300,7 +302,7 @@ class Swim:
             return
         relay = self._relays.pop(seq, None)
         if relay is not None:
-            self._send(relay.requester, Ack(relay.seq))
+            self._send(relay.requester, Ack(relay.seq), gossip=relay.gossip)
 
     def _on_nack(self, seq: int) -> None:
         probe = self._probe
@@ -309,14 +311,16 @@ class Swim:
 
     def _on_ping_req(self, now: float, src: Address, request: PingReq) -> None:
         seq = self._next_seq()
-        self._relays[seq] = _Relay(src, request.seq, request.want_nack)
-        self._send(request.target_addr, Ping(seq, request.target, self.name))
+        requester = self._member_at(request.source, src)
+        self._relays[seq] = _Relay(src, request.seq, request.want_nack, requester)
+        target = self._member_at(request.target, request.target_addr)
+        self._send(request.target_addr, Ping(seq, request.target, self.name), gossip=target)
         self._arm(TimerKind.RELAY_TIMEOUT, now + self.config.probe_timeout, str(seq))
 
     def _on_relay_timeout(self, now: float, subject: str) -> None:
         relay = self._relays.pop(int(subject), None)
         if relay is not None and relay.want_nack:
-            self._send(relay.requester, Nack(relay.seq))
+            self._send(relay.requester, Nack(relay.seq), gossip=relay.gossip)
 
     # ------------------------------------------------------- membership news
 
@@ -546,14 +550,36 @@ class Swim:
         self._seq = (self._seq + 1) & _SEQ_MASK
         return self._seq
 
-    def _send(self, addr: Address, primary: Primary | None, extra: Sequence[bytes] = ()) -> None:
-        """One datagram: the primary message plus as many queued updates as fit."""
+    def _member_at(self, name: str, addr: Address) -> bool:
+        """Whether ``name`` is a member we know at ``addr`` (in any state).
+
+        Packets to any other address carry no gossip: the address of a ping's
+        sender or of a ping-req's target is the peer's word, and a spoofed one
+        made us a 124x UDP amplifier that also spent our updates' transmit
+        budget on strangers. A member behind NAT whose packets come from
+        another address than it advertises only loses piggybacking on acks;
+        probes and gossip rounds still reach it.
+        """
+        record = self.members.get(name)
+        return record is not None and record.addr == addr
+
+    def _send(
+        self,
+        addr: Address,
+        primary: Primary | None,
+        extra: Sequence[bytes] = (),
+        *,
+        gossip: bool = True,
+    ) -> None:
+        """One datagram: the primary message plus, if ``gossip``, as many queued updates as fit."""
         head = encode_primary(primary) if primary is not None else None
-        budget = (
-            self.config.payload_size - packet_overhead(head, MAX_UPDATES) - sum(map(len, extra))
-        )
-        limit = self.config.retransmit_limit(self.members.active_count)
-        updates = [*extra, *self.queue.take(budget, limit, MAX_UPDATES - len(extra))]
+        updates = list(extra)
+        if gossip:
+            budget = (
+                self.config.payload_size - packet_overhead(head, MAX_UPDATES) - sum(map(len, extra))
+            )
+            limit = self.config.retransmit_limit(self.members.active_count)
+            updates += self.queue.take(budget, limit, MAX_UPDATES - len(extra))
         if head is None and not updates:
             return
         data = assemble_packet(head, updates)

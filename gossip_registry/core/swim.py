@@ -79,6 +79,11 @@ from gossip_registry.core.messages import (
 from gossip_registry.core.suspicion import Suspicion
 
 _SEQ_MASK = 2**32 - 1
+MAX_RELAYS = 1024
+"""Ping-reqs carried out at once; more are refused and counted (``ping_reqs_refused``).
+Each holds a timer for the probe timeout and sends a ping to an address the requester
+chose: honest members ask ``indirect_checks`` (3) of us per failed probe, so this
+is far above need and bounds what a flood of ping-reqs can make us hold or send."""
 INCARNATION_CEILING = MAX_INCARNATION // 2
 """No news about any member above this is believed (issue 10, finding 1). It leaves
 2**62 refutations of headroom below what the codec can carry, so our own
@@ -310,6 +315,9 @@ class Swim:
             probe.nacks += 1
 
     def _on_ping_req(self, now: float, src: Address, request: PingReq) -> None:
+        if len(self._relays) >= MAX_RELAYS:
+            self.stats["ping_reqs_refused"] += 1
+            return
         seq = self._next_seq()
         requester = self._member_at(request.source, src)
         self._relays[seq] = _Relay(src, request.seq, request.want_nack, requester)

@@ -16,6 +16,7 @@ from gossip_registry.core.config import ProtocolConfig
 from gossip_registry.core.effects import Effect, Send
 from gossip_registry.core.messages import Address, Alive, Packet, Ping, PingReq
 from gossip_registry.core.protocol import Protocol
+from gossip_registry.core.swim import MAX_RELAYS
 
 WALL = 1_800_000_000.0
 VICTIM: Address = ("203.0.113.9", 53)
@@ -72,3 +73,13 @@ def test_a_ping_req_for_a_member_at_its_address_relays_with_gossip() -> None:
     request = encode_packet(Packet(PingReq(1, "p2", other, "p1", True), ()))
     (ping,) = sent_to(node.handle_packet(1.0, PEER, request), other)
     assert decode_packet(ping).updates
+
+
+def test_ping_reqs_beyond_the_relay_limit_are_refused_and_counted() -> None:
+    node = busy_node()
+    sent = 0
+    for seq in range(MAX_RELAYS + 10):
+        request = encode_packet(Packet(PingReq(seq, "x", VICTIM, "p1", True), ()))
+        sent += len(sent_to(node.handle_packet(1.0, PEER, request), VICTIM))
+    assert sent == MAX_RELAYS
+    assert node.stats["ping_reqs_refused"] == 10

@@ -98,6 +98,7 @@ DROP_REASONS: tuple[tuple[str, str, str], ...] = (
     ("incarnation_step", "protocol", "incarnations_refused"),
     ("foreign_entry_limit", "protocol", "entries_over_total"),
     ("stream_buffer_budget", "transport", "stream_over_budget"),
+    ("relay_limit", "protocol", "ping_reqs_refused"),
 )
 """Input dropped: (reason label, whose stats, stats key)."""
 

@@ -1115,6 +1115,8 @@ class Node:
         self._index.changed(
             (service, CATALOG) if event.old is None or event.new is None else (service,)
         )
+        if event.new is None and not self.protocol.table.live(service):
+            self._index.forget(service)  # peers pick service names: keep no index per gone one
         if self._durable is not None and any(e.owner == self.name for e in entries):
             self._durable.lazy_change()
 

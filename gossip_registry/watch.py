@@ -15,6 +15,13 @@ asks of its clients; and an index above anything this node has handed out
 is answered at once rather than held, so such a client resynchronises
 without waiting out its whole timeout.
 
+A view whose service is gone is forgotten (``forget``): peers decide which
+service names exist, and one cycling through names would otherwise grow the
+map by one index per name forever (issue 10). A forgotten view reads as the
+*floor*, the highest index any forgotten view had, so no view's index ever
+goes back; a view that never changed reads as the floor too (1 until a view
+is forgotten).
+
 Waiters sleep on one ``trio.Event`` per view, swapped for a fresh one when
 the view changes: waking N waiters costs one ``set`` and no per-waiter
 bookkeeping, so ten thousand of them on one view are cheap. ``max_waiters``
@@ -50,7 +57,8 @@ class ChangeIndex:
     """The node-wide change counter, the index of each view, and the waiters on them.
 
     Views are any hashable key: a service name (a ``str``), ``CATALOG`` or
-    ``MEMBERS``. A view that never changed has index 1.
+    ``MEMBERS``. A view that never changed, or was forgotten, has the floor
+    index (1 until a view is forgotten).
 
     Args:
         max_waiters: the most concurrent ``wait`` calls; the next one raises
@@ -70,11 +78,28 @@ class ChangeIndex:
         """Waits in progress now (watches and blocking queries)."""
         self._views: dict[Hashable, int] = {}
         self._events: dict[Hashable, trio.Event] = {}
+        self._floor = 1
         self._closed = False
 
+    @property
+    def views(self) -> int:
+        """Views with an index of their own (the rest read as the floor)."""
+        return len(self._views)
+
     def of(self, view: Hashable) -> int:
-        """The index of ``view``'s last change (1 if it never changed)."""
-        return self._views.get(view, 1)
+        """The index of ``view``'s last change (the floor if it never changed or was forgotten)."""
+        return self._views.get(view, self._floor)
+
+    def forget(self, view: Hashable) -> None:
+        """Drop ``view``'s own index (its service is gone), unless someone waits on it.
+
+        The floor rises to its index, so reading it later never goes back.
+        """
+        if view in self._events:
+            return
+        index = self._views.pop(view, None)
+        if index is not None and index > self._floor:
+            self._floor = index
 
     def changed(self, views: Iterable[Hashable]) -> None:
         """Record one change touching ``views`` and wake their waiters (once each)."""

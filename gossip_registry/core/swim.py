@@ -83,6 +83,11 @@ from gossip_registry.core.messages import (
 from gossip_registry.core.suspicion import Suspicion
 
 _SEQ_MASK = 2**32 - 1
+MAX_RELAYS = 1024
+"""Ping-reqs carried out at once; more are refused and counted (``ping_reqs_refused``).
+Each holds a timer for the probe timeout and sends a ping to an address the requester
+chose: honest members ask ``indirect_checks`` (3) of us per failed probe, so this
+is far above need and bounds what a flood of ping-reqs can make us hold or send."""
 INCARNATION_CEILING = MAX_INCARNATION // 2
 """No news about any member above this is believed (issue 10, finding 1). It leaves
 2**62 refutations of headroom below what the codec can carry, so our own
@@ -123,6 +128,8 @@ class _Relay:
     want_nack: bool
     target: str
     target_addr: Address
+    gossip: bool
+    """Whether the requester is a member at that address (see ``Swim._member_at``)."""
 
 
 class Swim:
@@ -374,12 +381,14 @@ class Swim:
         # accuses an incarnation we refuted long ago, our refutation never
         # reached it and has since left our broadcast queue: answer on the ack
         # itself, or its suspicion of a live member runs out (issue 17, a false
-        # death after the network healed).
+        # death after the network healed). Only to a member at its address, as
+        # any gossip (``_member_at``).
+        member = self._member_at(ping.source, src)
         answer: tuple[bytes, ...] = ()
-        if accused and not self.leaving:
+        if accused and member and not self.leaving:
             answer = (encode_update(Alive(self.name, self.addr, self.incarnation, self.meta)),)
             self.stats["accusations_answered_on_ack"] += 1
-        self._send(src, Ack(ping.seq), answer)
+        self._send(src, Ack(ping.seq), answer, gossip=member)
 
     def _on_ack(self, now: float, seq: int) -> None:
         probe = self._probe
@@ -397,7 +406,7 @@ class Swim:
             return
         relay = self._relays.pop(seq, None)
         if relay is not None:
-            self._send(relay.requester, Ack(relay.seq))
+            self._send(relay.requester, Ack(relay.seq), gossip=relay.gossip)
             return
         chance = self._last_chances.pop(seq, None)
         if chance is not None:
@@ -415,17 +424,22 @@ class Swim:
             probe.nacks += 1
 
     def _on_ping_req(self, now: float, src: Address, request: PingReq) -> None:
+        if len(self._relays) >= MAX_RELAYS:
+            self.stats["ping_reqs_refused"] += 1
+            return
         seq = self._next_seq()
+        requester = self._member_at(request.source, src)
         self._relays[seq] = _Relay(
-            src, request.seq, request.want_nack, request.target, request.target_addr
+            src, request.seq, request.want_nack, request.target, request.target_addr, requester
         )
-        self._send(request.target_addr, Ping(seq, request.target, self.name))
+        target = self._member_at(request.target, request.target_addr)
+        self._send(request.target_addr, Ping(seq, request.target, self.name), gossip=target)
         self._arm(TimerKind.RELAY_TIMEOUT, now + self.config.probe_timeout, str(seq))
 
     def _on_relay_timeout(self, now: float, subject: str) -> None:
         relay = self._relays.pop(int(subject), None)
         if relay is not None and relay.want_nack:
-            self._send(relay.requester, Nack(relay.seq))
+            self._send(relay.requester, Nack(relay.seq), gossip=relay.gossip)
 
     # ------------------------------------------------------------- refusals
     #
@@ -505,7 +519,7 @@ class Swim:
                 self._suspect_refused(now, target)
                 extra = (encode_update(Suspect(target.name, target.incarnation, self.name)),)
             if relay.want_nack:
-                self._send(relay.requester, Nack(relay.seq), extra)
+                self._send(relay.requester, Nack(relay.seq), extra, gossip=relay.gossip)
         if not evidence:
             self._check_refused(now, addr)
 
@@ -864,14 +878,36 @@ class Swim:
         self._seq = (self._seq + 1) & _SEQ_MASK
         return self._seq
 
-    def _send(self, addr: Address, primary: Primary | None, extra: Sequence[bytes] = ()) -> None:
-        """One datagram: the primary message plus as many queued updates as fit."""
+    def _member_at(self, name: str, addr: Address) -> bool:
+        """Whether ``name`` is a member we know at ``addr`` (in any state).
+
+        Packets to any other address carry no gossip: the address of a ping's
+        sender or of a ping-req's target is the peer's word, and a spoofed one
+        made us a 124x UDP amplifier that also spent our updates' transmit
+        budget on strangers. A member behind NAT whose packets come from
+        another address than it advertises only loses piggybacking on acks;
+        probes and gossip rounds still reach it.
+        """
+        record = self.members.get(name)
+        return record is not None and record.addr == addr
+
+    def _send(
+        self,
+        addr: Address,
+        primary: Primary | None,
+        extra: Sequence[bytes] = (),
+        *,
+        gossip: bool = True,
+    ) -> None:
+        """One datagram: the primary message plus, if ``gossip``, as many queued updates as fit."""
         head = encode_primary(primary) if primary is not None else None
-        budget = (
-            self.config.payload_size - packet_overhead(head, MAX_UPDATES) - sum(map(len, extra))
-        )
-        limit = self.config.retransmit_limit(self.members.active_count)
-        updates = [*extra, *self.queue.take(budget, limit, MAX_UPDATES - len(extra))]
+        updates = list(extra)
+        if gossip:
+            budget = (
+                self.config.payload_size - packet_overhead(head, MAX_UPDATES) - sum(map(len, extra))
+            )
+            limit = self.config.retransmit_limit(self.members.active_count)
+            updates += self.queue.take(budget, limit, MAX_UPDATES - len(extra))
         if head is None and not updates:
             return
         data = assemble_packet(head, updates)

@@ -61,3 +61,15 @@ async def test_a_snapshot_at_the_top_incarnation_restarts_from_zero_and_rejoins(
             await late.register("web", instance_id="restored", port=80)
             await wait_until(lambda: all(n.discover("web") for n in nodes))
             nursery.cancel_scope.cancel()
+
+
+async def test_services_that_come_and_go_leave_no_index_behind() -> None:
+    with trio.fail_after(30):
+        async with trio.open_nursery() as nursery:
+            node, _ = await start_node(nursery, fast_config("n0"))
+            for i in range(200):  # as a peer cycling service names would
+                entry = await node.register(f"svc{i}", instance_id=f"i{i}", port=80)
+                await node.deregister(entry.instance_id)
+            assert node._index.views <= 3  # the catalog, the members, the last service at most
+            assert node.index("svc0") >= 200
+            nursery.cancel_scope.cancel()

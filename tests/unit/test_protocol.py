@@ -364,6 +364,8 @@ def test_a_direct_ack_from_a_suspect_that_refuted_long_ago_ends_the_suspicion() 
     """The false death after a heal (issue 17): the refutation was lost, the ack must carry it."""
     prober, effects = make(peers=1)
     suspect = Protocol(ProtocolConfig(), "p1", peer(1), rng=random.Random(3), now=0.0)
+    # The prober is a member the suspect knows at its address: only those get gossip.
+    suspect.handle_packet(0.4, ME, encode_packet(Packet(None, (Alive("me", ME, 0, {}),))))
     suspect.handle_packet(0.5, ME, encode_packet(Packet(None, (Suspect("p1", 0, "p9"),))))
     suspect.handle_packet(0.6, ME, encode_packet(Packet(None, (Suspect("p1", 1, "p9"),))))
     assert suspect.incarnation == 2

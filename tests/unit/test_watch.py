@@ -89,3 +89,36 @@ async def test_ten_thousand_waiters_on_one_view_all_wake_on_one_change() -> None
 def test_max_waiters_must_be_positive() -> None:
     with pytest.raises(ValueError, match="max_waiters"):
         ChangeIndex(max_waiters=0)
+
+
+def test_a_forgotten_view_costs_nothing_and_its_index_never_goes_back() -> None:
+    index = ChangeIndex(max_waiters=10)
+    for i in range(1000):  # a peer cycling service names
+        index.changed([f"svc{i}"])
+        index.forget(f"svc{i}")
+    assert index.views == 0
+    assert index.of("svc999") == index.current  # not back to 1
+    index.changed(["web"])
+    seen = index.of("web")
+    index.forget("web")
+    assert index.of("web") >= seen
+    index.changed(["web"])
+    assert index.of("web") > seen
+
+
+async def test_a_view_someone_waits_on_is_not_forgotten() -> None:
+    index = ChangeIndex(max_waiters=10)
+    index.changed(["web"])
+    woke: list[int] = []
+    with trio.fail_after(5):
+        async with trio.open_nursery() as nursery:
+
+            async def waiter() -> None:
+                woke.append(await index.wait("web", 2))
+
+            nursery.start_soon(waiter)
+            await trio.testing.wait_all_tasks_blocked()
+            index.forget("web")
+            assert index.views == 1
+            index.changed(["web"])
+    assert woke == [3]

@@ -261,8 +261,12 @@ class DurableStore:
         self._due = trio.current_time() + RETRY_INTERVAL
         for each in reversed(failed):
             for undo in reversed(each.undos):
-                if undo is not None:
+                if undo is None:
+                    continue
+                try:
                     undo()
+                except Exception:  # a bug; the disk failure must not stop the node too
+                    logger.exception("could not undo a write that is not durable")
             each.error = f"not durable: {cause}; the change was undone"
             each.done.set()
 

@@ -165,3 +165,12 @@ def test_appends_go_on_after_a_reopen_of_an_empty_journal(tmp_path: Path) -> Non
     records, span = decode_journal(journal_path(tmp_path, 5).read_bytes(), "n1")
     assert records == [Put(entry("z"))]
     assert span == journal_path(tmp_path, 5).stat().st_size
+
+
+def test_a_journal_that_is_a_symlink_is_not_followed(tmp_path: Path) -> None:
+    write_history(tmp_path)
+    elsewhere = tmp_path / "elsewhere"
+    journal_path(tmp_path, 1).rename(elsewhere)
+    journal_path(tmp_path, 1).symlink_to(elsewhere)
+    recovered, _ = recover(tmp_path, "n1")
+    assert recovered == BASE  # the snapshot alone; the link's records are not trusted

@@ -18,7 +18,8 @@ median over runs of each run's durable / non-durable throughput, is the
 figure to trust; the target is at least 0.5. Figures per mode are medians
 over runs:
 ``per_s`` (200 answers per second), ``p50_ms``/``p99_ms`` (latency),
-``errors`` (non-200 or no answer); with durability also ``fsync_share``
+``errors`` (non-200 or no answer), ``cpu_ms_per_reg`` (the agent's CPU time,
+user + system, over the window, per registration answered); with durability also ``fsync_share``
 (share of the measured wall time the node's journal writer spent in write +
 fsync, from ``/v1/status``) and ``writes_per_fsync`` (group commit: commits
 per append). The work directory must not be a tmpfs (fsync would cost
@@ -42,7 +43,7 @@ import trio
 SCRIPTS = Path(__file__).resolve().parent
 sys.path[:0] = [str(SCRIPTS.parent), str(SCRIPTS)]
 
-from bench_cluster import HOST, free_ports  # noqa: E402  (scripts/ is not a package)
+from bench_cluster import HOST, cpu_seconds, free_ports  # noqa: E402  (scripts/ is not a package)
 
 from gossip_registry.harness.http11 import HttpClient  # noqa: E402
 from gossip_registry.harness.processes import agent_argv, spawn, stop_processes  # noqa: E402
@@ -75,7 +76,7 @@ async def status(http: HttpClient, port: int) -> dict[str, Any]:
     return result
 
 
-async def load(port: int, writers: int, seconds: float, run: int) -> dict[str, Any]:
+async def load(port: int, pid: int, writers: int, seconds: float, run: int) -> dict[str, Any]:
     """Closed-loop registrations from ``writers`` connections; counts those in the window."""
     latencies: list[float] = []
     errors = 0
@@ -101,11 +102,13 @@ async def load(port: int, writers: int, seconds: float, run: int) -> dict[str, A
     async def mark() -> None:
         await trio.sleep(max(0.0, start - time.perf_counter()))
         before.update(await status(probe, port))
+        before["cpu"] = cpu_seconds(pid)
 
     async with probe, trio.open_nursery() as nursery:
         nursery.start_soon(mark)
         for w in range(writers):
             nursery.start_soon(writer, w)
+    cpu = cpu_seconds(pid) - before["cpu"]
     async with HttpClient(REQUEST_TIMEOUT) as http:
         after = await status(http, port)
     lat = sorted(latencies)
@@ -114,6 +117,7 @@ async def load(port: int, writers: int, seconds: float, run: int) -> dict[str, A
         "p50_ms": 1000 * lat[len(lat) // 2] if lat else None,
         "p99_ms": 1000 * lat[min(len(lat) - 1, int(0.99 * len(lat)))] if lat else None,
         "errors": errors,
+        "cpu_ms_per_reg": 1000 * cpu / max(1, len(lat) - errors),
     }
     if after.get("durability") and before.get("durability"):
         a, b = after["durability"], before["durability"]
@@ -145,7 +149,8 @@ def bench(workdir: Path, args: argparse.Namespace) -> dict[str, list[dict[str, A
                     await wait_healthy(http, port, proc)
             for run in range(args.runs):
                 for mode in ("on", "off") if run % 2 == 0 else ("off", "on"):
-                    result = await load(agents[mode][1], args.writers, args.seconds, run)
+                    proc, port = agents[mode]
+                    result = await load(port, proc.pid, args.writers, args.seconds, run)
                     runs[mode].append(result)
                     print(f"run {run + 1} durability {mode}: {result}", flush=True)
 
@@ -171,16 +176,20 @@ def main(argv: list[str] | None = None) -> int:
     args.workdir.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix="durability-", dir=args.workdir) as tmp:
         runs = bench(Path(tmp), args)
-    figures = ("per_s", "p50_ms", "p99_ms", "errors", "fsync_share", "writes_per_fsync")
+    figures = (
+        *("per_s", "p50_ms", "p99_ms", "errors"),
+        *("cpu_ms_per_reg", "fsync_share", "writes_per_fsync"),
+    )
     table = {mode: {f: median(rows, f) for f in figures} for mode, rows in runs.items()}
     pairs = list(zip(runs["on"], runs["off"], strict=True))
     ratios = [on["per_s"] / off["per_s"] for on, off in pairs if off["per_s"]]
     ratio = statistics.median(ratios) if ratios else None
     print(f"\n{args.writers} writers, medians of {args.runs} runs of {args.seconds:g} s each")
     print(
-        "| durability | registrations/s | p50 ms | p99 ms | errors | fsync share | writes/fsync |"
+        "| durability | registrations/s | p50 ms | p99 ms | errors | agent CPU ms/reg "
+        "| fsync share | writes/fsync |"
     )
-    print("|---|---|---|---|---|---|---|")
+    print("|---|---|---|---|---|---|---|---|")
     for mode, row in table.items():
         cells = [
             "n/a" if row[f] is None else f"{row[f]:.3g}" if f != "per_s" else f"{row[f]:.0f}"

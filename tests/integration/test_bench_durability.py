@@ -32,6 +32,7 @@ def test_a_tiny_run_measures_both_modes_and_writes_json(tmp_path: Path) -> None:
     assert off["per_s"] > 0
     assert 0 < on["fsync_share"] <= 1.5  # thread time over wall time; a little slack for jitter
     assert on["writes_per_fsync"] > 1  # 8 writers: group commit shares fsyncs
+    assert on["cpu_ms_per_reg"] > 0
     assert off["fsync_share"] is None
     assert report["ratio"] > 0
     assert report["writers"] == 8

@@ -177,21 +177,35 @@ class DurableStore:
             self._journal.close()
             self._journal = None
 
-    def _snapshot(self) -> Snapshot:
+    def _snapshot(self) -> Callable[[], Snapshot]:
+        """The node's state now, copied cheaply; the call builds the Snapshot (sorting,
+        filtering) in a worker thread, so the event loop pays only the copies."""
         protocol = self._protocol
-        members = sorted(
+        name, incarnation, generation = self._name, protocol.incarnation, self._generation + 1
+        members = [
             (r.name, r.addr[0], r.addr[1])
             for r in protocol.members
-            if r.name != self._name and r.state in ACTIVE_STATES
-        )
-        return Snapshot(
-            self._name,
-            protocol.incarnation,
-            tuple(members),
-            tuple(protocol.own_entries()),
-            tuple(sorted(self._checks.specs().items())),
-            self._generation + 1,
-        )
+            if r.name != name and r.state in ACTIVE_STATES
+        ]
+        entries = protocol.table.owned_copy(name)
+        checks = self._checks.specs()
+
+        def build() -> Snapshot:
+            own = sorted((e for e in entries if not e.deleted), key=lambda e: e.key)
+            return Snapshot(
+                name,
+                incarnation,
+                tuple(sorted(members)),
+                tuple(own),
+                tuple(sorted(checks.items())),
+                generation,
+            )
+
+        return build
+
+    def _compact_in_thread(self, build: Callable[[], Snapshot]) -> tuple[JournalFile, Snapshot]:
+        snapshot = build()
+        return compact(self._data_dir, snapshot), snapshot
 
     async def _compact(self, *, abandon_on_cancel: bool = False) -> bool:
         """Fold everything into a new snapshot and journal; False (logged) if it failed.
@@ -199,7 +213,7 @@ class DurableStore:
         The snapshot is the node's state now, which includes the batch being
         gathered: those waiters are answered as soon as it is on disk.
         """
-        snapshot = self._snapshot()
+        build = self._snapshot()
         batch, self._gathering = self._gathering, _Batch()
         self._lazy_changes = False
         old = self._journal
@@ -207,8 +221,8 @@ class DurableStore:
         try:
             if old is not None:
                 old.close()
-            journal = await trio.to_thread.run_sync(
-                compact, self._data_dir, snapshot, abandon_on_cancel=abandon_on_cancel
+            journal, snapshot = await trio.to_thread.run_sync(
+                self._compact_in_thread, build, abandon_on_cancel=abandon_on_cancel
             )
         except OSError as exc:
             self._lazy_changes = True
@@ -247,8 +261,12 @@ class DurableStore:
         self._due = trio.current_time() + RETRY_INTERVAL
         for each in reversed(failed):
             for undo in reversed(each.undos):
-                if undo is not None:
+                if undo is None:
+                    continue
+                try:
                     undo()
+                except Exception:  # a bug; the disk failure must not stop the node too
+                    logger.exception("could not undo a write that is not durable")
             each.error = f"not durable: {cause}; the change was undone"
             each.done.set()
 

@@ -219,11 +219,14 @@ def _journal_generations(data_dir: Path) -> list[int]:
 
 
 def _read_bounded(path: Path) -> bytes | None:
+    """The journal's first MAX_JOURNAL_BYTES; None if there is none. A symlink is refused
+    (ELOOP): the data dir is ours, a link in it is not."""
     try:
-        with path.open("rb") as f:
-            return f.read(MAX_JOURNAL_BYTES)
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0))
     except FileNotFoundError:
         return None
+    with os.fdopen(fd, "rb") as f:
+        return f.read(MAX_JOURNAL_BYTES)
 
 
 def recover(data_dir: Path, name: str) -> tuple[Snapshot | None, int]:

@@ -14,9 +14,12 @@ import pytest
 import trio
 
 from gossip_registry.api.http import build_app
+from gossip_registry.core.codec import encode_packet
+from gossip_registry.core.messages import Packet, Suspect
 from gossip_registry.durability import DurabilityError
 from gossip_registry.journal import recover
 from gossip_registry.node import Node
+from gossip_registry.snapshot import read_snapshot
 from tests.integration import fast_config, start_node, wait_until
 
 TIMEOUT = 20.0
@@ -141,3 +144,24 @@ async def test_a_full_journal_is_folded_into_a_new_snapshot(
             expected = sorted(e.instance_id for e in node.protocol.own_entries())
             assert saved_ids(tmp_path) == expected
             assert len(expected) == 26
+
+
+async def test_a_refutation_journals_the_new_incarnation_without_a_compaction(
+    tmp_path: Path,
+) -> None:
+    accusation = encode_packet(Packet(None, (Suspect("n1", 0, "n9"),)))
+    with trio.fail_after(TIMEOUT):
+        async with Node(fast_config("n1", data_dir=tmp_path)) as node:
+            await wait_until(lambda: read_snapshot(tmp_path) is not None)
+            with trio.socket.socket(type=trio.socket.SOCK_DGRAM) as sock:
+                await sock.sendto(accusation, node.gossip_addr)
+                await wait_until(lambda: node.protocol.incarnation == 1)
+
+            def recovered_incarnation() -> int | None:
+                snapshot, _ = recover(tmp_path, "n1")
+                return None if snapshot is None else snapshot.incarnation
+
+            await wait_until(lambda: recovered_incarnation() == 1)
+            snapshot = read_snapshot(tmp_path)
+            assert snapshot is not None
+            assert snapshot.incarnation == 0  # the journal alone carries it

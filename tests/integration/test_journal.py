@@ -202,3 +202,12 @@ def test_a_directory_fsync_the_filesystem_does_not_support_is_no_error(
     journal.append(b"x")
     journal.close()
     assert (tmp_path / "journal.1").read_bytes() == b"x"
+
+
+def test_a_journal_that_is_a_symlink_is_not_followed(tmp_path: Path) -> None:
+    write_history(tmp_path)
+    elsewhere = tmp_path / "elsewhere"
+    journal_path(tmp_path, 1).rename(elsewhere)
+    journal_path(tmp_path, 1).symlink_to(elsewhere)
+    recovered, _ = recover(tmp_path, "n1")
+    assert recovered == BASE  # the snapshot alone; the link's records are not trusted

@@ -115,10 +115,14 @@ MERGE_CHUNK = 64
 
 @dataclass(slots=True)
 class _MergeJob:
-    """Entries of one push-pull message still to merge; ``then`` runs once all are."""
+    """Entries of one push-pull message still to merge; ``then`` runs once all are.
+
+    ``reassert``: our own entries to restamp under a new incarnation instead.
+    """
 
     entries: Sequence[Entry]
     then: Callable[[float], None] | None
+    reassert: bool = False
     done: int = 0
     repaired: int = 0
 
@@ -395,9 +399,11 @@ class Protocol(Swim):
         # Peers fence a dead member's entries at the incarnation they saw die.
         # A suspicion we refuted may still turn into a death at the old
         # incarnation elsewhere, and we may never hear of it: so every time our
-        # incarnation rises, our entries move up with it.
-        for entry in self.own_entries():
-            self._store(now, self._restamp(now, entry, deleted=False))
+        # incarnation rises, our entries move up with it. A chunk at a time (a
+        # node may own tens of thousands), and ahead of any merge under way:
+        # peers that hear our new incarnation drop what we wrote below it.
+        self._merges.appendleft(_MergeJob(self.own_entries(), None, reassert=True))
+        self._merge_some(now)
 
     def _refresh_alive(self) -> None:
         alive = Alive(self.name, self.addr, self.incarnation, self.meta)
@@ -551,6 +557,10 @@ class Protocol(Swim):
             job = self._merges[0]
             end = min(len(job.entries), job.done + budget)
             for entry in job.entries[job.done : end]:
+                if job.reassert:
+                    if self.table.get(entry.key) is entry:  # not changed since: restamp it
+                        self._store(now, self._restamp(now, entry, deleted=False))
+                    continue
                 gossip = job.repaired < REGOSSIP_PER_SYNC
                 if self._merge_entry(now, entry, gossip=gossip):
                     job.repaired += 1

@@ -225,3 +225,24 @@ def test_one_merge_step_handles_at_most_a_chunk_of_entries() -> None:
     drive(fresh, out, 1.0)
     assert fresh.table.live_count == 3 * MERGE_CHUNK + 1
     assert fresh.stats["entries_repaired"] == 3 * MERGE_CHUNK + 1
+
+
+def test_a_refuting_node_reasserts_a_large_table_a_chunk_at_a_time_before_other_merges() -> None:
+    node = Protocol(ProtocolConfig(), "me", A, rng=random.Random(7), now=0.0)
+    node.start(0.0)
+    mine = [node.register(0.0, "api", f"a{i}", "10.0.0.1", 80)[0] for i in range(3 * MERGE_CHUNK)]
+    peer_frame = _finish_of(2 * MERGE_CHUNK)[1]
+    out = node.handle_stream(0.5, B, peer_frame)[1]  # a merge is under way
+    out += node.handle_packet(1.0, B, encode_packet(Packet(None, (Suspect("me", 0, "p1"),))))
+    assert node.incarnation == 1
+
+    def reasserted() -> int:
+        return sum(e.owner_incarnation == 1 for e in node.own_entries())
+
+    assert reasserted() == MERGE_CHUNK, "one chunk at once, the rest on the MERGE timer"
+    [*_, merge] = [e for e in out if isinstance(e, SetTimer) and e.timer.kind is TimerKind.MERGE]
+    out = node.handle_timer(1.0, merge.timer)
+    assert reasserted() == 2 * MERGE_CHUNK, "ahead of the push-pull merge queued before it"
+    drive(node, out, 1.0)
+    assert reasserted() == len(mine)
+    assert node.table.live_count == len(mine) + 2 * MERGE_CHUNK

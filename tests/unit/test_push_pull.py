@@ -246,3 +246,25 @@ def test_a_refuting_node_reasserts_a_large_table_a_chunk_at_a_time_before_other_
     drive(node, out, 1.0)
     assert reasserted() == len(mine)
     assert node.table.live_count == len(mine) + 2 * MERGE_CHUNK
+
+
+def test_a_member_with_a_large_table_is_fenced_a_chunk_at_a_time() -> None:
+    node = Protocol(ProtocolConfig(), "me", A, rng=random.Random(8), now=0.0)
+    node.start(0.0)
+    node.handle_packet(0.0, B, encode_packet(Packet(None, (Alive("p1", B, 1, {}),))))
+    source = Protocol(ProtocolConfig(), "p1", B, rng=random.Random(9), now=0.0, incarnation=0)
+    count = 3 * MERGE_CHUNK
+    for i in range(count):
+        node.table.merge(source.register(0.0, "web", f"w{i}", "10.0.0.1", 80)[0])
+    out = node.handle_packet(1.0, B, encode_packet(Packet(None, (Alive("p1", B, 2, {}),))))
+    assert node.table.live_count == count - MERGE_CHUNK, "one chunk at once"
+    out = drive(node, out, 1.0)
+    assert node.table.live_count == 0
+    gone = [e for e in out if isinstance(e, Notify) and isinstance(e.event, EntryChanged)]
+    assert len(gone) == count
+    assert all(n.event.fenced and n.event.new is None for n in gone)  # type: ignore[union-attr]
+    assert node.stats["entries_fenced"] == count
+    # the fence itself holds at once: an old version arriving meanwhile is refused
+    old = source.table.get(("web", "w0"))
+    assert old is not None
+    assert node.table.merge(replace(old, stamp=1 << 40)) == (False, None)

@@ -312,10 +312,12 @@ async def scrape(p: Proc) -> tuple[float, float]:
     return sent, depth
 
 
-def stalls_within(status: dict[str, Any], seconds: float) -> list[float]:
-    """Milliseconds of the node's stalls over 50 ms that ended in the last ``seconds``."""
+def stalls_within(status: dict[str, Any], seconds: float) -> list[tuple[float, str]]:
+    """(milliseconds, node/task) of the node's stalls over 50 ms that ended in the last
+    ``seconds``."""
     recent = status["event_loop"]["recent_stalls"]
-    return [float(r["ms"]) for r in recent if r["ago_s"] <= seconds]
+    where = status["name"]
+    return [(float(r["ms"]), f"{where}/{r['task']}") for r in recent if r["ago_s"] <= seconds]
 
 
 async def wait_for(deadline: float, what: str, check: Any) -> None:
@@ -393,7 +395,9 @@ async def run_once(workdir: Path, n: int, total: int, idle: float) -> dict[str, 
             after = [s for s in await statuses(http, procs) if s is not None]
             joiner_stalls = stalls_within(final, window - SETTLE_AFTER_JOIN)
             cluster_stalls = [ms for s in after for ms in stalls_within(s, window)]
-            row["join_longest_stall_ms"] = max([0.0, *joiner_stalls, *cluster_stalls])
+            stalls = sorted([*joiner_stalls, *cluster_stalls], reverse=True)
+            row["join_longest_stall_ms"] = stalls[0][0] if stalls else 0.0
+            row["join_stalls_where"] = [f"{where} {ms:.0f} ms" for ms, where in stalls]
             row["joiner_stalls"] = len(joiner_stalls)
             row["cluster_stalls"] = len(cluster_stalls)
             row["false_suspicions"] = sum(s["stats"].get("suspicions", 0) for s in after) - sum(

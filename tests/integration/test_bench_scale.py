@@ -48,7 +48,13 @@ def test_quick_run_reports_every_figure_and_stops_every_process(tmp_path: Path) 
     assert "join_s" in result.stdout
     report = json.loads(out.read_text())
     [row] = report["rows"]
-    assert set(row) == FIGURES | {"nodes", "instances", "per_node", "joiner_longest_stall_task"}
+    assert set(row) == FIGURES | {
+        "nodes",
+        "instances",
+        "per_node",
+        "joiner_longest_stall_task",
+        "join_stalls_where",
+    }
     assert (row["nodes"], row["instances"]) == (3, 3 * row["per_node"])
     for key in FIGURES:
         value = row[key]

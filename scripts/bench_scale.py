@@ -58,7 +58,6 @@ import contextlib
 import json
 import os
 import signal
-import socket
 import statistics
 import sys
 import tempfile
@@ -86,7 +85,13 @@ if __name__ == "__main__":
 import trio  # noqa: E402  (after the re-execution: this Python may not have it)
 
 from gossip_registry.harness.http11 import HttpClient  # noqa: E402
-from gossip_registry.harness.processes import agent_argv, spawn, stop_processes  # noqa: E402
+from gossip_registry.harness.processes import (  # noqa: E402
+    agent_argv,
+    cpu_seconds,
+    free_ports,
+    spawn,
+    stop_processes,
+)
 from gossip_registry.harness.sigterm import interrupt_on_sigterm, run_interruptible  # noqa: E402
 
 HOST = "127.0.0.1"
@@ -118,7 +123,6 @@ STOP_GRACE = 5.0
 """Seconds the processes get after SIGTERM before SIGKILL."""
 RESYNC_EVERY = 2.0
 """Seconds between a preloaded node's push-pulls with n1 until it holds the whole table."""
-CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 
 
 def preload_timeout(total: int) -> float:
@@ -142,11 +146,6 @@ def rss_bytes(pid: int) -> int:
         if line.startswith("VmRSS:"):
             return int(line.split()[1]) * 1024
     raise BenchError(f"no VmRSS for pid {pid}")
-
-
-def cpu_seconds(pid: int) -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
 
 
 async def serve(config_path: Path, name: str, instances: int, expect: int, rss_file: Path) -> None:
@@ -186,29 +185,6 @@ async def serve(config_path: Path, name: str, instances: int, expect: int, rss_f
 
 
 # --- the cluster ---------------------------------------------------------------------------
-
-
-def free_ports(n: int) -> list[int]:
-    """``n`` distinct ports free for both TCP and UDP on 127.0.0.1 right now."""
-    held: list[socket.socket] = []
-    ports: list[int] = []
-    try:
-        while len(ports) < n:
-            tcp = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-            tcp.bind((HOST, 0))
-            held.append(tcp)
-            port = tcp.getsockname()[1]
-            udp = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-            held.append(udp)
-            try:
-                udp.bind((HOST, port))
-            except OSError:
-                continue
-            ports.append(port)
-    finally:
-        for s in held:
-            s.close()
-    return ports
 
 
 @dataclass

@@ -8,14 +8,20 @@ dissemination; this class adds the registry on top of it:
 - Registry entries that arrive by gossip are merged with the table's
   last-writer-wins rule (``registry/table.py``); news is re-gossiped.
 - Entries belong to the node that registered them. When a member is declared
-  dead or leaves, every node fences its entries: removes them and refuses
-  them, at any incarnation, while it stays dead. Whenever a member raises
-  its incarnation (a refutation, a restart) it re-asserts its live entries
-  under the new one, so every node then fences what it wrote below it:
-  that clears a restarted owner's forgotten keys, and a death the owner
-  never heard of cannot have fenced its current entries. The owner is the
-  authority on its entries: a version of one of our keys that we did not
-  write in this life is superseded (re-stamped, or deleted).
+  dead or leaves, every node fences its entries: removes them (a chunk at a
+  time) and refuses them, at any incarnation, while it stays dead; when it
+  comes back at a new incarnation the fence moves just below that one.
+  Whenever a member raises its incarnation (a refutation, a restart) it
+  re-asserts its live entries under the new one: a death it never heard of
+  may have fenced them somewhere. A rise alone fences nothing: a live owner
+  that refuted a suspicion keeps every instance served on every node while
+  its re-asserted versions replace the old ones key by key (last writer
+  wins); dropping them all at the rise left an owner of tens of thousands
+  missing for minutes (issue 15). The owner is the authority on its entries:
+  a version of one of our keys that we did not write in this life is
+  superseded (re-stamped, or deleted), so the keys a restarted owner forgot
+  are deleted everywhere once a push-pull shows them to it (its join's
+  first).
 - Push-pull anti-entropy (memberlist's TCP state exchange, made cheap for
   large tables): hello carries our member-list digest and one digest per
   registry bucket; the reply carries the peer's member list only if the
@@ -590,8 +596,9 @@ class Protocol(Swim):
         if record.state in _GONE:
             # It may have lived on at incarnations we never heard of: fence them all.
             level = MAX_INCARNATION
-        elif old is not None and record.incarnation > old.incarnation:
-            # At a new incarnation a member re-asserts all it holds; older versions are stale.
+        elif old is not None and old.state in _GONE:
+            # Back from the dead at a new incarnation: it re-asserts all it holds
+            # under it, and what it wrote below stays out.
             level = record.incarnation - 1
         elif old is None and self.table.is_fenced(record.name):
             # A stranger whose entries we expired (or a reaped member) joined:
@@ -647,7 +654,7 @@ class Protocol(Swim):
         # incarnation elsewhere, and we may never hear of it: so every time our
         # incarnation rises, our entries move up with it. A chunk at a time (a
         # node may own tens of thousands), and ahead of any merge under way:
-        # peers that hear our new incarnation drop what we wrote below it.
+        # a peer that had us dead refuses what we wrote below it.
         self._merges.appendleft(_MergeJob(self.own_entries(), None, kind=_REASSERT))
         self._merge_some(now)
 

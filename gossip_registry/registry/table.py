@@ -380,8 +380,8 @@ class RegistryTable:
         """Move ``owner``'s fence to exactly ``incarnation`` (down as well as up).
 
         A dead member is fenced completely (every incarnation), since it may
-        have lived on at incarnations we never heard of. A member that shows up
-        at incarnation j has re-asserted everything it holds at j, so what it
+        have lived on at incarnations we never heard of. A member that comes
+        back at incarnation j re-asserts everything it holds at j, so what it
         wrote below j is stale: the fence moves to j - 1 (-1 lifts it).
 
         Returns:

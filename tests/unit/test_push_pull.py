@@ -27,6 +27,7 @@ from gossip_registry.core.effects import (
 from gossip_registry.core.messages import (
     Address,
     Alive,
+    Dead,
     MemberRecord,
     MemberState,
     Packet,
@@ -280,7 +281,7 @@ def test_a_member_with_a_large_table_is_fenced_a_chunk_at_a_time() -> None:
     count = 3 * MERGE_CHUNK
     for i in range(count):
         node.table.merge(source.register(0.0, "web", f"w{i}", "10.0.0.1", 80)[0])
-    out = node.handle_packet(1.0, B, encode_packet(Packet(None, (Alive("p1", B, 2, {}),))))
+    out = node.handle_packet(1.0, B, encode_packet(Packet(None, (Dead("p1", 1, "p2"),))))
     assert node.table.live_count == count - MERGE_CHUNK, "one chunk at once"
     out = drive(node, out, 1.0)
     assert node.table.live_count == 0

@@ -748,9 +748,12 @@ class Protocol(Swim):
         differs = hello.members_digest != self.members.digest
         members = tuple(self.members) if differs else None
         ours = self.table.bucket_digests()
-        if len(hello.buckets) != len(ours):  # configured differently: everything, unpaged
-            buckets = tuple(range(len(hello.buckets)))
-            return encode_stream(SyncReply(members, differs, buckets, tuple(self.table.entries())))
+        if len(hello.buckets) != len(ours):
+            # Configured with other ``registry_buckets`` (or forged): the buckets
+            # cannot be compared, and the whole table in one frame would block
+            # both sides for seconds at 100,000 entries. Members only.
+            self.stats["sync_bucket_count_mismatch"] += 1
+            return encode_stream(SyncReply(members, differs, (), ()))
         return self._sync_page(members, differs, 0, hello.buckets, ours)
 
     def _on_sync_more(self, more: SyncMore) -> bytes | None:
@@ -804,18 +807,13 @@ class Protocol(Swim):
         self.stats["syncs_completed" if start == 0 else "sync_pages"] += 1
         if message.members is not None:
             self.merge_records(now, message.members)
-        theirs = {e.key: e for e in message.entries}
-        lacking = tuple(
-            e
-            for e in self.table.entries_in(message.buckets)
-            if (t := theirs.get(e.key)) is None or e.newer_than(t)
-        )
+        lacking, cut = self._lacking(message)
         members = tuple(self.members) if message.want_members else None
         if members is not None or lacking:
             finish = encode_stream(SyncFinish(members, lacking))
             self.stats["stream_out"] += 1
             self._out.append(StreamSend(addr, finish))
-        resume = message.resume
+        resume = message.resume if cut is None else cut
         if resume > start:  # strictly onwards, so a sync ends within ``buckets`` pages
 
             def on_page(now: float, page: StreamMessage | None) -> None:
@@ -832,6 +830,29 @@ class Protocol(Swim):
 
         self._merge_state(now, None, message.entries, then)
         return True
+
+    def _lacking(self, page: SyncReply) -> tuple[tuple[Entry, ...], int | None]:
+        """What the peer lacks in ``page``'s buckets, at most a page of it; where we stopped.
+
+        The responder bounds a page by its own buckets, so a peer that holds
+        little (a fresh or restarted node) sends every bucket at once, and all
+        we hold would go back in one finish: 0.8 s to encode and as long to
+        decode at 100,000 entries. So whole buckets up to ``SYNC_PAGE_ENTRIES``
+        (one bucket if it alone holds more); the bucket we stopped at is where
+        the next page starts, None if we sent all the page asks for.
+        """
+        theirs = {e.key: e for e in page.entries}
+        lacking: list[Entry] = []
+        for bucket in page.buckets:
+            news = [
+                e
+                for e in self.table.entries_in((bucket,))
+                if (t := theirs.get(e.key)) is None or e.newer_than(t)
+            ]
+            if lacking and len(lacking) + len(news) > SYNC_PAGE_ENTRIES:
+                return tuple(lacking), bucket
+            lacking += news
+        return tuple(lacking), None
 
     def _merge_state(
         self,

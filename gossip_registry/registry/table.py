@@ -113,6 +113,8 @@ class RegistryTable:
         # owner -> number of its live entries (for the per-owner limit); absent when 0.
         self._live_per_owner: dict[str, int] = {}
         self._digest = 0
+        self.versions_stored = 0
+        """Versions stored since creation (new keys and replacements): the heap governor's clock."""
         # owner -> (highest fenced incarnation, time it was last fenced)
         self._fences: dict[str, tuple[int, float]] = {}
         # owner -> (highest collected tombstone stamp, time the floor last rose)
@@ -439,6 +441,7 @@ class RegistryTable:
         """Store ``entry`` (its key must be absent) in the table and every index."""
         key = entry.key
         self._entries[key] = entry
+        self.versions_stored += 1
         self._by_owner.setdefault(entry.owner, {})[key] = entry
         self._bucket_entries[bucket][key] = entry
         self._bucket_digests[bucket] ^= entry.digest

@@ -479,3 +479,14 @@ def test_a_fence_without_removal_holds_at_once_and_its_entries_go_one_by_one() -
     table.set_fence("node-a", -1, T0)
     assert not table.drop_fenced(kept), "the fence was lifted"
     assert {e.instance_id for e in table.live("web")} == {"b", "c"}
+
+
+def test_the_table_counts_every_version_it_stores() -> None:
+    """What the heap governor (``heap.py``) freezes by: replaced versions count, not just growth."""
+    table = RegistryTable()
+    first = entry(logical=1)
+    assert table.merge(first)[0]
+    assert not table.merge(first)[0]
+    assert table.merge(entry(logical=2))[0]
+    assert len(table) == 1
+    assert table.versions_stored == 2

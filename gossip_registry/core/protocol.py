@@ -104,7 +104,7 @@ from gossip_registry.core.messages import (
     SyncMore,
     SyncReply,
 )
-from gossip_registry.core.swim import INCARNATION_CEILING, Swim
+from gossip_registry.core.swim import INCARNATION_CEILING, REGISTRY, Swim
 from gossip_registry.registry.clock import HybridClock, stamp_wall
 from gossip_registry.registry.entry import CheckState, Entry, EntryKey, Health
 from gossip_registry.registry.health import worst
@@ -586,7 +586,7 @@ class Protocol(Swim):
         if old is not None or new is not None:
             self._out.append(Notify(EntryChanged(old, new)))
         if gossip:
-            self._broadcast(("e", *entry.key), encode_update(EntryUpdate(entry)))
+            self._broadcast(("e", *entry.key), encode_update(EntryUpdate(entry)), rank=REGISTRY)
         return True
 
     def _on_member_changed(

@@ -14,15 +14,17 @@ import random
 from collections.abc import Sequence
 from dataclasses import replace
 
-from gossip_registry.core.codec import encode_packet
+from gossip_registry.core.codec import decode_packet, encode_packet
 from gossip_registry.core.config import ProtocolConfig
-from gossip_registry.core.effects import Effect, EntryChanged, Notify, SetTimer, TimerKind
+from gossip_registry.core.effects import Effect, EntryChanged, Notify, Send, SetTimer, TimerKind
 from gossip_registry.core.messages import (
+    Ack,
     Address,
     Alive,
     Dead,
     EntryUpdate,
     Packet,
+    Ping,
     Suspect,
     Update,
 )
@@ -125,3 +127,20 @@ def test_a_dead_owners_instances_go_and_only_its_next_life_brings_them_back() ->
     reborn = replace(old[0], owner_incarnation=2, stamp=old[0].stamp + 1)
     hear(me, 2.5, EntryUpdate(reborn))
     assert live_of(me, "p1") == [reborn]
+
+
+def test_a_refutation_goes_out_ahead_of_thousands_of_queued_registrations() -> None:
+    """The owner's refutation shares the piggyback queue with its own fresh writes (a
+    registration burst, or the re-assertion the refutation itself starts). Ordered by
+    size it went out after all of them, minutes at 16,384 queued: the suspicion
+    meanwhile turned into a death and a real fence everywhere."""
+    owner, _ = owner_and_peer()
+    owner.handle_packet(0.0, ME, encode_packet(Packet(None, (Alive("me", ME, 0, {}),))))
+    for i in range(2_000):
+        owner.register(0.5, "api", f"a{i}", "10.0.0.2", 80)
+    owner.handle_packet(1.0, ME, encode_packet(Packet(None, (Suspect("p1", 1, "me"),))))
+    assert owner.incarnation == 2
+    out = owner.handle_packet(1.1, ME, encode_packet(Packet(Ping(7, "p1", "me"))))
+    [ack] = [decode_packet(e.data) for e in out if isinstance(e, Send)]
+    assert ack.primary == Ack(7)
+    assert Alive("p1", OWNER, 2, {}) in ack.updates

@@ -655,7 +655,8 @@ class Protocol(Swim):
         # incarnation rises, our entries move up with it. A chunk at a time (a
         # node may own tens of thousands), and ahead of any merge under way:
         # a peer that had us dead refuses what we wrote below it.
-        self._merges.appendleft(_MergeJob(self.own_entries(), None, kind=_REASSERT))
+        mine = self.table.versions_of(self.name)
+        self._merges.appendleft(_MergeJob(mine, None, kind=_REASSERT))
         self._merge_some(now)
 
     def _refresh_alive(self) -> None:
@@ -879,7 +880,7 @@ class Protocol(Swim):
             end = min(len(job.entries), job.done + budget)
             for entry in job.entries[job.done : end]:
                 if job.kind == _REASSERT:
-                    if self.table.get(entry.key) is entry:  # not changed since: restamp it
+                    if not entry.deleted and self.table.get(entry.key) is entry:  # unchanged
                         self._store(now, self._restamp(now, entry, deleted=False))
                     continue
                 if job.kind == _FENCE:

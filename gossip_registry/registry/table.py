@@ -160,6 +160,15 @@ class RegistryTable:
             return []
         return [mine[key] for key in sorted(mine)]
 
+    def versions_of(self, owner: str) -> list[Entry]:
+        """Stored versions (live and tombstones) written by ``owner``, in no particular order.
+
+        For work done a chunk at a time: one C-level copy (about a millisecond
+        at 50,000), where ``owned_by``'s sort took tens.
+        """
+        mine = self._by_owner.get(owner)
+        return list(mine.values()) if mine else []
+
     def live_count_of(self, owner: str) -> int:
         """Live entries written by ``owner``, in O(1) (the per-owner limit asks per merge)."""
         return self._live_per_owner.get(owner, 0)
@@ -323,14 +332,15 @@ class RegistryTable:
                 ``collect``'s ``now``. The fence is forgotten by ``collect``
                 ``horizon`` after the last time it was set.
 
-            remove: False to leave the live entries the fence covers in place
-                and return them: the caller removes them a few at a time with
-                ``drop_fenced`` (an owner may hold tens of thousands). The fence
-                itself holds at once.
+            remove: False to leave the live entries the fence covers in place:
+                the caller removes them a few at a time with ``drop_fenced`` (an
+                owner may hold tens of thousands). The fence itself holds at once.
 
         Returns:
-            The live entries removed (or to remove), sorted by key, so the
-            caller can notify watchers that those instances are gone.
+            The live entries removed, sorted by key, so the caller can notify
+            watchers that those instances are gone. With ``remove=False``
+            every version ``owner`` has stored, unsorted (``versions_of``), for
+            ``drop_fenced`` to judge: this step does no per-entry work.
 
         Raises:
             ValueError: negative ``incarnation`` or bad ``now``.
@@ -346,10 +356,9 @@ class RegistryTable:
         mine = self._by_owner.get(owner)
         if not mine:
             return []
-        doomed = [e for e in mine.values() if e.owner_incarnation <= incarnation and not e.deleted]
         if not remove:
-            doomed.sort(key=lambda e: e.key)
-            return doomed
+            return self.versions_of(owner)
+        doomed = [e for e in mine.values() if e.owner_incarnation <= incarnation and not e.deleted]
         removed_live: list[Entry] = []
         for entry in doomed:
             key = entry.key
@@ -387,8 +396,8 @@ class RegistryTable:
         wrote below j is stale: the fence moves to j - 1 (-1 lifts it).
 
         Returns:
-            The live entries removed (or, with ``remove=False``, to remove), as
-            ``fence`` does.
+            As ``fence``: the live entries removed (with ``remove=False``, every
+            version of ``owner``'s, for ``drop_fenced``).
         """
         _check_time("now", now)
         self._fences.pop(owner, None)

@@ -18,10 +18,10 @@ from types import FrameType
 from typing import Any, TypeVar
 
 from gossip_registry.core.broadcast import BroadcastQueue
-from gossip_registry.core.codec import encode_stream
+from gossip_registry.core.codec import encode_packet, encode_stream
 from gossip_registry.core.config import ProtocolConfig
 from gossip_registry.core.effects import Effect, SetTimer, StreamRequest, StreamSend, TimerKind
-from gossip_registry.core.messages import Address, SyncFinish
+from gossip_registry.core.messages import Address, Alive, Dead, Packet, SyncFinish
 from gossip_registry.core.protocol import Protocol
 from tests.unit.test_push_pull import drive, pair
 
@@ -137,4 +137,25 @@ def largest_push_pull_step(size: int) -> int:
 def test_no_push_pull_step_grows_with_the_table() -> None:
     small = largest_push_pull_step(2000)
     large = largest_push_pull_step(4000)
+    assert large / small < STEP_GROWTH_AT_TWICE_THE_SIZE
+
+
+def declare_dead(size: int) -> Callable[[], object]:
+    """The step in which a member owning ``size`` entries is declared dead."""
+    node = Protocol(ProtocolConfig(), "me", ("198.18.0.1", 7946), rng=random.Random(3), now=0.0)
+    node.start(0.0)
+    peer: Address = ("198.18.0.2", 7946)
+    node.handle_packet(0.0, peer, encode_packet(Packet(None, (Alive("p1", peer, 0, {}),))))
+    owner = Protocol(ProtocolConfig(), "p1", peer, rng=random.Random(4), now=0.0)
+    for i in range(size):
+        node.table.merge(owner.register(0.0, f"svc{i % 100}", f"i{i}", "10.0.0.2", 80)[0])
+    death = encode_packet(Packet(None, (Dead("p1", 0, "p2"),)))
+    return lambda: node.handle_packet(1.0, peer, death)
+
+
+def test_the_step_that_declares_a_large_owner_dead_does_no_per_entry_work() -> None:
+    """The fence holds at once and its entries go a chunk at a time (MERGE steps): the
+    declaring step itself once sorted all of them by key (60 ms at 50,000 under no load)."""
+    small = calls_made(declare_dead(2000))
+    large = calls_made(declare_dead(4000))
     assert large / small < STEP_GROWTH_AT_TWICE_THE_SIZE

@@ -16,7 +16,7 @@ from dataclasses import replace
 
 from gossip_registry.core.codec import decode_packet, encode_packet
 from gossip_registry.core.config import ProtocolConfig
-from gossip_registry.core.effects import Effect, EntryChanged, Notify, Send, SetTimer, TimerKind
+from gossip_registry.core.effects import Effect, EntryChanged, Notify, Send
 from gossip_registry.core.messages import (
     Ack,
     Address,
@@ -30,26 +30,15 @@ from gossip_registry.core.messages import (
 )
 from gossip_registry.core.protocol import MERGE_CHUNK, Protocol
 from gossip_registry.registry.entry import Entry
+from tests.unit.test_push_pull import drive
 
 ME: Address = ("198.18.0.1", 7946)
 OWNER: Address = ("198.18.0.2", 7946)
 COUNT = 3 * MERGE_CHUNK + 5
 
 
-def settle(node: Protocol, effects: Sequence[Effect], now: float) -> list[Effect]:
-    """Fire the MERGE timers (armed at ``now``) until the node has nothing chunked left."""
-    seen = list(effects)
-    for _ in range(1_000):
-        merges = [e for e in effects if isinstance(e, SetTimer) and e.timer.kind is TimerKind.MERGE]
-        if not merges:
-            return seen
-        effects = node.handle_timer(now, merges[-1].timer)
-        seen += effects
-    raise AssertionError("chunked work never finished")
-
-
 def hear(node: Protocol, now: float, *updates: Update) -> list[Effect]:
-    return settle(node, node.handle_packet(now, OWNER, encode_packet(Packet(None, updates))), now)
+    return drive(node, node.handle_packet(now, OWNER, encode_packet(Packet(None, updates))), now)
 
 
 def fenced(effects: Sequence[Effect]) -> list[Entry]:
@@ -90,7 +79,7 @@ def test_an_owner_that_refutes_a_suspicion_keeps_every_instance_on_its_peers() -
 
 def test_reasserted_versions_replace_the_old_ones_key_by_key() -> None:
     owner, me = owner_and_peer()
-    settle(
+    drive(
         owner,
         owner.handle_packet(1.0, ME, encode_packet(Packet(None, (Suspect("p1", 1, "me"),)))),
         1.0,

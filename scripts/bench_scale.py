@@ -19,6 +19,10 @@ with fresh ports and processes:
    2 s until it holds all T. Each writes its RSS before registering.
 2. Preload: every node's ``GET /v1/status`` is polled until all hold T
    entries and the same digest (``preload_s``, from the first start).
+   ``preload_longest_stall_ms`` (the longest task step of any of them since
+   it started), ``preload_stalls`` (steps over 50 ms, summed) and
+   ``preload_refutes`` (suspicions of themselves they refuted, summed) say
+   how the registering and replicating went.
 3. Join: ``joiner`` is started as a plain agent (``python -m gossip_registry
    agent``). ``join_s`` is from the moment its ``/healthz`` first answers to
    the first ``/v1/status`` (polled every 100 ms) with T entries and n1's
@@ -99,6 +103,9 @@ SERVICES = 1000
 """Services the instances are spread over (instance i of a node is in service i mod 1,000)."""
 FIGURES = (
     "preload_s",
+    "preload_longest_stall_ms",
+    "preload_stalls",
+    "preload_refutes",
     "join_s",
     "join_longest_stall_ms",
     "joiner_stalls",
@@ -332,8 +339,18 @@ async def run_once(workdir: Path, n: int, total: int, idle: float) -> dict[str, 
             row["preload_s"] = round(time.monotonic() - started, 2)
             for p in procs:
                 p.rss_before = int((workdir / f"rss-{p.name}").read_text())
-            print(f"  N={n} T={total}: preloaded in {row['preload_s']} s", flush=True)
             before = [s for s in await statuses(http, procs) if s is not None]
+            row["preload_longest_stall_ms"] = max(
+                s["event_loop"]["longest_stall_ms"] for s in before
+            )
+            row["preload_stalls"] = sum(s["event_loop"]["stalls_over_threshold"] for s in before)
+            row["preload_refutes"] = sum(s["stats"].get("refutes", 0) for s in before)
+            print(
+                f"  N={n} T={total}: preloaded in {row['preload_s']} s, longest stall "
+                f"{row['preload_longest_stall_ms']} ms, {row['preload_stalls']} over 50 ms, "
+                f"{row['preload_refutes']} refutations",
+                flush=True,
+            )
             cluster.start_joiner()
             deadline = time.monotonic() + join_timeout(total)
             listening = 0.0

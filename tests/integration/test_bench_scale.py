@@ -20,6 +20,9 @@ from tests.integration.test_bench_cluster import agents_using
 SCRIPT = Path(__file__).resolve().parents[2] / "scripts" / "bench_scale.py"
 FIGURES = {
     "preload_s",
+    "preload_longest_stall_ms",
+    "preload_stalls",
+    "preload_refutes",
     "join_s",
     "join_longest_stall_ms",
     "joiner_stalls",

@@ -22,7 +22,8 @@ with fresh ports and processes:
    ``preload_longest_stall_ms`` (the longest task step of any of them since
    it started), ``preload_stalls`` (steps over 50 ms, summed) and
    ``preload_refutes`` (suspicions of themselves they refuted, summed) say
-   how the registering and replicating went.
+   how the registering and replicating went; ``preload_stalls_where`` names
+   the node and task of the longest of the last 16 stalls each kept.
 3. Join: ``joiner`` is started as a plain agent (``python -m gossip_registry
    agent``). ``join_s`` is from the moment its ``/healthz`` first answers to
    the first ``/v1/status`` (polled every 100 ms) with T entries and n1's
@@ -60,6 +61,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
+import math
 import os
 import signal
 import statistics
@@ -345,10 +347,13 @@ async def run_once(workdir: Path, n: int, total: int, idle: float) -> dict[str, 
             )
             row["preload_stalls"] = sum(s["event_loop"]["stalls_over_threshold"] for s in before)
             row["preload_refutes"] = sum(s["stats"].get("refutes", 0) for s in before)
+            last = sorted((ms for s in before for ms in stalls_within(s, math.inf)), reverse=True)
+            row["preload_stalls_where"] = [f"{where} {ms:.0f} ms" for ms, where in last[:8]]
             print(
                 f"  N={n} T={total}: preloaded in {row['preload_s']} s, longest stall "
                 f"{row['preload_longest_stall_ms']} ms, {row['preload_stalls']} over 50 ms, "
-                f"{row['preload_refutes']} refutations",
+                f"{row['preload_refutes']} refutations; longest: "
+                + ", ".join(row["preload_stalls_where"]),
                 flush=True,
             )
             cluster.start_joiner()

@@ -57,6 +57,7 @@ def test_quick_run_reports_every_figure_and_stops_every_process(tmp_path: Path) 
         "per_node",
         "joiner_longest_stall_task",
         "join_stalls_where",
+        "preload_stalls_where",
     }
     assert (row["nodes"], row["instances"]) == (3, 3 * row["per_node"])
     for key in FIGURES:

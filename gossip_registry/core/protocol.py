@@ -655,7 +655,7 @@ class Protocol(Swim):
         # incarnation rises, our entries move up with it. A chunk at a time (a
         # node may own tens of thousands), and ahead of any merge under way:
         # a peer that had us dead refuses what we wrote below it.
-        mine = self.table.versions_of(self.name)
+        mine = self.table.owned_copy(self.name)
         self._merges.appendleft(_MergeJob(mine, None, kind=_REASSERT))
         self._merge_some(now)
 

@@ -160,14 +160,11 @@ class RegistryTable:
             return []
         return [mine[key] for key in sorted(mine)]
 
-    def versions_of(self, owner: str) -> list[Entry]:
-        """Stored versions (live and tombstones) written by ``owner``, in no particular order.
-
-        For work done a chunk at a time: one C-level copy (about a millisecond
-        at 50,000), where ``owned_by``'s sort took tens.
-        """
-        mine = self._by_owner.get(owner)
-        return list(mine.values()) if mine else []
+    def owned_copy(self, owner: str) -> list[Entry]:
+        """Stored versions written by ``owner``, unsorted: one C-speed copy of the index,
+        so a snapshot of 50,000 entries costs the event loop about a millisecond (the
+        entries are immutable; filtering and sorting can happen in a worker thread)."""
+        return list(self._by_owner.get(owner, {}).values())
 
     def live_count_of(self, owner: str) -> int:
         """Live entries written by ``owner``, in O(1) (the per-owner limit asks per merge)."""
@@ -339,7 +336,7 @@ class RegistryTable:
         Returns:
             The live entries removed, sorted by key, so the caller can notify
             watchers that those instances are gone. With ``remove=False``
-            every version ``owner`` has stored, unsorted (``versions_of``), for
+            every version ``owner`` has stored, unsorted (``owned_copy``), for
             ``drop_fenced`` to judge: this step does no per-entry work.
 
         Raises:
@@ -357,7 +354,7 @@ class RegistryTable:
         if not mine:
             return []
         if not remove:
-            return self.versions_of(owner)
+            return self.owned_copy(owner)
         doomed = [e for e in mine.values() if e.owner_incarnation <= incarnation and not e.deleted]
         removed_live: list[Entry] = []
         for entry in doomed:

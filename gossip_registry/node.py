@@ -1066,7 +1066,7 @@ class Node:
             elif isinstance(effect, Notify):
                 self._notify(effect.event)
         assert self._protocol is not None
-        self._heap.table_size(len(self._protocol.table))
+        self._heap.table_changed(self._protocol.table.versions_stored)
         if self._durable is not None:
             self._durable.effects_applied()
 

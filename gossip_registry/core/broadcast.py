@@ -2,15 +2,19 @@
 
 Updates ride on outgoing packets ("piggybacking") until each has been sent
 ``retransmit_limit(N)`` times, which spreads it to every member with high
-probability in O(log N) rounds. Order: fewest transmissions first, so fresh
-news goes out before old; among equals the larger first (they are harder to
-fit later), then the newest. A newer update about the same subject (a member
-name, a registry key) replaces the queued one: nobody needs the old news.
+probability in O(log N) rounds. Order: the lower rank first (membership news
+before registry news, as memberlist sends its own broadcasts before its
+delegate's: a refutation must not wait behind thousands of fresh
+registrations, or the suspicion becomes a death); then fewest transmissions,
+so fresh news goes out before old; among equals the larger first (they are
+harder to fit later), then the newest. A newer update about the same subject
+(a member name, a registry key) replaces the queued one: nobody needs the
+old news.
 
 The queue stores encoded bytes, so a packet is filled to an exact byte budget
-without re-encoding. It is bounded: beyond ``limit`` items the most-sent are
-dropped (anti-entropy repairs whatever that loses), the oldest of equals
-first.
+without re-encoding. It is bounded: beyond ``limit`` items the most-sent of
+the highest rank are dropped (anti-entropy repairs whatever that loses), the
+oldest of equals first.
 
 Cost: O(log n) per push, take and drop, also at and beyond the limit
 (memberlist keeps a B-tree ordered by transmits for the same reason). Two
@@ -31,18 +35,19 @@ class _Queued(NamedTuple):
     serial: int
     transmits: int
     data: bytes
+    rank: int
 
 
 class BroadcastQueue:
-    """Send heap of (transmits, -size, -serial, subject) and drop heap of
-    (-transmits, serial, subject); a heap entry is current only while
+    """Send heap of (rank, transmits, -size, -serial, subject) and drop heap of
+    (-rank, -transmits, serial, subject); a heap entry is current only while
     ``_items[subject]`` still has its serial (lazy invalidation)."""
 
     __slots__ = ("_drops", "_heap", "_items", "_limit", "_serial")
 
     def __init__(self, limit: int) -> None:
-        self._heap: list[tuple[int, int, int, Hashable]] = []
-        self._drops: list[tuple[int, int, Hashable]] = []
+        self._heap: list[tuple[int, int, int, int, Hashable]] = []
+        self._drops: list[tuple[int, int, int, Hashable]] = []
         self._items: dict[Hashable, _Queued] = {}
         self._limit = limit
         self._serial = 0
@@ -50,9 +55,10 @@ class BroadcastQueue:
     def __len__(self) -> int:
         return len(self._items)
 
-    def push(self, subject: Hashable, data: bytes) -> None:
-        """Queue ``data`` about ``subject``, replacing anything queued about it."""
-        self._push(subject, data, 0)
+    def push(self, subject: Hashable, data: bytes, *, rank: int = 0) -> None:
+        """Queue ``data`` about ``subject``, replacing anything queued about it; a lower
+        ``rank`` goes out first."""
+        self._push(subject, data, 0, rank)
         while len(self._items) > self._limit:
             self._drop_most_sent()
 
@@ -65,13 +71,13 @@ class BroadcastQueue:
             most: cap on the number of updates (a packet holds at most 1024).
         """
         chosen: list[tuple[Hashable, _Queued]] = []
-        skipped: list[tuple[int, int, int, Hashable]] = []
+        skipped: list[tuple[int, int, int, int, Hashable]] = []
         heap, items = self._heap, self._items
         while heap and budget > 0 and len(skipped) < 16 and len(chosen) < most:
             head = heapq.heappop(heap)
-            subject = head[3]
+            subject = head[4]
             queued = items.get(subject)
-            if queued is None or queued.serial != -head[2]:
+            if queued is None or queued.serial != -head[3]:
                 continue
             if queued.transmits >= limit:
                 del items[subject]
@@ -87,23 +93,23 @@ class BroadcastQueue:
         for subject, queued in chosen:
             out.append(queued.data)
             if queued.transmits + 1 < limit:
-                self._push(subject, queued.data, queued.transmits + 1)
+                self._push(subject, queued.data, queued.transmits + 1, queued.rank)
             else:
                 del items[subject]
         return out
 
-    def _push(self, subject: Hashable, data: bytes, transmits: int) -> None:
+    def _push(self, subject: Hashable, data: bytes, transmits: int, rank: int) -> None:
         self._serial += 1
-        self._items[subject] = _Queued(self._serial, transmits, data)
-        heapq.heappush(self._heap, (transmits, -len(data), -self._serial, subject))
-        heapq.heappush(self._drops, (-transmits, self._serial, subject))
+        self._items[subject] = _Queued(self._serial, transmits, data, rank)
+        heapq.heappush(self._heap, (rank, transmits, -len(data), -self._serial, subject))
+        heapq.heappush(self._drops, (-rank, -transmits, self._serial, subject))
         if len(self._heap) + len(self._drops) > 4 * len(self._items) + 128:
             self._compact()
 
     def _drop_most_sent(self) -> None:
         drops, items = self._drops, self._items
         while drops:
-            _, serial, subject = heapq.heappop(drops)
+            _, _, serial, subject = heapq.heappop(drops)
             queued = items.get(subject)
             if queued is not None and queued.serial == serial:
                 del items[subject]
@@ -111,7 +117,8 @@ class BroadcastQueue:
 
     def _compact(self) -> None:
         """Rebuild both heaps from the live items, shedding stale versions."""
-        self._heap = [(q.transmits, -len(q.data), -q.serial, s) for s, q in self._items.items()]
+        items = self._items.items()
+        self._heap = [(q.rank, q.transmits, -len(q.data), -q.serial, s) for s, q in items]
         heapq.heapify(self._heap)
-        self._drops = [(-q.transmits, q.serial, s) for s, q in self._items.items()]
+        self._drops = [(-q.rank, -q.transmits, q.serial, s) for s, q in items]
         heapq.heapify(self._drops)

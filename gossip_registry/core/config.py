@@ -63,13 +63,13 @@ class ProtocolConfig:
     """Largest UDP payload we send; safe under common MTUs."""
     max_stream_bytes: int = 32 * 1024 * 1024
     """Largest TCP frame accepted (push-pull state), and the budget for what peers make us
-    buffer over all connections at once. Pages bound entries, not the member list: 10,000
-    members with 1 KiB of meta each are 9.1 MiB, and a node configured with other
-    ``registry_buckets`` gets the whole table unpaged (100,000 small entries: 8.8 MiB), so
-    32 MiB stays. Sealed frames are authenticated per 64 KiB chunk, so it costs memory only
+    buffer over all connections at once. Pages bound entries (both ways), not the member
+    list: 10,000 members with 1 KiB of meta each are 9.1 MiB, so 32 MiB stays. Sealed
+    frames are authenticated per 64 KiB chunk, so it costs memory only
     for frames from key holders (or anyone, without a keyring)."""
     registry_buckets: int = 256
-    """Digest buckets for anti-entropy; a differing bucket costs its entries on the wire."""
+    """Digest buckets for anti-entropy; a differing bucket costs its entries on the wire.
+    The same on every node: push-pull with a node configured otherwise carries members only."""
     broadcast_queue_limit: int = 16384
     """Most updates queued for piggybacking; the most-sent are dropped first beyond it."""
     join_attempts: int = 6

@@ -8,14 +8,20 @@ dissemination; this class adds the registry on top of it:
 - Registry entries that arrive by gossip are merged with the table's
   last-writer-wins rule (``registry/table.py``); news is re-gossiped.
 - Entries belong to the node that registered them. When a member is declared
-  dead or leaves, every node fences its entries: removes them and refuses
-  them, at any incarnation, while it stays dead. Whenever a member raises
-  its incarnation (a refutation, a restart) it re-asserts its live entries
-  under the new one, so every node then fences what it wrote below it:
-  that clears a restarted owner's forgotten keys, and a death the owner
-  never heard of cannot have fenced its current entries. The owner is the
-  authority on its entries: a version of one of our keys that we did not
-  write in this life is superseded (re-stamped, or deleted).
+  dead or leaves, every node fences its entries: removes them (a chunk at a
+  time) and refuses them, at any incarnation, while it stays dead; when it
+  comes back at a new incarnation the fence moves just below that one.
+  Whenever a member raises its incarnation (a refutation, a restart) it
+  re-asserts its live entries under the new one: a death it never heard of
+  may have fenced them somewhere. A rise alone fences nothing: a live owner
+  that refuted a suspicion keeps every instance served on every node while
+  its re-asserted versions replace the old ones key by key (last writer
+  wins); dropping them all at the rise left an owner of tens of thousands
+  missing for minutes (issue 15). The owner is the authority on its entries:
+  a version of one of our keys that we did not write in this life is
+  superseded (re-stamped, or deleted), so the keys a restarted owner forgot
+  are deleted everywhere once a push-pull shows them to it (its join's
+  first).
 - Push-pull anti-entropy (memberlist's TCP state exchange, made cheap for
   large tables): hello carries our member-list digest and one digest per
   registry bucket; the reply carries the peer's member list only if the
@@ -98,7 +104,7 @@ from gossip_registry.core.messages import (
     SyncMore,
     SyncReply,
 )
-from gossip_registry.core.swim import INCARNATION_CEILING, Swim
+from gossip_registry.core.swim import INCARNATION_CEILING, REGISTRY, Swim
 from gossip_registry.registry.clock import HybridClock, stamp_wall
 from gossip_registry.registry.entry import CheckState, Entry, EntryKey, Health
 from gossip_registry.registry.health import worst
@@ -138,12 +144,21 @@ MERGE_CHUNK = 64
 """Entries merged per step before the driver gets the event loop back (10-20 ms under load)."""
 
 
+_MERGE, _REASSERT, _FENCE = 0, 1, 2
+
+
 @dataclass(slots=True)
 class _MergeJob:
-    """Entries of one push-pull message still to merge; ``then`` runs once all are."""
+    """Entries of one push-pull message still to merge; ``then`` runs once all are.
+
+    ``kind``: ``_MERGE`` the entries, ``_REASSERT`` (our own entries, to restamp
+    under a new incarnation) or ``_FENCE`` (a member's entries its fence now
+    covers, to remove).
+    """
 
     entries: Sequence[Entry]
     then: Callable[[float], None] | None
+    kind: int = 0
     done: int = 0
     repaired: int = 0
 
@@ -571,7 +586,7 @@ class Protocol(Swim):
         if old is not None or new is not None:
             self._out.append(Notify(EntryChanged(old, new)))
         if gossip:
-            self._broadcast(("e", *entry.key), encode_update(EntryUpdate(entry)))
+            self._broadcast(("e", *entry.key), encode_update(EntryUpdate(entry)), rank=REGISTRY)
         return True
 
     def _on_member_changed(
@@ -581,8 +596,9 @@ class Protocol(Swim):
         if record.state in _GONE:
             # It may have lived on at incarnations we never heard of: fence them all.
             level = MAX_INCARNATION
-        elif old is not None and record.incarnation > old.incarnation:
-            # At a new incarnation a member re-asserts all it holds; older versions are stale.
+        elif old is not None and old.state in _GONE:
+            # Back from the dead at a new incarnation: it re-asserts all it holds
+            # under it, and what it wrote below stays out.
             level = record.incarnation - 1
         elif old is None and self.table.is_fenced(record.name):
             # A stranger whose entries we expired (or a reaped member) joined:
@@ -590,11 +606,11 @@ class Protocol(Swim):
             level = record.incarnation - 1
         else:
             return
-        removed = self.table.set_fence(record.name, level, now + self.wall_offset)
-        for entry in removed:
-            self.preservation.entry_removed(entry)
-            self._out.append(Notify(EntryChanged(entry, None, fenced=True)))
-        self.stats["entries_fenced"] += len(removed)
+        # The fence holds at once; the entries it covers go a chunk at a time.
+        doomed = self.table.set_fence(record.name, level, now + self.wall_offset, remove=False)
+        if doomed:
+            self._merges.appendleft(_MergeJob(doomed, None, kind=_FENCE))
+            self._merge_some(now)
 
     # ------------------------------------------------------ self-preservation
 
@@ -636,9 +652,12 @@ class Protocol(Swim):
         # Peers fence a dead member's entries at the incarnation they saw die.
         # A suspicion we refuted may still turn into a death at the old
         # incarnation elsewhere, and we may never hear of it: so every time our
-        # incarnation rises, our entries move up with it.
-        for entry in self.own_entries():
-            self._store(now, self._restamp(now, entry, deleted=False))
+        # incarnation rises, our entries move up with it. A chunk at a time (a
+        # node may own tens of thousands), and ahead of any merge under way:
+        # a peer that had us dead refuses what we wrote below it.
+        mine = self.table.owned_copy(self.name)
+        self._merges.appendleft(_MergeJob(mine, None, kind=_REASSERT))
+        self._merge_some(now)
 
     def _refresh_alive(self) -> None:
         alive = Alive(self.name, self.addr, self.incarnation, self.meta)
@@ -730,9 +749,12 @@ class Protocol(Swim):
         differs = hello.members_digest != self.members.digest
         members = tuple(self.members) if differs else None
         ours = self.table.bucket_digests()
-        if len(hello.buckets) != len(ours):  # configured differently: everything, unpaged
-            buckets = tuple(range(len(hello.buckets)))
-            return encode_stream(SyncReply(members, differs, buckets, tuple(self.table.entries())))
+        if len(hello.buckets) != len(ours):
+            # Configured with other ``registry_buckets`` (or forged): the buckets
+            # cannot be compared, and the whole table in one frame would block
+            # both sides for seconds at 100,000 entries. Members only.
+            self.stats["sync_bucket_count_mismatch"] += 1
+            return encode_stream(SyncReply(members, differs, (), ()))
         return self._sync_page(members, differs, 0, hello.buckets, ours)
 
     def _on_sync_more(self, more: SyncMore) -> bytes | None:
@@ -786,18 +808,13 @@ class Protocol(Swim):
         self.stats["syncs_completed" if start == 0 else "sync_pages"] += 1
         if message.members is not None:
             self.merge_records(now, message.members)
-        theirs = {e.key: e for e in message.entries}
-        lacking = tuple(
-            e
-            for e in self.table.entries_in(message.buckets)
-            if (t := theirs.get(e.key)) is None or e.newer_than(t)
-        )
+        lacking, cut = self._lacking(message)
         members = tuple(self.members) if message.want_members else None
         if members is not None or lacking:
             finish = encode_stream(SyncFinish(members, lacking))
             self.stats["stream_out"] += 1
             self._out.append(StreamSend(addr, finish))
-        resume = message.resume
+        resume = message.resume if cut is None else cut
         if resume > start:  # strictly onwards, so a sync ends within ``buckets`` pages
 
             def on_page(now: float, page: StreamMessage | None) -> None:
@@ -814,6 +831,29 @@ class Protocol(Swim):
 
         self._merge_state(now, None, message.entries, then)
         return True
+
+    def _lacking(self, page: SyncReply) -> tuple[tuple[Entry, ...], int | None]:
+        """What the peer lacks in ``page``'s buckets, at most a page of it; where we stopped.
+
+        The responder bounds a page by its own buckets, so a peer that holds
+        little (a fresh or restarted node) sends every bucket at once, and all
+        we hold would go back in one finish: 0.8 s to encode and as long to
+        decode at 100,000 entries. So whole buckets up to ``SYNC_PAGE_ENTRIES``
+        (one bucket if it alone holds more); the bucket we stopped at is where
+        the next page starts, None if we sent all the page asks for.
+        """
+        theirs = {e.key: e for e in page.entries}
+        lacking: list[Entry] = []
+        for bucket in page.buckets:
+            news = [
+                e
+                for e in self.table.entries_in((bucket,))
+                if (t := theirs.get(e.key)) is None or e.newer_than(t)
+            ]
+            if lacking and len(lacking) + len(news) > SYNC_PAGE_ENTRIES:
+                return tuple(lacking), bucket
+            lacking += news
+        return tuple(lacking), None
 
     def _merge_state(
         self,
@@ -839,6 +879,16 @@ class Protocol(Swim):
             job = self._merges[0]
             end = min(len(job.entries), job.done + budget)
             for entry in job.entries[job.done : end]:
+                if job.kind == _REASSERT:
+                    if not entry.deleted and self.table.get(entry.key) is entry:  # unchanged
+                        self._store(now, self._restamp(now, entry, deleted=False))
+                    continue
+                if job.kind == _FENCE:
+                    if self.table.drop_fenced(entry):
+                        self.preservation.entry_removed(entry)
+                        self._out.append(Notify(EntryChanged(entry, None, fenced=True)))
+                        self.stats["entries_fenced"] += 1
+                    continue
                 gossip = job.repaired < REGOSSIP_PER_SYNC
                 if self._merge_entry(now, entry, gossip=gossip):
                     job.repaired += 1

@@ -94,6 +94,9 @@ INCARNATION_CEILING = MAX_INCARNATION // 2
 refutation of anything we accept always stays encodable; an honest node would need
 a refutation a nanosecond for 146 years to get here."""
 
+MEMBERSHIP, REGISTRY = 0, 1
+"""Piggyback ranks: membership news rides before registry news (``BroadcastQueue``)."""
+
 
 @dataclass(slots=True)
 class _Probe:
@@ -861,12 +864,12 @@ class Swim:
         for name in self.members.sample(self.config.fast_gossip_nodes):
             self._send(self.members.addr_of(name), None)
 
-    def _broadcast(self, subject: Hashable, data: bytes) -> None:
+    def _broadcast(self, subject: Hashable, data: bytes, *, rank: int = MEMBERSHIP) -> None:
         if len(data) > self._update_budget:
             # Could never ride in a packet; push-pull carries it instead.
             self.stats["broadcasts_too_large"] += 1
             return
-        self.queue.push(subject, data)
+        self.queue.push(subject, data, rank=rank)
         self._fresh = True
 
     # ------------------------------------------------------------- plumbing

@@ -113,6 +113,8 @@ class RegistryTable:
         # owner -> number of its live entries (for the per-owner limit); absent when 0.
         self._live_per_owner: dict[str, int] = {}
         self._digest = 0
+        self.versions_stored = 0
+        """Versions stored since creation (new keys and replacements): the heap governor's clock."""
         # owner -> (highest fenced incarnation, time it was last fenced)
         self._fences: dict[str, tuple[int, float]] = {}
         # owner -> (highest collected tombstone stamp, time the floor last rose)
@@ -305,7 +307,9 @@ class RegistryTable:
             self._unindex(entry, self.bucket_of(key))
         return entry
 
-    def fence(self, owner: str, incarnation: int, now: float) -> list[Entry]:
+    def fence(
+        self, owner: str, incarnation: int, now: float, *, remove: bool = True
+    ) -> list[Entry]:
         """Drop and from now on reject every version ``owner`` wrote at ``incarnation`` or below.
 
         Called when membership declares ``owner`` dead or left at
@@ -325,9 +329,15 @@ class RegistryTable:
                 ``collect``'s ``now``. The fence is forgotten by ``collect``
                 ``horizon`` after the last time it was set.
 
+            remove: False to leave the live entries the fence covers in place:
+                the caller removes them a few at a time with ``drop_fenced`` (an
+                owner may hold tens of thousands). The fence itself holds at once.
+
         Returns:
             The live entries removed, sorted by key, so the caller can notify
-            watchers that those instances are gone.
+            watchers that those instances are gone. With ``remove=False``
+            every version ``owner`` has stored, unsorted (``owned_copy``), for
+            ``drop_fenced`` to judge: this step does no per-entry work.
 
         Raises:
             ValueError: negative ``incarnation`` or bad ``now``.
@@ -343,6 +353,8 @@ class RegistryTable:
         mine = self._by_owner.get(owner)
         if not mine:
             return []
+        if not remove:
+            return self.owned_copy(owner)
         doomed = [e for e in mine.values() if e.owner_incarnation <= incarnation and not e.deleted]
         removed_live: list[Entry] = []
         for entry in doomed:
@@ -354,22 +366,41 @@ class RegistryTable:
         removed_live.sort(key=lambda e: e.key)
         return removed_live
 
-    def set_fence(self, owner: str, incarnation: int, now: float) -> list[Entry]:
+    def drop_fenced(self, entry: Entry) -> bool:
+        """Remove ``entry`` if it is still stored and its owner's fence covers it.
+
+        The second half of ``fence(..., remove=False)``; False if the entry has
+        been replaced or removed meanwhile, or the fence has moved below it.
+        """
+        key = entry.key
+        fence = self._fences.get(entry.owner)
+        if self._entries.get(key) is not entry or fence is None or entry.deleted:
+            return False
+        if entry.owner_incarnation > fence[0]:
+            return False
+        del self._entries[key]
+        self._unindex(entry, self.bucket_of(key))
+        return True
+
+    def set_fence(
+        self, owner: str, incarnation: int, now: float, *, remove: bool = True
+    ) -> list[Entry]:
         """Move ``owner``'s fence to exactly ``incarnation`` (down as well as up).
 
         A dead member is fenced completely (every incarnation), since it may
-        have lived on at incarnations we never heard of. A member that shows up
-        at incarnation j has re-asserted everything it holds at j, so what it
+        have lived on at incarnations we never heard of. A member that comes
+        back at incarnation j re-asserts everything it holds at j, so what it
         wrote below j is stale: the fence moves to j - 1 (-1 lifts it).
 
         Returns:
-            The live entries removed, as ``fence`` does.
+            As ``fence``: the live entries removed (with ``remove=False``, every
+            version of ``owner``'s, for ``drop_fenced``).
         """
         _check_time("now", now)
         self._fences.pop(owner, None)
         if incarnation < 0:
             return []
-        return self.fence(owner, incarnation, now)
+        return self.fence(owner, incarnation, now, remove=remove)
 
     def collect(self, now: float, horizon: float) -> int:
         """Drop tombstones older than ``horizon``; expire fences and floors as old.
@@ -416,6 +447,7 @@ class RegistryTable:
         """Store ``entry`` (its key must be absent) in the table and every index."""
         key = entry.key
         self._entries[key] = entry
+        self.versions_stored += 1
         self._by_owner.setdefault(entry.owner, {})[key] = entry
         self._bucket_entries[bucket][key] = entry
         self._bucket_digests[bucket] ^= entry.digest

@@ -77,3 +77,25 @@ def test_stale_versions_do_not_pile_up_when_one_subject_is_replaced_over_and_ove
     assert len(queue) == 1
     assert queue.take(budget=1000, limit=5) == [b"9999"]
     assert len(queue._heap) + len(queue._drops) <= 4 * len(queue) + 128
+
+
+def test_news_of_a_lower_rank_goes_first_whatever_its_size_or_transmissions() -> None:
+    """Membership before registry news, as memberlist sends its own broadcasts before its
+    delegate's: thousands of fresh registrations must not hold back a refutation."""
+    queue = BroadcastQueue(limit=100)
+    for i in range(50):
+        queue.push(("e", i), b"e" * 100, rank=1)
+    queue.push(("m", "me"), b"m" * 10)
+    assert queue.take(budget=1000, limit=5)[0] == b"m" * 10
+    queue.push(("m", "other"), b"o" * 10)
+    assert queue.take(budget=1000, limit=5)[:2] == [b"o" * 10, b"m" * 10]
+
+
+def test_beyond_the_limit_registry_news_is_dropped_before_membership_news() -> None:
+    queue = BroadcastQueue(limit=3)
+    queue.push(("m", "a"), b"a")
+    assert queue.take(budget=1000, limit=9) == [b"a"]  # sent once: the most sent
+    for i in range(3):
+        queue.push(("e", i), b"e", rank=1)
+    assert len(queue) == 3
+    assert b"a" in queue.take(budget=1000, limit=9)

@@ -27,11 +27,13 @@ from gossip_registry.core.effects import (
 from gossip_registry.core.messages import (
     Address,
     Alive,
+    Dead,
     MemberRecord,
     MemberState,
     Packet,
     Suspect,
     SyncFinish,
+    SyncHello,
     SyncReply,
 )
 from gossip_registry.core.protocol import (
@@ -184,8 +186,13 @@ def drive(node: Protocol, effects: list[Effect], now: float) -> list[Effect]:
     raise AssertionError("the merge never finished")
 
 
-def full_sync(a: Protocol, b: Protocol, now: float) -> list[int]:
-    """A whole push-pull started by ``a``, every page; the ``Synced`` said after each page."""
+def full_sync(
+    a: Protocol, b: Protocol, now: float, finishes: list[SyncFinish] | None = None
+) -> list[int]:
+    """A whole push-pull started by ``a``, every page; the ``Synced`` said after each page.
+
+    ``finishes`` collects the finish frames ``a`` sent, decoded.
+    """
     pending = [e for e in a.join(now, [b.addr]) if isinstance(e, StreamRequest)]
     synced: list[int] = []
     while pending:
@@ -199,6 +206,10 @@ def full_sync(a: Protocol, b: Protocol, now: float) -> list[int]:
         out = drive(a, a.handle_stream_reply(now, request.token, reply), now)
         synced.append(sum(isinstance(e, Notify) and isinstance(e.event, Synced) for e in out))
         for finish in (e for e in out if isinstance(e, StreamSend)):
+            if finishes is not None:
+                decoded = decode_stream(finish.data, 1 << 26)
+                assert isinstance(decoded, SyncFinish)
+                finishes.append(decoded)
             drive(b, b.handle_stream(now, a.addr, finish.data)[1], now)
         pending += [e for e in out if isinstance(e, StreamRequest)]
     return synced
@@ -213,6 +224,40 @@ def test_a_large_table_is_pulled_in_bounded_pages_and_merged_in_chunks() -> None
     assert a.table.live_count == 5000
     assert exchanges >= 5000 // SYNC_PAGE_ENTRIES
     assert a.stats["sync_pages"] == exchanges - 1
+
+
+def test_a_large_initiator_sends_a_peer_that_lacks_it_all_bounded_finish_frames() -> None:
+    """The reverse direction: the page was bounded by the responder's (empty) buckets.
+
+    The whole table went back in one finish, encoded in one step on one side
+    and decoded in one on the other: 0.8 s each at 100,000 entries (issue 15,
+    the multi-second stall of a node serving stream frames).
+    """
+    a, b = pair()
+    for i in range(5000):
+        a.register(1.0, f"svc{i % 50}", f"i{i}", "10.0.0.1", 80)
+    finishes: list[SyncFinish] = []
+    full_sync(a, b, 2.0, finishes)
+    assert b.table.bucket_digests() == a.table.bucket_digests()
+    assert b.table.live_count == 5000
+    assert len(finishes) >= 5000 // SYNC_PAGE_ENTRIES
+    assert max(len(f.entries) for f in finishes) <= SYNC_PAGE_ENTRIES
+
+
+def test_a_hello_with_another_bucket_count_gets_the_members_and_no_entries() -> None:
+    """A peer configured with other ``registry_buckets`` (or a forged hello) cannot make us
+    encode the whole table in one step; push-pull between such nodes carries members only."""
+    a, b = pair()
+    for i in range(600):
+        b.register(1.0, f"svc{i % 50}", f"i{i}", "10.0.0.2", 80)
+    hello = SyncHello(a.members.me, 0, (0,) * 16)
+    reply, _ = b.handle_stream(2.0, A, encode_stream(hello))
+    assert reply is not None
+    answer = decode_stream(reply, 1 << 24)
+    assert isinstance(answer, SyncReply)
+    assert answer.entries == ()
+    assert answer.members is not None
+    assert b.stats["sync_bucket_count_mismatch"] == 1
 
 
 def test_synced_is_said_once_when_the_last_page_is_merged() -> None:
@@ -249,3 +294,46 @@ def test_a_reply_naming_buckets_we_do_not_have_is_a_failed_sync_not_a_crash(
     assert a.stats["syncs_failed"] == 1
     assert not [e for e in out if isinstance(e, StreamRequest | StreamSend)]
     assert a.table.live_count == 0  # nothing from a reply we refused
+
+
+def test_a_refuting_node_reasserts_a_large_table_a_chunk_at_a_time_before_other_merges() -> None:
+    node = Protocol(ProtocolConfig(), "me", A, rng=random.Random(7), now=0.0)
+    node.start(0.0)
+    mine = [node.register(0.0, "api", f"a{i}", "10.0.0.1", 80)[0] for i in range(3 * MERGE_CHUNK)]
+    peer_frame = _finish_of(2 * MERGE_CHUNK)[1]
+    out = node.handle_stream(0.5, B, peer_frame)[1]  # a merge is under way
+    out += node.handle_packet(1.0, B, encode_packet(Packet(None, (Suspect("me", 0, "p1"),))))
+    assert node.incarnation == 1
+
+    def reasserted() -> int:
+        return sum(e.owner_incarnation == 1 for e in node.own_entries())
+
+    assert reasserted() == MERGE_CHUNK, "one chunk at once, the rest on the MERGE timer"
+    [*_, merge] = [e for e in out if isinstance(e, SetTimer) and e.timer.kind is TimerKind.MERGE]
+    out = node.handle_timer(1.0, merge.timer)
+    assert reasserted() == 2 * MERGE_CHUNK, "ahead of the push-pull merge queued before it"
+    drive(node, out, 1.0)
+    assert reasserted() == len(mine)
+    assert node.table.live_count == len(mine) + 2 * MERGE_CHUNK
+
+
+def test_a_member_with_a_large_table_is_fenced_a_chunk_at_a_time() -> None:
+    node = Protocol(ProtocolConfig(), "me", A, rng=random.Random(8), now=0.0)
+    node.start(0.0)
+    node.handle_packet(0.0, B, encode_packet(Packet(None, (Alive("p1", B, 1, {}),))))
+    source = Protocol(ProtocolConfig(), "p1", B, rng=random.Random(9), now=0.0, incarnation=0)
+    count = 3 * MERGE_CHUNK
+    for i in range(count):
+        node.table.merge(source.register(0.0, "web", f"w{i}", "10.0.0.1", 80)[0])
+    out = node.handle_packet(1.0, B, encode_packet(Packet(None, (Dead("p1", 1, "p2"),))))
+    assert node.table.live_count == count - MERGE_CHUNK, "one chunk at once"
+    out = drive(node, out, 1.0)
+    assert node.table.live_count == 0
+    gone = [e for e in out if isinstance(e, Notify) and isinstance(e.event, EntryChanged)]
+    assert len(gone) == count
+    assert all(n.event.fenced and n.event.new is None for n in gone)  # type: ignore[union-attr]
+    assert node.stats["entries_fenced"] == count
+    # the fence itself holds at once: an old version arriving meanwhile is refused
+    old = source.table.get(("web", "w0"))
+    assert old is not None
+    assert node.table.merge(replace(old, stamp=1 << 40)) == (False, None)

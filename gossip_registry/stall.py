@@ -16,9 +16,13 @@ steps of all of them, since they share that one loop and so block each other.
 from __future__ import annotations
 
 import time
+from collections import deque
 from collections.abc import Callable
 
 import trio
+
+RECENT_STALLS = 16
+"""Stalls over the threshold kept with their time and task, newest last (``status``)."""
 
 STALL_THRESHOLD = 0.05
 """Steps longer than this (seconds) are counted as stalls: issue 15's bound, well under
@@ -38,6 +42,7 @@ class StallMeter(trio.abc.Instrument):
         self.longest = 0.0
         self.longest_task = ""
         self.stalls = 0
+        self._recent: deque[tuple[float, float, str]] = deque(maxlen=RECENT_STALLS)
 
     def before_task_step(self, task: trio.lowlevel.Task) -> None:
         self._started = self._clock()
@@ -45,19 +50,27 @@ class StallMeter(trio.abc.Instrument):
     def after_task_step(self, task: trio.lowlevel.Task) -> None:
         if self._started is None:  # installed during this step: its start is unknown
             return
-        took = self._clock() - self._started
+        end = self._clock()
+        took = end - self._started
         self._started = None
         if took > STALL_THRESHOLD:
             self.stalls += 1
+            self._recent.append((end, took, task.name))
         if took > self.longest:
             self.longest = took
             self.longest_task = task.name
 
-    def status(self) -> dict[str, float | int | str]:
-        """For ``/v1/status``: milliseconds, rounded to the microsecond."""
+    def status(self) -> dict[str, object]:
+        """For ``/v1/status``: milliseconds, rounded to the microsecond; ``recent_stalls``
+        lists the last ones over the threshold, each with how long ago it ended."""
+        now = self._clock()
         return {
             "longest_stall_ms": round(self.longest * 1000, 3),
             "longest_stall_task": self.longest_task,
             "stalls_over_threshold": self.stalls,
             "threshold_ms": STALL_THRESHOLD * 1000,
+            "recent_stalls": [
+                {"ago_s": round(now - end, 3), "ms": round(took * 1000, 3), "task": name}
+                for end, took, name in self._recent
+            ],
         }

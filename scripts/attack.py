@@ -84,7 +84,6 @@ from bench_cluster import (  # noqa: E402  (scripts/ is not a package)
     BenchError,
     LocalCluster,
     Verdicts,
-    free_ports,
     join_phase,
     rss_mib,
     work_root,
@@ -93,7 +92,7 @@ from bench_cluster import (  # noqa: E402  (scripts/ is not a package)
 from gossip_registry.core.codec import MAX_INCARNATION, encode_packet  # noqa: E402
 from gossip_registry.core.messages import Dead, EntryUpdate, Packet  # noqa: E402
 from gossip_registry.fdlimit import raise_open_files_limit  # noqa: E402
-from gossip_registry.harness.processes import spawn, stop_processes  # noqa: E402
+from gossip_registry.harness.processes import free_ports, spawn, stop_processes  # noqa: E402
 from gossip_registry.harness.sigterm import interrupt_on_sigterm, sigterm_as_ctrl_c  # noqa: E402
 from gossip_registry.keyring import UDP, Keyring  # noqa: E402
 from gossip_registry.registry.clock import make_stamp  # noqa: E402

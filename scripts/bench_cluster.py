@@ -86,7 +86,6 @@ import math
 import os
 import random
 import signal
-import socket
 import statistics
 import subprocess
 import sys
@@ -119,7 +118,13 @@ if __name__ == "__main__":
 import trio  # noqa: E402  (after the re-execution: this Python may not have it)
 
 from gossip_registry.harness.http11 import HttpClient  # noqa: E402
-from gossip_registry.harness.processes import agent_argv, spawn, stop_processes  # noqa: E402
+from gossip_registry.harness.processes import (  # noqa: E402
+    agent_argv,
+    cpu_seconds,
+    free_ports,
+    spawn,
+    stop_processes,
+)
 from gossip_registry.harness.sigterm import (  # noqa: E402
     interrupt_on_sigterm,
     run_interruptible,
@@ -161,7 +166,6 @@ DETECT_TIMEOUT = 90.0
 """Seconds for every survivor to declare the victim dead (LAN, N=50: suspicion <= 41 s)."""
 STOP_GRACE = 10.0
 """Seconds the agents get, after SIGTERM, to leave gracefully (leave_timeout is 3 s)."""
-CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 
 
 def join_timeout(n: int) -> float:
@@ -195,29 +199,6 @@ class BenchError(Exception):
 
 
 # --- Processes ---------------------------------------------------------------------------
-
-
-def free_ports(n: int) -> list[int]:
-    """``n`` distinct ports free for both TCP and UDP on 127.0.0.1 right now."""
-    held: list[socket.socket] = []
-    ports: list[int] = []
-    try:
-        while len(ports) < n:
-            tcp = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-            tcp.bind((HOST, 0))
-            held.append(tcp)
-            port = tcp.getsockname()[1]
-            udp = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-            held.append(udp)
-            try:
-                udp.bind((HOST, port))
-            except OSError:
-                continue
-            ports.append(port)
-    finally:
-        for s in held:
-            s.close()
-    return ports
 
 
 @dataclass
@@ -284,13 +265,6 @@ class LocalCluster:
             if tail:
                 parts.append(f"--- {log.name}\n" + "\n".join(tail))
         return "\n".join(parts)
-
-
-def cpu_seconds(pid: int) -> float:
-    """User + system CPU time of ``pid`` so far (/proc/<pid>/stat fields 14 and 15)."""
-    stat = Path(f"/proc/{pid}/stat").read_text()
-    fields = stat.rsplit(")", 1)[1].split()  # after "(comm)", which may hold spaces
-    return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
 
 
 def rss_mib(pid: int) -> float:

@@ -40,10 +40,15 @@ import trio
 SCRIPTS = Path(__file__).resolve().parent
 sys.path[:0] = [str(SCRIPTS.parent), str(SCRIPTS)]
 
-from bench_cluster import HOST, free_ports  # noqa: E402  (scripts/ is not a package)
+from bench_cluster import HOST  # noqa: E402  (scripts/ is not a package)
 
 from gossip_registry.harness.http11 import HttpClient  # noqa: E402
-from gossip_registry.harness.processes import agent_argv, spawn, stop_processes  # noqa: E402
+from gossip_registry.harness.processes import (  # noqa: E402
+    agent_argv,
+    free_ports,
+    spawn,
+    stop_processes,
+)
 
 WARMUP = 0.5
 REQUEST_TIMEOUT = 5.0

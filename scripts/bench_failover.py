@@ -85,7 +85,6 @@ from bench_cluster import (  # noqa: E402  (scripts/ is not a package)
     BenchError,
     LocalCluster,
     Verdicts,
-    free_ports,
     join_phase,
     percentile,
     work_root,
@@ -93,7 +92,7 @@ from bench_cluster import (  # noqa: E402  (scripts/ is not a package)
 )
 
 from gossip_registry.client import AsyncRegistryClient, CallFailed, Instance  # noqa: E402
-from gossip_registry.harness.processes import KILL_WAIT  # noqa: E402
+from gossip_registry.harness.processes import KILL_WAIT, free_ports  # noqa: E402
 from gossip_registry.harness.sigterm import (  # noqa: E402
     interrupt_on_sigterm,
     sigterm_as_ctrl_c,

@@ -60,12 +60,16 @@ import http.client  # noqa: E402
 from bench_cluster import (  # noqa: E402
     HOST,
     LocalCluster,
-    cpu_seconds,
-    free_ports,
     rss_mib,
 )
 
-from gossip_registry.harness.processes import agent_argv, spawn, stop_processes  # noqa: E402
+from gossip_registry.harness.processes import (  # noqa: E402
+    agent_argv,
+    cpu_seconds,
+    free_ports,
+    spawn,
+    stop_processes,
+)
 
 FLOORS = {
     "floor_trio_msgpack": "import trio, msgpack",

@@ -76,7 +76,6 @@ from bench_cluster import (  # noqa: E402  (scripts/ is not a package)
     BenchError,
     LocalCluster,
     Verdicts,
-    cpu_seconds,
     join_phase,
     percentile,
     rss_mib,
@@ -85,7 +84,7 @@ from bench_cluster import (  # noqa: E402  (scripts/ is not a package)
 from watchgen import SPARE_FILES, current_index  # noqa: E402
 
 from gossip_registry.harness.http11 import HttpClient  # noqa: E402
-from gossip_registry.harness.processes import spawn, stop_processes  # noqa: E402
+from gossip_registry.harness.processes import cpu_seconds, spawn, stop_processes  # noqa: E402
 from gossip_registry.harness.sigterm import (  # noqa: E402
     interrupt_on_sigterm,
     run_interruptible,

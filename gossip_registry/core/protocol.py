@@ -138,12 +138,21 @@ MERGE_CHUNK = 64
 """Entries merged per step before the driver gets the event loop back (10-20 ms under load)."""
 
 
+_MERGE, _REASSERT, _FENCE = 0, 1, 2
+
+
 @dataclass(slots=True)
 class _MergeJob:
-    """Entries of one push-pull message still to merge; ``then`` runs once all are."""
+    """Entries of one push-pull message still to merge; ``then`` runs once all are.
+
+    ``kind``: ``_MERGE`` the entries, ``_REASSERT`` (our own entries, to restamp
+    under a new incarnation) or ``_FENCE`` (a member's entries its fence now
+    covers, to remove).
+    """
 
     entries: Sequence[Entry]
     then: Callable[[float], None] | None
+    kind: int = 0
     done: int = 0
     repaired: int = 0
 
@@ -590,11 +599,11 @@ class Protocol(Swim):
             level = record.incarnation - 1
         else:
             return
-        removed = self.table.set_fence(record.name, level, now + self.wall_offset)
-        for entry in removed:
-            self.preservation.entry_removed(entry)
-            self._out.append(Notify(EntryChanged(entry, None, fenced=True)))
-        self.stats["entries_fenced"] += len(removed)
+        # The fence holds at once; the entries it covers go a chunk at a time.
+        doomed = self.table.set_fence(record.name, level, now + self.wall_offset, remove=False)
+        if doomed:
+            self._merges.appendleft(_MergeJob(doomed, None, kind=_FENCE))
+            self._merge_some(now)
 
     # ------------------------------------------------------ self-preservation
 
@@ -636,9 +645,11 @@ class Protocol(Swim):
         # Peers fence a dead member's entries at the incarnation they saw die.
         # A suspicion we refuted may still turn into a death at the old
         # incarnation elsewhere, and we may never hear of it: so every time our
-        # incarnation rises, our entries move up with it.
-        for entry in self.own_entries():
-            self._store(now, self._restamp(now, entry, deleted=False))
+        # incarnation rises, our entries move up with it. A chunk at a time (a
+        # node may own tens of thousands), and ahead of any merge under way:
+        # peers that hear our new incarnation drop what we wrote below it.
+        self._merges.appendleft(_MergeJob(self.own_entries(), None, kind=_REASSERT))
+        self._merge_some(now)
 
     def _refresh_alive(self) -> None:
         alive = Alive(self.name, self.addr, self.incarnation, self.meta)
@@ -839,6 +850,16 @@ class Protocol(Swim):
             job = self._merges[0]
             end = min(len(job.entries), job.done + budget)
             for entry in job.entries[job.done : end]:
+                if job.kind == _REASSERT:
+                    if self.table.get(entry.key) is entry:  # not changed since: restamp it
+                        self._store(now, self._restamp(now, entry, deleted=False))
+                    continue
+                if job.kind == _FENCE:
+                    if self.table.drop_fenced(entry):
+                        self.preservation.entry_removed(entry)
+                        self._out.append(Notify(EntryChanged(entry, None, fenced=True)))
+                        self.stats["entries_fenced"] += 1
+                    continue
                 gossip = job.repaired < REGOSSIP_PER_SYNC
                 if self._merge_entry(now, entry, gossip=gossip):
                     job.repaired += 1

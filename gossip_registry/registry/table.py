@@ -299,7 +299,9 @@ class RegistryTable:
             self._unindex(entry, self.bucket_of(key))
         return entry
 
-    def fence(self, owner: str, incarnation: int, now: float) -> list[Entry]:
+    def fence(
+        self, owner: str, incarnation: int, now: float, *, remove: bool = True
+    ) -> list[Entry]:
         """Drop and from now on reject every version ``owner`` wrote at ``incarnation`` or below.
 
         Called when membership declares ``owner`` dead or left at
@@ -319,9 +321,14 @@ class RegistryTable:
                 ``collect``'s ``now``. The fence is forgotten by ``collect``
                 ``horizon`` after the last time it was set.
 
+            remove: False to leave the live entries the fence covers in place
+                and return them: the caller removes them a few at a time with
+                ``drop_fenced`` (an owner may hold tens of thousands). The fence
+                itself holds at once.
+
         Returns:
-            The live entries removed, sorted by key, so the caller can notify
-            watchers that those instances are gone.
+            The live entries removed (or to remove), sorted by key, so the
+            caller can notify watchers that those instances are gone.
 
         Raises:
             ValueError: negative ``incarnation`` or bad ``now``.
@@ -338,6 +345,9 @@ class RegistryTable:
         if not mine:
             return []
         doomed = [e for e in mine.values() if e.owner_incarnation <= incarnation and not e.deleted]
+        if not remove:
+            doomed.sort(key=lambda e: e.key)
+            return doomed
         removed_live: list[Entry] = []
         for entry in doomed:
             key = entry.key
@@ -348,7 +358,25 @@ class RegistryTable:
         removed_live.sort(key=lambda e: e.key)
         return removed_live
 
-    def set_fence(self, owner: str, incarnation: int, now: float) -> list[Entry]:
+    def drop_fenced(self, entry: Entry) -> bool:
+        """Remove ``entry`` if it is still stored and its owner's fence covers it.
+
+        The second half of ``fence(..., remove=False)``; False if the entry has
+        been replaced or removed meanwhile, or the fence has moved below it.
+        """
+        key = entry.key
+        fence = self._fences.get(entry.owner)
+        if self._entries.get(key) is not entry or fence is None or entry.deleted:
+            return False
+        if entry.owner_incarnation > fence[0]:
+            return False
+        del self._entries[key]
+        self._unindex(entry, self.bucket_of(key))
+        return True
+
+    def set_fence(
+        self, owner: str, incarnation: int, now: float, *, remove: bool = True
+    ) -> list[Entry]:
         """Move ``owner``'s fence to exactly ``incarnation`` (down as well as up).
 
         A dead member is fenced completely (every incarnation), since it may
@@ -357,13 +385,14 @@ class RegistryTable:
         wrote below j is stale: the fence moves to j - 1 (-1 lifts it).
 
         Returns:
-            The live entries removed, as ``fence`` does.
+            The live entries removed (or, with ``remove=False``, to remove), as
+            ``fence`` does.
         """
         _check_time("now", now)
         self._fences.pop(owner, None)
         if incarnation < 0:
             return []
-        return self.fence(owner, incarnation, now)
+        return self.fence(owner, incarnation, now, remove=remove)
 
     def collect(self, now: float, horizon: float) -> int:
         """Drop tombstones older than ``horizon``; expire fences and floors as old.

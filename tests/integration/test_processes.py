@@ -30,6 +30,7 @@ from typing import Any
 import httpx
 import pytest
 
+from gossip_registry.harness.processes import free_ports
 from gossip_registry.journal import recover
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
@@ -43,29 +44,6 @@ EXIT_TIMEOUT = 15.0
 
 
 # --- Helpers ----------------------------------------------------------------------------
-
-
-def free_ports(n: int) -> list[int]:
-    """``n`` distinct ports free for both TCP and UDP on 127.0.0.1 right now."""
-    held: list[socket.socket] = []
-    ports: list[int] = []
-    try:
-        while len(ports) < n:
-            tcp = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-            tcp.bind(("127.0.0.1", 0))
-            held.append(tcp)
-            port = tcp.getsockname()[1]
-            udp = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-            held.append(udp)
-            try:
-                udp.bind(("127.0.0.1", port))
-            except OSError:
-                continue
-            ports.append(port)
-    finally:
-        for s in held:
-            s.close()
-    return ports
 
 
 @dataclass

@@ -27,11 +27,11 @@ from pathlib import Path
 import httpx
 import pytest
 
+from gossip_registry.harness.processes import free_ports
 from tests.integration.test_processes import (
     START_TIMEOUT,
     Processes,
     api,
-    free_ports,
     processes,
     states,
 )

@@ -249,3 +249,46 @@ def test_a_reply_naming_buckets_we_do_not_have_is_a_failed_sync_not_a_crash(
     assert a.stats["syncs_failed"] == 1
     assert not [e for e in out if isinstance(e, StreamRequest | StreamSend)]
     assert a.table.live_count == 0  # nothing from a reply we refused
+
+
+def test_a_refuting_node_reasserts_a_large_table_a_chunk_at_a_time_before_other_merges() -> None:
+    node = Protocol(ProtocolConfig(), "me", A, rng=random.Random(7), now=0.0)
+    node.start(0.0)
+    mine = [node.register(0.0, "api", f"a{i}", "10.0.0.1", 80)[0] for i in range(3 * MERGE_CHUNK)]
+    peer_frame = _finish_of(2 * MERGE_CHUNK)[1]
+    out = node.handle_stream(0.5, B, peer_frame)[1]  # a merge is under way
+    out += node.handle_packet(1.0, B, encode_packet(Packet(None, (Suspect("me", 0, "p1"),))))
+    assert node.incarnation == 1
+
+    def reasserted() -> int:
+        return sum(e.owner_incarnation == 1 for e in node.own_entries())
+
+    assert reasserted() == MERGE_CHUNK, "one chunk at once, the rest on the MERGE timer"
+    [*_, merge] = [e for e in out if isinstance(e, SetTimer) and e.timer.kind is TimerKind.MERGE]
+    out = node.handle_timer(1.0, merge.timer)
+    assert reasserted() == 2 * MERGE_CHUNK, "ahead of the push-pull merge queued before it"
+    drive(node, out, 1.0)
+    assert reasserted() == len(mine)
+    assert node.table.live_count == len(mine) + 2 * MERGE_CHUNK
+
+
+def test_a_member_with_a_large_table_is_fenced_a_chunk_at_a_time() -> None:
+    node = Protocol(ProtocolConfig(), "me", A, rng=random.Random(8), now=0.0)
+    node.start(0.0)
+    node.handle_packet(0.0, B, encode_packet(Packet(None, (Alive("p1", B, 1, {}),))))
+    source = Protocol(ProtocolConfig(), "p1", B, rng=random.Random(9), now=0.0, incarnation=0)
+    count = 3 * MERGE_CHUNK
+    for i in range(count):
+        node.table.merge(source.register(0.0, "web", f"w{i}", "10.0.0.1", 80)[0])
+    out = node.handle_packet(1.0, B, encode_packet(Packet(None, (Alive("p1", B, 2, {}),))))
+    assert node.table.live_count == count - MERGE_CHUNK, "one chunk at once"
+    out = drive(node, out, 1.0)
+    assert node.table.live_count == 0
+    gone = [e for e in out if isinstance(e, Notify) and isinstance(e.event, EntryChanged)]
+    assert len(gone) == count
+    assert all(n.event.fenced and n.event.new is None for n in gone)  # type: ignore[union-attr]
+    assert node.stats["entries_fenced"] == count
+    # the fence itself holds at once: an old version arriving meanwhile is refused
+    old = source.table.get(("web", "w0"))
+    assert old is not None
+    assert node.table.merge(replace(old, stamp=1 << 40)) == (False, None)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from gossip_registry.stall import STALL_THRESHOLD, StallMeter
+from gossip_registry.stall import RECENT_STALLS, STALL_THRESHOLD, StallMeter
 
 
 class _Task:
@@ -37,12 +37,19 @@ def test_the_longest_task_step_is_kept_with_its_task_and_long_ones_are_counted()
     assert meter.longest == pytest.approx(STALL_THRESHOLD + 0.03)
     assert meter.longest_task == "merge"
     assert meter.stalls == 2
-    assert meter.status() == {
+    clock.now += 1.0
+    status = meter.status()
+    recent = status.pop("recent_stalls")
+    assert status == {
         "longest_stall_ms": pytest.approx((STALL_THRESHOLD + 0.03) * 1000),
         "longest_stall_task": "merge",
         "stalls_over_threshold": 2,
         "threshold_ms": STALL_THRESHOLD * 1000,
     }
+    assert recent == [
+        {"ago_s": pytest.approx(1.061), "ms": pytest.approx(80.0), "task": "merge"},
+        {"ago_s": pytest.approx(1.0), "ms": pytest.approx(51.0), "task": "http"},
+    ]
 
 
 def test_time_between_steps_is_not_a_stall() -> None:
@@ -62,3 +69,14 @@ def test_the_step_the_meter_was_installed_in_is_not_measured() -> None:
     meter.after_task_step(_Task("installer"))  # type: ignore[arg-type]
     assert meter.longest == 0.0
     assert meter.stalls == 0
+
+
+def test_only_the_most_recent_stalls_are_kept() -> None:
+    clock = _Clock()
+    meter = StallMeter(clock)
+    for i in range(RECENT_STALLS + 5):
+        step(meter, clock, f"t{i}", 2 * STALL_THRESHOLD)
+    recent = meter.status()["recent_stalls"]
+    assert isinstance(recent, list)
+    assert [r["task"] for r in recent] == [f"t{i}" for i in range(5, RECENT_STALLS + 5)]
+    assert meter.stalls == RECENT_STALLS + 5

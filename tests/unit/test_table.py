@@ -460,3 +460,22 @@ def test_ownership_moves_with_the_winning_version() -> None:
 def test_buckets_must_be_positive() -> None:
     with pytest.raises(ValueError, match="buckets"):
         RegistryTable(buckets=0)
+
+
+def test_a_fence_without_removal_holds_at_once_and_its_entries_go_one_by_one() -> None:
+    table = RegistryTable()
+    old, kept, newer = entry(instance_id="a"), entry(instance_id="b"), entry(instance_id="c")
+    for e in (old, kept, newer):
+        table.merge(e)
+    doomed = table.set_fence("node-a", 0, T0, remove=False)
+    assert doomed == [old, kept, newer]
+    assert table.live_count == 3, "nothing removed yet"
+    assert table.merge(entry(instance_id="d"))[0] is False, "the fence already refuses"
+    assert table.drop_fenced(old)
+    assert not table.drop_fenced(old), "already gone"
+    replacement = entry(instance_id="c", at=T0 + 1, incarnation=1)
+    table.merge(replacement)
+    assert not table.drop_fenced(newer), "replaced meanwhile by a version above the fence"
+    table.set_fence("node-a", -1, T0)
+    assert not table.drop_fenced(kept), "the fence was lifted"
+    assert {e.instance_id for e in table.live("web")} == {"b", "c"}

@@ -138,6 +138,8 @@ async def main(args: argparse.Namespace) -> int:
                 config = root / f"{kind}.toml"
                 config.write_text(
                     f'[cluster]\nname = "reads-{kind}"\n\n[defaults]\nprofile = "lan"\n\n'
+                    # One node owns the whole table here (50,000 by default).
+                    f"[limits]\nmax_entries_per_owner = {2 * args.large}\n\n"
                     f'[[nodes]]\nname = "{kind}"\ngossip_port = {gossip}\nhttp_port = {http}\n'
                 )
                 argv = [sys.executable, __file__, "serve", "--config", str(config)]

@@ -23,21 +23,32 @@ got), ``udp_msgs_per_node_s``, ``udp_kib_per_node_s`` and
 ``wall_s`` and the process's peak RSS. The simulator runs the cores in one
 Python process, so memory grows with NODES x INSTANCES: the default runs
 are the largest this machine completes in minutes (see the README).
+
+``--tail NODES,...`` instead measures the tail of the time to all nodes
+under steady registrations (what bench_churn's p99 hinges on): per NODES
+and per ``--mults`` value of ``retransmit_mult``, ``--tail-count``
+registrations at ``--tail-rate`` per second from node i mod NODES; the
+share that took over 2 s to reach every node (those waited for push-pull:
+gossip missed a node), p50, p99 and the slowest.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import math
 import resource
 import statistics
 import sys
 import time
+from functools import partial
 from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from gossip_registry.core.config import ProtocolConfig
+from gossip_registry.core.effects import EntryChanged
 from gossip_registry.core.protocol import Protocol
 from gossip_registry.sim import SimCluster
 
@@ -97,6 +108,40 @@ def one_run(nodes: int, instances: int, seed: int, virtual: float, wall: float) 
     }
 
 
+def tail(nodes: int, mult: int, rate: float, count: int) -> dict[str, Any]:
+    """Registrations at ``rate``; how long each took to be on every node (inf: never)."""
+    config = ProtocolConfig().with_(retransmit_mult=mult)
+    cluster = SimCluster(nodes, seed=1, config=config, bootstrap=True)
+    seen: dict[str, dict[str, float]] = {}
+    sent: dict[str, float] = {}
+
+    def observe(node: str, now: float, event: object) -> None:
+        if isinstance(event, EntryChanged) and event.new is not None:
+            seen.setdefault(event.new.instance_id, {})[node] = now
+
+    def register(i: int) -> None:
+        sent[f"x{i}"] = cluster.now
+        cluster.register(cluster.names[i % nodes], "churn", f"x{i}", port=80)
+
+    cluster.on_notify(observe)
+    for i in range(count):
+        cluster.call_at(1.0 + i / rate, partial(register, i))
+    cluster.run_for(1.0 + count / rate + 2 * config.push_pull_period(nodes))
+    times = sorted(
+        max(seen[k].values()) - t if len(seen.get(k, {})) == nodes else math.inf
+        for k, t in sent.items()
+    )
+    late = sum(t > 2.0 for t in times)
+    return {
+        "nodes": nodes,
+        "retransmit_mult": mult,
+        "over_2s_pct": round(100 * late / count, 2),
+        "p50_s": round(times[count // 2], 3),
+        "p99_s": round(times[int(0.99 * count)], 3),
+        "max_s": round(times[-1], 1),
+    }
+
+
 def median_row(runs: list[dict[str, Any]]) -> dict[str, Any]:
     row: dict[str, Any] = {"nodes": runs[0]["nodes"], "instances": runs[0]["instances"]}
     for key in FIGURES:
@@ -117,8 +162,21 @@ def main() -> int:
     parser.add_argument("--virtual-timeout", type=float, default=900.0)
     parser.add_argument("--wall-timeout", type=float, default=600.0)
     parser.add_argument("--quick", action="store_true", help="20 nodes x 400 instances")
+    parser.add_argument("--tail", default=None, help="NODES,...: the spread tail instead")
+    parser.add_argument("--mults", default="4,6", help="retransmit_mult values for --tail")
+    parser.add_argument("--tail-rate", type=float, default=50.0)
+    parser.add_argument("--tail-count", type=int, default=3000)
     parser.add_argument("--json", default=None)
     args = parser.parse_args()
+    if args.tail:
+        tails = []
+        for nodes in (int(x) for x in args.tail.split(",")):
+            for mult in (int(x) for x in args.mults.split(",")):
+                tails.append(tail(nodes, mult, args.tail_rate, args.tail_count))
+                print("  " + "  ".join(f"{k}={v}" for k, v in tails[-1].items()), flush=True)
+        if args.json:
+            Path(args.json).write_text(json.dumps({"tail": tails}, indent=2))
+        return 0
     if args.quick:
         args.runs, args.seeds = "20x400", 1
     rows, seeds = [], []

@@ -142,6 +142,7 @@ async def main(args: argparse.Namespace) -> int:
                     f"[limits]\nmax_entries_per_owner = {2 * args.large}\n\n"
                     f'[[nodes]]\nname = "{kind}"\ngossip_port = {gossip}\nhttp_port = {http}\n'
                 )
+                (root / f"ready-{kind}").unlink(missing_ok=True)  # a --workdir used before
                 argv = [sys.executable, __file__, "serve", "--config", str(config)]
                 argv += ["--kind", kind, "--large", str(args.large)]
                 procs.append(spawn(argv, root / f"{kind}.log", root))

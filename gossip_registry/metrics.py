@@ -78,6 +78,11 @@ PROTOCOL_COUNTERS: tuple[tuple[str, str, str], ...] = (
         "Entries removed because their owner was not a member for the grace period.",
     ),
     ("broadcasts_too_large", "broadcasts_too_large", "Updates too large to piggyback."),
+    (
+        "broadcasts_dropped",
+        "broadcasts_dropped",
+        "Updates dropped from a full piggyback queue (push-pull carries them).",
+    ),
 )
 """(metric name without prefix and _total, ``Protocol.stats`` key, help)."""
 

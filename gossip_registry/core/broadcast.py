@@ -43,24 +43,32 @@ class BroadcastQueue:
     (-rank, -transmits, serial, subject); a heap entry is current only while
     ``_items[subject]`` still has its serial (lazy invalidation)."""
 
-    __slots__ = ("_drops", "_heap", "_items", "_limit", "_serial")
+    __slots__ = ("_drops", "_heap", "_items", "_serial", "limit")
 
     def __init__(self, limit: int) -> None:
         self._heap: list[tuple[int, int, int, int, Hashable]] = []
         self._drops: list[tuple[int, int, int, Hashable]] = []
         self._items: dict[Hashable, _Queued] = {}
-        self._limit = limit
+        self.limit = limit
+        """Most items kept; a push beyond it drops the most-sent (the owner may change it)."""
         self._serial = 0
 
     def __len__(self) -> int:
         return len(self._items)
 
-    def push(self, subject: Hashable, data: bytes, *, rank: int = 0) -> None:
+    def push(self, subject: Hashable, data: bytes, *, rank: int = 0) -> int:
         """Queue ``data`` about ``subject``, replacing anything queued about it; a lower
-        ``rank`` goes out first."""
+        ``rank`` goes out first.
+
+        Returns:
+            How many items were dropped to stay within ``limit``.
+        """
         self._push(subject, data, 0, rank)
-        while len(self._items) > self._limit:
+        dropped = 0
+        while len(self._items) > self.limit:
             self._drop_most_sent()
+            dropped += 1
+        return dropped
 
     def take(self, budget: int, limit: int, most: int = 1024) -> list[bytes]:
         """Up to ``budget`` bytes and ``most`` updates; each counts one transmission.

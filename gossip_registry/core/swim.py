@@ -869,7 +869,8 @@ class Swim:
             # Could never ride in a packet; push-pull carries it instead.
             self.stats["broadcasts_too_large"] += 1
             return
-        self.queue.push(subject, data, rank=rank)
+        self.queue.limit = self.config.queue_limit(self.members.active_count)
+        self.stats["broadcasts_dropped"] += self.queue.push(subject, data, rank=rank)
         self._fresh = True
 
     # ------------------------------------------------------------- plumbing

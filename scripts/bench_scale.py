@@ -314,31 +314,42 @@ async def wait_for(deadline: float, what: str, check: Any) -> None:
 # --- one run -----------------------------------------------------------------------------
 
 
-async def run_once(workdir: Path, n: int, total: int, idle: float) -> dict[str, Any]:
+def plan_cluster(workdir: Path, n: int, total: int) -> tuple[Cluster, list[Proc], Proc, int]:
+    """``n`` nodes to preload and a joiner (free ports, one cluster file); and the instances
+    per node, ``total // n``. bench_steady preloads the same way and never starts the joiner."""
     ports = free_ports(2 * (n + 1))
     procs = [Proc(f"n{i + 1}", ports[2 * i], ports[2 * i + 1]) for i in range(n)]
     joiner = Proc("joiner", ports[2 * n], ports[2 * n + 1])
-    cluster = Cluster(workdir, procs, joiner)
-    per_node = total // n
+    return Cluster(workdir, procs, joiner), procs, joiner, total // n
+
+
+async def preload(http: HttpClient, cluster: Cluster, procs: list[Proc], per_node: int) -> float:
+    """Start the preloaded nodes and wait until every one holds all their instances with one
+    digest; the seconds it took."""
+    total = per_node * len(procs)
+    started = time.monotonic()
+    for p in procs:
+        cluster.start_preloaded(p, per_node, total)
+
+    async def preloaded() -> bool:
+        cluster.check_alive()
+        await trio.sleep(PRELOAD_POLL)
+        got = await statuses(http, procs)
+        return all(s is not None and s["entries"] == total for s in got) and (
+            len({s["digest"] for s in got if s is not None}) == 1
+        )
+
+    await wait_for(started + preload_timeout(total), "preloaded nodes converge", preloaded)
+    return time.monotonic() - started
+
+
+async def run_once(workdir: Path, n: int, total: int, idle: float) -> dict[str, Any]:
+    cluster, procs, joiner, per_node = plan_cluster(workdir, n, total)
     total = per_node * n
     row: dict[str, Any] = {"nodes": n, "instances": total, "per_node": per_node}
     try:
         async with HttpClient(REQUEST_TIMEOUT) as http:
-            started = time.monotonic()
-            for p in procs:
-                cluster.start_preloaded(p, per_node, total)
-            deadline = started + preload_timeout(total)
-
-            async def preloaded() -> bool:
-                cluster.check_alive()
-                await trio.sleep(PRELOAD_POLL)
-                got = await statuses(http, procs)
-                return all(s is not None and s["entries"] == total for s in got) and (
-                    len({s["digest"] for s in got if s is not None}) == 1
-                )
-
-            await wait_for(deadline, "preloaded nodes converge", preloaded)
-            row["preload_s"] = round(time.monotonic() - started, 2)
+            row["preload_s"] = round(await preload(http, cluster, procs, per_node), 2)
             for p in procs:
                 p.rss_before = int((workdir / f"rss-{p.name}").read_text())
             before = [s for s in await statuses(http, procs) if s is not None]

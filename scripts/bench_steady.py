@@ -52,17 +52,16 @@ sys.path[:0] = [str(SCRIPTS.parent), str(SCRIPTS)]
 import trio  # noqa: E402
 from bench_scale import (  # noqa: E402  (scripts/ is not a package)
     BenchError,
-    Cluster,
     Proc,
-    preload_timeout,
+    plan_cluster,
+    preload,
     scrape,
     statuses,
-    wait_for,
     workspace,
 )
 
 from gossip_registry.harness.http11 import HttpClient  # noqa: E402
-from gossip_registry.harness.processes import cpu_seconds, free_ports  # noqa: E402
+from gossip_registry.harness.processes import cpu_seconds  # noqa: E402
 from gossip_registry.harness.sigterm import interrupt_on_sigterm, run_interruptible  # noqa: E402
 
 REQUEST_TIMEOUT = 5.0
@@ -80,29 +79,12 @@ FIGURES = (
 
 
 async def run_once(workdir: Path, n: int, total: int, args: argparse.Namespace) -> dict[str, Any]:
-    ports = free_ports(2 * (n + 1))
-    procs = [Proc(f"n{i + 1}", ports[2 * i], ports[2 * i + 1]) for i in range(n)]
-    # bench_scale's cluster file also names a joiner; it is never started here.
-    cluster = Cluster(workdir, procs, Proc("joiner", ports[2 * n], ports[2 * n + 1]))
-    per_node = total // n
+    cluster, procs, _, per_node = plan_cluster(workdir, n, total)  # the joiner is not started
     total = per_node * n
     row: dict[str, Any] = {"nodes": n, "instances": total, "per_node": per_node}
     try:
         async with HttpClient(REQUEST_TIMEOUT) as http:
-            started = time.monotonic()
-            for p in procs:
-                cluster.start_preloaded(p, per_node, total)
-
-            async def preloaded() -> bool:
-                cluster.check_alive()
-                await trio.sleep(POLL)
-                got = await statuses(http, procs)
-                return all(s is not None and s["entries"] == total for s in got) and (
-                    len({s["digest"] for s in got if s is not None}) == 1
-                )
-
-            await wait_for(started + preload_timeout(total), "preloaded nodes converge", preloaded)
-            row["preload_s"] = round(time.monotonic() - started, 1)
+            row["preload_s"] = round(await preload(http, cluster, procs, per_node), 1)
             print(f"  T={total}: preloaded in {row['preload_s']} s", flush=True)
             drained_at = time.monotonic()
             depth = 0.0

@@ -8,6 +8,7 @@ used as synchronisation.
 
 from __future__ import annotations
 
+import signal
 import socket
 import time
 from collections.abc import Callable
@@ -104,3 +105,14 @@ def ipv6_available() -> bool:
     except OSError:
         return False
     return True
+
+
+def default_sigint() -> None:
+    """``preexec_fn`` for a child that a test stops with Ctrl-C (SIGINT), as a terminal would.
+
+    A shell without job control starts background jobs with SIGINT ignored,
+    children inherit that, and Python then installs no KeyboardInterrupt
+    handler: the child would never see the Ctrl-C (the CI's runner may start
+    the suite so). A terminal's foreground program has SIGINT at its default.
+    """
+    signal.signal(signal.SIGINT, signal.SIG_DFL)

@@ -24,7 +24,7 @@ import trio
 from gossip_registry.core.messages import MemberState
 from gossip_registry.node import Node, NotSynced
 from gossip_registry.threaded import ThreadedNode
-from tests.integration import eventually, fast_config, start_node, wait_until
+from tests.integration import default_sigint, eventually, fast_config, start_node, wait_until
 from tests.integration.test_node import reserve_port
 
 SEEN_LEFT_WITHIN = 1.0
@@ -175,7 +175,11 @@ async def _child_leaves(script: str, stop: signal.Signals | None) -> None:
             argv = [sys.executable, "-c", script, str(peer.advertise_addr[1])]
             env = {**os.environ, "PYTHONUNBUFFERED": "1"}
             process = await trio.lowlevel.open_process(
-                argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, env=env
+                argv,
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+                env=env,
+                preexec_fn=default_sigint,
             )
             try:
                 assert process.stdout is not None

@@ -33,6 +33,7 @@ import pytest
 from gossip_registry.core.messages import PROTOCOL_VERSION
 from gossip_registry.harness.processes import free_ports
 from gossip_registry.journal import recover
+from tests.integration import default_sigint
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 FAST = 'probe_interval = "200ms"\nprobe_timeout = "100ms"\nsuspicion_mult = 2\n'
@@ -119,6 +120,7 @@ class Processes:
                 stdout=out,
                 stderr=subprocess.STDOUT,
                 cwd=cwd,
+                preexec_fn=default_sigint,  # some are stopped with Ctrl-C
             )
         self.started.append(proc)
         return proc

@@ -28,6 +28,7 @@ import httpx
 import pytest
 
 from gossip_registry.harness.processes import free_ports
+from tests.integration import default_sigint
 from tests.integration.test_processes import (
     START_TIMEOUT,
     Processes,
@@ -121,6 +122,7 @@ def _run_until_output_then_interrupt(block: Block, cluster: Cluster) -> None:
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
+        preexec_fn=default_sigint,
     ) as proc:
         watchdog = threading.Timer(BLOCK_TIMEOUT, proc.kill)  # readline must not hang the test
         watchdog.start()

@@ -77,6 +77,7 @@ from bench_scale import (  # noqa: E402  (scripts/ is not a package)
     stalls_within,
     statuses,
     workspace,
+    write_json,
 )
 
 from gossip_registry.harness.http11 import HttpClient, send_request  # noqa: E402
@@ -505,10 +506,7 @@ async def main(args: argparse.Namespace) -> int:
             results.append(await run_cluster(run_dir, n, args))
     print()
     print(table(results))
-    if args.json:
-        out = Path(args.json)
-        out.parent.mkdir(parents=True, exist_ok=True)
-        out.write_text(json.dumps({"clusters": results}, indent=2))
+    write_json(args.json, {"clusters": results})
     return 1 if any("error" in r for r in results) else 0
 
 

@@ -46,7 +46,7 @@ SCRIPTS = Path(__file__).resolve().parent
 sys.path[:0] = [str(SCRIPTS.parent), str(SCRIPTS)]
 
 import trio  # noqa: E402
-from bench_scale import HOST, SERVICES, BenchError, workspace  # noqa: E402
+from bench_scale import HOST, SERVICES, BenchError, workspace, write_json  # noqa: E402
 
 from gossip_registry.harness.http11 import HttpClient  # noqa: E402
 from gossip_registry.harness.processes import free_ports, spawn, stop_processes  # noqa: E402
@@ -214,10 +214,7 @@ async def main(args: argparse.Namespace) -> int:
             f"{result['small']['discover_us']} us in {result['small']['entries']} entries, "
             f"{result['large']['discover_us']} us in {result['large']['entries']}"
         )
-    if args.json:
-        out = Path(args.json)
-        out.parent.mkdir(parents=True, exist_ok=True)
-        out.write_text(json.dumps(result, indent=2))
+    write_json(args.json, result)
     return 1 if "error" in result else 0
 
 

@@ -305,6 +305,14 @@ def stalls_within(status: dict[str, Any], seconds: float) -> list[tuple[float, s
     return [(float(r["ms"]), f"{where}/{r['task']}") for r in recent if r["ago_s"] <= seconds]
 
 
+def write_json(path: str | None, result: Any) -> None:
+    """``result`` as JSON to ``path`` (its directory made), if a ``--json`` path was given."""
+    if path:
+        out = Path(path)
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(json.dumps(result, indent=2))
+
+
 async def wait_for(deadline: float, what: str, check: Any) -> None:
     while not await check():
         if time.monotonic() > deadline:
@@ -551,10 +559,7 @@ async def main(args: argparse.Namespace) -> int:
         "discover_table": largest,
         "discover_service_instances": per_service,
     }
-    if args.json:
-        out = Path(args.json)
-        out.parent.mkdir(parents=True, exist_ok=True)
-        out.write_text(json.dumps(result, indent=2))
+    write_json(args.json, result)
     return 1 if any("error" in r for r in rows) else 0
 
 

@@ -39,7 +39,6 @@ Every process is stopped by PID in a ``finally``.
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import time
 from functools import partial
@@ -58,6 +57,7 @@ from bench_scale import (  # noqa: E402  (scripts/ is not a package)
     scrape,
     statuses,
     workspace,
+    write_json,
 )
 
 from gossip_registry.harness.http11 import HttpClient  # noqa: E402
@@ -171,10 +171,7 @@ async def main(args: argparse.Namespace) -> int:
             rows.append(await run_once(run_dir, args.nodes, total, args))
     print()
     print(table(rows))
-    if args.json:
-        out = Path(args.json)
-        out.parent.mkdir(parents=True, exist_ok=True)
-        out.write_text(json.dumps({"rows": rows}, indent=2))
+    write_json(args.json, {"rows": rows})
     return 1 if any("error" in r for r in rows) else 0
 
 

@@ -849,7 +849,7 @@ class Swim:
             and r.state is MemberState.DEAD
             and now - (self.members.since(name) or now) < self.config.gossip_to_dead
         ]
-        targets = self.members.sample(self.config.gossip_nodes)
+        targets = self.members.gossip_targets(self.config.gossip_nodes)
         if recent_dead and targets:
             # memberlist gossips to the recently dead as well, so they can refute.
             share = len(recent_dead) / (len(recent_dead) + self.members.active_count)
@@ -861,7 +861,7 @@ class Swim:
     def _on_fast_gossip(self, now: float, _: str) -> None:
         self._fast_armed = False
         self._last_fast = now
-        for name in self.members.sample(self.config.fast_gossip_nodes):
+        for name in self.members.gossip_targets(self.config.fast_gossip_nodes):
             self._send(self.members.addr_of(name), None)
 
     def _broadcast(self, subject: Hashable, data: bytes, *, rank: int = MEMBERSHIP) -> None:

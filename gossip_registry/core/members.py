@@ -77,6 +77,47 @@ class MemberSeed:
         return cls(by_name, digest, active, {by_name[n].addr: n for n in active})
 
 
+class _Round:
+    """Names walked in a shuffled order, reshuffled on each wrap (SWIM section 4.3).
+
+    A newcomer goes in at a random position not yet passed in this round, so
+    it is reached within the round; a removed name leaves the cursor on the
+    same next name.
+    """
+
+    __slots__ = ("names", "pos", "rng")
+
+    def __init__(self, rng: random.Random) -> None:
+        self.rng = rng
+        self.names: list[str] = []
+        self.pos = 0
+
+    def reset(self, names: Iterable[str]) -> None:
+        self.names = list(names)
+        self.pos = self.rng.randrange(len(self.names)) if self.names else 0
+
+    def next(self) -> str | None:
+        names = self.names
+        if not names:
+            return None
+        if self.pos >= len(names):
+            self.rng.shuffle(names)
+            self.pos = 0
+        name = names[self.pos]
+        self.pos += 1
+        return name
+
+    def insert(self, name: str) -> None:
+        at = self.rng.randint(min(self.pos, len(self.names)), len(self.names))
+        self.names.insert(at, name)
+
+    def remove(self, name: str) -> None:
+        at = self.names.index(name)
+        del self.names[at]
+        if at < self.pos:
+            self.pos -= 1
+
+
 class MemberTable:
     """Members by name: a shared read-only base (possibly empty) plus our own changes."""
 
@@ -86,10 +127,10 @@ class MemberTable:
         "_by_addr",
         "_digest",
         "_gone",
+        "_gossip",
         "_len",
         "_own",
-        "_ring",
-        "_ring_pos",
+        "_probes",
         "_rng",
         "_since",
         "self_name",
@@ -108,8 +149,10 @@ class MemberTable:
         self._len = 1
         self._since: dict[str, float] = {}
         """When a member became dead or left; only those are kept here."""
-        self._ring: list[str] = []
-        self._ring_pos = 0
+        self._probes = _Round(rng)
+        """The ring: active members but ourselves, in probe order."""
+        self._gossip = _Round(rng)
+        """The same members in a walk of their own, for gossip targets."""
         self._digest = record_digest(self_record)
 
     # reads
@@ -137,7 +180,7 @@ class MemberTable:
     @property
     def active_count(self) -> int:
         """Alive and suspect members, ourselves included: the N in the scaling formulas."""
-        return len(self._ring) + 1
+        return len(self._probes.names) + 1
 
     @property
     def digest(self) -> int:
@@ -179,10 +222,11 @@ class MemberTable:
         self._len = len(seed.records) + (0 if shared_me is not None else 1)
         if shared_me is not None:
             self._digest ^= record_digest(shared_me)
-        self._ring = list(seed.active)
+        active = list(seed.active)
         if shared_me is not None and shared_me.state in ACTIVE_STATES:
-            self._ring.remove(me.name)
-        self._ring_pos = self._rng.randrange(len(self._ring)) if self._ring else 0
+            active.remove(me.name)
+        self._probes.reset(active)
+        self._gossip.reset(active)
 
     def put(self, record: MemberRecord, now: float) -> MemberRecord | None:
         """Store ``record`` unconditionally (callers decided with ``wins``); returns the old one."""
@@ -202,12 +246,14 @@ class MemberTable:
         if is_active:
             self._since.pop(record.name, None)
             if not was_active:
-                self._ring_insert(record.name)
+                self._gossip.insert(record.name)
+                self._probes.insert(record.name)
         else:
             if old is None or old.state != record.state:
                 self._since[record.name] = now
             if was_active:
-                self._ring_remove(record.name)
+                self._gossip.remove(record.name)
+                self._probes.remove(record.name)
         return old
 
     def remove(self, name: str) -> None:
@@ -223,25 +269,41 @@ class MemberTable:
         self._index_addr(old, None)
         self._since.pop(name, None)
         if old.state in ACTIVE_STATES:
-            self._ring_remove(name)
+            self._gossip.remove(name)
+            self._probes.remove(name)
 
     # probing and sampling
 
     def next_probe_target(self) -> str | None:
         """The next member in round-robin order; reshuffles when the order wraps."""
-        ring = self._ring
-        if not ring:
-            return None
-        if self._ring_pos >= len(ring):
-            self._rng.shuffle(ring)
-            self._ring_pos = 0
-        name = ring[self._ring_pos]
-        self._ring_pos += 1
-        return name
+        return self._probes.next()
+
+    def gossip_targets(self, k: int) -> list[str]:
+        """The next ``k`` distinct members of a round-robin walk of their own.
+
+        A node sends each update only ``retransmit_limit(n)`` times. Drawn at
+        random, those sends can all miss one member: with 8 nodes (4 sends
+        each to 6 peers) about 1 leave in 50 was heard by a peer only at the
+        next push-pull, 30 s later (issue 12). Walked in turn, consecutive
+        packets go to distinct members, so a node's sends of one update reach
+        min(limit, n - 1) of them, and a cluster of up to limit + 1 nodes
+        hears every update from each node that holds it.
+        """
+        walk = self._gossip
+        picked: list[str] = []
+        # A wrap reshuffles, and may bring back a name this call already
+        # took: skip it. One more lap than k always finds k distinct names.
+        for _ in range(min(k, len(walk.names)) + len(walk.names)):
+            if len(picked) == k:
+                break
+            name = walk.next()
+            if name is not None and name not in picked:
+                picked.append(name)
+        return picked
 
     def sample(self, k: int, exclude: str | None = None) -> list[str]:
         """Up to ``k`` distinct random active members, never ourselves or ``exclude``."""
-        ring = self._ring
+        ring = self._probes.names
         excluded = self.get(exclude) if exclude is not None else None
         in_ring = (
             excluded is not None and excluded.state in ACTIVE_STATES and exclude != self.self_name
@@ -271,14 +333,3 @@ class MemberTable:
             del self._by_addr[old.addr]
         if new is not None and new.state in ACTIVE_STATES:
             self._by_addr[new.addr] = new.name
-
-    def _ring_insert(self, name: str) -> None:
-        # SWIM 4.3: a random position not yet passed in this round.
-        at = self._rng.randint(min(self._ring_pos, len(self._ring)), len(self._ring))
-        self._ring.insert(at, name)
-
-    def _ring_remove(self, name: str) -> None:
-        at = self._ring.index(name)
-        del self._ring[at]
-        if at < self._ring_pos:
-            self._ring_pos -= 1

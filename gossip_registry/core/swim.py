@@ -83,6 +83,10 @@ from gossip_registry.core.messages import (
 from gossip_registry.core.suspicion import Suspicion
 
 _SEQ_MASK = 2**32 - 1
+LEAVE_TOLD_DIRECTLY = 128
+"""Members a leaving node tells directly (``leave``): a leave happens once per
+life, so one datagram to each of this many costs nothing worth saving; beyond
+it, gossip's log(n) retransmits from every holder make a miss unlikely."""
 MAX_RELAYS = 1024
 """Ping-reqs carried out at once; more are refused and counted (``ping_reqs_refused``).
 Each holds a timer for the probe timeout and sends a ping to an address the requester
@@ -272,6 +276,12 @@ class Swim:
     def leave(self, now: float, timeout: float) -> list[Effect]:
         """Announce a graceful leave at once; ``LeaveDrained`` tells the driver when to stop.
 
+        The leave goes at once to up to ``LEAVE_TOLD_DIRECTLY`` members, a
+        datagram each, and out by gossip as any update. Gossip alone sends it
+        ``retransmit_limit(n)`` times, which can miss a member until the next
+        push-pull; in a cluster of up to that size a member now misses it only
+        if its datagram is lost and the gossip misses it too.
+
         That is once the leave has been gossiped its full retransmit count
         (nothing is left queued) or nobody is left to tell, and at the latest
         ``timeout`` seconds from now. Calling it again changes nothing.
@@ -280,7 +290,10 @@ class Swim:
             self.leaving = True
             self._leave_pending = True
             self.members.put(self._own_record(MemberState.LEFT), now)
-            self._broadcast(("m", self.name), encode_update(Left(self.name, self.incarnation)))
+            left = encode_update(Left(self.name, self.incarnation))
+            self._broadcast(("m", self.name), left)
+            for name in self.members.gossip_targets(LEAVE_TOLD_DIRECTLY):
+                self._send(self.members.addr_of(name), None, (left,), gossip=False)
             self._arm(TimerKind.LEAVE, now + timeout)
         return self._drain(now)
 
@@ -849,7 +862,7 @@ class Swim:
             and r.state is MemberState.DEAD
             and now - (self.members.since(name) or now) < self.config.gossip_to_dead
         ]
-        targets = self.members.sample(self.config.gossip_nodes)
+        targets = self.members.gossip_targets(self.config.gossip_nodes)
         if recent_dead and targets:
             # memberlist gossips to the recently dead as well, so they can refute.
             share = len(recent_dead) / (len(recent_dead) + self.members.active_count)
@@ -861,7 +874,7 @@ class Swim:
     def _on_fast_gossip(self, now: float, _: str) -> None:
         self._fast_armed = False
         self._last_fast = now
-        for name in self.members.sample(self.config.fast_gossip_nodes):
+        for name in self.members.gossip_targets(self.config.fast_gossip_nodes):
             self._send(self.members.addr_of(name), None)
 
     def _broadcast(self, subject: Hashable, data: bytes, *, rank: int = MEMBERSHIP) -> None:

@@ -11,13 +11,14 @@ from __future__ import annotations
 import random
 from collections.abc import Sequence
 
-from gossip_registry.core.codec import decode_stream, encode_packet, encode_stream
+from gossip_registry.core.codec import decode_packet, decode_stream, encode_packet, encode_stream
 from gossip_registry.core.config import ProtocolConfig
 from gossip_registry.core.effects import (
     Effect,
     JoinResult,
     LeaveDrained,
     Notify,
+    Send,
     SetTimer,
     StaleChanged,
     StreamRequest,
@@ -29,6 +30,7 @@ from gossip_registry.core.messages import (
     Alive,
     Dead,
     EntryUpdate,
+    Left,
     Packet,
     SyncHello,
     SyncReply,
@@ -156,6 +158,22 @@ def test_leave_is_drained_once_the_broadcast_queue_is_empty() -> None:
     assert notes(effects) == [LeaveDrained(drained=True)]
     assert due.at < 30.0
     assert due.timer.kind is not TimerKind.LEAVE
+
+
+def test_leave_is_told_to_every_member_directly_at_once() -> None:
+    # Gossip alone sends it retransmit_limit(n) times, which in a cluster of
+    # 7-9 nodes could miss a member until the next push-pull (issue 12).
+    node = make()
+    alive = tuple(Alive(f"p{i}", peer(i), 1, {}) for i in range(1, 9))
+    node.handle_packet(0.0, peer(1), encode_packet(Packet(None, alive)))
+    effects = node.leave(1.0, timeout=30.0)
+    told = {
+        e.addr
+        for e in effects
+        if isinstance(e, Send)
+        and any(isinstance(u, Left) and u.name == "me" for u in decode_packet(e.data).updates)
+    }
+    assert told == {peer(i) for i in range(1, 9)}
 
 
 def test_leave_gives_up_waiting_at_its_timeout() -> None:

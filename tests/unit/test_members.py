@@ -91,6 +91,21 @@ def test_sample_never_returns_self_or_the_excluded_member() -> None:
     assert sorted(table_with(2).sample(5, exclude="m0")) == ["m1"]
 
 
+def test_gossip_targets_reach_every_active_member_before_repeating_one() -> None:
+    # A node sends an update only retransmit_limit(n) times; drawn at random,
+    # those sends could all miss one member (1 leave in 50 went unheard by a
+    # peer of an 8-node cluster until push-pull, 30 s later). Walked in turn,
+    # they reach min(limit, n - 1) distinct members.
+    table = table_with(7)
+    for k in (1, 2, 3, 7):
+        walked = [name for _ in range(7) for name in table.gossip_targets(k)][:7]
+        assert sorted(walked) == sorted(f"m{i}" for i in range(7)), k
+    assert sorted(table.gossip_targets(10)) == sorted(f"m{i}" for i in range(7))
+    table.put(rec("m3", 0, D), now=1.0)
+    assert "m3" not in {n for _ in range(10) for n in table.gossip_targets(3)}
+    assert table_with(0).gossip_targets(3) == []
+
+
 def test_digest_is_independent_of_insertion_order() -> None:
     one, two = table_with(0), table_with(0)
     records = [rec(f"m{i}", i, A) for i in range(10)]

@@ -64,7 +64,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from gossip_registry.core.messages import Address
-from gossip_registry.node import Node, NodeConfig
+from gossip_registry.runtime.node import Node, NodeConfig
 
 ROOT = Path(__file__).resolve().parent.parent
 LOADGEN = ROOT / "scripts" / "loadgen.py"

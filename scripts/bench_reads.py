@@ -70,8 +70,8 @@ def layout(kind: str, large: int) -> list[str]:
 
 async def serve(config_path: Path, kind: str, large: int, ready: Path) -> None:
     """Register the table, write the discover latency to ``ready``, serve until SIGTERM."""
-    from gossip_registry.config import load_cluster
-    from gossip_registry.node import Node
+    from gossip_registry.config.cluster_file import load_cluster
+    from gossip_registry.runtime.node import Node
 
     config = load_cluster(config_path).node(kind)
     parent = os.getppid()

@@ -34,7 +34,7 @@ import trio
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from gossip_registry.core.config import ProtocolConfig
-from gossip_registry.node import Node, NodeConfig
+from gossip_registry.runtime.node import Node, NodeConfig
 
 
 def peak_rss_kib() -> int:

@@ -46,8 +46,8 @@ import trio
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from gossip_registry.fdlimit import raise_open_files_limit
 from gossip_registry.harness.http11 import HttpClient, read_response, send_request
+from gossip_registry.runtime.fdlimit import raise_open_files_limit
 
 INDEX_HEADER = "x-registry-index"
 CONNECT_TIMEOUT = 10.0

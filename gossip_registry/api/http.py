@@ -51,11 +51,8 @@ from gossip_registry.api.checks import check_specs, ttl_report
 from gossip_registry.api.events import event_stream
 from gossip_registry.api.http_limits import BodyDeadline, serve_connections
 from gossip_registry.api.view_cache import ViewCache
-from gossip_registry.config import parse_duration
+from gossip_registry.config.cluster_file import parse_duration
 from gossip_registry.core.messages import Address
-from gossip_registry.durability import DurabilityError
-from gossip_registry.events import parse_kinds
-from gossip_registry.fdlimit import connection_budget
 from gossip_registry.registry.entry import Entry
 from gossip_registry.registry.schema import (
     MAX_META_PAIRS,
@@ -68,10 +65,13 @@ from gossip_registry.registry.schema import (
     name_problem,
     port_problem,
 )
-from gossip_registry.watch import TooManyWaiters
+from gossip_registry.runtime.events import parse_kinds
+from gossip_registry.runtime.fdlimit import connection_budget
+from gossip_registry.runtime.storage.durability import DurabilityError
+from gossip_registry.runtime.watch import TooManyWaiters
 
 if TYPE_CHECKING:  # node.py starts the HTTP API, so importing it here would be circular
-    from gossip_registry.node import Node
+    from gossip_registry.runtime.node import Node
 if TYPE_CHECKING:  # prometheus-client is imported at the first scrape (see ``metrics``)
     from prometheus_client import CollectorRegistry
 
@@ -509,7 +509,7 @@ def build_app(
 
     async def metrics(request: Request) -> Response:
         # Imported on the first scrape: prometheus-client costs an unscraped agent 2 MiB.
-        from gossip_registry.metrics import exposition, node_registry
+        from gossip_registry.api.metrics import exposition, node_registry
 
         if not registry:
             registry.append(node_registry(node))

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING
 import trio
 
 if TYPE_CHECKING:  # node.py starts the interfaces, so importing it here would be circular
-    from gossip_registry.node import Node
+    from gossip_registry.runtime.node import Node
 
 __all__ = ["serve_interfaces"]
 

@@ -26,7 +26,7 @@ def _kinds(ctx: click.Context, param: click.Parameter, value: str | None) -> str
     """Checked here, so a typo is a usage error before any connection is made."""
     if value is None:
         return None
-    from gossip_registry.events import parse_kinds
+    from gossip_registry.runtime.events import parse_kinds
 
     try:
         return ",".join(sorted(parse_kinds(value)))

@@ -17,7 +17,7 @@ from typing import Any
 import trio
 
 from gossip_registry.core.config import ProtocolConfig
-from gossip_registry.node import Node, NodeConfig
+from gossip_registry.runtime.node import Node, NodeConfig
 
 FAST = ProtocolConfig(
     probe_interval=0.2,

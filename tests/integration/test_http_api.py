@@ -22,10 +22,10 @@ import trio.testing
 
 from gossip_registry.api.http import MAX_BODY_BYTES, build_app, serve_http
 from gossip_registry.core.messages import MemberState
-from gossip_registry.node import MemberView, Node, NodeConfig
 from gossip_registry.registry.entry import Entry, EntryKey, Health
 from gossip_registry.registry.health import CheckSpec
-from gossip_registry.watch import CATALOG, MEMBERS, ChangeIndex
+from gossip_registry.runtime.node import MemberView, Node, NodeConfig
+from gossip_registry.runtime.watch import CATALOG, MEMBERS, ChangeIndex
 
 TIMEOUT = 5.0
 """Absolute bound on each test; an in-process request takes milliseconds."""

@@ -32,7 +32,7 @@ import pytest
 
 from gossip_registry.core.messages import PROTOCOL_VERSION
 from gossip_registry.harness.processes import free_ports
-from gossip_registry.journal import recover
+from gossip_registry.runtime.storage.journal import recover
 from tests.integration import default_sigint
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"

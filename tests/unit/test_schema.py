@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import pytest
 
-from gossip_registry.registration import check_registration
 from gossip_registry.registry.health import CheckSpec
 from gossip_registry.registry.schema import (
     MAX_NAME_LEN,
@@ -16,6 +15,7 @@ from gossip_registry.registry.schema import (
     name_problem,
     port_problem,
 )
+from gossip_registry.runtime.registration import check_registration
 
 
 @pytest.mark.parametrize(

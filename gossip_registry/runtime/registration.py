@@ -28,7 +28,7 @@ from gossip_registry.registry.schema import (
 )
 
 if TYPE_CHECKING:
-    from gossip_registry.health import CheckRunner
+    from gossip_registry.runtime.checks import CheckRunner
 
 __all__ = ["admit_checks", "check_registration"]
 

@@ -70,7 +70,6 @@ from uuid import uuid4
 
 import trio
 
-from gossip_registry.advertise import advertise_host
 from gossip_registry.core.codec import CodecError, check_update, is_frame_head, is_keyring_frame
 from gossip_registry.core.config import ProtocolConfig
 from gossip_registry.core.effects import (
@@ -90,25 +89,26 @@ from gossip_registry.core.effects import (
 )
 from gossip_registry.core.messages import ACTIVE_STATES, Address, Alive, MemberState
 from gossip_registry.core.protocol import Protocol
-from gossip_registry.durability import DurableStore
-from gossip_registry.events import EventBus
-from gossip_registry.faultinject import unsafe_node_faults
-from gossip_registry.gossip_encryption import GossipEncryption
-from gossip_registry.health import CheckRunner
-from gossip_registry.heap import TableHeap
-from gossip_registry.journal import Delete, Put, Record, recover
-from gossip_registry.keyring import SEAL_OVERHEAD, Keyring
-from gossip_registry.owned_nursery import close_owned_nursery
-from gossip_registry.registration import admit_checks, check_registration
+from gossip_registry.crypto.keyring import SEAL_OVERHEAD, Keyring
+from gossip_registry.crypto.sealing import GossipEncryption
 from gossip_registry.registry.entry import CheckState, Entry, EntryKey, Health
 from gossip_registry.registry.health import CheckSpec, initial_states, worst
 from gossip_registry.registry.preservation import PreservationConfig
-from gossip_registry.snapshot import Snapshot
-from gossip_registry.stale_entries import StaleEntries
-from gossip_registry.stall import StallMeter
-from gossip_registry.traffic import WireTraffic
-from gossip_registry.transport import DEFAULT_TCP_TIMEOUT, Transport, open_transport
-from gossip_registry.watch import CATALOG, MEMBERS, ChangeIndex
+from gossip_registry.runtime.advertise import advertise_host
+from gossip_registry.runtime.checks import CheckRunner
+from gossip_registry.runtime.events import EventBus
+from gossip_registry.runtime.faultinject import unsafe_node_faults
+from gossip_registry.runtime.heap import TableHeap
+from gossip_registry.runtime.owned_nursery import close_owned_nursery
+from gossip_registry.runtime.registration import admit_checks, check_registration
+from gossip_registry.runtime.stale_entries import StaleEntries
+from gossip_registry.runtime.stall import StallMeter
+from gossip_registry.runtime.storage.durability import DurableStore
+from gossip_registry.runtime.storage.journal import Delete, Put, Record, recover
+from gossip_registry.runtime.storage.snapshot import Snapshot
+from gossip_registry.runtime.traffic import WireTraffic
+from gossip_registry.runtime.transport import DEFAULT_TCP_TIMEOUT, Transport, open_transport
+from gossip_registry.runtime.watch import CATALOG, MEMBERS, ChangeIndex
 
 __all__ = ["MemberView", "Node", "NodeConfig", "NotSynced", "open_node"]
 

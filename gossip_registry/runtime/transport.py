@@ -66,8 +66,8 @@ from collections.abc import Callable
 import trio
 
 from gossip_registry.core.messages import Address
-from gossip_registry.faultinject import FaultFilter
-from gossip_registry.keyring import SEAL_VERSION, UDP, GossipSeal, SealError
+from gossip_registry.crypto.keyring import SEAL_VERSION, UDP, GossipSeal, SealError
+from gossip_registry.runtime.faultinject import FaultFilter
 
 __all__ = [
     "DEFAULT_TCP_TIMEOUT",

@@ -33,12 +33,11 @@ from dataclasses import dataclass, fields, replace
 from pathlib import Path
 from typing import Any, get_type_hints
 
-from gossip_registry.access import token_problem
+from gossip_registry.api.access import token_problem
 from gossip_registry.core.config import DRIVER_FIELDS, ProtocolConfig
 from gossip_registry.core.limits import Limits
 from gossip_registry.core.messages import Address
 from gossip_registry.errors import ConfigError
-from gossip_registry.node import NodeConfig
 from gossip_registry.registry.preservation import PreservationConfig
 from gossip_registry.registry.schema import (
     MAX_META_PAIRS,
@@ -48,6 +47,7 @@ from gossip_registry.registry.schema import (
     is_name,
     name_problem,
 )
+from gossip_registry.runtime.node import NodeConfig
 
 __all__ = [
     "PROFILES",
@@ -694,8 +694,8 @@ class _Loader:
         As with tokens, a node that gives its keys in either form (``encrypt`` or
         ``keyring_file``) overrides both forms in [defaults].
         """
-        from gossip_registry.keyring import KeyringError
-        from gossip_registry.keyring_file import configured_keyring
+        from gossip_registry.crypto.keyring import KeyringError
+        from gossip_registry.crypto.keyring_file import configured_keyring
 
         out = {
             k: merged[k]

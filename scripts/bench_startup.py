@@ -63,7 +63,7 @@ from bench_cluster import (  # noqa: E402
     rss_mib,
 )
 
-from gossip_registry.harness.processes import (  # noqa: E402
+from gossip_registry.chaos.processes import (  # noqa: E402
     agent_argv,
     cpu_seconds,
     free_ports,

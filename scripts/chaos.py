@@ -44,7 +44,7 @@ from gossip_registry.chaos.report import (  # noqa: E402
 )
 from gossip_registry.chaos.runner import ChaosError, RunOptions, RunResult, run  # noqa: E402
 from gossip_registry.chaos.scenarios import SCENARIOS, SUITE  # noqa: E402
-from gossip_registry.harness.sigterm import sigterm_as_ctrl_c  # noqa: E402
+from gossip_registry.chaos.sigterm import sigterm_as_ctrl_c  # noqa: E402
 
 
 def print_verdict(verdict: Verdict) -> None:

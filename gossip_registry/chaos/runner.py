@@ -27,8 +27,8 @@ from gossip_registry.chaos.cluster import ChaosCluster, Timing
 from gossip_registry.chaos.history import History
 from gossip_registry.chaos.hosts import make_hosts
 from gossip_registry.chaos.scenarios import SCENARIOS, Scenario
+from gossip_registry.chaos.sigterm import interrupt_on_sigterm
 from gossip_registry.chaos.traffic import Churn, Observer
-from gossip_registry.harness.sigterm import interrupt_on_sigterm
 
 __all__ = ["ChaosError", "RunOptions", "RunResult", "run"]
 

@@ -30,8 +30,8 @@ from typing import Any
 import httpx
 import pytest
 
+from gossip_registry.chaos.processes import free_ports
 from gossip_registry.core.messages import PROTOCOL_VERSION
-from gossip_registry.harness.processes import free_ports
 from gossip_registry.runtime.storage.journal import recover
 from tests.integration import default_sigint
 

@@ -27,7 +27,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from gossip_registry.harness.processes import free_ports
+from gossip_registry.chaos.processes import free_ports
 from tests.integration import default_sigint
 from tests.integration.test_processes import (
     START_TIMEOUT,

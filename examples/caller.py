@@ -24,9 +24,10 @@ import urllib.error
 import urllib.request
 import uuid
 
-from gossip_registry.config.cluster_file import PROFILES, parse_address
+from gossip_registry.config.cluster_file import PROFILES
+from gossip_registry.config.node import NodeConfig
+from gossip_registry.config.values import parse_address
 from gossip_registry.registry.entry import Entry
-from gossip_registry.runtime.node import NodeConfig
 from gossip_registry.runtime.threaded import ThreadedNode
 
 CALL_TIMEOUT = 2.0

@@ -29,8 +29,9 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from types import FrameType
 from urllib.parse import parse_qs, urlsplit
 
-from gossip_registry.config.cluster_file import PROFILES, parse_address
-from gossip_registry.runtime.node import NodeConfig
+from gossip_registry.config.cluster_file import PROFILES
+from gossip_registry.config.node import NodeConfig
+from gossip_registry.config.values import parse_address
 from gossip_registry.runtime.threaded import ThreadedNode
 
 MAX_BODY = 64 * 1024

@@ -12,10 +12,11 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from gossip_registry.client import AsyncRegistryClient, RegistryClient
+    from gossip_registry.config.node import NodeConfig
     from gossip_registry.crypto.keyring import Keyring
     from gossip_registry.registry.entry import Entry, Health
     from gossip_registry.registry.health import CheckSpec
-    from gossip_registry.runtime.node import MemberView, Node, NodeConfig, NotSynced, open_node
+    from gossip_registry.runtime.node import MemberView, Node, NotSynced, open_node
     from gossip_registry.runtime.storage.durability import DurabilityError
     from gossip_registry.runtime.threaded import ThreadedNode
 
@@ -26,7 +27,7 @@ _HOMES = {
     "Keyring": "gossip_registry.crypto.keyring",
     "MemberView": "gossip_registry.runtime.node",
     "Node": "gossip_registry.runtime.node",
-    "NodeConfig": "gossip_registry.runtime.node",
+    "NodeConfig": "gossip_registry.config.node",
     "NotSynced": "gossip_registry.runtime.node",
     "open_node": "gossip_registry.runtime.node",
     "Entry": "gossip_registry.registry.entry",

@@ -48,9 +48,10 @@ def rss_kib(pid: int) -> int:
 
 async def serve(sealed: bool, unbounded: bool, max_frame_mib: int) -> None:
     """The child: one node; prints its gossip port, runs until stdin closes."""
+    from gossip_registry.config.node import NodeConfig
     from gossip_registry.core.config import ProtocolConfig
     from gossip_registry.crypto.keyring import Keyring
-    from gossip_registry.runtime.node import Node, NodeConfig
+    from gossip_registry.runtime.node import Node
 
     config = NodeConfig(
         "victim",

@@ -470,8 +470,9 @@ async def idle_window(http: HttpClient, cluster: Cluster, seconds: float) -> dic
 
 async def discover_latency(total: int, calls: int = 2000) -> float:
     """Median microseconds of ``Node.discover`` of one service in a table of ``total``."""
+    from gossip_registry.config.node import NodeConfig
     from gossip_registry.registry.entry import Entry, Health
-    from gossip_registry.runtime.node import Node, NodeConfig
+    from gossip_registry.runtime.node import Node
 
     node = Node(NodeConfig(name="probe", bind=(HOST, 0)))
     per_service = max(1, total // SERVICES)

@@ -51,7 +51,7 @@ from gossip_registry.api.checks import check_specs, ttl_report
 from gossip_registry.api.events import event_stream
 from gossip_registry.api.http_limits import BodyDeadline, serve_connections
 from gossip_registry.api.view_cache import ViewCache
-from gossip_registry.config.cluster_file import parse_duration
+from gossip_registry.config.values import parse_duration
 from gossip_registry.core.messages import Address
 from gossip_registry.registry.entry import Entry
 from gossip_registry.registry.schema import (

@@ -206,7 +206,7 @@ def _api(
     Without --token, a node from the cluster file is called with its own
     write (else read) token, so a secured local cluster needs no extra flags.
     """
-    from gossip_registry.config.cluster_file import parse_address
+    from gossip_registry.config.values import parse_address
 
     if http is not None:
         if config_path is not None or node_name is not None:

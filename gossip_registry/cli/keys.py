@@ -26,7 +26,7 @@ from gossip_registry.cli._common import ConfigFailure, Failure, echo_lines, rend
 from gossip_registry.cli.client import Api, client_command
 
 if TYPE_CHECKING:
-    from gossip_registry.runtime.node import NodeConfig
+    from gossip_registry.config.node import NodeConfig
 
 OPS = ("list", "install", "use", "remove")
 

@@ -54,6 +54,7 @@ __all__ = [
     "label_problem",
     "name_problem",
     "port_problem",
+    "token_problem",
 ]
 
 # Limits enforced on decode. Changing one is a protocol change: a node that
@@ -155,6 +156,16 @@ def duration_problem(value: object, minimum: float) -> str | None:
     ):
         return None
     return f"must be a duration of at least {minimum:g}s, got {_show(value)}"
+
+
+_TOKEN = re.compile(r"[\x21-\x7e]{1,512}")
+
+
+def token_problem(value: object) -> str | None:
+    """Why ``value`` cannot be a token, or None. Tokens travel in a header: visible ASCII only."""
+    if isinstance(value, str) and _TOKEN.fullmatch(value):
+        return None
+    return "must be 1..512 visible ASCII characters (no spaces)"
 
 
 def _show(value: object) -> str:

@@ -21,10 +21,11 @@ import trio
 import trio.testing
 
 from gossip_registry.api.http import MAX_BODY_BYTES, build_app, serve_http
+from gossip_registry.config.node import NodeConfig
 from gossip_registry.core.messages import MemberState
 from gossip_registry.registry.entry import Entry, EntryKey, Health
 from gossip_registry.registry.health import CheckSpec
-from gossip_registry.runtime.node import MemberView, Node, NodeConfig
+from gossip_registry.runtime.node import MemberView, Node
 from gossip_registry.runtime.watch import CATALOG, MEMBERS, ChangeIndex
 
 TIMEOUT = 5.0

@@ -67,6 +67,7 @@ from hypothesis import strategies as st
 
 from gossip_registry.api.http import build_app
 from gossip_registry.config.cluster_file import load_cluster
+from gossip_registry.config.node import NodeConfig
 from gossip_registry.core.codec import (
     MAX_BUCKETS,
     MAX_INCARNATION,
@@ -103,7 +104,7 @@ from gossip_registry.crypto.keyring import CHUNK_SIZE, GossipSeal, Keyring
 from gossip_registry.errors import ConfigError
 from gossip_registry.registry.clock import make_stamp, stamp_wall
 from gossip_registry.registry.entry import Entry, Health
-from gossip_registry.runtime.node import Node, NodeConfig
+from gossip_registry.runtime.node import Node
 from gossip_registry.runtime.storage.snapshot import (
     SNAPSHOT_FILE,
     Snapshot,

@@ -8,12 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from gossip_registry.config.cluster_file import (
-    ClusterConfig,
-    load_cluster,
-    parse_address,
-    parse_duration,
-)
+from gossip_registry.config.cluster_file import ClusterConfig, load_cluster
+from gossip_registry.config.values import parse_address, parse_duration
 from gossip_registry.core.config import ProtocolConfig
 from gossip_registry.errors import ConfigError
 from gossip_registry.registry.preservation import PreservationConfig

@@ -133,8 +133,14 @@ def load_cluster(path: Path | str) -> ClusterConfig:
     return _Loader(label, path.absolute().parent).cluster(doc, path)
 
 
-# Key sets. Protocol fields are read off ProtocolConfig so a new field is
-# configurable without touching this file; its annotation decides the parser.
+# --- Keys, derived from the config dataclasses ------------------------------
+# A NodeConfig field is a key of its own name, allowed in [defaults] and in
+# [[nodes]] and parsed by its annotation (``_Loader.plain``), unless it is set
+# through other keys (``_SET_THROUGH``) or never from a file
+# (``NOT_IN_CLUSTER_FILE``). Protocol, limits and self-preservation keys are read
+# off their dataclasses the same way. A new setting is configurable without
+# touching this file, and tests/unit/test_config_keys.py fails for a field that
+# is neither.
 _PROTOCOL_TYPES: dict[str, type] = {
     f.name: get_type_hints(ProtocolConfig)[f.name]
     for f in fields(ProtocolConfig)
@@ -142,44 +148,53 @@ _PROTOCOL_TYPES: dict[str, type] = {
     and f.name not in DRIVER_FIELDS
 }
 _LIMIT_TYPES: dict[str, type] = {f.name: get_type_hints(Limits)[f.name] for f in fields(Limits)}
-_ACCESS_KEYS = frozenset(
-    {"read_token", "write_token", "read_token_file", "write_token_file", "tls_cert", "tls_key"}
-)
-"""HTTP API access (api/auth.py): tokens inline or from a file, and TLS files."""
-_SHARED_KEYS = (
-    frozenset({"host", "profile", "data_root", "seeds", "meta", "leave_timeout"})
-    | set(_PROTOCOL_TYPES)
-    | _ACCESS_KEYS
-)
-_DNS_KEYS = frozenset({"dns_domain", "dns_ttl"})
-"""The DNS interface's shared settings (its port is per node)."""
-_PRESERVATION_KEYS = frozenset(
-    {"self_preservation_threshold", "self_preservation_window", "self_preservation_max_duration"}
-)
-"""Self-preservation (NodeConfig.self_preservation)."""
-_GOSSIP_KEY_KEYS = frozenset(
-    {"encrypt", "keyring_file", "gossip_allow_plaintext", "gossip_encrypt_outgoing"}
-)
-"""Gossip encryption (keyring.py): a base64 key or a keyring file, and the migration switches."""
-_INTERFACE_KEYS = frozenset(
-    {
-        "max_http_connections",
-        "http_body_timeout",
-        "max_dns_tcp_connections",
-        "dns_rate_limit",
-        "dns_trusted_networks",
-    }
-)
-"""What one client can hold on the HTTP and DNS interfaces (NodeConfig's fields of these names)."""
-_SHARED_KEYS |= (
-    _DNS_KEYS | {"max_waiters"} | _PRESERVATION_KEYS | _GOSSIP_KEY_KEYS | _INTERFACE_KEYS
-)
-"""Keys allowed in [defaults] and in each [[nodes]] table."""
+_PRESERVATION_KEYS = {f"self_preservation_{f.name}": f.name for f in fields(PreservationConfig)}
+"""Self-preservation (NodeConfig.self_preservation): key -> PreservationConfig field."""
+_SET_THROUGH: dict[str, tuple[str, ...]] = {
+    "name": ("name",),
+    "cluster": ("[cluster] name",),
+    "bind": ("host", "gossip_port"),
+    "advertise": ("advertise",),
+    "http": ("host", "http_port"),
+    "dns": ("host", "dns_port"),
+    "data_dir": ("data_dir", "data_root"),
+    "seeds": ("seeds",),
+    "protocol": ("profile", *_PROTOCOL_TYPES, "[limits]"),
+    "meta": ("meta",),
+    "self_preservation": tuple(_PRESERVATION_KEYS),
+    "read_token": ("read_token", "read_token_file"),
+    "write_token": ("write_token", "write_token_file"),
+    "keyring": ("encrypt", "keyring_file"),
+}
+"""NodeConfig fields set through keys of other names, layered, or checked across keys."""
+NOT_IN_CLUSTER_FILE: dict[str, str] = {
+    "unsafe_test_faults": "chaos testing only: the agent's --unsafe-test-faults flag sets it",
+}
+"""NodeConfig fields no cluster.toml key sets, and why."""
+_PLAIN_TYPES: dict[str, Any] = {
+    name: hint
+    for name, hint in get_type_hints(NodeConfig, localns={"Keyring": object}).items()
+    if name not in _SET_THROUGH and name not in NOT_IN_CLUSTER_FILE
+}
+"""Fields that are keys of their own name, with their annotation (Keyring is only
+imported for type checking; that field is set through ``encrypt``)."""
+KEYS_BY_FIELD: dict[str, tuple[str, ...]] = {
+    f.name: _SET_THROUGH.get(f.name, (f.name,))
+    for f in fields(NodeConfig)
+    if f.name not in NOT_IN_CLUSTER_FILE
+}
+"""The cluster.toml keys that set each NodeConfig field (``[table] key`` for another table)."""
 _NODE_ONLY_KEYS = frozenset(
     {"name", "gossip_port", "http_port", "dns_port", "advertise", "data_dir"}
 )
 """Keys that make sense for one node only: the same port or data dir twice is a clash."""
+_SHARED_KEYS = (
+    frozenset(k for keys in KEYS_BY_FIELD.values() for k in keys if not k.startswith("["))
+    - _NODE_ONLY_KEYS
+)
+"""Keys allowed in [defaults] and in each [[nodes]] table."""
 _NODE_KEYS = _SHARED_KEYS | _NODE_ONLY_KEYS
+_NODE_FIELDS = {f.name: f for f in fields(NodeConfig)}
 _TOP_KEYS = frozenset({"cluster", "defaults", "nodes", "limits"})
 _CLUSTER_KEYS = frozenset({"name"})
 _NODE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
@@ -292,17 +307,11 @@ class _Loader:
             data_dir = merged["data_root"] / name
 
         protocol = self.protocol(at, table, defaults, own, merged)
-        kwargs: dict[str, Any] = {}
-        if "leave_timeout" in merged:
-            kwargs["leave_timeout"] = merged["leave_timeout"]
-        if "max_waiters" in merged:
-            kwargs["max_waiters"] = merged["max_waiters"]
+        kwargs: dict[str, Any] = {k: v for k, v in merged.items() if k in _PLAIN_TYPES}
         kwargs.update(self.preservation(at, own, merged))
         kwargs.update(self.access(at, own, defaults, merged))
-        # DNS interface: dns_port per node; dns_domain, dns_ttl shared.
-        if "dns_port" in table:
+        if "dns_port" in table:  # the DNS interface's port is per node, like the others
             kwargs["dns"] = (host, self.port(table["dns_port"], f"{at}.dns_port"))
-        kwargs.update({k: v for k, v in merged.items() if k in _DNS_KEYS | _INTERFACE_KEYS})
         kwargs.update(self.gossip_keys(at, own, defaults, merged))
         config = NodeConfig(
             name=name,
@@ -322,11 +331,7 @@ class _Loader:
     ) -> dict[str, PreservationConfig]:
         """``self_preservation=`` for NodeConfig when any of its keys is set; range errors
         name the key at whichever table set it."""
-        given = {
-            k.removeprefix("self_preservation_"): merged[k]
-            for k in _PRESERVATION_KEYS
-            if k in merged
-        }
+        given = {field: merged[k] for k, field in _PRESERVATION_KEYS.items() if k in merged}
         if not given:
             return {}
         try:
@@ -396,7 +401,7 @@ class _Loader:
         defaults: Mapping[str, Any],
         merged: Mapping[str, Any],
     ) -> dict[str, Any]:
-        """NodeConfig's token and TLS fields; a token may come inline or from a file.
+        """NodeConfig's tokens, which may come inline or from a file; TLS files go in pairs.
 
         A node that gives a token in either form overrides both forms in [defaults].
         """
@@ -412,8 +417,6 @@ class _Loader:
                 out[inline] = self.token_file(source[file], f"{prefix}.{file}")
         if ("tls_cert" in merged) != ("tls_key" in merged):
             raise self.fail(f"{at}.tls_key", "tls_cert and tls_key go together")
-        if "tls_cert" in merged:
-            out["tls_cert"], out["tls_key"] = merged["tls_cert"], merged["tls_key"]
         return out
 
     def token_file(self, path: Path, where: str) -> str:
@@ -500,30 +503,24 @@ class _Loader:
         out: dict[str, Any] = {}
         for key, value in table.items():
             where = f"{at}.{key}"
-            if key == "host":
+            if key in _PLAIN_TYPES:
+                out[key] = self.plain(key, value, where)
+            elif key == "host":
                 if not isinstance(value, str) or not is_host(value):
                     raise self.fail(
                         where, f"must be an IP address or host name, got {_show(value)}"
                     )
                 out[key] = value
             elif key == "profile":
-                if value not in PROFILES:
+                if not isinstance(value, str) or value not in PROFILES:
                     raise self.fail(
                         where, f"must be one of {', '.join(PROFILES)}, got {_show(value)}"
                     )
                 out[key] = value
-            elif key == "data_root":
-                out[key] = self.path(value, where)
             elif key == "seeds":
                 out[key] = self.seeds(value, where)
             elif key == "meta":
                 out[key] = self.meta(value, where)
-            elif key == "leave_timeout":
-                out[key] = self.duration(value, where)
-            elif key == "max_waiters":
-                if type(value) is not int or value < 1:
-                    raise self.fail(where, f"must be a positive integer, got {_show(value)}")
-                out[key] = value
             elif key == "self_preservation_threshold":
                 if type(value) not in (int, float):
                     raise self.fail(where, f"must be a number in (0, 1], got {_show(value)}")
@@ -532,28 +529,40 @@ class _Loader:
                 out[key] = self.duration(value, where)
             elif key in ("read_token", "write_token"):
                 out[key] = self.token(value, where)
-            elif key in _ACCESS_KEYS:  # token files and TLS files
+            elif key == "encrypt":
+                if not isinstance(value, str):
+                    raise self.fail(where, f"must be a base64 key string, got {_show(type(value))}")
+                out[key] = value  # checked with the keyring, in gossip_keys
+            elif key.endswith("_file") or key == "data_root":  # token and keyring files
                 out[key] = self.path(value, where)
-            elif key == "dns_domain":
-                out[key] = self.dns_domain(value, where)
-            elif key == "dns_ttl":
-                out[key] = self.duration(value, where)
-                if out[key] > MAX_DNS_TTL:
-                    raise self.fail(where, f"at most {MAX_DNS_TTL // 3600}h, got {_show(value)}")
-            elif key in _GOSSIP_KEY_KEYS:
-                out[key] = self.gossip_key_value(key, value, where)
-            elif key == "http_body_timeout":
-                out[key] = self.duration(value, where)
-            elif key == "dns_trusted_networks":
-                out[key] = self.networks(value, where)
-            elif key in _INTERFACE_KEYS:
-                least = 0 if key == "dns_rate_limit" else 1
-                if type(value) is not int or value < least:
-                    raise self.fail(where, f"must be an integer >= {least}, got {_show(value)}")
-                out[key] = value
             else:
                 out[key] = self.protocol_value(key, value, where)
         return out
+
+    def plain(self, key: str, value: Any, where: str) -> Any:
+        """A NodeConfig field of the key's own name, parsed by the field's annotation."""
+        kind = _PLAIN_TYPES[key]
+        if key == "dns_domain":
+            return self.dns_domain(value, where)
+        if key == "dns_trusted_networks":
+            return self.networks(value, where)
+        if kind is float:
+            seconds = self.duration(value, where)
+            if key == "dns_ttl" and seconds > MAX_DNS_TTL:
+                raise self.fail(where, f"at most {MAX_DNS_TTL // 3600}h, got {_show(value)}")
+            return seconds
+        if kind is bool:
+            if not isinstance(value, bool):
+                raise self.fail(where, f"must be true or false, got {_show(value)}")
+            return value
+        if kind is int:
+            least = _NODE_FIELDS[key].metadata.get("minimum", 1)
+            if type(value) is not int or value < least:
+                raise self.fail(where, f"must be an integer >= {least}, got {_show(value)}")
+            return value
+        if kind == Path | None:
+            return self.path(value, where)
+        raise AssertionError(f"NodeConfig.{key}: no cluster.toml parser for {kind!r}")
 
     def protocol_value(self, key: str, value: Any, where: str) -> Any:
         kind = _PROTOCOL_TYPES[key]
@@ -569,17 +578,6 @@ class _Loader:
             return value
         raise AssertionError(f"ProtocolConfig.{key} has an unsupported type {kind!r}")
 
-    def gossip_key_value(self, key: str, value: Any, where: str) -> Any:
-        if key == "encrypt":
-            if not isinstance(value, str):
-                raise self.fail(where, f"must be a base64 key string, got {_show(type(value))}")
-            return value  # checked with the keyring, in gossip_keys
-        if key == "keyring_file":
-            return self.path(value, where)
-        if not isinstance(value, bool):
-            raise self.fail(where, f"must be true or false, got {_show(value)}")
-        return value
-
     def gossip_keys(
         self,
         at: str,
@@ -587,7 +585,7 @@ class _Loader:
         defaults: Mapping[str, Any],
         merged: Mapping[str, Any],
     ) -> dict[str, Any]:
-        """NodeConfig's keyring and migration switches; a bad key is reported where it was set.
+        """NodeConfig's keyring; a bad key is reported where it was set.
 
         As with tokens, a node that gives its keys in either form (``encrypt`` or
         ``keyring_file``) overrides both forms in [defaults].
@@ -595,19 +593,15 @@ class _Loader:
         from gossip_registry.crypto.keyring import KeyringError
         from gossip_registry.crypto.keyring_file import configured_keyring
 
-        out = {
-            k: merged[k]
-            for k in ("gossip_allow_plaintext", "gossip_encrypt_outgoing")
-            if k in merged
-        }
         forms = ("encrypt", "keyring_file")
         source, prefix = (own, at) if any(k in own for k in forms) else (defaults, "defaults")
         try:
-            out["keyring"] = configured_keyring(source.get("encrypt"), source.get("keyring_file"))
+            return {
+                "keyring": configured_keyring(source.get("encrypt"), source.get("keyring_file"))
+            }
         except KeyringError as exc:
             key = next((k for k in forms if k in source), "encrypt")
             raise self.fail(f"{prefix}.{key}", str(exc)) from None
-        return out
 
     def duration(self, value: Any, where: str) -> float:
         try:

@@ -91,7 +91,7 @@ class NodeConfig:
     """Seconds a request's body may take to arrive in full; then 408 and the connection closes."""
     max_dns_tcp_connections: int = 256
     """DNS-over-TCP connections open at once (same rule as max_http_connections)."""
-    dns_rate_limit: int = 200
+    dns_rate_limit: int = field(default=200, metadata={"minimum": 0})
     """DNS queries per second answered per untrusted source address (bursts of as many); the
     rest are dropped and counted as ``rate_limited``. 0: no limit."""
     dns_trusted_networks: tuple[str, ...] = ("127.0.0.0/8", "::1/128")

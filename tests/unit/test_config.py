@@ -249,7 +249,7 @@ BAD_CONFIGS: list[tuple[str, str, str, str]] = [
         "network",
     ),
     # Watches and self-preservation.
-    ("waiters-zero", cluster_text(b="max_waiters = 0"), "nodes[1].max_waiters", "positive"),
+    ("waiters-zero", cluster_text(b="max_waiters = 0"), "nodes[1].max_waiters", ">= 1"),
     (
         "threshold-text",
         cluster_text(defaults='self_preservation_threshold = "30%"'),

@@ -44,6 +44,7 @@ from gossip_registry.registry.schema import (
     MAX_META_PAIRS,
     MAX_META_VALUE_LEN,
     MAX_NAME_LEN,
+    FieldError,
     is_host,
     is_name,
     name_problem,
@@ -336,10 +337,9 @@ class _Loader:
             return {}
         try:
             return {"self_preservation": PreservationConfig(**given)}
-        except ValueError as exc:
-            field, _, problem = str(exc).partition(": ")
-            key = f"self_preservation_{field}"
-            raise self.fail(f"{at if key in own else 'defaults'}.{key}", problem) from None
+        except FieldError as exc:
+            key = f"self_preservation_{exc.fields[0]}"
+            raise self.fail(f"{at if key in own else 'defaults'}.{key}", exc.problem) from None
 
     def protocol(
         self,
@@ -360,12 +360,10 @@ class _Loader:
         overrides = {k: v for k, v in merged.items() if k in _PROTOCOL_TYPES}
         try:
             return replace(PROFILES[profile](), **overrides)
-        except ValueError as exc:
-            message = str(exc)
-            mentioned = [f for f in _PROTOCOL_TYPES if re.search(rf"\b{f}\b", message)]
+        except FieldError as exc:
             key = at
             for source, prefix in ((own, at), (defaults, "defaults")):
-                hit = next((f for f in mentioned if f in source), None)
+                hit = next((f for f in exc.fields if f in source), None)
                 if hit is not None:
                     key = f"{prefix}.{hit}"
                     break
@@ -374,7 +372,7 @@ class _Loader:
                     key = f"{at}.profile" if "profile" in table else at
                 else:
                     key = "defaults.profile"
-            raise self.fail(key, f"invalid protocol setting: {message}") from None
+            raise self.fail(key, f"invalid protocol setting: {exc}") from None
 
     def limits(self, table: Mapping[str, Any]) -> Limits:
         """The [limits] table: one set for the whole cluster, since nodes that
@@ -390,9 +388,8 @@ class _Loader:
                 values[key] = value
         try:
             return Limits(**values)
-        except ValueError as exc:
-            hit = next((k for k in _LIMIT_TYPES if f"limits.{k} " in str(exc)), None)
-            raise self.fail(f"limits.{hit}" if hit else "limits", str(exc)) from None
+        except FieldError as exc:
+            raise self.fail(f"limits.{exc.fields[0]}", str(exc)) from None
 
     def access(
         self,

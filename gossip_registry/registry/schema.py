@@ -47,6 +47,7 @@ __all__ = [
     "MAX_WEIGHT",
     "MIN_CHECK_INTERVAL",
     "MIN_CHECK_TIMEOUT",
+    "FieldError",
     "duration_problem",
     "host_problem",
     "is_host",
@@ -56,6 +57,28 @@ __all__ = [
     "port_problem",
     "token_problem",
 ]
+
+
+class FieldError(ValueError):
+    """A value refused by a field's rule, naming the field in the exception itself.
+
+    Whoever reports it (cluster.toml's loader at ``nodes[2].probe_timeout``, the
+    agent at a flag) takes the key from ``fields``, never from the message, so a
+    reworded message cannot move an error to the wrong key.
+
+    Args:
+        problem: what is wrong, without the field's name.
+        fields: the field checked first; then any it was compared with
+            (``probe_timeout`` exceeds ``probe_interval``), in case one of those
+            is the one the caller set.
+        message: the full text, when it is not ``"<field>: <problem>"``.
+    """
+
+    def __init__(self, problem: str, *fields: str, message: str | None = None) -> None:
+        super().__init__(message if message is not None else f"{fields[0]}: {problem}")
+        self.problem = problem
+        self.fields = fields
+
 
 # Limits enforced on decode. Changing one is a protocol change: a node that
 # sends what an older node rejects loses the whole packet or frame.

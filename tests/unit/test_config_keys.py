@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import fields
 from pathlib import Path
 
@@ -9,7 +10,11 @@ import pytest
 
 from gossip_registry.config.cluster_file import KEYS_BY_FIELD, NOT_IN_CLUSTER_FILE
 from gossip_registry.config.node import NodeConfig
+from gossip_registry.core.config import ProtocolConfig
+from gossip_registry.core.limits import Limits
 from gossip_registry.errors import ConfigError
+from gossip_registry.registry.preservation import PreservationConfig
+from gossip_registry.registry.schema import FieldError
 from tests.unit.test_config import cluster_text, load_text
 
 NODE_ONLY = {"name", "gossip_port", "http_port", "dns_port", "advertise", "data_dir"}
@@ -70,3 +75,31 @@ def test_a_misspelt_tcp_timeout_is_pointed_at_tcp_timeout(tmp_path: Path) -> Non
 def test_max_checks_per_node_must_be_positive(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match=r"nodes\[1\]\.max_checks_per_node: must be an integer"):
         load_text(tmp_path, cluster_text(b="max_checks_per_node = 0"))
+
+
+@pytest.mark.parametrize(
+    ("build", "expected"),
+    [
+        (lambda: ProtocolConfig(probe_timeout=2.0, probe_interval=1.0), "probe_timeout"),
+        (lambda: ProtocolConfig(packet_size=100), "packet_size"),
+        (lambda: ProtocolConfig(gossip_interval=-1.0), "gossip_interval"),
+        (lambda: Limits(max_packet_bytes=100), "max_packet_bytes"),
+        (lambda: PreservationConfig(window=0.5), "window"),
+    ],
+)
+def test_a_refused_setting_names_its_field_in_the_exception_not_only_the_message(
+    build: Callable[[], object], expected: str
+) -> None:
+    with pytest.raises(FieldError) as info:
+        build()
+
+    assert info.value.fields[0] == expected
+
+
+def test_a_setting_refused_for_its_relation_to_another_is_reported_where_it_was_set(
+    tmp_path: Path,
+) -> None:
+    # lan's probe_timeout is 500ms: the node's probe_interval is the key at fault.
+    message = load_error(tmp_path, cluster_text(b='probe_interval = "100ms"'))
+
+    assert ": nodes[1].probe_interval: " in message

@@ -475,7 +475,7 @@ class Node:
                 if config.http is not None or config.dns is not None:
                     from gossip_registry.api.serve import serve_interfaces  # lazy: optional deps
 
-                    await serve_interfaces(nursery, self)
+                    self.http_addr, self.dns_addr = await serve_interfaces(nursery, self)
                 known = [] if snapshot is None else snapshot.members
                 seeds = [s for s in config.seeds if s not in self._own_addrs()]
                 remembered = [(h, p) for n, h, p in known if n != self.name]

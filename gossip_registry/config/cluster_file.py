@@ -41,13 +41,13 @@ from gossip_registry.core.messages import Address
 from gossip_registry.errors import ConfigError
 from gossip_registry.registry.preservation import PreservationConfig
 from gossip_registry.registry.schema import (
-    MAX_META_PAIRS,
-    MAX_META_VALUE_LEN,
     MAX_NAME_LEN,
     FieldError,
     is_host,
     is_name,
+    meta_problem,
     name_problem,
+    port_problem,
     token_problem,
 )
 
@@ -290,8 +290,9 @@ class _Loader:
 
         merged = {**defaults, **own}
         merged["meta"] = {**defaults.get("meta", {}), **own.get("meta", {})}
-        if len(merged["meta"]) > MAX_META_PAIRS:
-            raise self.fail(f"{at}.meta", f"at most {MAX_META_PAIRS} pairs with [defaults].meta")
+        layered = meta_problem(merged["meta"])  # each table alone passed; together?
+        if layered is not None:
+            raise self.fail(f"{at}.meta", f"{layered[1]} with [defaults].meta")
         host: str = merged.get("host", DEFAULT_HOST)
 
         advertise = None
@@ -639,9 +640,10 @@ class _Loader:
         return tuple(value)
 
     def port(self, value: Any, where: str) -> int:
-        if type(value) is not int or not 1 <= value <= 65535:
-            raise self.fail(where, f"must be an integer 1..65535, got {_show(value)}")
-        return value
+        problem = port_problem(value)
+        if problem is not None:
+            raise self.fail(where, problem)
+        return int(value)
 
     def path(self, value: Any, where: str) -> Path:
         if not isinstance(value, str) or not value:
@@ -661,18 +663,10 @@ class _Loader:
 
     def meta(self, value: Any, where: str) -> dict[str, str]:
         """Node metadata travels in every alive message: the codec's limits apply here."""
-        if not isinstance(value, dict):
-            raise self.fail(where, f"must be a table of strings, got {_show(value)}")
-        if len(value) > MAX_META_PAIRS:
-            raise self.fail(where, f"at most {MAX_META_PAIRS} pairs, got {len(value)}")
-        for k, v in value.items():
-            if not is_name(k):
-                raise self.fail(f"{where}.{k}", f"keys {name_problem(k)}")
-            if not isinstance(v, str) or len(v) > MAX_META_VALUE_LEN:
-                raise self.fail(
-                    f"{where}.{k}",
-                    f"must be a string of at most {MAX_META_VALUE_LEN} characters, got {_show(v)}",
-                )
+        problem = meta_problem(value)
+        if problem is not None:
+            inside, why = problem
+            raise self.fail(f"{where}{inside}", why)
         return dict(value)
 
 

@@ -12,7 +12,7 @@ import math
 import re
 from typing import Any
 
-from gossip_registry.registry.schema import is_host
+from gossip_registry.registry.schema import MAX_PORT, is_host
 
 __all__ = ["parse_address", "parse_duration", "show"]
 
@@ -101,10 +101,10 @@ def parse_address(
         return host, default_port
     # isascii: int() would accept other scripts' digits, and '+80' or ' 80'.
     if not (port_text.isascii() and port_text.isdigit() and len(port_text) <= 5):
-        raise ValueError(f"port must be a number {lowest}..65535, got {show(port_text)}")
+        raise ValueError(f"port must be a number {lowest}..{MAX_PORT}, got {show(port_text)}")
     port = int(port_text)
-    if not lowest <= port <= 65535:
-        raise ValueError(f"port must be {lowest}..65535, got {port}")
+    if not lowest <= port <= MAX_PORT:
+        raise ValueError(f"port must be {lowest}..{MAX_PORT}, got {port}")
     return host, port
 
 

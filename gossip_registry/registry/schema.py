@@ -32,6 +32,7 @@ from __future__ import annotations
 import ipaddress
 import math
 import re
+from collections.abc import Mapping, Sequence
 from typing import TypeGuard
 
 __all__ = [
@@ -53,8 +54,10 @@ __all__ = [
     "is_host",
     "is_name",
     "label_problem",
+    "meta_problem",
     "name_problem",
     "port_problem",
+    "tags_problem",
     "token_problem",
 ]
 
@@ -179,6 +182,44 @@ def duration_problem(value: object, minimum: float) -> str | None:
     ):
         return None
     return f"must be a duration of at least {minimum:g}s, got {_show(value)}"
+
+
+def tags_problem(value: object) -> tuple[str, str] | None:
+    """Where in ``value`` and why it cannot be an instance's tags (DNS labels), or None.
+
+    The place is relative to the field: ``""`` for the list, ``"[2]"`` for one
+    tag; each caller puts its own path in front (``tags``, ``nodes[0].tags``).
+    """
+    if isinstance(value, str | bytes) or not isinstance(value, Sequence):
+        return "", f"must be a list of at most {MAX_TAGS} strings, got {_show(value)}"
+    if len(value) > MAX_TAGS:
+        return "", f"must be a list of at most {MAX_TAGS} strings, got {len(value)}"
+    for i, tag in enumerate(value):
+        problem = label_problem(tag)
+        if problem is not None:
+            return f"[{i}]", problem
+    return None
+
+
+def meta_problem(value: object) -> tuple[str, str] | None:
+    """Where in ``value`` and why it cannot be metadata (an instance's or a node's), or None.
+
+    The place is relative, as in ``tags_problem``: ``""`` or ``".zone"``; a bad key
+    is reported at the table (shown escaped in the problem), never put in the path.
+    """
+    if not isinstance(value, Mapping):
+        return "", f"must be a map of string keys to string values, got {_show(value)}"
+    if len(value) > MAX_META_PAIRS:
+        return "", f"at most {MAX_META_PAIRS} pairs, got {len(value)}"
+    for key, item in value.items():
+        problem = name_problem(key)
+        if problem is not None:
+            return "", f"keys {problem}"
+        if not isinstance(item, str) or len(item) > MAX_META_VALUE_LEN:
+            return f".{key}", (
+                f"must be a string of at most {MAX_META_VALUE_LEN} characters, got {_show(item)}"
+            )
+    return None
 
 
 _TOKEN = re.compile(r"[\x21-\x7e]{1,512}")

@@ -80,6 +80,7 @@ from bench_scale import (  # noqa: E402  (scripts/ is not a package)
     write_json,
 )
 
+from gossip_registry.chaos.http11 import HttpClient, send_request  # noqa: E402
 from gossip_registry.chaos.processes import (  # noqa: E402
     agent_argv,
     cpu_seconds,
@@ -88,7 +89,6 @@ from gossip_registry.chaos.processes import (  # noqa: E402
     stop_processes,
 )
 from gossip_registry.chaos.sigterm import interrupt_on_sigterm, run_interruptible  # noqa: E402
-from gossip_registry.harness.http11 import HttpClient, send_request  # noqa: E402
 
 P99_TARGET_S = 2.0
 LIFETIME = 2.0

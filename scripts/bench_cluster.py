@@ -117,6 +117,7 @@ if __name__ == "__main__":
 
 import trio  # noqa: E402  (after the re-execution: this Python may not have it)
 
+from gossip_registry.chaos.http11 import HttpClient  # noqa: E402
 from gossip_registry.chaos.processes import (  # noqa: E402
     agent_argv,
     cpu_seconds,
@@ -125,7 +126,6 @@ from gossip_registry.chaos.processes import (  # noqa: E402
     stop_processes,
 )
 from gossip_registry.chaos.sigterm import interrupt_on_sigterm, run_interruptible  # noqa: E402
-from gossip_registry.harness.http11 import HttpClient  # noqa: E402
 
 FIGURES = (
     "join_s",

@@ -45,6 +45,7 @@ sys.path[:0] = [str(SCRIPTS.parent), str(SCRIPTS)]
 
 from bench_cluster import HOST  # noqa: E402  (scripts/ is not a package)
 
+from gossip_registry.chaos.http11 import HttpClient  # noqa: E402
 from gossip_registry.chaos.processes import (  # noqa: E402
     agent_argv,
     cpu_seconds,
@@ -52,7 +53,6 @@ from gossip_registry.chaos.processes import (  # noqa: E402
     spawn,
     stop_processes,
 )
-from gossip_registry.harness.http11 import HttpClient  # noqa: E402
 
 WARMUP = 0.5
 REQUEST_TIMEOUT = 5.0

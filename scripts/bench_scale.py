@@ -90,6 +90,7 @@ if __name__ == "__main__":
 
 import trio  # noqa: E402  (after the re-execution: this Python may not have it)
 
+from gossip_registry.chaos.http11 import HttpClient  # noqa: E402
 from gossip_registry.chaos.processes import (  # noqa: E402
     agent_argv,
     cpu_seconds,
@@ -98,7 +99,6 @@ from gossip_registry.chaos.processes import (  # noqa: E402
     stop_processes,
 )
 from gossip_registry.chaos.sigterm import interrupt_on_sigterm, run_interruptible  # noqa: E402
-from gossip_registry.harness.http11 import HttpClient  # noqa: E402
 
 HOST = "127.0.0.1"
 SERVICES = 1000

@@ -26,7 +26,7 @@ the hold: the other service's watchers, if none was woken), ``opened``,
 ``errors`` (by exception type: refused, reset, timed out), ``open_files``
 (the soft RLIMIT_NOFILE after raising it to the hard limit).
 
-Raw HTTP/1.1 over trio sockets (gossip_registry.harness.http11), not httpx:
+Raw HTTP/1.1 over trio sockets (gossip_registry.chaos.http11), not httpx:
 at 10,000 answers arriving together, httpx's ~1 ms of CPU each would put
 seconds of this process's own work into the figures. Connections are
 opened at the pace the agent parks them (``Ramp``, ``--window``).
@@ -46,7 +46,7 @@ import trio
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from gossip_registry.harness.http11 import HttpClient, read_response, send_request
+from gossip_registry.chaos.http11 import HttpClient, read_response, send_request
 from gossip_registry.runtime.fdlimit import raise_open_files_limit
 
 INDEX_HEADER = "x-registry-index"

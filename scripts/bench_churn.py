@@ -82,14 +82,9 @@ from bench_scale import (  # noqa: E402  (scripts/ is not a package)
 )
 
 from gossip_registry.chaos.http11 import HttpClient, HttpConnection  # noqa: E402
-from gossip_registry.chaos.processes import (  # noqa: E402
-    agent_argv,
-    cpu_seconds,
-    free_ports,
-    spawn,
-    stop_processes,
-)
+from gossip_registry.chaos.processes import agent_argv, spawn, stop_processes  # noqa: E402
 from gossip_registry.chaos.sigterm import interrupt_on_sigterm, run_interruptible  # noqa: E402
+from tests.support.processes import cpu_seconds, free_ports  # noqa: E402
 
 P99_TARGET_S = 2.0
 LIFETIME = 2.0

@@ -49,8 +49,9 @@ import trio  # noqa: E402
 from bench_scale import HOST, SERVICES, BenchError, workspace, write_json  # noqa: E402
 
 from gossip_registry.chaos.http11 import HttpClient  # noqa: E402
-from gossip_registry.chaos.processes import free_ports, spawn, stop_processes  # noqa: E402
+from gossip_registry.chaos.processes import spawn, stop_processes  # noqa: E402
 from gossip_registry.chaos.sigterm import interrupt_on_sigterm, run_interruptible  # noqa: E402
+from tests.support.processes import free_ports  # noqa: E402
 
 TARGET = "svc5"
 PATHS = {"service": f"/v1/services/{TARGET}", "catalog": "/v1/services"}

@@ -61,8 +61,8 @@ from bench_scale import (  # noqa: E402  (scripts/ is not a package)
 )
 
 from gossip_registry.chaos.http11 import HttpClient  # noqa: E402
-from gossip_registry.chaos.processes import cpu_seconds  # noqa: E402
 from gossip_registry.chaos.sigterm import interrupt_on_sigterm, run_interruptible  # noqa: E402
+from tests.support.processes import cpu_seconds  # noqa: E402
 
 REQUEST_TIMEOUT = 5.0
 POLL = 1.0

@@ -84,8 +84,9 @@ from bench_cluster import (  # noqa: E402  (scripts/ is not a package)
 from watchgen import SPARE_FILES, current_index  # noqa: E402
 
 from gossip_registry.chaos.http11 import HttpClient  # noqa: E402
-from gossip_registry.chaos.processes import cpu_seconds, spawn, stop_processes  # noqa: E402
+from gossip_registry.chaos.processes import spawn, stop_processes  # noqa: E402
 from gossip_registry.chaos.sigterm import interrupt_on_sigterm, run_interruptible  # noqa: E402
+from tests.support.processes import cpu_seconds  # noqa: E402
 
 WATCHGEN = SCRIPTS / "watchgen.py"
 SERVICE = "web"

@@ -57,7 +57,7 @@ class RunOptions:
         """The command line that reproduces this run."""
         return shlex.join(
             [
-                *("scripts/chaos.py", self.scenario, "--nodes", str(self.nodes)),
+                *("gossip-registry-chaos", self.scenario, "--nodes", str(self.nodes)),
                 *("--duration", f"{self.duration:g}", "--seed", str(self.seed)),
                 *("--mode", self.mode, "--profile", self.profile),
             ]

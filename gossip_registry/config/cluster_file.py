@@ -550,9 +550,7 @@ class _Loader:
                 raise self.fail(where, f"at most {MAX_DNS_TTL // 3600}h, got {_show(value)}")
             return seconds
         if kind is bool:
-            if not isinstance(value, bool):
-                raise self.fail(where, f"must be true or false, got {_show(value)}")
-            return value
+            return self.boolean(value, where)
         if kind is int:
             least = _NODE_FIELDS[key].metadata.get("minimum", 1)
             if type(value) is not int or value < least:
@@ -567,9 +565,7 @@ class _Loader:
         if kind is float:
             return self.duration(value, where)
         if kind is bool:
-            if not isinstance(value, bool):
-                raise self.fail(where, f"must be true or false, got {_show(value)}")
-            return value
+            return self.boolean(value, where)
         if kind is int:
             if type(value) is not int:
                 raise self.fail(where, f"must be an integer, got {_show(value)}")
@@ -600,6 +596,11 @@ class _Loader:
         except KeyringError as exc:
             key = next((k for k in forms if k in source), "encrypt")
             raise self.fail(f"{prefix}.{key}", str(exc)) from None
+
+    def boolean(self, value: Any, where: str) -> bool:
+        if not isinstance(value, bool):
+            raise self.fail(where, f"must be true or false, got {_show(value)}")
+        return value
 
     def duration(self, value: Any, where: str) -> float:
         try:

@@ -1,9 +1,8 @@
-"""HTTP API access settings that configuration needs without the web stack.
+"""Warnings the agent gives before a node starts when its interfaces are exposed.
 
-The middleware that enforces tokens is ``api/auth.py``; this module holds
-what config loading and the agent check before a node starts, and imports
-only the standard library (``cli`` modules must stay light, see
-``cli/_common.py``).
+The middleware that enforces tokens is ``api/auth.py``; the token rule itself
+is ``registry/schema.py``'s ``token_problem``. This module imports only the
+standard library (``cli`` modules must stay light, see ``cli/_common.py``).
 """
 
 from __future__ import annotations

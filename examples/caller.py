@@ -24,10 +24,11 @@ import urllib.error
 import urllib.request
 import uuid
 
-from gossip_registry.config import PROFILES, parse_address
-from gossip_registry.node import NodeConfig
+from gossip_registry.config.cluster_file import PROFILES
+from gossip_registry.config.node import NodeConfig
+from gossip_registry.config.values import parse_address
 from gossip_registry.registry.entry import Entry
-from gossip_registry.threaded import ThreadedNode
+from gossip_registry.runtime.threaded import ThreadedNode
 
 CALL_TIMEOUT = 2.0
 """Seconds per HTTP call before trying the next instance."""

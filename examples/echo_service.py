@@ -29,9 +29,10 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from types import FrameType
 from urllib.parse import parse_qs, urlsplit
 
-from gossip_registry.config import PROFILES, parse_address
-from gossip_registry.node import NodeConfig
-from gossip_registry.threaded import ThreadedNode
+from gossip_registry.config.cluster_file import PROFILES
+from gossip_registry.config.node import NodeConfig
+from gossip_registry.config.values import parse_address
+from gossip_registry.runtime.threaded import ThreadedNode
 
 MAX_BODY = 64 * 1024
 """Largest body echoed; an example server still should not buffer whatever it is sent."""

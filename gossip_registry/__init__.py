@@ -12,27 +12,28 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from gossip_registry.client import AsyncRegistryClient, RegistryClient
-    from gossip_registry.durability import DurabilityError
-    from gossip_registry.keyring import Keyring
-    from gossip_registry.node import MemberView, Node, NodeConfig, NotSynced, open_node
+    from gossip_registry.config.node import NodeConfig
+    from gossip_registry.crypto.keyring import Keyring
     from gossip_registry.registry.entry import Entry, Health
     from gossip_registry.registry.health import CheckSpec
-    from gossip_registry.threaded import ThreadedNode
+    from gossip_registry.runtime.node import MemberView, Node, NotSynced, open_node
+    from gossip_registry.runtime.storage.durability import DurabilityError
+    from gossip_registry.runtime.threaded import ThreadedNode
 
 _HOMES = {
     "AsyncRegistryClient": "gossip_registry.client",
     "RegistryClient": "gossip_registry.client",
-    "DurabilityError": "gossip_registry.durability",
-    "Keyring": "gossip_registry.keyring",
-    "MemberView": "gossip_registry.node",
-    "Node": "gossip_registry.node",
-    "NodeConfig": "gossip_registry.node",
-    "NotSynced": "gossip_registry.node",
-    "open_node": "gossip_registry.node",
+    "DurabilityError": "gossip_registry.runtime.storage.durability",
+    "Keyring": "gossip_registry.crypto.keyring",
+    "MemberView": "gossip_registry.runtime.node",
+    "Node": "gossip_registry.runtime.node",
+    "NodeConfig": "gossip_registry.config.node",
+    "NotSynced": "gossip_registry.runtime.node",
+    "open_node": "gossip_registry.runtime.node",
     "Entry": "gossip_registry.registry.entry",
     "Health": "gossip_registry.registry.entry",
     "CheckSpec": "gossip_registry.registry.health",
-    "ThreadedNode": "gossip_registry.threaded",
+    "ThreadedNode": "gossip_registry.runtime.threaded",
 }
 
 __all__ = [

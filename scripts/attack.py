@@ -90,14 +90,15 @@ from bench_cluster import (  # noqa: E402  (scripts/ is not a package)
 )
 from bench_inbound_memory import attack_filler, attack_frame_start  # noqa: E402
 
+from gossip_registry.chaos.processes import spawn, stop_processes  # noqa: E402
+from gossip_registry.chaos.sigterm import interrupt_on_sigterm, sigterm_as_ctrl_c  # noqa: E402
 from gossip_registry.core.codec import MAX_INCARNATION, encode_packet  # noqa: E402
 from gossip_registry.core.messages import Dead, EntryUpdate, Packet  # noqa: E402
-from gossip_registry.fdlimit import raise_open_files_limit  # noqa: E402
-from gossip_registry.harness.processes import free_ports, spawn, stop_processes  # noqa: E402
-from gossip_registry.harness.sigterm import interrupt_on_sigterm, sigterm_as_ctrl_c  # noqa: E402
-from gossip_registry.keyring import UDP, Keyring  # noqa: E402
+from gossip_registry.crypto.keyring import UDP, Keyring  # noqa: E402
 from gossip_registry.registry.clock import make_stamp  # noqa: E402
 from gossip_registry.registry.entry import Entry, Health  # noqa: E402
+from gossip_registry.runtime.fdlimit import raise_open_files_limit  # noqa: E402
+from tests.support.processes import free_ports  # noqa: E402
 
 ORDER = (5, 7, 9, 4, 3, 8, 2, 1, 6)
 """Attacks in the order run: those that restart or may disable n3 last."""

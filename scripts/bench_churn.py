@@ -60,6 +60,7 @@ import statistics
 import sys
 import time
 from collections import defaultdict
+from contextlib import aclosing
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
@@ -80,15 +81,10 @@ from bench_scale import (  # noqa: E402  (scripts/ is not a package)
     write_json,
 )
 
-from gossip_registry.harness.http11 import HttpClient, send_request  # noqa: E402
-from gossip_registry.harness.processes import (  # noqa: E402
-    agent_argv,
-    cpu_seconds,
-    free_ports,
-    spawn,
-    stop_processes,
-)
-from gossip_registry.harness.sigterm import interrupt_on_sigterm, run_interruptible  # noqa: E402
+from gossip_registry.chaos.http11 import HttpClient, HttpConnection  # noqa: E402
+from gossip_registry.chaos.processes import agent_argv, spawn, stop_processes  # noqa: E402
+from gossip_registry.chaos.sigterm import interrupt_on_sigterm, run_interruptible  # noqa: E402
+from tests.support.processes import cpu_seconds, free_ports  # noqa: E402
 
 P99_TARGET_S = 2.0
 LIFETIME = 2.0
@@ -146,35 +142,22 @@ async def follow(proc: Proc, watch: Watch) -> None:
     """Stream ``proc``'s NDJSON events into ``watch`` until cancelled."""
     stream = await trio.open_tcp_stream(HOST, proc.http_port)
     async with stream:
-        await send_request(
-            stream, HOST, proc.http_port, "GET", "/v1/events?kind=entry,member", None
-        )
-        buffer = bytearray()
-        while (end := buffer.find(b"\r\n\r\n")) < 0:
-            buffer += await stream.receive_some(65536)
-        head = bytes(buffer[:end]).lower()
-        if b" 200 " not in head.split(b"\r\n", 1)[0] or b"chunked" not in head:
-            raise BenchError(f"{proc.name}: /v1/events answered {head[:80]!r}")
-        data = buffer[end + 4 :]
+        connection = HttpConnection(stream, HOST, proc.http_port)
+        await connection.send("GET", "/v1/events?kind=entry,member")
+        status, headers = await connection.head()
+        if status != 200 or headers.get("transfer-encoding") != "chunked":
+            raise BenchError(f"{proc.name}: /v1/events answered {status} {headers}")
         body = bytearray()
-        while True:
-            # Chunked transfer coding: "<hex size>\r\n<data>\r\n", a 0 size ends it.
-            while (eol := data.find(b"\r\n")) < 0 or len(data) < eol + 2 + int(
-                data[:eol].split(b";")[0] or b"0", 16
-            ) + 2:
-                more = await stream.receive_some(65536)
-                if not more:
-                    return
-                data += more
-            size = int(data[:eol].split(b";")[0], 16)
-            if size == 0:
-                return
-            body += data[eol + 2 : eol + 2 + size]
-            del data[: eol + 2 + size + 2]
-            *lines, rest = body.split(b"\n")
-            body = bytearray(rest)
-            for line in lines:
-                record(proc.name, json.loads(line), watch)
+        try:
+            async with aclosing(connection.chunks()) as chunks:
+                async for data in chunks:
+                    body += data
+                    *lines, rest = body.split(b"\n")
+                    body = bytearray(rest)
+                    for line in lines:
+                        record(proc.name, json.loads(line), watch)
+        except ValueError:  # the node stopped (churn stops nodes): its stream ends here
+            return
 
 
 def record(node: str, event: dict[str, Any], watch: Watch) -> None:

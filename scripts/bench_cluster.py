@@ -117,18 +117,10 @@ if __name__ == "__main__":
 
 import trio  # noqa: E402  (after the re-execution: this Python may not have it)
 
-from gossip_registry.harness.http11 import HttpClient  # noqa: E402
-from gossip_registry.harness.processes import (  # noqa: E402
-    agent_argv,
-    cpu_seconds,
-    free_ports,
-    spawn,
-    stop_processes,
-)
-from gossip_registry.harness.sigterm import (  # noqa: E402
-    interrupt_on_sigterm,
-    run_interruptible,
-)
+from gossip_registry.chaos.http11 import HttpClient  # noqa: E402
+from gossip_registry.chaos.processes import agent_argv, spawn, stop_processes  # noqa: E402
+from gossip_registry.chaos.sigterm import interrupt_on_sigterm, run_interruptible  # noqa: E402
+from tests.support.processes import cpu_seconds, free_ports  # noqa: E402
 
 FIGURES = (
     "join_s",

@@ -63,8 +63,9 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
+from gossip_registry.config.node import NodeConfig
 from gossip_registry.core.messages import Address
-from gossip_registry.node import Node, NodeConfig
+from gossip_registry.runtime.node import Node
 
 ROOT = Path(__file__).resolve().parent.parent
 LOADGEN = ROOT / "scripts" / "loadgen.py"

@@ -45,14 +45,9 @@ sys.path[:0] = [str(SCRIPTS.parent), str(SCRIPTS)]
 
 from bench_cluster import HOST  # noqa: E402  (scripts/ is not a package)
 
-from gossip_registry.harness.http11 import HttpClient  # noqa: E402
-from gossip_registry.harness.processes import (  # noqa: E402
-    agent_argv,
-    cpu_seconds,
-    free_ports,
-    spawn,
-    stop_processes,
-)
+from gossip_registry.chaos.http11 import HttpClient  # noqa: E402
+from gossip_registry.chaos.processes import agent_argv, spawn, stop_processes  # noqa: E402
+from tests.support.processes import cpu_seconds, free_ports  # noqa: E402
 
 WARMUP = 0.5
 REQUEST_TIMEOUT = 5.0

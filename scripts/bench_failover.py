@@ -91,12 +91,10 @@ from bench_cluster import (  # noqa: E402  (scripts/ is not a package)
     write_json,
 )
 
+from gossip_registry.chaos.processes import KILL_WAIT  # noqa: E402
+from gossip_registry.chaos.sigterm import interrupt_on_sigterm, sigterm_as_ctrl_c  # noqa: E402
 from gossip_registry.client import AsyncRegistryClient, CallFailed, Instance  # noqa: E402
-from gossip_registry.harness.processes import KILL_WAIT, free_ports  # noqa: E402
-from gossip_registry.harness.sigterm import (  # noqa: E402
-    interrupt_on_sigterm,
-    sigterm_as_ctrl_c,
-)
+from tests.support.processes import free_ports  # noqa: E402
 
 SERVICE = "bench-failover"
 CHECK_INTERVAL = 1.0

@@ -4,7 +4,7 @@
 Each seed forms a cluster of ``--nodes`` (lan profile), sets every link's
 loss to ``--loss`` (datagrams and TCP segments) and runs ``--seconds`` of
 virtual time with nobody crashing; every verdict "X is dead" that a node
-reaches is a false death. The real chaos runs (``scripts/chaos.py loss-30``)
+reaches is a false death. The real chaos runs (``gossip-registry-chaos loss-30``)
 take minutes of wall time each; this takes about a second per 8-node seed
 at 600 s, so it can count the rare ones (issue 17: a node that missed a
 suspect's refutation declared it dead; 1.6 per agent-hour at 8 nodes and

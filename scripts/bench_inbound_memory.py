@@ -48,9 +48,10 @@ def rss_kib(pid: int) -> int:
 
 async def serve(sealed: bool, unbounded: bool, max_frame_mib: int) -> None:
     """The child: one node; prints its gossip port, runs until stdin closes."""
+    from gossip_registry.config.node import NodeConfig
     from gossip_registry.core.config import ProtocolConfig
-    from gossip_registry.keyring import Keyring
-    from gossip_registry.node import Node, NodeConfig
+    from gossip_registry.crypto.keyring import Keyring
+    from gossip_registry.runtime.node import Node
 
     config = NodeConfig(
         "victim",
@@ -77,7 +78,7 @@ def attack_frame_start(sealed: bool) -> bytes:
 
         entries = b"\xdd" + MAX_SYNC_ITEMS.to_bytes(4, "big")
         return bytes((0x92, PROTOCOL_VERSION, 0x93, MsgType.SYNC_FINISH, 0xC0)) + entries
-    from gossip_registry.keyring import CHUNK_SIZE, FRAME_HEADER, FRAME_VERSION, SEAL_VERSION
+    from gossip_registry.crypto.keyring import CHUNK_SIZE, FRAME_HEADER, FRAME_VERSION, SEAL_VERSION
 
     header = bytes((SEAL_VERSION, FRAME_VERSION)) + b"\x5a" * (FRAME_HEADER - 2)
     return header + CHUNK_SIZE.to_bytes(4, "big")

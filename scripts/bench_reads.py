@@ -48,9 +48,10 @@ sys.path[:0] = [str(SCRIPTS.parent), str(SCRIPTS)]
 import trio  # noqa: E402
 from bench_scale import HOST, SERVICES, BenchError, workspace, write_json  # noqa: E402
 
-from gossip_registry.harness.http11 import HttpClient  # noqa: E402
-from gossip_registry.harness.processes import free_ports, spawn, stop_processes  # noqa: E402
-from gossip_registry.harness.sigterm import interrupt_on_sigterm, run_interruptible  # noqa: E402
+from gossip_registry.chaos.http11 import HttpClient  # noqa: E402
+from gossip_registry.chaos.processes import spawn, stop_processes  # noqa: E402
+from gossip_registry.chaos.sigterm import interrupt_on_sigterm, run_interruptible  # noqa: E402
+from tests.support.processes import free_ports  # noqa: E402
 
 TARGET = "svc5"
 PATHS = {"service": f"/v1/services/{TARGET}", "catalog": "/v1/services"}
@@ -70,8 +71,8 @@ def layout(kind: str, large: int) -> list[str]:
 
 async def serve(config_path: Path, kind: str, large: int, ready: Path) -> None:
     """Register the table, write the discover latency to ``ready``, serve until SIGTERM."""
-    from gossip_registry.config import load_cluster
-    from gossip_registry.node import Node
+    from gossip_registry.config.cluster_file import load_cluster
+    from gossip_registry.runtime.node import Node
 
     config = load_cluster(config_path).node(kind)
     parent = os.getppid()

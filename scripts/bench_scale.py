@@ -11,7 +11,7 @@ with fresh ports and processes:
 1. A cluster.toml lists n1..nN and one more node, ``joiner``, on 127.0.0.1
    (LAN profile, no overrides, no seeds: every node joins through n1, no
    data directories, so no snapshots are written). n1..nN are real nodes
-   (``gossip_registry.node.Node`` with its UDP, TCP and HTTP servers, one
+   (``gossip_registry.runtime.node.Node`` with its UDP, TCP and HTTP servers, one
    process each) started by this script's ``serve`` mode, which registers
    T / N instances owned by that node through ``Node.register`` (in-process:
    100,000 HTTP PUTs would take minutes and measure the HTTP server, not
@@ -90,15 +90,10 @@ if __name__ == "__main__":
 
 import trio  # noqa: E402  (after the re-execution: this Python may not have it)
 
-from gossip_registry.harness.http11 import HttpClient  # noqa: E402
-from gossip_registry.harness.processes import (  # noqa: E402
-    agent_argv,
-    cpu_seconds,
-    free_ports,
-    spawn,
-    stop_processes,
-)
-from gossip_registry.harness.sigterm import interrupt_on_sigterm, run_interruptible  # noqa: E402
+from gossip_registry.chaos.http11 import HttpClient  # noqa: E402
+from gossip_registry.chaos.processes import agent_argv, spawn, stop_processes  # noqa: E402
+from gossip_registry.chaos.sigterm import interrupt_on_sigterm, run_interruptible  # noqa: E402
+from tests.support.processes import cpu_seconds, free_ports  # noqa: E402
 
 HOST = "127.0.0.1"
 SERVICES = 1000
@@ -159,8 +154,8 @@ def rss_bytes(pid: int) -> int:
 
 async def serve(config_path: Path, name: str, instances: int, expect: int, rss_file: Path) -> None:
     """Run node ``name`` with ``instances`` registrations until SIGTERM or the parent goes."""
-    from gossip_registry.config import load_cluster
-    from gossip_registry.node import Node
+    from gossip_registry.config.cluster_file import load_cluster
+    from gossip_registry.runtime.node import Node
 
     config = load_cluster(config_path).node(name)
     parent = os.getppid()
@@ -470,8 +465,9 @@ async def idle_window(http: HttpClient, cluster: Cluster, seconds: float) -> dic
 
 async def discover_latency(total: int, calls: int = 2000) -> float:
     """Median microseconds of ``Node.discover`` of one service in a table of ``total``."""
-    from gossip_registry.node import Node, NodeConfig
+    from gossip_registry.config.node import NodeConfig
     from gossip_registry.registry.entry import Entry, Health
+    from gossip_registry.runtime.node import Node
 
     node = Node(NodeConfig(name="probe", bind=(HOST, 0)))
     per_service = max(1, total // SERVICES)

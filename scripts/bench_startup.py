@@ -63,13 +63,8 @@ from bench_cluster import (  # noqa: E402
     rss_mib,
 )
 
-from gossip_registry.harness.processes import (  # noqa: E402
-    agent_argv,
-    cpu_seconds,
-    free_ports,
-    spawn,
-    stop_processes,
-)
+from gossip_registry.chaos.processes import agent_argv, spawn, stop_processes  # noqa: E402
+from tests.support.processes import cpu_seconds, free_ports  # noqa: E402
 
 FLOORS = {
     "floor_trio_msgpack": "import trio, msgpack",

@@ -60,9 +60,9 @@ from bench_scale import (  # noqa: E402  (scripts/ is not a package)
     write_json,
 )
 
-from gossip_registry.harness.http11 import HttpClient  # noqa: E402
-from gossip_registry.harness.processes import cpu_seconds  # noqa: E402
-from gossip_registry.harness.sigterm import interrupt_on_sigterm, run_interruptible  # noqa: E402
+from gossip_registry.chaos.http11 import HttpClient  # noqa: E402
+from gossip_registry.chaos.sigterm import interrupt_on_sigterm, run_interruptible  # noqa: E402
+from tests.support.processes import cpu_seconds  # noqa: E402
 
 REQUEST_TIMEOUT = 5.0
 POLL = 1.0

@@ -33,8 +33,9 @@ import trio
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from gossip_registry.config.node import NodeConfig
 from gossip_registry.core.config import ProtocolConfig
-from gossip_registry.node import Node, NodeConfig
+from gossip_registry.runtime.node import Node
 
 
 def peak_rss_kib() -> int:

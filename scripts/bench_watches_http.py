@@ -83,12 +83,10 @@ from bench_cluster import (  # noqa: E402  (scripts/ is not a package)
 )
 from watchgen import SPARE_FILES, current_index  # noqa: E402
 
-from gossip_registry.harness.http11 import HttpClient  # noqa: E402
-from gossip_registry.harness.processes import cpu_seconds, spawn, stop_processes  # noqa: E402
-from gossip_registry.harness.sigterm import (  # noqa: E402
-    interrupt_on_sigterm,
-    run_interruptible,
-)
+from gossip_registry.chaos.http11 import HttpClient  # noqa: E402
+from gossip_registry.chaos.processes import spawn, stop_processes  # noqa: E402
+from gossip_registry.chaos.sigterm import interrupt_on_sigterm, run_interruptible  # noqa: E402
+from tests.support.processes import cpu_seconds  # noqa: E402
 
 WATCHGEN = SCRIPTS / "watchgen.py"
 SERVICE = "web"

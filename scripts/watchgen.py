@@ -26,7 +26,7 @@ the hold: the other service's watchers, if none was woken), ``opened``,
 ``errors`` (by exception type: refused, reset, timed out), ``open_files``
 (the soft RLIMIT_NOFILE after raising it to the hard limit).
 
-Raw HTTP/1.1 over trio sockets (gossip_registry.harness.http11), not httpx:
+Raw HTTP/1.1 over trio sockets (gossip_registry.chaos.http11), not httpx:
 at 10,000 answers arriving together, httpx's ~1 ms of CPU each would put
 seconds of this process's own work into the figures. Connections are
 opened at the pace the agent parks them (``Ramp``, ``--window``).
@@ -46,8 +46,8 @@ import trio
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from gossip_registry.fdlimit import raise_open_files_limit
-from gossip_registry.harness.http11 import HttpClient, read_response, send_request
+from gossip_registry.chaos.http11 import HttpClient, HttpConnection
+from gossip_registry.runtime.fdlimit import raise_open_files_limit
 
 INDEX_HEADER = "x-registry-index"
 CONNECT_TIMEOUT = 10.0
@@ -115,8 +115,10 @@ async def get(host: str, port: int, path: str) -> tuple[dict[str, str], Any]:
     """(headers, JSON answer) of a plain GET on a connection of its own; exits on a non-200."""
     stream = await trio.open_tcp_stream(host, port)
     async with stream:
-        await send_request(stream, host, port, "GET", path, None)
-        status, headers, body = await read_response(stream)
+        connection = HttpConnection(stream, host, port)
+        await connection.send("GET", path)
+        status, headers = await connection.head()
+        body = await connection.body()
     if status != 200:
         raise SystemExit(f"GET {path}: {status} {body[:200]!r}")
     return headers, json.loads(body)
@@ -175,8 +177,9 @@ async def watch(
     try:
         async with stream:
             watchers.opened += 1
-            await send_request(stream, host, port, "GET", path, None)
-            status, headers, _ = await read_response(stream)
+            connection = HttpConnection(stream, host, port)
+            await connection.send("GET", path)
+            status, headers = await connection.head()
             on_answer(status, headers)
             await trio.sleep_forever()
     except (OSError, trio.BrokenResourceError, ValueError) as exc:

@@ -32,7 +32,7 @@ Without TLS a token crosses the network in clear text: set ``tls_cert`` and
 ``tls_key`` whenever the API listens beyond loopback.
 
 Which tokens are valid, and when an open API deserves a warning, is
-``gossip_registry/access.py`` (standard library only, for config loading).
+``gossip_registry/api/access.py`` (standard library only, for config loading).
 """
 
 from __future__ import annotations

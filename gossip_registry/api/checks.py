@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from gossip_registry.config import parse_duration
+from gossip_registry.config.values import parse_duration
 from gossip_registry.registry.entry import Health
 from gossip_registry.registry.health import CheckSpec
 

@@ -39,10 +39,10 @@ import trio
 
 from gossip_registry.api.dns_answer import DnsAnswerer
 from gossip_registry.core.messages import Address
-from gossip_registry.fdlimit import connection_budget
+from gossip_registry.runtime.fdlimit import connection_budget
 
 if TYPE_CHECKING:  # node.py starts the DNS server, so importing it here would be circular
-    from gossip_registry.node import Node
+    from gossip_registry.runtime.node import Node
 
 __all__ = ["DEFAULT_DOMAIN", "DEFAULT_TTL", "TCP_IDLE_TIMEOUT", "SourceRateLimit", "serve_dns"]
 

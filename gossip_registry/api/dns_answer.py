@@ -76,7 +76,7 @@ from gossip_registry.core.messages import ACTIVE_STATES
 from gossip_registry.registry.entry import Entry
 
 if TYPE_CHECKING:  # node.py starts the DNS server, so importing it here would be circular
-    from gossip_registry.node import Node
+    from gossip_registry.runtime.node import Node
 
 __all__ = [
     "CLASSIC_UDP_PAYLOAD",

@@ -20,7 +20,7 @@ from collections.abc import AsyncIterator, Iterable
 
 from starlette.responses import StreamingResponse
 
-from gossip_registry.events import EventBus
+from gossip_registry.runtime.events import EventBus
 
 __all__ = ["MEDIA_TYPE", "event_stream"]
 

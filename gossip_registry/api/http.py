@@ -51,27 +51,26 @@ from gossip_registry.api.checks import check_specs, ttl_report
 from gossip_registry.api.events import event_stream
 from gossip_registry.api.http_limits import BodyDeadline, serve_connections
 from gossip_registry.api.view_cache import ViewCache
-from gossip_registry.config import parse_duration
+from gossip_registry.config.values import parse_duration
 from gossip_registry.core.messages import Address
-from gossip_registry.durability import DurabilityError
-from gossip_registry.events import parse_kinds
-from gossip_registry.fdlimit import connection_budget
 from gossip_registry.registry.entry import Entry
 from gossip_registry.registry.schema import (
-    MAX_META_PAIRS,
-    MAX_META_VALUE_LEN,
     MAX_NAME_LEN,
-    MAX_TAGS,
     MAX_WEIGHT,
     host_problem,
     label_problem,
+    meta_problem,
     name_problem,
     port_problem,
+    tags_problem,
 )
-from gossip_registry.watch import TooManyWaiters
+from gossip_registry.runtime.events import parse_kinds
+from gossip_registry.runtime.fdlimit import connection_budget
+from gossip_registry.runtime.storage.durability import DurabilityError
+from gossip_registry.runtime.watch import TooManyWaiters
 
 if TYPE_CHECKING:  # node.py starts the HTTP API, so importing it here would be circular
-    from gossip_registry.node import Node
+    from gossip_registry.runtime.node import Node
 if TYPE_CHECKING:  # prometheus-client is imported at the first scrape (see ``metrics``)
     from prometheus_client import CollectorRegistry
 
@@ -211,21 +210,13 @@ def _integer(field: str, value: Any, limit: int) -> int:
     return value
 
 
-def _tags(value: Any) -> list[str]:
-    if not isinstance(value, list) or len(value) > MAX_TAGS:
-        raise _Reject(400, f"tags: must be a list of at most {MAX_TAGS} strings")
-    return [_valid(f"tags[{i}]", tag, label_problem) for i, tag in enumerate(value)]
-
-
-def _meta(value: Any) -> dict[str, str]:
-    if not isinstance(value, dict) or len(value) > MAX_META_PAIRS:
-        raise _Reject(400, f"meta: must be an object of at most {MAX_META_PAIRS} string pairs")
-    for key, item in value.items():
-        _valid("meta", key, name_problem)
-        if not isinstance(item, str) or len(item) > MAX_META_VALUE_LEN:
-            raise _Reject(
-                400, f"meta.{key}: must be a string of at most {MAX_META_VALUE_LEN} characters"
-            )
+def _composite(field: str, value: Any, problem: Callable[[Any], tuple[str, str] | None]) -> Any:
+    """``value`` if ``problem`` (a registry/schema.py rule over a list or a table) finds
+    none, else a 400 naming the field and the item in it."""
+    found = problem(value)
+    if found is not None:
+        where, why = found
+        raise _Reject(400, f"{field}{where}: {why}")
     return value
 
 
@@ -254,9 +245,9 @@ def _registration(body: dict[str, Any]) -> tuple[str, dict[str, Any]]:
     if body.get("address") is not None:
         kwargs["address"] = _valid("address", body["address"], host_problem)
     if body.get("tags") is not None:
-        kwargs["tags"] = _tags(body["tags"])
+        kwargs["tags"] = _composite("tags", body["tags"], tags_problem)
     if body.get("meta") is not None:
-        kwargs["meta"] = _meta(body["meta"])
+        kwargs["meta"] = _composite("meta", body["meta"], meta_problem)
     if body.get("weight") is not None:
         kwargs["weight"] = _integer("weight", body["weight"], MAX_WEIGHT)
     if body.get("checks") is not None:
@@ -509,7 +500,7 @@ def build_app(
 
     async def metrics(request: Request) -> Response:
         # Imported on the first scrape: prometheus-client costs an unscraped agent 2 MiB.
-        from gossip_registry.metrics import exposition, node_registry
+        from gossip_registry.api.metrics import exposition, node_registry
 
         if not registry:
             registry.append(node_registry(node))

@@ -3,42 +3,55 @@
 Theory of operation: both are adapters over the Node's public API, run as
 tasks in the node's own nursery so that stopping the node stops them. Each
 is started with ``nursery.start``, so the node reports itself started only
-once they listen, and its bound address is recorded on the node
-(``http_addr``, ``dns_addr``) as soon as it is known, which ``port = 0``
-needs. The node imports this module only when an interface is configured:
-the HTTP stack is an optional dependency.
+once they listen; the bound addresses are returned to the node, which records
+them itself (``port = 0`` needs them). The node imports this module only when
+an interface is configured: the HTTP stack is an optional dependency.
 """
 
 from __future__ import annotations
 
 from functools import partial
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NamedTuple
 
 import trio
 
+from gossip_registry.core.messages import Address
+
 if TYPE_CHECKING:  # node.py starts the interfaces, so importing it here would be circular
-    from gossip_registry.node import Node
+    from gossip_registry.runtime.node import Node
 
-__all__ = ["serve_interfaces"]
+__all__ = ["Listening", "serve_interfaces"]
 
 
-async def serve_interfaces(nursery: trio.Nursery, node: Node) -> None:
+class Listening(NamedTuple):
+    """Where the interfaces listen; None for one not configured."""
+
+    http: Address | None
+    dns: Address | None
+
+
+async def serve_interfaces(nursery: trio.Nursery, node: Node) -> Listening:
     """Start in ``nursery`` the HTTP API and the DNS interface that ``node.config`` binds.
+
+    Returns:
+        The bound addresses (with the port the system chose for port 0).
 
     Raises:
         OSError: an address cannot be bound (those started before keep
             running until the nursery is cancelled).
     """
     config = node.config
+    http: Address | None = None
+    dns: Address | None = None
     # Each interface's stack is imported only when it is configured (issue 17).
     if config.http is not None:
         from gossip_registry.api.http import serve_http
 
-        node.http_addr = await nursery.start(serve_http, node, *config.http)
+        http = await nursery.start(serve_http, node, *config.http)
     if config.dns is not None:
         from gossip_registry.api.dns import serve_dns
 
-        node.dns_addr = await nursery.start(
+        dns = await nursery.start(
             partial(
                 serve_dns,
                 domain=config.dns_domain,
@@ -51,3 +64,4 @@ async def serve_interfaces(nursery: trio.Nursery, node: Node) -> None:
             node,
             *config.dns,
         )
+    return Listening(http, dns)

@@ -19,8 +19,8 @@ import trio
 
 from gossip_registry.chaos.history import History
 from gossip_registry.chaos.hosts import GOSSIP_PORT, HTTP_PORT, Faults, Hosts
-from gossip_registry.config import PROFILES
-from gossip_registry.harness.processes import agent_argv, spawn, stop_processes
+from gossip_registry.chaos.processes import agent_argv, spawn, stop_processes
+from gossip_registry.config.cluster_file import PROFILES
 
 __all__ = ["ChaosCluster", "Timing"]
 

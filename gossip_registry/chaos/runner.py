@@ -27,8 +27,8 @@ from gossip_registry.chaos.cluster import ChaosCluster, Timing
 from gossip_registry.chaos.history import History
 from gossip_registry.chaos.hosts import make_hosts
 from gossip_registry.chaos.scenarios import SCENARIOS, Scenario
+from gossip_registry.chaos.sigterm import interrupt_on_sigterm
 from gossip_registry.chaos.traffic import Churn, Observer
-from gossip_registry.harness.sigterm import interrupt_on_sigterm
 
 __all__ = ["ChaosError", "RunOptions", "RunResult", "run"]
 
@@ -57,7 +57,7 @@ class RunOptions:
         """The command line that reproduces this run."""
         return shlex.join(
             [
-                *("scripts/chaos.py", self.scenario, "--nodes", str(self.nodes)),
+                *("gossip-registry-chaos", self.scenario, "--nodes", str(self.nodes)),
                 *("--duration", f"{self.duration:g}", "--seed", str(self.seed)),
                 *("--mode", self.mode, "--profile", self.profile),
             ]

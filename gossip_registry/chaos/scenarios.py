@@ -224,4 +224,4 @@ SCENARIOS[CRASH_FAST.name] = CRASH_FAST
 # --- end crash-fast ------------------------------------------------------------------------
 
 SUITE = [name for name in SCENARIOS if name != "smoke"]
-"""What ``scripts/chaos.py all`` runs."""
+"""What ``gossip-registry-chaos all`` runs."""

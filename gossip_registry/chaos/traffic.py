@@ -13,7 +13,7 @@ import trio
 
 from gossip_registry.chaos.cluster import ChaosCluster
 from gossip_registry.chaos.history import Event
-from gossip_registry.harness.http11 import HttpClient
+from gossip_registry.chaos.http11 import HttpClient
 
 __all__ = ["SERVICE", "Churn", "Observer"]
 

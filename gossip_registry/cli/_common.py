@@ -17,7 +17,7 @@ from typing import IO, TYPE_CHECKING, Any
 import click
 
 if TYPE_CHECKING:
-    from gossip_registry.config import ClusterConfig
+    from gossip_registry.config.cluster_file import ClusterConfig
 
 DEFAULT_CONFIG = Path("cluster.toml")
 """Looked for in the working directory when no --config is given."""
@@ -44,7 +44,7 @@ class ConfigFailure(Failure):
 
 def load_config(path: Path) -> ClusterConfig:
     """``load_cluster(path)``, with its ConfigError turned into one line and exit status 2."""
-    from gossip_registry.config import ConfigError, load_cluster
+    from gossip_registry.config.cluster_file import ConfigError, load_cluster
 
     try:
         return load_cluster(path)

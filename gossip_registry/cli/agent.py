@@ -36,7 +36,7 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
-from gossip_registry.access import dns_exposure_warning, exposure_warning, token_problem
+from gossip_registry.api.access import dns_exposure_warning, exposure_warning
 from gossip_registry.cli._common import (
     DEFAULT_CONFIG,
     DEFAULT_HTTP,
@@ -47,12 +47,14 @@ from gossip_registry.cli._common import (
     split_http,
 )
 from gossip_registry.cli.keys import apply_gossip_keys, gossip_key_options
-from gossip_registry.fdlimit import raise_open_files_limit
+from gossip_registry.registry.schema import token_problem
+from gossip_registry.runtime.fdlimit import raise_open_files_limit
 
 if TYPE_CHECKING:
     import trio
 
-    from gossip_registry.node import Node, NodeConfig
+    from gossip_registry.config.node import NodeConfig
+    from gossip_registry.runtime.node import Node
 
 logger = logging.getLogger("gossip_registry")
 
@@ -331,8 +333,9 @@ def config_from_flags(
     Bind and HTTP addresses may use port 0 (a free port, logged once bound);
     seeds and the advertised address may not, since peers must reach them.
     """
-    from gossip_registry.config import PROFILES, parse_address
-    from gossip_registry.node import NodeConfig
+    from gossip_registry.config.cluster_file import PROFILES
+    from gossip_registry.config.node import NodeConfig
+    from gossip_registry.config.values import parse_address
 
     def address(flag: str, text: str, **kwargs: object) -> tuple[str, int]:
         try:
@@ -402,7 +405,7 @@ def _dns_settings(
     # dnspython and what it pulls in (importlib.metadata, email, zipfile) cost an
     # agent ~3 MiB: only when a DNS option is given.
     from gossip_registry.api.dns_answer import MAX_TTL, parse_domain
-    from gossip_registry.config import parse_duration
+    from gossip_registry.config.values import parse_duration
 
     if domain is not None:
         try:
@@ -451,7 +454,7 @@ def run_agent(
     """
     import trio
 
-    from gossip_registry.node import Node
+    from gossip_registry.runtime.node import Node
 
     try:
         node = Node(config)

@@ -11,9 +11,11 @@ Failures are one line and exit status 1: a node that cannot be reached
 (its ``error`` message, which names the field at fault). A bad cluster file
 is exit status 2, like any configuration error.
 
-httpx is imported only when a request is made; environment proxies are
-ignored (``trust_env=False``): a node's API is local to the cluster, and
-sending it through an HTTP_PROXY meant for the internet is never right.
+Requests go through ``gossip_registry.client.NodeApi``, on the standard
+library's ``http.client``: a command that makes one request does not import
+httpx or trio. Environment proxies are never used: a node's API is local to
+the cluster, and sending it through an HTTP_PROXY meant for the internet is
+never right.
 """
 
 from __future__ import annotations
@@ -21,7 +23,6 @@ from __future__ import annotations
 import functools
 import itertools
 import json
-import os
 import ssl
 import time
 from collections.abc import Callable
@@ -111,6 +112,7 @@ class Api:
         if ca_cert is not None or https:
             self.url = "https" + self.url.removeprefix("http")
         self.timeout = timeout
+        self.token = token
         self.headers = {"Authorization": f"Bearer {token}"} if token else {}
         self.verify: ssl.SSLContext | bool = True
         if ca_cert is not None:
@@ -119,47 +121,41 @@ class Api:
             except (OSError, ssl.SSLError) as exc:
                 raise ConfigFailure(f"--ca-cert: cannot load {ca_cert}: {exc}") from None
 
-    def call(self, method: str, path: str, **kwargs: Any) -> Any:
-        """The decoded JSON of a 2xx answer.
+    def call(
+        self,
+        method: str,
+        path: str,
+        *,
+        params: dict[str, str] | list[tuple[str, str]] | None = None,
+        json: Any = None,
+    ) -> Any:
+        """The decoded JSON of a 2xx answer (``gossip_registry.client.NodeApi``).
 
         Raises:
             Failure: unreachable, timed out, a 4xx/5xx (with the API's message),
                 or an answer that is not JSON.
         """
-        import httpx
+        from gossip_registry.client.errors import BadResponse, RegistryError
+        from gossip_registry.client.node_api import NodeApi, NodeUnreachable
 
-        try:
-            with httpx.Client(
-                base_url=self.url,
-                timeout=self.timeout,
-                trust_env=False,
-                headers=self.headers,
-                verify=self.verify,
-            ) as client:
-                response = client.request(method, path, **kwargs)
-        except httpx.TimeoutException:
-            raise Failure(
-                f"cannot reach node at {self.address}: no answer within {self.timeout:g}s"
-            ) from None
-        except (httpx.RemoteProtocolError, httpx.ReadError) as exc:
-            # A gossip listener reads a frame length and hangs up on an HTTP request.
-            raise Failure(
-                f"cannot reach node at {self.address}: {_reason(exc)}; {self._gossip_hint()}"
-            ) from None
-        except httpx.HTTPError as exc:
-            raise Failure(f"cannot reach node at {self.address}: {_reason(exc)}") from None
-        try:
-            body = response.json()
-        except ValueError:
-            body = None
-        if response.is_success and body is not None:
-            return body
-        if isinstance(body, dict) and isinstance(body.get("error"), str):
-            raise Failure(body["error"])
-        raise Failure(
-            f"unexpected answer from {self.address}: HTTP {response.status_code} "
-            f"{response.text[:200]!r}"
+        context = self.verify if isinstance(self.verify, ssl.SSLContext) else None
+        api = NodeApi(
+            self.host,
+            self.port,
+            timeout=self.timeout,
+            token=self.token,
+            ssl_context=context,
+            https=self.url.startswith("https"),
         )
+        try:
+            return api.call(method, path, params=params, json_body=json)
+        except NodeUnreachable as exc:
+            hint = f"; {self._gossip_hint()}" if exc.hung_up else ""
+            raise Failure(f"cannot reach node at {self.address}: {exc.reason}{hint}") from None
+        except RegistryError as exc:
+            raise Failure(exc.message) from None
+        except BadResponse as exc:
+            raise Failure(f"unexpected answer from {self.address}: {exc}") from None
 
     def _gossip_hint(self) -> str:
         """Which HTTP API to ask instead, when ./cluster.toml says this is a gossip port."""
@@ -177,22 +173,6 @@ class Api:
         return hint
 
 
-def _reason(exc: BaseException) -> str:
-    """``connection refused`` rather than ``[Errno 111] Connection refused``."""
-    seen: set[int] = set()
-    cause: BaseException | None = exc
-    while cause is not None and id(cause) not in seen:
-        seen.add(id(cause))
-        if isinstance(cause, OSError) and cause.errno is not None:
-            text = os.strerror(cause.errno)
-            return text[:1].lower() + text[1:]
-        cause = cause.__cause__ or cause.__context__
-    text = str(exc) or type(exc).__name__
-    if text.startswith("[Errno") and "] " in text:
-        text = text.split("] ", 1)[1]
-    return text[:1].lower() + text[1:]
-
-
 def _api(
     http: str | None,
     config_path: Path | None,
@@ -206,7 +186,7 @@ def _api(
     Without --token, a node from the cluster file is called with its own
     write (else read) token, so a secured local cluster needs no extra flags.
     """
-    from gossip_registry.config import parse_address
+    from gossip_registry.config.values import parse_address
 
     if http is not None:
         if config_path is not None or node_name is not None:

@@ -26,7 +26,7 @@ from gossip_registry.cli._common import ConfigFailure, Failure, echo_lines, rend
 from gossip_registry.cli.client import Api, client_command
 
 if TYPE_CHECKING:
-    from gossip_registry.node import NodeConfig
+    from gossip_registry.config.node import NodeConfig
 
 OPS = ("list", "install", "use", "remove")
 
@@ -34,7 +34,7 @@ OPS = ("list", "install", "use", "remove")
 @click.command()
 def keygen() -> None:
     """Print a fresh random gossip key (32 bytes, base64) for --encrypt or `keys install`."""
-    from gossip_registry.keyring import encode_key, generate_key
+    from gossip_registry.crypto.keyring import encode_key, generate_key
 
     click.echo(encode_key(generate_key()))
 
@@ -106,8 +106,8 @@ def apply_gossip_keys(config: NodeConfig, from_file: bool, flags: dict[str, Any]
         click.UsageError: a flag given together with --config (the file sets these).
         ConfigFailure: an invalid key or keyring file.
     """
-    from gossip_registry.keyring import KeyringError
-    from gossip_registry.keyring_file import configured_keyring
+    from gossip_registry.crypto.keyring import KeyringError
+    from gossip_registry.crypto.keyring_file import configured_keyring
 
     given = {k: v for k, v in flags.items() if v is not None}
     if not given:

@@ -19,14 +19,14 @@ from typing import Any
 import click
 
 from gossip_registry.cli._common import Failure, format_address
-from gossip_registry.cli.client import Api, _reason, client_command
+from gossip_registry.cli.client import Api, client_command
 
 
 def _kinds(ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:
     """Checked here, so a typo is a usage error before any connection is made."""
     if value is None:
         return None
-    from gossip_registry.events import parse_kinds
+    from gossip_registry.runtime.events import parse_kinds
 
     try:
         return ",".join(sorted(parse_kinds(value)))
@@ -70,6 +70,8 @@ def _stream(api: Api, kinds: str | None, as_json: bool) -> str:
     """
     import httpx
 
+    from gossip_registry.client.node_api import reason_in_words
+
     params = {"kind": kinds} if kinds else None
     timeout = httpx.Timeout(api.timeout, read=None)  # events may be minutes apart
     subscribed = False
@@ -103,8 +105,8 @@ def _stream(api: Api, kinds: str | None, as_json: bool) -> str:
         ) from None
     except (httpx.HTTPError, ValueError) as exc:
         if not subscribed:
-            raise Failure(f"cannot reach node at {api.address}: {_reason(exc)}") from None
-        return f"stream from {api.address} lost ({_reason(exc)}): the node stopped?"
+            raise Failure(f"cannot reach node at {api.address}: {reason_in_words(exc)}") from None
+        return f"stream from {api.address} lost ({reason_in_words(exc)}): the node stopped?"
     return f"node at {api.address} ended the stream (it stopped)"
 
 

@@ -192,7 +192,7 @@ def run_simulation(
     host_up: bool = False,
 ) -> SimulationReport:
     """Run the three phases (see the module docstring) and report; deterministic per seed."""
-    from gossip_registry.config import PROFILES
+    from gossip_registry.config.cluster_file import PROFILES
     from gossip_registry.core.effects import EntryChanged, MemberChanged
     from gossip_registry.core.messages import MemberState
     from gossip_registry.sim import LinkModel, SimCluster

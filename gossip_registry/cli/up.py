@@ -58,7 +58,7 @@ if TYPE_CHECKING:
     import httpx
     import trio
 
-    from gossip_registry.config import ClusterConfig
+    from gossip_registry.config.cluster_file import ClusterConfig
 
 __all__ = ["Child", "Console", "Supervisor", "describe_exit", "up"]
 

@@ -26,7 +26,7 @@ from gossip_registry.client.base import ClientBase
 from gossip_registry.client.cache import CachedList, WatchState
 from gossip_registry.client.instance import Instance, ServiceQuery
 from gossip_registry.client.plans import Pause, Plan, Send, Steps, cached_list, call, watch_step
-from gossip_registry.owned_nursery import close_owned_nursery
+from gossip_registry.runtime.owned_nursery import close_owned_nursery
 
 __all__ = ["AsyncRegistryClient"]
 

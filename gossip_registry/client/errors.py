@@ -38,6 +38,8 @@ class RegistryError(ClientError):
 
     def __init__(self, status: int, message: str) -> None:
         self.status = status
+        self.message = message
+        """The node's own ``error`` text, which names the field at fault."""
         super().__init__(f"registry answered {status}: {message}")
 
 

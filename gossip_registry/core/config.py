@@ -11,6 +11,7 @@ import math
 from dataclasses import dataclass, field, fields, replace
 
 from gossip_registry.core.limits import Limits
+from gossip_registry.registry.schema import FieldError
 
 DRIVER_FIELDS = frozenset({"seal_overhead"})
 """Fields the node sets from its other settings, not the operator: cluster.toml refuses them."""
@@ -98,13 +99,19 @@ class ProtocolConfig:
             if isinstance(value, bool | Limits) or f.name in DRIVER_FIELDS:
                 continue
             if not isinstance(value, int | float) or value <= 0 or not math.isfinite(value):
-                raise ValueError(f"{f.name} must be a positive number, got {value!r}")
+                problem = f"must be a positive number, got {value!r}"
+                raise FieldError(problem, f.name, message=f"{f.name} {problem}")
         if self.probe_timeout > self.probe_interval:
-            raise ValueError("probe_timeout must not exceed probe_interval")
+            problem = "must not exceed probe_interval"
+            raise FieldError(
+                problem, "probe_timeout", "probe_interval", message=f"probe_timeout {problem}"
+            )
         if self.packet_size < 512:
-            raise ValueError("packet_size must be at least 512 bytes")
+            problem = "must be at least 512 bytes"
+            raise FieldError(problem, "packet_size", message=f"packet_size {problem}")
         if type(self.seal_overhead) is not int or not 0 <= self.seal_overhead <= 256:
-            raise ValueError(f"seal_overhead must be 0..256 bytes, got {self.seal_overhead!r}")
+            problem = f"must be 0..256 bytes, got {self.seal_overhead!r}"
+            raise FieldError(problem, "seal_overhead", message=f"seal_overhead {problem}")
 
     @property
     def payload_size(self) -> int:

@@ -52,6 +52,8 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, fields
 
+from gossip_registry.registry.schema import FieldError
+
 __all__ = ["Limits"]
 
 MAX_IPV4_UDP_PAYLOAD = 65507
@@ -103,6 +105,10 @@ class Limits:
                 and math.isfinite(value)
             )
             if not valid:
-                raise ValueError(f"limits.{f.name} must be a positive number, got {value!r}")
+                problem = f"must be a positive number, got {value!r}"
+                raise FieldError(problem, f.name, message=f"limits.{f.name} {problem}")
         if self.max_packet_bytes < 512:
-            raise ValueError("limits.max_packet_bytes must be at least 512 bytes")
+            problem = "must be at least 512 bytes"
+            raise FieldError(
+                problem, "max_packet_bytes", message=f"limits.max_packet_bytes {problem}"
+            )

@@ -34,7 +34,12 @@ from dataclasses import dataclass, replace
 from urllib.parse import urlsplit
 
 from gossip_registry.registry.entry import CheckKind, CheckState, Health
-from gossip_registry.registry.schema import MIN_CHECK_INTERVAL, MIN_CHECK_TIMEOUT, duration_problem
+from gossip_registry.registry.schema import (
+    MAX_PORT,
+    MIN_CHECK_INTERVAL,
+    MIN_CHECK_TIMEOUT,
+    duration_problem,
+)
 
 __all__ = [
     "DEFAULT_INTERVAL",
@@ -72,8 +77,8 @@ def split_host_port(target: str) -> tuple[str, int]:
     host, sep, port = target.rpartition(":")
     if host.startswith("[") and host.endswith("]"):
         host = host[1:-1]
-    if not sep or not host or not port.isdigit() or not 0 < int(port) <= 65535:
-        raise ValueError(f"must be host:port with a port 1..65535, got {target!r}")
+    if not sep or not host or not port.isdigit() or not 0 < int(port) <= MAX_PORT:
+        raise ValueError(f"must be host:port with a port 1..{MAX_PORT}, got {target!r}")
     return host, int(port)
 
 

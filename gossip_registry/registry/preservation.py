@@ -42,6 +42,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from gossip_registry.registry.entry import Entry, EntryKey
+from gossip_registry.registry.schema import FieldError
 
 __all__ = ["MIN_DEATHS", "Preservation", "PreservationConfig"]
 
@@ -79,11 +80,11 @@ class PreservationConfig:
 
     def __post_init__(self) -> None:
         if not (isinstance(self.threshold, int | float) and 0 < self.threshold <= 1):
-            raise ValueError(f"threshold: must be a share in (0, 1], got {self.threshold!r}")
+            raise FieldError(f"must be a share in (0, 1], got {self.threshold!r}", "threshold")
         for name, low, high in (("window", 1.0, 3600.0), ("max_duration", 1.0, 86400.0)):
             value = getattr(self, name)
             if not (isinstance(value, int | float) and low <= value <= high):
-                raise ValueError(f"{name}: must be {low:g}..{high:g} seconds, got {value!r}")
+                raise FieldError(f"must be {low:g}..{high:g} seconds, got {value!r}", name)
 
 
 class Preservation:

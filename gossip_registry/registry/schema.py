@@ -32,6 +32,7 @@ from __future__ import annotations
 import ipaddress
 import math
 import re
+from collections.abc import Mapping, Sequence
 from typing import TypeGuard
 
 __all__ = [
@@ -47,14 +48,40 @@ __all__ = [
     "MAX_WEIGHT",
     "MIN_CHECK_INTERVAL",
     "MIN_CHECK_TIMEOUT",
+    "FieldError",
     "duration_problem",
     "host_problem",
     "is_host",
     "is_name",
     "label_problem",
+    "meta_problem",
     "name_problem",
     "port_problem",
+    "tags_problem",
+    "token_problem",
 ]
+
+
+class FieldError(ValueError):
+    """A value refused by a field's rule, naming the field in the exception itself.
+
+    Whoever reports it (cluster.toml's loader at ``nodes[2].probe_timeout``, the
+    agent at a flag) takes the key from ``fields``, never from the message, so a
+    reworded message cannot move an error to the wrong key.
+
+    Args:
+        problem: what is wrong, without the field's name.
+        fields: the field checked first; then any it was compared with
+            (``probe_timeout`` exceeds ``probe_interval``), in case one of those
+            is the one the caller set.
+        message: the full text, when it is not ``"<field>: <problem>"``.
+    """
+
+    def __init__(self, problem: str, *fields: str, message: str | None = None) -> None:
+        super().__init__(message if message is not None else f"{fields[0]}: {problem}")
+        self.problem = problem
+        self.fields = fields
+
 
 # Limits enforced on decode. Changing one is a protocol change: a node that
 # sends what an older node rejects loses the whole packet or frame.
@@ -155,6 +182,54 @@ def duration_problem(value: object, minimum: float) -> str | None:
     ):
         return None
     return f"must be a duration of at least {minimum:g}s, got {_show(value)}"
+
+
+def tags_problem(value: object) -> tuple[str, str] | None:
+    """Where in ``value`` and why it cannot be an instance's tags (DNS labels), or None.
+
+    The place is relative to the field: ``""`` for the list, ``"[2]"`` for one
+    tag; each caller puts its own path in front (``tags``, ``nodes[0].tags``).
+    """
+    if isinstance(value, str | bytes) or not isinstance(value, Sequence):
+        return "", f"must be a list of at most {MAX_TAGS} strings, got {_show(value)}"
+    if len(value) > MAX_TAGS:
+        return "", f"must be a list of at most {MAX_TAGS} strings, got {len(value)}"
+    for i, tag in enumerate(value):
+        problem = label_problem(tag)
+        if problem is not None:
+            return f"[{i}]", problem
+    return None
+
+
+def meta_problem(value: object) -> tuple[str, str] | None:
+    """Where in ``value`` and why it cannot be metadata (an instance's or a node's), or None.
+
+    The place is relative, as in ``tags_problem``: ``""`` or ``".zone"``; a bad key
+    is reported at the table (shown escaped in the problem), never put in the path.
+    """
+    if not isinstance(value, Mapping):
+        return "", f"must be a map of string keys to string values, got {_show(value)}"
+    if len(value) > MAX_META_PAIRS:
+        return "", f"at most {MAX_META_PAIRS} pairs, got {len(value)}"
+    for key, item in value.items():
+        problem = name_problem(key)
+        if problem is not None:
+            return "", f"keys {problem}"
+        if not isinstance(item, str) or len(item) > MAX_META_VALUE_LEN:
+            return f".{key}", (
+                f"must be a string of at most {MAX_META_VALUE_LEN} characters, got {_show(item)}"
+            )
+    return None
+
+
+_TOKEN = re.compile(r"[\x21-\x7e]{1,512}")
+
+
+def token_problem(value: object) -> str | None:
+    """Why ``value`` cannot be a token, or None. Tokens travel in a header: visible ASCII only."""
+    if isinstance(value, str) and _TOKEN.fullmatch(value):
+        return None
+    return "must be 1..512 visible ASCII characters (no spaces)"
 
 
 def _show(value: object) -> str:

@@ -16,8 +16,9 @@ from typing import Any
 
 import trio
 
+from gossip_registry.config.node import NodeConfig
 from gossip_registry.core.config import ProtocolConfig
-from gossip_registry.node import Node, NodeConfig
+from gossip_registry.runtime.node import Node
 
 FAST = ProtocolConfig(
     probe_interval=0.2,

@@ -1,4 +1,4 @@
-"""CI's chaos smoke: scripts/chaos.py smoke on 5 real agents (a kill -9 right after an
+"""CI's chaos smoke: gossip-registry-chaos smoke on 5 real agents (a kill -9 right after an
 acknowledged registration and a restart, one kill, one pause, one partition).
 
 Network namespaces and nftables when running as root with ``ip`` and ``nft``,
@@ -20,7 +20,8 @@ import pytest
 from gossip_registry.chaos.hosts import netns_available
 from tests.integration.test_bench_cluster import agents_using
 
-SCRIPT = Path(__file__).resolve().parents[2] / "scripts" / "chaos.py"
+COMMAND = Path(sys.executable).with_name("gossip-registry-chaos")
+"""The console script, installed with the package (scripts/test installs it)."""
 TIMEOUT = 170.0
 """Seconds for the whole run (about 60 s: start, crash-restart, kill, pause, a 20 s partition)."""
 ACK_TO_KILL = 0.05
@@ -58,7 +59,7 @@ def names_with(prefix: str) -> list[str]:
 
 @pytest.mark.slow
 def test_chaos_smoke_passes_every_invariant_and_leaves_nothing_behind(tmp_path: Path) -> None:
-    argv = [sys.executable, str(SCRIPT), "smoke", "--nodes", "5", "--out", str(tmp_path)]
+    argv = [str(COMMAND), "smoke", "--nodes", "5", "--out", str(tmp_path)]
     status, out = run_script(argv)
 
     assert status == 0, out + "".join(

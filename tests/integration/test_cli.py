@@ -22,8 +22,8 @@ from click.testing import CliRunner, Result
 
 from gossip_registry.cli import cli
 from gossip_registry.cli.up import Child, Console, Supervisor
-from gossip_registry.config import load_cluster
-from gossip_registry.threaded import ThreadedNode
+from gossip_registry.config.cluster_file import load_cluster
+from gossip_registry.runtime.threaded import ThreadedNode
 from tests.integration import eventually, fast_config
 
 BAD_CONFIG = """

@@ -6,7 +6,7 @@ import json
 
 from gossip_registry.registry.entry import Health
 from gossip_registry.registry.health import CheckSpec
-from gossip_registry.threaded import ThreadedNode
+from gossip_registry.runtime.threaded import ThreadedNode
 from tests.integration import eventually
 from tests.integration.test_cli import http, node, run
 

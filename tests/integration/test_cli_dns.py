@@ -10,7 +10,7 @@ import pytest
 
 from gossip_registry.cli.agent import config_from_flags
 from gossip_registry.cli.up import Console, Supervisor
-from gossip_registry.config import load_cluster
+from gossip_registry.config.cluster_file import load_cluster
 from tests.integration.test_cli import run
 
 

@@ -18,7 +18,7 @@ from click.testing import CliRunner, Result
 from gossip_registry.cli import cli
 from gossip_registry.cli.client import LEFT_HIDDEN_AFTER, _left_long_ago
 from gossip_registry.core.messages import MemberState
-from gossip_registry.node import Node
+from gossip_registry.runtime.node import Node
 from tests.integration import fast_config, start_node, wait_until
 
 

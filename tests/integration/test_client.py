@@ -18,7 +18,7 @@ import pytest
 import trio
 
 from gossip_registry.client import AsyncRegistryClient, ClientSettings, RegistryClient
-from gossip_registry.node import Node
+from gossip_registry.runtime.node import Node
 from tests.integration import start_cluster, wait_until
 
 HTTP = ("127.0.0.1", 0)

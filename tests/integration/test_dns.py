@@ -25,8 +25,8 @@ import trio
 
 from gossip_registry.api.dns import SourceRateLimit, serve_dns
 from gossip_registry.api.dns_answer import addr_label
-from gossip_registry.node import Node
 from gossip_registry.registry.entry import Health
+from gossip_registry.runtime.node import Node
 from tests.integration import fast_config, start_node, wait_until
 
 TIMEOUT = 20.0

@@ -16,10 +16,10 @@ import trio
 from gossip_registry.api.http import build_app
 from gossip_registry.core.codec import encode_packet
 from gossip_registry.core.messages import Packet, Suspect
-from gossip_registry.durability import DurabilityError
-from gossip_registry.journal import recover
-from gossip_registry.node import Node
-from gossip_registry.snapshot import read_snapshot
+from gossip_registry.runtime.node import Node
+from gossip_registry.runtime.storage.durability import DurabilityError
+from gossip_registry.runtime.storage.journal import recover
+from gossip_registry.runtime.storage.snapshot import read_snapshot
 from tests.integration import fast_config, start_node, wait_until
 
 TIMEOUT = 20.0
@@ -131,7 +131,7 @@ async def test_without_a_data_dir_the_start_up_log_says_nothing_is_durable(
 async def test_a_full_journal_is_folded_into_a_new_snapshot(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr("gossip_registry.durability.COMPACT_MIN_BYTES", 1024)
+    monkeypatch.setattr("gossip_registry.runtime.storage.durability.COMPACT_MIN_BYTES", 1024)
     with trio.fail_after(TIMEOUT):
         async with Node(fast_config("n1", data_dir=tmp_path)) as node:
             for i in range(40):

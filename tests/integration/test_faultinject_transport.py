@@ -11,8 +11,8 @@ from pathlib import Path
 
 import trio
 
-from gossip_registry.faultinject import RELOAD_INTERVAL, FaultFilter
-from gossip_registry.transport import Transport, open_transport
+from gossip_registry.runtime.faultinject import RELOAD_INTERVAL, FaultFilter
+from gossip_registry.runtime.transport import Transport, open_transport
 
 A, B = "127.61.7.1", "127.61.7.2"
 

@@ -20,10 +20,10 @@ from click.testing import CliRunner
 from gossip_registry.cli import cli
 from gossip_registry.core.codec import encode_packet, encode_stream
 from gossip_registry.core.messages import Alive, EntryUpdate, Packet, Ping
-from gossip_registry.keyring import UDP, Keyring, encode_key, fingerprint
-from gossip_registry.node import Node
+from gossip_registry.crypto.keyring import UDP, Keyring, encode_key, fingerprint
 from gossip_registry.registry.entry import Entry, Health
-from gossip_registry.transport import encode_frame
+from gossip_registry.runtime.node import Node
+from gossip_registry.runtime.transport import encode_frame
 from tests.integration import alive_count, fast_config, start_cluster, start_node, wait_until
 
 OLD = bytes(range(32))

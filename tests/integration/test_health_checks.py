@@ -21,11 +21,12 @@ import pytest
 import trio
 import trio.testing
 
-from gossip_registry.health import CheckRunner, http_status
-from gossip_registry.node import Node, NodeConfig
+from gossip_registry.config.node import NodeConfig
 from gossip_registry.registry.entry import CheckKind, CheckState, Entry, EntryKey, Health
 from gossip_registry.registry.health import CheckSpec, assign_check_ids, initial_states
-from gossip_registry.snapshot import Snapshot, decode_snapshot, encode_snapshot
+from gossip_registry.runtime.checks import CheckRunner, http_status
+from gossip_registry.runtime.node import Node
+from gossip_registry.runtime.storage.snapshot import Snapshot, decode_snapshot, encode_snapshot
 from tests.integration import fast_config, start_cluster, start_node, wait_until
 
 P, W, C = Health.PASSING, Health.WARNING, Health.CRITICAL

@@ -9,7 +9,7 @@ import trio
 
 from gossip_registry.core.codec import MAX_INCARNATION, encode_packet
 from gossip_registry.core.messages import Dead, MemberState, Packet
-from gossip_registry.snapshot import Snapshot, write_snapshot
+from gossip_registry.runtime.storage.snapshot import Snapshot, write_snapshot
 from tests.integration import fast_config, start_cluster, start_node, wait_until
 
 

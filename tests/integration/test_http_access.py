@@ -23,13 +23,14 @@ from cryptography.x509.oid import NameOID
 from starlette.applications import Starlette
 from starlette.routing import BaseRoute, Mount, Route
 
-from gossip_registry.access import dns_exposure_warning, exposure_warning, token_problem
+from gossip_registry.api.access import dns_exposure_warning, exposure_warning
 from gossip_registry.api.auth import Level, required_level
 from gossip_registry.api.http import build_app
 from gossip_registry.cli import cli
 from gossip_registry.core.limits import Limits
-from gossip_registry.node import Node
-from gossip_registry.threaded import ThreadedNode
+from gossip_registry.registry.schema import token_problem
+from gossip_registry.runtime.node import Node
+from gossip_registry.runtime.threaded import ThreadedNode
 from tests.integration import FAST, fast_config
 
 READ, WRITE = "read-secret-1", "write-secret-2"

@@ -21,11 +21,12 @@ import trio
 import trio.testing
 
 from gossip_registry.api.http import MAX_BODY_BYTES, build_app, serve_http
+from gossip_registry.config.node import NodeConfig
 from gossip_registry.core.messages import MemberState
-from gossip_registry.node import MemberView, Node, NodeConfig
 from gossip_registry.registry.entry import Entry, EntryKey, Health
 from gossip_registry.registry.health import CheckSpec
-from gossip_registry.watch import CATALOG, MEMBERS, ChangeIndex
+from gossip_registry.runtime.node import MemberView, Node
+from gossip_registry.runtime.watch import CATALOG, MEMBERS, ChangeIndex
 
 TIMEOUT = 5.0
 """Absolute bound on each test; an in-process request takes milliseconds."""
@@ -627,17 +628,17 @@ BAD_BODIES: list[tuple[str, Any, str]] = [
     ("tag-empty", valid_body(tags=[""]), "tags[0]: must be a DNS label"),
     ("tag-long", valid_body(tags=["t" * 64]), "tags[0]: must be a DNS label"),
     ("tag-not-dns", valid_body(tags=["env=prod"]), "tags[0]: must be a DNS label"),
-    ("meta-list", valid_body(meta=["a"]), "meta: must be an object"),
+    ("meta-list", valid_body(meta=["a"]), "meta: must be a map of string keys"),
     (
         "meta-too-many",
         valid_body(meta={f"k{i}": "v" for i in range(65)}),
-        "meta: must be an object of at most 64",
+        "meta: at most 64 pairs, got 65",
     ),
     ("meta-value-number", valid_body(meta={"zone": 1}), "meta.zone: must be a string"),
     ("meta-value-long", valid_body(meta={"zone": "v" * 513}), "meta.zone: must be a string"),
-    ("meta-key-long", valid_body(meta={"k" * 129: "v"}), "meta: must be 1..128 printable"),
-    ("meta-key-empty", valid_body(meta={"": "v"}), "meta: must be 1..128 printable"),
-    ("meta-key-control", valid_body(meta={"a\tb": "v"}), "meta: must be 1..128 printable"),
+    ("meta-key-long", valid_body(meta={"k" * 129: "v"}), "meta: keys must be 1..128 printable"),
+    ("meta-key-empty", valid_body(meta={"": "v"}), "meta: keys must be 1..128 printable"),
+    ("meta-key-control", valid_body(meta={"a\tb": "v"}), "meta: keys must be 1..128 printable"),
     ("weight-bool", valid_body(weight=False), "weight: must be an integer 0..65535"),
     ("weight-negative", valid_body(weight=-1), "weight: must be an integer 0..65535"),
     ("weight-big", valid_body(weight=65536), "weight: must be an integer 0..65535"),

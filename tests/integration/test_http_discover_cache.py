@@ -5,7 +5,7 @@ from __future__ import annotations
 import httpx
 import trio
 
-from gossip_registry.node import Node
+from gossip_registry.runtime.node import Node
 from tests.integration import fast_config
 
 

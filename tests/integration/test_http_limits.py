@@ -11,8 +11,8 @@ from contextlib import asynccontextmanager
 import pytest
 import trio
 
-from gossip_registry.fdlimit import FD_RESERVE, connection_budget
-from gossip_registry.node import Node
+from gossip_registry.runtime.fdlimit import FD_RESERVE, connection_budget
+from gossip_registry.runtime.node import Node
 from tests.integration import fast_config, start_node, wait_until
 
 TIMEOUT = 20

@@ -16,7 +16,7 @@ import trio.testing
 
 from gossip_registry.core.codec import is_frame_head
 from gossip_registry.core.messages import PROTOCOL_VERSION
-from gossip_registry.keyring import (
+from gossip_registry.crypto.keyring import (
     CHUNK_OVERHEAD,
     CHUNK_SIZE,
     FRAME_HEADER,
@@ -25,7 +25,7 @@ from gossip_registry.keyring import (
     GossipSeal,
     Keyring,
 )
-from gossip_registry.transport import (
+from gossip_registry.runtime.transport import (
     FrameError,
     Transport,
     encode_frame,

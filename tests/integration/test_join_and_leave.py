@@ -22,8 +22,8 @@ import pytest
 import trio
 
 from gossip_registry.core.messages import MemberState
-from gossip_registry.node import Node, NotSynced
-from gossip_registry.threaded import ThreadedNode
+from gossip_registry.runtime.node import Node, NotSynced
+from gossip_registry.runtime.threaded import ThreadedNode
 from tests.integration import default_sigint, eventually, fast_config, start_node, wait_until
 from tests.integration.test_node import reserve_port
 

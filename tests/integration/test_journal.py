@@ -11,7 +11,9 @@ from pathlib import Path
 
 import pytest
 
-from gossip_registry.journal import (
+from gossip_registry.registry.entry import Entry, Health
+from gossip_registry.registry.health import CheckSpec
+from gossip_registry.runtime.storage.journal import (
     Delete,
     IncarnationRaised,
     JournalFile,
@@ -24,9 +26,7 @@ from gossip_registry.journal import (
     recover,
     replay,
 )
-from gossip_registry.registry.entry import Entry, Health
-from gossip_registry.registry.health import CheckSpec
-from gossip_registry.snapshot import (
+from gossip_registry.runtime.storage.snapshot import (
     SNAPSHOT_FILE,
     Snapshot,
     SnapshotError,

@@ -16,11 +16,11 @@ import httpx
 import trio
 from prometheus_client.parser import text_string_to_metric_families
 
+from gossip_registry.api.metrics import node_registry
 from gossip_registry.core.messages import MemberState
-from gossip_registry.metrics import node_registry
-from gossip_registry.node import Node
 from gossip_registry.registry.entry import Health
 from gossip_registry.registry.health import CheckSpec
+from gossip_registry.runtime.node import Node
 from tests.integration import fast_config, start_node, wait_until
 
 HTTP = ("127.0.0.1", 0)

@@ -13,7 +13,7 @@ from click.testing import CliRunner
 
 from gossip_registry.cli import cli
 from gossip_registry.cli.monitor import format_event
-from gossip_registry.node import Node
+from gossip_registry.runtime.node import Node
 from tests.integration import fast_config, start_node, wait_until
 
 

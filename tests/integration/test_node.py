@@ -10,11 +10,12 @@ import pytest
 import trio
 import trio.testing
 
+from gossip_registry.config.node import NodeConfig
 from gossip_registry.core.effects import Timer, TimerKind
 from gossip_registry.core.messages import MemberState
-from gossip_registry.node import Node, NodeConfig, _TimerHeap, open_node
 from gossip_registry.registry.clock import stamp_wall
 from gossip_registry.registry.entry import Entry, Health
+from gossip_registry.runtime.node import Node, _TimerHeap, open_node
 from tests.integration import (
     FAST,
     alive_count,

@@ -31,9 +31,9 @@ import httpx
 import pytest
 
 from gossip_registry.core.messages import PROTOCOL_VERSION
-from gossip_registry.harness.processes import free_ports
-from gossip_registry.journal import recover
+from gossip_registry.runtime.storage.journal import recover
 from tests.integration import default_sigint
+from tests.support.processes import free_ports
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 FAST = 'probe_interval = "200ms"\nprobe_timeout = "100ms"\nsuspicion_mult = 2\n'

@@ -27,7 +27,6 @@ from pathlib import Path
 import httpx
 import pytest
 
-from gossip_registry.harness.processes import free_ports
 from tests.integration import default_sigint
 from tests.integration.test_processes import (
     START_TIMEOUT,
@@ -37,6 +36,7 @@ from tests.integration.test_processes import (
     states,
 )
 from tests.readme_blocks import Block, expect_lines, map_ports, runnable_blocks, top_section
+from tests.support.processes import free_ports
 
 __all__ = ["processes"]  # the fixture, shared with test_processes
 

@@ -21,8 +21,8 @@ from gossip_registry.core.config import ProtocolConfig
 from gossip_registry.core.effects import Effect, LeaveDrained, Notify, StreamRequest
 from gossip_registry.core.messages import Address
 from gossip_registry.core.protocol import Protocol
+from gossip_registry.runtime.storage.snapshot import Snapshot, write_snapshot
 from gossip_registry.sim import NodeStatus, SimCluster
-from gossip_registry.snapshot import Snapshot, write_snapshot
 from tests.integration import FAST, fast_config, start_node, wait_until
 
 LIMIT = 2

@@ -13,8 +13,8 @@ from click.testing import CliRunner
 
 from gossip_registry.cli import cli
 from gossip_registry.core.messages import MemberState
-from gossip_registry.node import Node
 from gossip_registry.registry.entry import Entry
+from gossip_registry.runtime.node import Node
 from tests.integration import fast_config, start_cluster, start_node, wait_until
 
 

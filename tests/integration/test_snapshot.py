@@ -12,10 +12,10 @@ import pytest
 import trio
 
 from gossip_registry.core.messages import MemberState
-from gossip_registry.journal import recover
-from gossip_registry.node import Node
 from gossip_registry.registry.entry import Entry, Health
-from gossip_registry.snapshot import (
+from gossip_registry.runtime.node import Node
+from gossip_registry.runtime.storage.journal import recover
+from gossip_registry.runtime.storage.snapshot import (
     SNAPSHOT_FILE,
     Snapshot,
     SnapshotError,
@@ -233,7 +233,7 @@ def test_a_symlinked_snapshot_is_refused_and_its_target_left_alone(
 def test_reading_a_snapshot_stops_at_its_size_cap(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr("gossip_registry.snapshot.MAX_SNAPSHOT_BYTES", 1000)
+    monkeypatch.setattr("gossip_registry.runtime.storage.snapshot.MAX_SNAPSHOT_BYTES", 1000)
     (tmp_path / SNAPSHOT_FILE).write_bytes(b"\x00" * 1001)
     with pytest.raises(OSError, match="larger than 1000 bytes"):
         read_snapshot(tmp_path)

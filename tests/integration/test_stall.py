@@ -6,8 +6,8 @@ import time
 
 import trio
 
-from gossip_registry.metrics import node_registry
-from gossip_registry.stall import STALL_THRESHOLD
+from gossip_registry.api.metrics import node_registry
+from gossip_registry.runtime.stall import STALL_THRESHOLD
 from tests.integration import fast_config, start_node
 
 

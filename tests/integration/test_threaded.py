@@ -9,7 +9,7 @@ import threading
 import pytest
 
 from gossip_registry.core.messages import MemberState
-from gossip_registry.threaded import ThreadedNode
+from gossip_registry.runtime.threaded import ThreadedNode
 from tests.integration import eventually, fast_config
 
 

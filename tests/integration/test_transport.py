@@ -12,8 +12,8 @@ import trio.testing
 
 from gossip_registry.core.codec import decode_packet, decode_stream, encode_packet, encode_stream
 from gossip_registry.core.messages import PROTOCOL_VERSION, Ack, Packet, Ping
-from gossip_registry.node import Node
-from gossip_registry.transport import FrameError, encode_frame, open_transport, read_frame
+from gossip_registry.runtime.node import Node
+from gossip_registry.runtime.transport import FrameError, encode_frame, open_transport, read_frame
 from tests.integration import fast_config, wait_until
 
 

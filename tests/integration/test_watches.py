@@ -7,8 +7,8 @@ import pytest
 import trio
 from hypercorn.config import Config as HypercornConfig
 
-from gossip_registry.threaded import ThreadedNode
-from gossip_registry.watch import TooManyWaiters
+from gossip_registry.runtime.threaded import ThreadedNode
+from gossip_registry.runtime.watch import TooManyWaiters
 from tests.integration import fast_config, start_cluster, start_node, wait_until
 
 

@@ -41,7 +41,8 @@ from hypothesis import strategies as st
 from gossip_registry.api.dns import SourceRateLimit
 from gossip_registry.api.dns_answer import CLASSIC_UDP_PAYLOAD, MAX_UDP_PAYLOAD, DnsAnswerer
 from gossip_registry.api.http import build_app
-from gossip_registry.node import Node, NodeConfig
+from gossip_registry.config.node import NodeConfig
+from gossip_registry.runtime.node import Node
 from tests.property.test_codec_fuzz import mutate, mutations
 
 __all__ = ["INTERFACE_FUNCTIONS", "INTERFACE_STRATEGIES"]

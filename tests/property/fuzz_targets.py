@@ -66,7 +66,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from gossip_registry.api.http import build_app
-from gossip_registry.config import load_cluster
+from gossip_registry.config.cluster_file import load_cluster
+from gossip_registry.config.node import NodeConfig
 from gossip_registry.core.codec import (
     MAX_BUCKETS,
     MAX_INCARNATION,
@@ -99,12 +100,12 @@ from gossip_registry.core.messages import (
 )
 from gossip_registry.core.protocol import Protocol
 from gossip_registry.core.swim import INCARNATION_CEILING
+from gossip_registry.crypto.keyring import CHUNK_SIZE, GossipSeal, Keyring
 from gossip_registry.errors import ConfigError
-from gossip_registry.keyring import CHUNK_SIZE, GossipSeal, Keyring
-from gossip_registry.node import Node, NodeConfig
 from gossip_registry.registry.clock import make_stamp, stamp_wall
 from gossip_registry.registry.entry import Entry, Health
-from gossip_registry.snapshot import (
+from gossip_registry.runtime.node import Node
+from gossip_registry.runtime.storage.snapshot import (
     SNAPSHOT_FILE,
     Snapshot,
     SnapshotError,
@@ -112,7 +113,7 @@ from gossip_registry.snapshot import (
     encode_snapshot,
     load_snapshot,
 )
-from gossip_registry.transport import FrameError, encode_frame, read_frame
+from gossip_registry.runtime.transport import FrameError, encode_frame, read_frame
 from tests.property.fuzz_interfaces import INTERFACE_FUNCTIONS, INTERFACE_STRATEGIES
 from tests.property.test_codec_fuzz import (
     mutate,

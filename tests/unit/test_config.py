@@ -8,7 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from gossip_registry.config import ClusterConfig, load_cluster, parse_address, parse_duration
+from gossip_registry.config.cluster_file import ClusterConfig, load_cluster
+from gossip_registry.config.values import parse_address, parse_duration
 from gossip_registry.core.config import ProtocolConfig
 from gossip_registry.errors import ConfigError
 from gossip_registry.registry.preservation import PreservationConfig
@@ -248,7 +249,7 @@ BAD_CONFIGS: list[tuple[str, str, str, str]] = [
         "network",
     ),
     # Watches and self-preservation.
-    ("waiters-zero", cluster_text(b="max_waiters = 0"), "nodes[1].max_waiters", "positive"),
+    ("waiters-zero", cluster_text(b="max_waiters = 0"), "nodes[1].max_waiters", ">= 1"),
     (
         "threshold-text",
         cluster_text(defaults='self_preservation_threshold = "30%"'),

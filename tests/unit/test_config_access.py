@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from gossip_registry.config import load_cluster
+from gossip_registry.config.cluster_file import load_cluster
 from gossip_registry.core.limits import Limits
 from gossip_registry.errors import ConfigError
 from tests.unit.test_config import cluster_text, load_text

@@ -10,8 +10,8 @@ import trio.testing
 
 from gossip_registry.core.effects import EntryChanged, MemberChanged
 from gossip_registry.core.messages import MemberState
-from gossip_registry.events import Event, EventBus, describe, parse_kinds
 from gossip_registry.registry.entry import Entry, Health
+from gossip_registry.runtime.events import Event, EventBus, describe, parse_kinds
 
 ADDR = ("127.0.0.1", 7946)
 ENTRY = Entry(

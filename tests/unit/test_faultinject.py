@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from gossip_registry.config import load_cluster
+from gossip_registry.config.cluster_file import load_cluster
 from gossip_registry.errors import ConfigError
-from gossip_registry.faultinject import RELOAD_INTERVAL, FaultFilter
+from gossip_registry.runtime.faultinject import RELOAD_INTERVAL, FaultFilter
 
 A, B, C = "127.9.9.1", "127.9.9.2", "127.9.9.3"
 

@@ -7,7 +7,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from gossip_registry.fdlimit import raise_open_files_limit
+from gossip_registry.runtime.fdlimit import raise_open_files_limit
 
 
 @pytest.fixture

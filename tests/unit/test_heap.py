@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from gossip_registry.heap import FREEZE_STEP, TableHeap
+from gossip_registry.runtime.heap import FREEZE_STEP, TableHeap
 
 
 def test_freezes_once_per_step_of_versions_stored() -> None:

@@ -24,7 +24,7 @@ from gossip_registry.core.config import ProtocolConfig
 from gossip_registry.core.effects import Send, SetTimer
 from gossip_registry.core.messages import Ack, Alive, KeyringReply, KeyringRequest, Packet
 from gossip_registry.core.protocol import Protocol
-from gossip_registry.keyring import (
+from gossip_registry.crypto.keyring import (
     SEAL_OVERHEAD,
     TCP,
     UDP,
@@ -82,7 +82,7 @@ def test_the_channel_label_is_authenticated() -> None:
 def test_the_protocol_version_is_authenticated(monkeypatch: pytest.MonkeyPatch) -> None:
     ring = Keyring([A])
     sealed = ring.seal(b"v1", UDP)
-    monkeypatch.setattr("gossip_registry.keyring.PROTOCOL_VERSION", 2)
+    monkeypatch.setattr("gossip_registry.crypto.keyring.PROTOCOL_VERSION", 2)
     with pytest.raises(SealError):
         ring.open(sealed, UDP)
 

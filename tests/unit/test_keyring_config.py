@@ -11,15 +11,15 @@ import pytest
 from click.testing import CliRunner
 
 from gossip_registry.cli import cli
-from gossip_registry.errors import ConfigError
-from gossip_registry.keyring import Keyring, KeyringError, encode_key
-from gossip_registry.keyring_file import (
+from gossip_registry.crypto.keyring import Keyring, KeyringError, encode_key
+from gossip_registry.crypto.keyring_file import (
     configured_keyring,
     keyring_path,
     load_keyring_file,
     node_keyring,
     write_keyring_file,
 )
+from gossip_registry.errors import ConfigError
 from tests.unit.test_config import cluster_text, load_text
 
 A, B = bytes([1]) * 32, bytes([2]) * 32

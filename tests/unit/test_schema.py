@@ -3,9 +3,13 @@ and its use by registration (issue 10, finding 5; issue 12's ports and DNS-safe 
 
 from __future__ import annotations
 
+import re
+import tomllib
+from pathlib import Path
+
 import pytest
 
-from gossip_registry.registration import check_registration
+from gossip_registry.errors import ConfigError
 from gossip_registry.registry.health import CheckSpec
 from gossip_registry.registry.schema import (
     MAX_NAME_LEN,
@@ -16,6 +20,8 @@ from gossip_registry.registry.schema import (
     name_problem,
     port_problem,
 )
+from gossip_registry.runtime.registration import check_registration
+from tests.unit.test_config import cluster_text, load_text
 
 
 @pytest.mark.parametrize(
@@ -116,15 +122,19 @@ GOOD = {
         ({"address": "bad host\x00name"}, "address: must be an IP address or a DNS host name"),
         ({"port": 0}, "port: must be an integer 1..65535"),
         ({"service": "bad name!"}, "service: must be a DNS label"),
-        ({"tags": ["env=prod"]}, "tags: must be a DNS label"),
-        ({"meta": {"a\tb": "v"}}, "meta key: must be 1..128 printable"),
+        ({"tags": ["v1", "env=prod"]}, "tags[1]: must be a DNS label"),
+        ({"tags": ["t"] * 65}, "tags: must be a list of at most 64 strings, got 65"),
+        ({"tags": "v1"}, "tags: must be a list of at most 64 strings"),
+        ({"meta": {"a/b": "v"}}, "meta: keys must be 1..128 printable"),
+        ({"meta": {"zone": "x" * 513}}, "meta.zone: must be a string of at most 512 characters"),
+        ({"meta": {f"k{i}": "v" for i in range(65)}}, "meta: at most 64 pairs, got 65"),
     ],
 )
 def test_registration_refuses_unusable_values_naming_the_field(
     change: dict[str, object], message: str
 ) -> None:
     check_registration(**GOOD)  # type: ignore[arg-type]
-    with pytest.raises(ValueError, match=message.replace(".", r"\.")):
+    with pytest.raises(ValueError, match=re.escape(message)):
         check_registration(**{**GOOD, **change})  # type: ignore[arg-type]
 
 
@@ -140,3 +150,19 @@ def test_checks_faster_than_the_floors_are_refused(kwargs: dict[str, object], fi
     with pytest.raises(ValueError, match=f"^{field}: must be a duration of at least"):
         CheckSpec(**kwargs)  # type: ignore[arg-type]
     CheckSpec(**{**kwargs, field: 0.1})  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    ("meta", "message"),
+    [
+        ('{"a/b" = "v"}', "meta: keys must be 1..128 printable"),
+        ('{zone = "' + "x" * 513 + '"}', "meta.zone: must be a string of at most 512 characters"),
+    ],
+)
+def test_cluster_toml_refuses_node_meta_in_the_words_registration_uses(
+    tmp_path: Path, meta: str, message: str
+) -> None:
+    with pytest.raises(ValueError, match=re.escape(message)):
+        check_registration(**{**GOOD, "meta": tomllib.loads(f"m = {meta}")["m"]})
+    with pytest.raises(ConfigError, match=re.escape(f"nodes[0].{message}")):
+        load_text(tmp_path, cluster_text(a=f"meta = {meta}"))

@@ -13,7 +13,7 @@ import itertools
 
 import pytest
 
-from gossip_registry.keyring import (
+from gossip_registry.crypto.keyring import (
     CHUNK_OVERHEAD,
     CHUNK_SIZE,
     FRAME_HEADER,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from gossip_registry.stall import RECENT_STALLS, STALL_THRESHOLD, StallMeter
+from gossip_registry.runtime.stall import RECENT_STALLS, STALL_THRESHOLD, StallMeter
 
 
 class _Task:

@@ -29,7 +29,7 @@ from gossip_registry.core.messages import (
     SyncHello,
 )
 from gossip_registry.registry.entry import Entry, Health
-from gossip_registry.traffic import WireTraffic
+from gossip_registry.runtime.traffic import WireTraffic
 
 ADDR = ("127.0.0.1", 7946)
 ENTRY = Entry("web", "web-1", "10.0.0.1", 80, ("v2",), {"zone": "a"}, 1, Health.PASSING, "",

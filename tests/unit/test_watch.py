@@ -8,7 +8,7 @@ import pytest
 import trio
 import trio.testing
 
-from gossip_registry.watch import CATALOG, ChangeIndex, TooManyWaiters
+from gossip_registry.runtime.watch import CATALOG, ChangeIndex, TooManyWaiters
 
 
 def test_indexes_start_at_one_and_each_view_records_the_change_that_touched_it() -> None:

@@ -1,12 +1,11 @@
-#!/usr/bin/env python3
 """Chaos testing against real agent processes: faults, checked invariants, a report.
 
-Usage:
-    scripts/chaos.py SCENARIO [--nodes 5] [--duration 30] [--seed 1]
+Usage (the ``gossip-registry-chaos`` command; the plots need the ``chaos`` extra):
+    gossip-registry-chaos SCENARIO [--nodes 5] [--duration 30] [--seed 1]
         [--mode auto|netns|loopback] [--profile local|lan|wan] [--out DIR]
-    scripts/chaos.py all [same options]     # every scenario but smoke, one after another
-    scripts/chaos.py check HISTORY.jsonl    # judge a saved history again
-    scripts/chaos.py list                   # the scenarios
+    gossip-registry-chaos all [same options]     # every scenario but smoke, one after another
+    gossip-registry-chaos check HISTORY.jsonl    # judge a saved history again
+    gossip-registry-chaos list                   # the scenarios
 
 Each run writes into its own directory under ``--out`` (default
 ``chaos-results/``): ``history.jsonl``, ``record.json``, ``report.md``,
@@ -20,31 +19,22 @@ otherwise. SIGTERM and Ctrl-C stop every agent and remove every namespace.
 
 from __future__ import annotations
 
-import os
-import sys
+import argparse
+import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-VENV = ROOT / ".venv"
-
-if __name__ == "__main__":
-    python = VENV / "bin" / "python"
-    if python.exists() and Path(sys.prefix).resolve() != VENV.resolve():
-        os.execv(python, [str(python), __file__, *sys.argv[1:]])
-
-import argparse  # noqa: E402
-import time  # noqa: E402
-
-from gossip_registry.chaos.checker import Verdict, check_history  # noqa: E402
-from gossip_registry.chaos.history import load_history  # noqa: E402
-from gossip_registry.chaos.report import (  # noqa: E402
+from gossip_registry.chaos.checker import Verdict, check_history
+from gossip_registry.chaos.history import load_history
+from gossip_registry.chaos.report import (
     write_record,
     write_report,
     write_timeline,
 )
-from gossip_registry.chaos.runner import ChaosError, RunOptions, RunResult, run  # noqa: E402
-from gossip_registry.chaos.scenarios import SCENARIOS, SUITE  # noqa: E402
-from gossip_registry.harness.sigterm import sigterm_as_ctrl_c  # noqa: E402
+from gossip_registry.chaos.runner import ChaosError, RunOptions, RunResult, run
+from gossip_registry.chaos.scenarios import SCENARIOS, SUITE
+from gossip_registry.chaos.sigterm import sigterm_as_ctrl_c
+
+__all__ = ["main"]
 
 
 def print_verdict(verdict: Verdict) -> None:
@@ -109,7 +99,9 @@ def summary(results: list[RunResult], path: Path) -> None:
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
+    parser = argparse.ArgumentParser(
+        prog="gossip-registry-chaos", description=(__doc__ or "").splitlines()[0]
+    )
     parser.add_argument("what", help="a scenario, 'all', 'check' or 'list'")
     parser.add_argument("file", nargs="?", type=Path, help="with check: the history file")
     parser.add_argument("--nodes", type=int, default=5)
@@ -122,7 +114,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         default=None,
         help="default: the scenario's own (lan for the loss scenarios, local for the rest)",
     )
-    parser.add_argument("--out", type=Path, default=ROOT / "chaos-results")
+    parser.add_argument("--out", type=Path, default=Path("chaos-results"))
     args = parser.parse_args(argv)
     if args.what not in (*SCENARIOS, "all", "check", "list"):
         parser.error(f"unknown scenario {args.what!r}; one of {', '.join(SCENARIOS)}")

@@ -1,26 +1,15 @@
-"""HTTP API access settings that configuration needs without the web stack.
+"""Warnings the agent gives before a node starts when its interfaces are exposed.
 
-The middleware that enforces tokens is ``api/auth.py``; this module holds
-what config loading and the agent check before a node starts, and imports
-only the standard library (``cli`` modules must stay light, see
-``cli/_common.py``).
+The middleware that enforces tokens is ``api/auth.py``; the token rule itself
+is ``registry/schema.py``'s ``token_problem``. This module imports only the
+standard library (``cli`` modules must stay light, see ``cli/_common.py``).
 """
 
 from __future__ import annotations
 
 import ipaddress
-import re
 
-__all__ = ["dns_exposure_warning", "exposure_warning", "token_problem"]
-
-_TOKEN = re.compile(r"[\x21-\x7e]{1,512}")
-
-
-def token_problem(value: object) -> str | None:
-    """Why ``value`` cannot be a token, or None. Tokens travel in a header: visible ASCII only."""
-    if isinstance(value, str) and _TOKEN.fullmatch(value):
-        return None
-    return "must be 1..512 visible ASCII characters (no spaces)"
+__all__ = ["dns_exposure_warning", "exposure_warning"]
 
 
 def _beyond_loopback(host: str) -> bool:

@@ -47,7 +47,7 @@ import msgpack
 from gossip_registry.core.codec import MAX_INCARNATION, MAX_NAME_LEN, CodecError, unpack_bounded
 from gossip_registry.registry.entry import Entry, EntryKey
 from gossip_registry.registry.health import CheckSpec
-from gossip_registry.snapshot import (
+from gossip_registry.runtime.storage.snapshot import (
     SNAPSHOT_FILE,
     Snapshot,
     SnapshotError,

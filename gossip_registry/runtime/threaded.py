@@ -38,10 +38,11 @@ from typing import Any, TypeVar
 
 import trio
 
+from gossip_registry.config.node import NodeConfig
 from gossip_registry.core.messages import Address
-from gossip_registry.node import MemberView, Node, NodeConfig
 from gossip_registry.registry.entry import Entry, Health
 from gossip_registry.registry.health import CheckSpec
+from gossip_registry.runtime.node import MemberView, Node
 
 __all__ = ["ThreadedNode", "ThreadedWatch"]
 

@@ -34,10 +34,10 @@ from prometheus_client.exposition import choose_encoder
 from prometheus_client.registry import Collector
 
 from gossip_registry.core.messages import MemberState
-from gossip_registry.traffic import CHANNEL_TYPES, DIRECTIONS, Channel, Direction
+from gossip_registry.runtime.traffic import CHANNEL_TYPES, DIRECTIONS, Channel, Direction
 
 if TYPE_CHECKING:  # node.py imports nothing from here; the API passes the node in
-    from gossip_registry.node import Node
+    from gossip_registry.runtime.node import Node
 
 __all__ = [
     "FAMILIES",

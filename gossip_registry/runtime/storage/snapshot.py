@@ -58,7 +58,7 @@ from gossip_registry.core.codec import (
 from gossip_registry.core.messages import EntryUpdate, MsgType
 from gossip_registry.registry.entry import Entry, EntryKey
 from gossip_registry.registry.health import CheckSpec
-from gossip_registry.regular_file import read_regular_file
+from gossip_registry.runtime.storage.regular_file import read_regular_file
 
 __all__ = [
     "FORMAT",

@@ -65,12 +65,12 @@ from collections.abc import Callable
 
 import trio
 
+from gossip_registry.config.node import DEFAULT_TCP_TIMEOUT
 from gossip_registry.core.messages import Address
-from gossip_registry.faultinject import FaultFilter
-from gossip_registry.keyring import SEAL_VERSION, UDP, GossipSeal, SealError
+from gossip_registry.crypto.keyring import SEAL_VERSION, UDP, GossipSeal, SealError
+from gossip_registry.runtime.faultinject import FaultFilter
 
 __all__ = [
-    "DEFAULT_TCP_TIMEOUT",
     "MAX_DATAGRAM",
     "FrameError",
     "Transport",
@@ -81,8 +81,6 @@ __all__ = [
 
 logger = logging.getLogger("gossip_registry")
 
-DEFAULT_TCP_TIMEOUT = 10.0
-"""Seconds for one whole stream exchange (memberlist's LAN ``TCPTimeout``)."""
 MAX_DATAGRAM = 65536
 """Receive buffer: above the largest IPv4 (65,507) and IPv6 (65,527) UDP payloads,
 so no datagram is silently truncated into something that merely looks malformed."""

@@ -25,7 +25,6 @@ anywhere.
 from __future__ import annotations
 
 import ipaddress
-import math
 import re
 import tomllib
 from collections.abc import Callable, Iterable, Mapping
@@ -33,20 +32,23 @@ from dataclasses import dataclass, fields, replace
 from pathlib import Path
 from typing import Any, get_type_hints
 
-from gossip_registry.access import token_problem
+from gossip_registry.config.node import NodeConfig
+from gossip_registry.config.values import parse_address, parse_duration
+from gossip_registry.config.values import show as _show
 from gossip_registry.core.config import DRIVER_FIELDS, ProtocolConfig
 from gossip_registry.core.limits import Limits
 from gossip_registry.core.messages import Address
 from gossip_registry.errors import ConfigError
-from gossip_registry.node import NodeConfig
 from gossip_registry.registry.preservation import PreservationConfig
 from gossip_registry.registry.schema import (
-    MAX_META_PAIRS,
-    MAX_META_VALUE_LEN,
     MAX_NAME_LEN,
+    FieldError,
     is_host,
     is_name,
+    meta_problem,
     name_problem,
+    port_problem,
+    token_problem,
 )
 
 __all__ = [
@@ -54,8 +56,6 @@ __all__ = [
     "ClusterConfig",
     "ConfigError",
     "load_cluster",
-    "parse_address",
-    "parse_duration",
 ]
 
 PROFILES: dict[str, Callable[[], ProtocolConfig]] = {
@@ -69,107 +69,6 @@ MAX_DNS_TTL = 86400
 """Largest dns_ttl, seconds (the DNS server's own bound)."""
 DEFAULT_HOST = "127.0.0.1"
 """Bind host when neither [defaults] nor the node sets one: loopback, never exposed by accident."""
-
-# --- Durations and addresses -----------------------------------------------
-
-_UNITS = {"ms": 1e-3, "s": 1.0, "m": 60.0, "h": 3600.0}
-_DURATION = re.compile(r"(?:(?:\d+(?:\.\d*)?|\.\d+)(?:ms|s|m|h))+")
-_DURATION_PART = re.compile(r"(\d+(?:\.\d*)?|\.\d+)(ms|s|m|h)")
-
-
-def parse_duration(text: str) -> float:
-    """Seconds in a duration such as ``"500ms"``, ``"1.5s"``, ``"1m30s"`` or ``"2h"``.
-
-    A unit is required (ms, s, m, h) so that no one has to guess what a bare
-    number meant; there is no sign, so a duration is never negative.
-
-    Raises:
-        ValueError: not a string, no unit, an unknown unit, or not finite.
-    """
-    if not isinstance(text, str):
-        raise ValueError(f"must be a duration string such as '500ms' or '1s', got {_show(text)}")
-    compact = text.strip()
-    if not _DURATION.fullmatch(compact):
-        raise ValueError(
-            f"must be a duration such as '500ms', '1s', '1m' or '1h', got {_show(text)}"
-        )
-    total = 0.0
-    for number, unit in _DURATION_PART.findall(compact):
-        # Divide for milliseconds: 500 / 1000 is exactly 0.5, 500 * 0.001 is not always.
-        total += float(number) / 1000 if unit == "ms" else float(number) * _UNITS[unit]
-    if not math.isfinite(total):
-        raise ValueError(f"duration too large: {_show(text)}")
-    return total
-
-
-def parse_address(
-    text: str, default_port: int | None = None, *, allow_zero: bool = False
-) -> tuple[str, int]:
-    """(host, port) from ``"host:port"``, ``"[::1]:port"``, ``"[::1]"`` or ``"host"``.
-
-    IPv6 literals come back without brackets, as sockets want them. An IPv6
-    literal must be bracketed to carry a port (``::1:7946`` is ambiguous);
-    a bare one, bracketed or not, takes ``default_port``.
-
-    Args:
-        text: the address.
-        default_port: port for an address that names none; None makes the
-            port required.
-        allow_zero: accept port 0 ("any free port"): right for a bind
-            address, wrong for a seed or an advertised address.
-
-    Raises:
-        ValueError: malformed host or port, or a missing port with no default.
-    """
-    if not isinstance(text, str):
-        raise ValueError(f"must be a string 'host:port', got {_show(text)}")
-    s = text.strip()
-    port_text: str | None
-    if s.startswith("["):
-        end = s.find("]")
-        if end < 0:
-            raise ValueError(f"missing ']' in {_show(text)}")
-        host, rest = s[1:end], s[end + 1 :]
-        if not _is_ipv6(host):
-            raise ValueError(f"brackets must hold an IPv6 address, got {_show(text)}")
-        if rest and not rest.startswith(":"):
-            raise ValueError(f"expected ':port' after ']', got {_show(text)}")
-        port_text = rest[1:] if rest else None
-    elif s.count(":") > 1:
-        if not _is_ipv6(s):
-            raise ValueError(f"not a valid address: {_show(text)}")
-        host, port_text = s, None
-        if default_port is None:
-            raise ValueError(
-                "an IPv6 address with a port must be bracketed, like '[::1]:7946', "
-                f"got {_show(text)}"
-            )
-    elif ":" in s:
-        host, port_text = s.rsplit(":", 1)
-    else:
-        host, port_text = s, None
-    if not is_host(host):
-        raise ValueError(f"not a valid host name or IP address: {_show(host)}")
-    lowest = 0 if allow_zero else 1
-    if port_text is None:
-        if default_port is None:
-            raise ValueError(f"missing port in {_show(text)}; expected 'host:port'")
-        return host, default_port
-    # isascii: int() would accept other scripts' digits, and '+80' or ' 80'.
-    if not (port_text.isascii() and port_text.isdigit() and len(port_text) <= 5):
-        raise ValueError(f"port must be a number {lowest}..65535, got {_show(port_text)}")
-    port = int(port_text)
-    if not lowest <= port <= 65535:
-        raise ValueError(f"port must be {lowest}..65535, got {port}")
-    return host, port
-
-
-def _is_ipv6(text: str) -> bool:
-    try:
-        return isinstance(ipaddress.ip_address(text), ipaddress.IPv6Address)
-    except ValueError:
-        return False
-
 
 # --- The cluster file ----------------------------------------------------------
 
@@ -235,8 +134,14 @@ def load_cluster(path: Path | str) -> ClusterConfig:
     return _Loader(label, path.absolute().parent).cluster(doc, path)
 
 
-# Key sets. Protocol fields are read off ProtocolConfig so a new field is
-# configurable without touching this file; its annotation decides the parser.
+# --- Keys, derived from the config dataclasses ------------------------------
+# A NodeConfig field is a key of its own name, allowed in [defaults] and in
+# [[nodes]] and parsed by its annotation (``_Loader.plain``), unless it is set
+# through other keys (``_SET_THROUGH``) or never from a file
+# (``NOT_IN_CLUSTER_FILE``). Protocol, limits and self-preservation keys are read
+# off their dataclasses the same way. A new setting is configurable without
+# touching this file, and tests/unit/test_config_keys.py fails for a field that
+# is neither.
 _PROTOCOL_TYPES: dict[str, type] = {
     f.name: get_type_hints(ProtocolConfig)[f.name]
     for f in fields(ProtocolConfig)
@@ -244,44 +149,53 @@ _PROTOCOL_TYPES: dict[str, type] = {
     and f.name not in DRIVER_FIELDS
 }
 _LIMIT_TYPES: dict[str, type] = {f.name: get_type_hints(Limits)[f.name] for f in fields(Limits)}
-_ACCESS_KEYS = frozenset(
-    {"read_token", "write_token", "read_token_file", "write_token_file", "tls_cert", "tls_key"}
-)
-"""HTTP API access (api/auth.py): tokens inline or from a file, and TLS files."""
-_SHARED_KEYS = (
-    frozenset({"host", "profile", "data_root", "seeds", "meta", "leave_timeout"})
-    | set(_PROTOCOL_TYPES)
-    | _ACCESS_KEYS
-)
-_DNS_KEYS = frozenset({"dns_domain", "dns_ttl"})
-"""The DNS interface's shared settings (its port is per node)."""
-_PRESERVATION_KEYS = frozenset(
-    {"self_preservation_threshold", "self_preservation_window", "self_preservation_max_duration"}
-)
-"""Self-preservation (NodeConfig.self_preservation)."""
-_GOSSIP_KEY_KEYS = frozenset(
-    {"encrypt", "keyring_file", "gossip_allow_plaintext", "gossip_encrypt_outgoing"}
-)
-"""Gossip encryption (keyring.py): a base64 key or a keyring file, and the migration switches."""
-_INTERFACE_KEYS = frozenset(
-    {
-        "max_http_connections",
-        "http_body_timeout",
-        "max_dns_tcp_connections",
-        "dns_rate_limit",
-        "dns_trusted_networks",
-    }
-)
-"""What one client can hold on the HTTP and DNS interfaces (NodeConfig's fields of these names)."""
-_SHARED_KEYS |= (
-    _DNS_KEYS | {"max_waiters"} | _PRESERVATION_KEYS | _GOSSIP_KEY_KEYS | _INTERFACE_KEYS
-)
-"""Keys allowed in [defaults] and in each [[nodes]] table."""
+_PRESERVATION_KEYS = {f"self_preservation_{f.name}": f.name for f in fields(PreservationConfig)}
+"""Self-preservation (NodeConfig.self_preservation): key -> PreservationConfig field."""
+_SET_THROUGH: dict[str, tuple[str, ...]] = {
+    "name": ("name",),
+    "cluster": ("[cluster] name",),
+    "bind": ("host", "gossip_port"),
+    "advertise": ("advertise",),
+    "http": ("host", "http_port"),
+    "dns": ("host", "dns_port"),
+    "data_dir": ("data_dir", "data_root"),
+    "seeds": ("seeds",),
+    "protocol": ("profile", *_PROTOCOL_TYPES, "[limits]"),
+    "meta": ("meta",),
+    "self_preservation": tuple(_PRESERVATION_KEYS),
+    "read_token": ("read_token", "read_token_file"),
+    "write_token": ("write_token", "write_token_file"),
+    "keyring": ("encrypt", "keyring_file"),
+}
+"""NodeConfig fields set through keys of other names, layered, or checked across keys."""
+NOT_IN_CLUSTER_FILE: dict[str, str] = {
+    "unsafe_test_faults": "chaos testing only: the agent's --unsafe-test-faults flag sets it",
+}
+"""NodeConfig fields no cluster.toml key sets, and why."""
+_PLAIN_TYPES: dict[str, Any] = {
+    name: hint
+    for name, hint in get_type_hints(NodeConfig, localns={"Keyring": object}).items()
+    if name not in _SET_THROUGH and name not in NOT_IN_CLUSTER_FILE
+}
+"""Fields that are keys of their own name, with their annotation (Keyring is only
+imported for type checking; that field is set through ``encrypt``)."""
+KEYS_BY_FIELD: dict[str, tuple[str, ...]] = {
+    f.name: _SET_THROUGH.get(f.name, (f.name,))
+    for f in fields(NodeConfig)
+    if f.name not in NOT_IN_CLUSTER_FILE
+}
+"""The cluster.toml keys that set each NodeConfig field (``[table] key`` for another table)."""
 _NODE_ONLY_KEYS = frozenset(
     {"name", "gossip_port", "http_port", "dns_port", "advertise", "data_dir"}
 )
 """Keys that make sense for one node only: the same port or data dir twice is a clash."""
+_SHARED_KEYS = (
+    frozenset(k for keys in KEYS_BY_FIELD.values() for k in keys if not k.startswith("["))
+    - _NODE_ONLY_KEYS
+)
+"""Keys allowed in [defaults] and in each [[nodes]] table."""
 _NODE_KEYS = _SHARED_KEYS | _NODE_ONLY_KEYS
+_NODE_FIELDS = {f.name: f for f in fields(NodeConfig)}
 _TOP_KEYS = frozenset({"cluster", "defaults", "nodes", "limits"})
 _CLUSTER_KEYS = frozenset({"name"})
 _NODE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
@@ -376,8 +290,9 @@ class _Loader:
 
         merged = {**defaults, **own}
         merged["meta"] = {**defaults.get("meta", {}), **own.get("meta", {})}
-        if len(merged["meta"]) > MAX_META_PAIRS:
-            raise self.fail(f"{at}.meta", f"at most {MAX_META_PAIRS} pairs with [defaults].meta")
+        layered = meta_problem(merged["meta"])  # each table alone passed; together?
+        if layered is not None:
+            raise self.fail(f"{at}.meta", f"{layered[1]} with [defaults].meta")
         host: str = merged.get("host", DEFAULT_HOST)
 
         advertise = None
@@ -394,17 +309,11 @@ class _Loader:
             data_dir = merged["data_root"] / name
 
         protocol = self.protocol(at, table, defaults, own, merged)
-        kwargs: dict[str, Any] = {}
-        if "leave_timeout" in merged:
-            kwargs["leave_timeout"] = merged["leave_timeout"]
-        if "max_waiters" in merged:
-            kwargs["max_waiters"] = merged["max_waiters"]
+        kwargs: dict[str, Any] = {k: v for k, v in merged.items() if k in _PLAIN_TYPES}
         kwargs.update(self.preservation(at, own, merged))
         kwargs.update(self.access(at, own, defaults, merged))
-        # DNS interface: dns_port per node; dns_domain, dns_ttl shared.
-        if "dns_port" in table:
+        if "dns_port" in table:  # the DNS interface's port is per node, like the others
             kwargs["dns"] = (host, self.port(table["dns_port"], f"{at}.dns_port"))
-        kwargs.update({k: v for k, v in merged.items() if k in _DNS_KEYS | _INTERFACE_KEYS})
         kwargs.update(self.gossip_keys(at, own, defaults, merged))
         config = NodeConfig(
             name=name,
@@ -424,19 +333,14 @@ class _Loader:
     ) -> dict[str, PreservationConfig]:
         """``self_preservation=`` for NodeConfig when any of its keys is set; range errors
         name the key at whichever table set it."""
-        given = {
-            k.removeprefix("self_preservation_"): merged[k]
-            for k in _PRESERVATION_KEYS
-            if k in merged
-        }
+        given = {field: merged[k] for k, field in _PRESERVATION_KEYS.items() if k in merged}
         if not given:
             return {}
         try:
             return {"self_preservation": PreservationConfig(**given)}
-        except ValueError as exc:
-            field, _, problem = str(exc).partition(": ")
-            key = f"self_preservation_{field}"
-            raise self.fail(f"{at if key in own else 'defaults'}.{key}", problem) from None
+        except FieldError as exc:
+            key = f"self_preservation_{exc.fields[0]}"
+            raise self.fail(f"{at if key in own else 'defaults'}.{key}", exc.problem) from None
 
     def protocol(
         self,
@@ -457,12 +361,10 @@ class _Loader:
         overrides = {k: v for k, v in merged.items() if k in _PROTOCOL_TYPES}
         try:
             return replace(PROFILES[profile](), **overrides)
-        except ValueError as exc:
-            message = str(exc)
-            mentioned = [f for f in _PROTOCOL_TYPES if re.search(rf"\b{f}\b", message)]
+        except FieldError as exc:
             key = at
             for source, prefix in ((own, at), (defaults, "defaults")):
-                hit = next((f for f in mentioned if f in source), None)
+                hit = next((f for f in exc.fields if f in source), None)
                 if hit is not None:
                     key = f"{prefix}.{hit}"
                     break
@@ -471,7 +373,7 @@ class _Loader:
                     key = f"{at}.profile" if "profile" in table else at
                 else:
                     key = "defaults.profile"
-            raise self.fail(key, f"invalid protocol setting: {message}") from None
+            raise self.fail(key, f"invalid protocol setting: {exc}") from None
 
     def limits(self, table: Mapping[str, Any]) -> Limits:
         """The [limits] table: one set for the whole cluster, since nodes that
@@ -487,9 +389,8 @@ class _Loader:
                 values[key] = value
         try:
             return Limits(**values)
-        except ValueError as exc:
-            hit = next((k for k in _LIMIT_TYPES if f"limits.{k} " in str(exc)), None)
-            raise self.fail(f"limits.{hit}" if hit else "limits", str(exc)) from None
+        except FieldError as exc:
+            raise self.fail(f"limits.{exc.fields[0]}", str(exc)) from None
 
     def access(
         self,
@@ -498,7 +399,7 @@ class _Loader:
         defaults: Mapping[str, Any],
         merged: Mapping[str, Any],
     ) -> dict[str, Any]:
-        """NodeConfig's token and TLS fields; a token may come inline or from a file.
+        """NodeConfig's tokens, which may come inline or from a file; TLS files go in pairs.
 
         A node that gives a token in either form overrides both forms in [defaults].
         """
@@ -514,8 +415,6 @@ class _Loader:
                 out[inline] = self.token_file(source[file], f"{prefix}.{file}")
         if ("tls_cert" in merged) != ("tls_key" in merged):
             raise self.fail(f"{at}.tls_key", "tls_cert and tls_key go together")
-        if "tls_cert" in merged:
-            out["tls_cert"], out["tls_key"] = merged["tls_cert"], merged["tls_key"]
         return out
 
     def token_file(self, path: Path, where: str) -> str:
@@ -602,30 +501,24 @@ class _Loader:
         out: dict[str, Any] = {}
         for key, value in table.items():
             where = f"{at}.{key}"
-            if key == "host":
+            if key in _PLAIN_TYPES:
+                out[key] = self.plain(key, value, where)
+            elif key == "host":
                 if not isinstance(value, str) or not is_host(value):
                     raise self.fail(
                         where, f"must be an IP address or host name, got {_show(value)}"
                     )
                 out[key] = value
             elif key == "profile":
-                if value not in PROFILES:
+                if not isinstance(value, str) or value not in PROFILES:
                     raise self.fail(
                         where, f"must be one of {', '.join(PROFILES)}, got {_show(value)}"
                     )
                 out[key] = value
-            elif key == "data_root":
-                out[key] = self.path(value, where)
             elif key == "seeds":
                 out[key] = self.seeds(value, where)
             elif key == "meta":
                 out[key] = self.meta(value, where)
-            elif key == "leave_timeout":
-                out[key] = self.duration(value, where)
-            elif key == "max_waiters":
-                if type(value) is not int or value < 1:
-                    raise self.fail(where, f"must be a positive integer, got {_show(value)}")
-                out[key] = value
             elif key == "self_preservation_threshold":
                 if type(value) not in (int, float):
                     raise self.fail(where, f"must be a number in (0, 1], got {_show(value)}")
@@ -634,53 +527,50 @@ class _Loader:
                 out[key] = self.duration(value, where)
             elif key in ("read_token", "write_token"):
                 out[key] = self.token(value, where)
-            elif key in _ACCESS_KEYS:  # token files and TLS files
+            elif key == "encrypt":
+                if not isinstance(value, str):
+                    raise self.fail(where, f"must be a base64 key string, got {_show(type(value))}")
+                out[key] = value  # checked with the keyring, in gossip_keys
+            elif key.endswith("_file") or key == "data_root":  # token and keyring files
                 out[key] = self.path(value, where)
-            elif key == "dns_domain":
-                out[key] = self.dns_domain(value, where)
-            elif key == "dns_ttl":
-                out[key] = self.duration(value, where)
-                if out[key] > MAX_DNS_TTL:
-                    raise self.fail(where, f"at most {MAX_DNS_TTL // 3600}h, got {_show(value)}")
-            elif key in _GOSSIP_KEY_KEYS:
-                out[key] = self.gossip_key_value(key, value, where)
-            elif key == "http_body_timeout":
-                out[key] = self.duration(value, where)
-            elif key == "dns_trusted_networks":
-                out[key] = self.networks(value, where)
-            elif key in _INTERFACE_KEYS:
-                least = 0 if key == "dns_rate_limit" else 1
-                if type(value) is not int or value < least:
-                    raise self.fail(where, f"must be an integer >= {least}, got {_show(value)}")
-                out[key] = value
             else:
                 out[key] = self.protocol_value(key, value, where)
         return out
+
+    def plain(self, key: str, value: Any, where: str) -> Any:
+        """A NodeConfig field of the key's own name, parsed by the field's annotation."""
+        kind = _PLAIN_TYPES[key]
+        if key == "dns_domain":
+            return self.dns_domain(value, where)
+        if key == "dns_trusted_networks":
+            return self.networks(value, where)
+        if kind is float:
+            seconds = self.duration(value, where)
+            if key == "dns_ttl" and seconds > MAX_DNS_TTL:
+                raise self.fail(where, f"at most {MAX_DNS_TTL // 3600}h, got {_show(value)}")
+            return seconds
+        if kind is bool:
+            return self.boolean(value, where)
+        if kind is int:
+            least = _NODE_FIELDS[key].metadata.get("minimum", 1)
+            if type(value) is not int or value < least:
+                raise self.fail(where, f"must be an integer >= {least}, got {_show(value)}")
+            return value
+        if kind == Path | None:
+            return self.path(value, where)
+        raise AssertionError(f"NodeConfig.{key}: no cluster.toml parser for {kind!r}")
 
     def protocol_value(self, key: str, value: Any, where: str) -> Any:
         kind = _PROTOCOL_TYPES[key]
         if kind is float:
             return self.duration(value, where)
         if kind is bool:
-            if not isinstance(value, bool):
-                raise self.fail(where, f"must be true or false, got {_show(value)}")
-            return value
+            return self.boolean(value, where)
         if kind is int:
             if type(value) is not int:
                 raise self.fail(where, f"must be an integer, got {_show(value)}")
             return value
         raise AssertionError(f"ProtocolConfig.{key} has an unsupported type {kind!r}")
-
-    def gossip_key_value(self, key: str, value: Any, where: str) -> Any:
-        if key == "encrypt":
-            if not isinstance(value, str):
-                raise self.fail(where, f"must be a base64 key string, got {_show(type(value))}")
-            return value  # checked with the keyring, in gossip_keys
-        if key == "keyring_file":
-            return self.path(value, where)
-        if not isinstance(value, bool):
-            raise self.fail(where, f"must be true or false, got {_show(value)}")
-        return value
 
     def gossip_keys(
         self,
@@ -689,27 +579,28 @@ class _Loader:
         defaults: Mapping[str, Any],
         merged: Mapping[str, Any],
     ) -> dict[str, Any]:
-        """NodeConfig's keyring and migration switches; a bad key is reported where it was set.
+        """NodeConfig's keyring; a bad key is reported where it was set.
 
         As with tokens, a node that gives its keys in either form (``encrypt`` or
         ``keyring_file``) overrides both forms in [defaults].
         """
-        from gossip_registry.keyring import KeyringError
-        from gossip_registry.keyring_file import configured_keyring
+        from gossip_registry.crypto.keyring import KeyringError
+        from gossip_registry.crypto.keyring_file import configured_keyring
 
-        out = {
-            k: merged[k]
-            for k in ("gossip_allow_plaintext", "gossip_encrypt_outgoing")
-            if k in merged
-        }
         forms = ("encrypt", "keyring_file")
         source, prefix = (own, at) if any(k in own for k in forms) else (defaults, "defaults")
         try:
-            out["keyring"] = configured_keyring(source.get("encrypt"), source.get("keyring_file"))
+            return {
+                "keyring": configured_keyring(source.get("encrypt"), source.get("keyring_file"))
+            }
         except KeyringError as exc:
             key = next((k for k in forms if k in source), "encrypt")
             raise self.fail(f"{prefix}.{key}", str(exc)) from None
-        return out
+
+    def boolean(self, value: Any, where: str) -> bool:
+        if not isinstance(value, bool):
+            raise self.fail(where, f"must be true or false, got {_show(value)}")
+        return value
 
     def duration(self, value: Any, where: str) -> float:
         try:
@@ -750,9 +641,10 @@ class _Loader:
         return tuple(value)
 
     def port(self, value: Any, where: str) -> int:
-        if type(value) is not int or not 1 <= value <= 65535:
-            raise self.fail(where, f"must be an integer 1..65535, got {_show(value)}")
-        return value
+        problem = port_problem(value)
+        if problem is not None:
+            raise self.fail(where, problem)
+        return int(value)
 
     def path(self, value: Any, where: str) -> Path:
         if not isinstance(value, str) or not value:
@@ -772,18 +664,10 @@ class _Loader:
 
     def meta(self, value: Any, where: str) -> dict[str, str]:
         """Node metadata travels in every alive message: the codec's limits apply here."""
-        if not isinstance(value, dict):
-            raise self.fail(where, f"must be a table of strings, got {_show(value)}")
-        if len(value) > MAX_META_PAIRS:
-            raise self.fail(where, f"at most {MAX_META_PAIRS} pairs, got {len(value)}")
-        for k, v in value.items():
-            if not is_name(k):
-                raise self.fail(f"{where}.{k}", f"keys {name_problem(k)}")
-            if not isinstance(v, str) or len(v) > MAX_META_VALUE_LEN:
-                raise self.fail(
-                    f"{where}.{k}",
-                    f"must be a string of at most {MAX_META_VALUE_LEN} characters, got {_show(v)}",
-                )
+        problem = meta_problem(value)
+        if problem is not None:
+            inside, why = problem
+            raise self.fail(f"{where}{inside}", why)
         return dict(value)
 
 
@@ -795,9 +679,3 @@ def _hosts_overlap(a: str, b: str) -> bool:
 def _fmt(address: Address) -> str:
     host, port = address
     return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
-
-
-def _show(value: Any) -> str:
-    """A value for an error message: its repr, cut short so a huge value cannot flood a log."""
-    text = repr(value)
-    return text if len(text) <= 80 else text[:77] + "..."

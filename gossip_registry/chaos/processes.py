@@ -13,20 +13,18 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
-__all__ = ["ROOT", "agent_argv", "cpu_seconds", "free_ports", "spawn", "stop_processes"]
+__all__ = ["KILL_WAIT", "ROOT", "agent_argv", "spawn", "stop_processes"]
 
 ROOT = Path(__file__).resolve().parents[2]
 """The checkout; put on the agents' PYTHONPATH so they run this code, installed or not."""
 KILL_WAIT = 5.0
 """Seconds to wait for SIGKILLed agents to be reaped."""
-CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 
 
 def agent_argv(*args: str) -> list[str]:
@@ -74,33 +72,3 @@ def stop_processes(procs: Iterable[subprocess.Popen[bytes]], grace: float) -> No
         for p in procs:
             with contextlib.suppress(subprocess.TimeoutExpired):
                 p.wait(timeout=KILL_WAIT)
-
-
-def free_ports(n: int) -> list[int]:
-    """``n`` distinct ports free for both TCP and UDP on 127.0.0.1 right now."""
-    held: list[socket.socket] = []
-    ports: list[int] = []
-    try:
-        while len(ports) < n:
-            tcp = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-            tcp.bind(("127.0.0.1", 0))
-            held.append(tcp)
-            port = tcp.getsockname()[1]
-            udp = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-            held.append(udp)
-            try:
-                udp.bind(("127.0.0.1", port))
-            except OSError:
-                continue
-            ports.append(port)
-    finally:
-        for s in held:
-            s.close()
-    return ports
-
-
-def cpu_seconds(pid: int) -> float:
-    """User + system CPU time of ``pid`` so far (/proc/<pid>/stat fields 14 and 15)."""
-    stat = Path(f"/proc/{pid}/stat").read_text()
-    fields = stat.rsplit(")", 1)[1].split()  # after "(comm)", which may hold spaces
-    return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS

@@ -15,9 +15,9 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
-from gossip_registry.key_management import KeyManager
-from gossip_registry.keyring import GossipSeal, Keyring
-from gossip_registry.keyring_file import keyring_path, node_keyring, write_keyring_file
+from gossip_registry.crypto.keyring import GossipSeal, Keyring
+from gossip_registry.crypto.keyring_file import keyring_path, node_keyring, write_keyring_file
+from gossip_registry.crypto.rotation import KeyManager
 
 __all__ = ["GossipEncryption"]
 

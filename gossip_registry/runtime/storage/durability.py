@@ -41,15 +41,15 @@ import trio
 
 from gossip_registry.core.messages import ACTIVE_STATES
 from gossip_registry.core.protocol import Protocol
-from gossip_registry.health import CheckRunner
-from gossip_registry.journal import (
+from gossip_registry.runtime.checks import CheckRunner
+from gossip_registry.runtime.storage.journal import (
     IncarnationRaised,
     JournalFile,
     Record,
     compact,
     encode_records,
 )
-from gossip_registry.snapshot import Snapshot
+from gossip_registry.runtime.storage.snapshot import Snapshot
 
 __all__ = [
     "COMPACT_INTERVAL",

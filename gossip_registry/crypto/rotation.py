@@ -30,8 +30,8 @@ import trio
 
 from gossip_registry.core.codec import CodecError, decode_keyring, encode_keyring
 from gossip_registry.core.messages import KEYRING_OPS, Address, KeyringReply, KeyringRequest
-from gossip_registry.keyring import Keyring, KeyringError, fingerprint, parse_key
-from gossip_registry.keyring_file import write_keyring_file
+from gossip_registry.crypto.keyring import Keyring, KeyringError, fingerprint, parse_key
+from gossip_registry.crypto.keyring_file import write_keyring_file
 
 __all__ = ["KeyManager", "node_result"]
 

@@ -62,17 +62,15 @@ import random
 import time
 from collections.abc import AsyncGenerator, AsyncIterator, Callable, Mapping, Sequence
 from contextlib import asynccontextmanager
-from dataclasses import dataclass, field, replace
-from pathlib import Path
+from dataclasses import dataclass, replace
 from types import TracebackType
 from typing import Any
 from uuid import uuid4
 
 import trio
 
-from gossip_registry.advertise import advertise_host
+from gossip_registry.config.node import NodeConfig
 from gossip_registry.core.codec import CodecError, check_update, is_frame_head, is_keyring_frame
-from gossip_registry.core.config import ProtocolConfig
 from gossip_registry.core.effects import (
     Effect,
     EntryChanged,
@@ -90,117 +88,32 @@ from gossip_registry.core.effects import (
 )
 from gossip_registry.core.messages import ACTIVE_STATES, Address, Alive, MemberState
 from gossip_registry.core.protocol import Protocol
-from gossip_registry.durability import DurableStore
-from gossip_registry.events import EventBus
-from gossip_registry.faultinject import unsafe_node_faults
-from gossip_registry.gossip_encryption import GossipEncryption
-from gossip_registry.health import CheckRunner
-from gossip_registry.heap import TableHeap
-from gossip_registry.journal import Delete, Put, Record, recover
-from gossip_registry.keyring import SEAL_OVERHEAD, Keyring
-from gossip_registry.owned_nursery import close_owned_nursery
-from gossip_registry.registration import admit_checks, check_registration
+from gossip_registry.crypto.keyring import SEAL_OVERHEAD
+from gossip_registry.crypto.sealing import GossipEncryption
 from gossip_registry.registry.entry import CheckState, Entry, EntryKey, Health
 from gossip_registry.registry.health import CheckSpec, initial_states, worst
-from gossip_registry.registry.preservation import PreservationConfig
-from gossip_registry.snapshot import Snapshot
-from gossip_registry.stale_entries import StaleEntries
-from gossip_registry.stall import StallMeter
-from gossip_registry.traffic import WireTraffic
-from gossip_registry.transport import DEFAULT_TCP_TIMEOUT, Transport, open_transport
-from gossip_registry.watch import CATALOG, MEMBERS, ChangeIndex
+from gossip_registry.runtime.advertise import advertise_host
+from gossip_registry.runtime.checks import CheckRunner
+from gossip_registry.runtime.events import EventBus
+from gossip_registry.runtime.faultinject import unsafe_node_faults
+from gossip_registry.runtime.heap import TableHeap
+from gossip_registry.runtime.owned_nursery import close_owned_nursery
+from gossip_registry.runtime.registration import admit_checks, check_registration
+from gossip_registry.runtime.stale_entries import StaleEntries
+from gossip_registry.runtime.stall import StallMeter
+from gossip_registry.runtime.storage.durability import DurableStore
+from gossip_registry.runtime.storage.journal import Delete, Put, Record, recover
+from gossip_registry.runtime.storage.snapshot import Snapshot
+from gossip_registry.runtime.traffic import WireTraffic
+from gossip_registry.runtime.transport import Transport, open_transport
+from gossip_registry.runtime.watch import CATALOG, MEMBERS, ChangeIndex
 
-__all__ = ["MemberView", "Node", "NodeConfig", "NotSynced", "open_node"]
+__all__ = ["MemberView", "Node", "NotSynced", "open_node"]
 
 logger = logging.getLogger("gossip_registry")
 
 LEAVE_SLACK = 2.0
 """Seconds a leave on exit may take beyond leave_timeout (stopping, the last snapshot)."""
-
-
-@dataclass(frozen=True, slots=True)
-class NodeConfig:
-    """Everything one node process needs. Built by hand when embedding, or from cluster.toml.
-
-    ``bind`` is where the UDP socket and the TCP listener (same port) bind;
-    port 0 picks a free port. ``advertise`` is what peers are told to use
-    (NAT, containers); it defaults to the bound address, and an advertised
-    port of 0 means the bound port. ``http`` binds the HTTP API when set.
-    ``data_dir`` holds the snapshot and the journal of acknowledged writes;
-    None keeps nothing (nothing survives a restart).
-    """
-
-    name: str
-    bind: Address = ("127.0.0.1", 0)
-    advertise: Address | None = None
-    http: Address | None = None
-    data_dir: Path | None = None
-    seeds: tuple[Address, ...] = ()
-    protocol: ProtocolConfig = field(default_factory=ProtocolConfig)
-    meta: Mapping[str, str] = field(default_factory=dict)
-    cluster: str = "default"
-    leave_timeout: float = 3.0
-    """Bounded wait for a graceful leave to spread before the node stops."""
-    sync_timeout: float = 5.0
-    """Seconds ``async with Node(...)`` (and ``ThreadedNode.start``) wait for the first
-    push-pull with a seed, so that the node holds the cluster's table when the block
-    starts; 0 does not wait. Longer tolerates seeds that start later; shorter starts
-    sooner with a table that may still be empty."""
-    sync_required: bool = False
-    """Whether a first sync that does not happen within ``sync_timeout`` is an error
-    (``NotSynced``) rather than a warning in the log (the node then runs alone and
-    keeps trying its seeds in the background)."""
-    tcp_timeout: float = DEFAULT_TCP_TIMEOUT
-    """Seconds for one whole TCP exchange (connect, request, reply); memberlist's TCPTimeout."""
-    # --- watches and self-preservation
-    max_waiters: int = 20_000
-    """Most concurrent blocking waits (watches, blocking queries); the next is refused (429)."""
-    self_preservation: PreservationConfig = field(default_factory=PreservationConfig)
-    """When a mass death is doubted and the dead members' entries are kept, flagged stale."""
-    max_checks_per_node: int = 1000
-    """Health checks this node runs at most, over all its instances (each is a task and,
-    every interval, a probe); registrations beyond it are refused."""
-    # --- HTTP API access (api/auth.py); repr=False keeps tokens out of logs and tracebacks.
-    read_token: str | None = field(default=None, repr=False)
-    """Bearer token for reads of the HTTP API; None leaves reads open."""
-    write_token: str | None = field(default=None, repr=False)
-    """Bearer token for writes (and key and check operations); None leaves writes open."""
-    tls_cert: Path | None = None
-    """PEM certificate (chain) for HTTPS on the HTTP API; set together with ``tls_key``."""
-    tls_key: Path | None = None
-    """PEM private key of ``tls_cert``."""
-    dns: Address | None = None
-    """Binds the DNS interface (UDP and TCP, same port) when set; see ``api/dns_answer.py``."""
-    dns_domain: str = "registry."
-    """The zone DNS answers for: NAME.service.DOMAIN, NODE.node.DOMAIN."""
-    dns_ttl: float = 5.0
-    """Seconds resolvers may cache DNS answers (0..86400): staleness traded for query load."""
-    # --- what one client can hold on the interfaces (issue 10: api/http_limits.py, api/dns.py)
-    max_http_connections: int = 25_000
-    """HTTP connections open at once; one more is closed at accept, counted. Capped further
-    by the open-files limit, with a reserve for gossip (``fdlimit.connection_budget``)."""
-    http_body_timeout: float = 10.0
-    """Seconds a request's body may take to arrive in full; then 408 and the connection closes."""
-    max_dns_tcp_connections: int = 256
-    """DNS-over-TCP connections open at once (same rule as max_http_connections)."""
-    dns_rate_limit: int = 200
-    """DNS queries per second answered per untrusted source address (bursts of as many); the
-    rest are dropped and counted as ``rate_limited``. 0: no limit."""
-    dns_trusted_networks: tuple[str, ...] = ("127.0.0.0/8", "::1/128")
-    """DNS sources neither rate-limited nor size-capped: their UDP answers may use the EDNS0
-    size they offer (up to 4,096 bytes). Others get at most 512 bytes over UDP (the rest
-    truncated: the resolver asks again over TCP), so a spoofed source gets little amplified."""
-    unsafe_test_faults: Path | None = None
-    """Chaos testing only: drop packets by the rules in this file (``faultinject.py``).
-    Set only by the agent's ``--unsafe-test-faults`` flag, never from cluster.toml."""
-    # --- gossip encryption (keyring.py)
-    keyring: Keyring | None = None
-    """Gossip keys (AES-256-GCM); None gossips in plaintext. ``<data_dir>/keyring.json``,
-    when it exists, wins: it holds the keys as rotated since."""
-    gossip_allow_plaintext: bool = False
-    """Also accept unsealed gossip (only while moving a cluster to encryption)."""
-    gossip_encrypt_outgoing: bool = True
-    """Seal what we send; off only in the first step of a migration (needs allow_plaintext)."""
 
 
 def _check_interface_limits(config: NodeConfig) -> None:
@@ -562,7 +475,7 @@ class Node:
                 if config.http is not None or config.dns is not None:
                     from gossip_registry.api.serve import serve_interfaces  # lazy: optional deps
 
-                    await serve_interfaces(nursery, self)
+                    self.http_addr, self.dns_addr = await serve_interfaces(nursery, self)
                 known = [] if snapshot is None else snapshot.members
                 seeds = [s for s in config.seeds if s not in self._own_addrs()]
                 remembered = [(h, p) for n, h, p in known if n != self.name]

@@ -21,9 +21,9 @@ import os
 import stat
 from pathlib import Path
 
-from gossip_registry.keyring import Keyring, KeyringError, encode_key
-from gossip_registry.regular_file import read_regular_file
-from gossip_registry.snapshot import write_atomically
+from gossip_registry.crypto.keyring import Keyring, KeyringError, encode_key
+from gossip_registry.runtime.storage.regular_file import read_regular_file
+from gossip_registry.runtime.storage.snapshot import write_atomically
 
 __all__ = [
     "KEYRING_FILE",

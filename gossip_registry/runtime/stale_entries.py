@@ -24,7 +24,7 @@ import trio
 from gossip_registry.core.effects import StaleChanged
 from gossip_registry.registry.entry import Entry, EntryKey
 from gossip_registry.registry.preservation import Preservation, PreservationConfig
-from gossip_registry.watch import CATALOG, ChangeIndex
+from gossip_registry.runtime.watch import CATALOG, ChangeIndex
 
 __all__ = ["StaleEntries"]
 

@@ -17,18 +17,17 @@ from gossip_registry.registry.entry import EntryKey
 from gossip_registry.registry.health import CheckSpec, assign_check_ids
 from gossip_registry.registry.schema import (
     MAX_CHECKS,
-    MAX_META_PAIRS,
-    MAX_META_VALUE_LEN,
-    MAX_TAGS,
     MAX_WEIGHT,
     host_problem,
     label_problem,
+    meta_problem,
     name_problem,
     port_problem,
+    tags_problem,
 )
 
 if TYPE_CHECKING:
-    from gossip_registry.health import CheckRunner
+    from gossip_registry.runtime.checks import CheckRunner
 
 __all__ = ["admit_checks", "check_registration"]
 
@@ -59,22 +58,10 @@ def check_registration(
     _refuse("address", host_problem(address))
     _refuse("port", port_problem(port))
     _check_uint("weight", weight, MAX_WEIGHT)
-    if isinstance(tags, str | bytes) or not isinstance(tags, Sequence):
-        raise ValueError("tags: must be a list of strings")
-    if len(tags) > MAX_TAGS:
-        raise ValueError(f"tags: at most {MAX_TAGS} tags, got {len(tags)}")
-    for tag in tags:
-        _refuse("tags", label_problem(tag))
-    if not isinstance(meta, Mapping):
-        raise ValueError("meta: must be a mapping of strings to strings")
-    if len(meta) > MAX_META_PAIRS:
-        raise ValueError(f"meta: at most {MAX_META_PAIRS} pairs, got {len(meta)}")
-    for key, value in meta.items():
-        _refuse("meta key", name_problem(key))
-        if not isinstance(value, str) or len(value) > MAX_META_VALUE_LEN:
-            raise ValueError(
-                f"meta[{key!r}]: must be a string of at most {MAX_META_VALUE_LEN} characters"
-            )
+    for field, problem in (("tags", tags_problem(tags)), ("meta", meta_problem(meta))):
+        if problem is not None:
+            where, why = problem
+            raise ValueError(f"{field}{where}: {why}")
 
 
 def admit_checks(

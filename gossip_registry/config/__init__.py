@@ -1,0 +1,1 @@
+"""Node configuration: the settings dataclasses, value parsers and the cluster.toml loader."""

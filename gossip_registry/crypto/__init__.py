@@ -1,0 +1,1 @@
+"""Gossip encryption in one place: keys and keyring, the keyring file, sealing, key rotation."""

@@ -1,1 +1,0 @@
-"""Driving real agent processes from outside: bench_cluster.py and the chaos runner."""

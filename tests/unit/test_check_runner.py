@@ -20,6 +20,7 @@ import trio.testing
 from gossip_registry.health import CheckRunner, http_status
 from gossip_registry.registry.entry import CheckKind, CheckState, EntryKey, Health
 from gossip_registry.registry.health import CheckSpec, assign_check_ids, initial_states
+from tests.polling import wait_until
 
 P, W, C = Health.PASSING, Health.WARNING, Health.CRITICAL
 KEY: EntryKey = ("web", "w1")
@@ -176,3 +177,148 @@ async def test_critical_past_deregister_after_asks_for_deregistration_once(
 @pytest.mark.parametrize(("code", "status"), [(200, P), (204, P), (429, W), (500, C), (302, C)])
 def test_http_codes_map_like_consul(code: int, status: Health) -> None:
     assert http_status(code) is status
+
+
+# --- what the runner adds to the scheduler: tasks, timeouts, cancellation ---------------
+
+
+def blocking(entered: list[str], cancelled: list[str]) -> Callable[[CheckSpec], object]:
+    """A probe that never finishes on its own; notes which checks began and were cancelled."""
+
+    async def probe(spec: CheckSpec) -> tuple[Health, str]:
+        assert spec.check_id is not None
+        entered.append(spec.check_id)
+        try:
+            await trio.sleep_forever()
+        finally:
+            cancelled.append(spec.check_id)
+        raise AssertionError("unreachable")
+
+    return probe
+
+
+async def test_a_probe_that_raises_is_critical_with_the_error_and_the_runner_goes_on(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    calls = itertools.count()
+
+    async def probe(spec: CheckSpec) -> tuple[Health, str]:
+        if next(calls) == 0:
+            raise ValueError("no scheme in 'x'")
+        return P, "fine"
+
+    recorder = Recorder()
+    runner = recorder.runner(probe)
+    with trio.fail_after(60):
+        async with trio.open_nursery() as nursery:
+            await nursery.start(runner.run)
+            start(runner, KEY, CheckSpec(tcp="a:1", interval=1.0))
+            await wait_until(lambda: runner.states(KEY)[0].output != "")  # the first run
+            assert runner.states(KEY)[0].output == "ValueError: no scheme in 'x'"
+            assert runner.states(KEY)[0].status is C
+            await wait_until(lambda: runner.states(KEY)[0].status is P)  # the next one, 1 s on
+            assert runner.states(KEY)[0].output == "fine"
+            assert recorder.changes == [KEY, KEY]
+            nursery.cancel_scope.cancel()
+
+
+async def test_a_probe_past_its_timeout_is_cancelled_and_counts_as_critical(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    entered: list[str] = []
+    cancelled: list[str] = []
+    recorder = Recorder()
+    runner = recorder.runner(blocking(entered, cancelled))
+    with trio.fail_after(60):
+        async with trio.open_nursery() as nursery:
+            await nursery.start(runner.run)
+            start(runner, KEY, CheckSpec(tcp="a:1", interval=2.0, timeout=0.5))
+            await wait_until(lambda: cancelled != [])  # the first run, and its timeout
+            assert entered == cancelled == ["service:w1"]
+            state = runner.states(KEY)[0]
+            assert (state.status, state.output) == (C, "timed out after 0.5s")
+            assert recorder.changes == [KEY]  # still critical, with the reason now
+            nursery.cancel_scope.cancel()
+
+
+async def test_removing_an_instance_cancels_its_probe_in_flight_and_drops_the_result(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    entered: list[str] = []
+    cancelled: list[str] = []
+    recorder = Recorder()
+    runner = recorder.runner(blocking(entered, cancelled))
+    with trio.fail_after(60):
+        async with trio.open_nursery() as nursery:
+            await nursery.start(runner.run)
+            start(runner, KEY, CheckSpec(tcp="a:1", interval=10.0, timeout=5.0))
+            await wait_until(lambda: entered != [])  # the probe is in flight
+            runner.remove(KEY)
+            await trio.testing.wait_all_tasks_blocked()
+            assert cancelled == ["service:w1"]
+            assert len(runner) == 0
+            assert runner.states(KEY) == ()
+            await trio.sleep(30)
+            assert entered == ["service:w1"]  # nothing runs for it any more
+            assert recorder.changes == []
+            nursery.cancel_scope.cancel()
+
+
+async def test_no_more_than_max_concurrent_probes_are_in_flight(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    in_flight: list[int] = [0, 0]  # now, most ever
+    ran = 0
+
+    async def probe(spec: CheckSpec) -> tuple[Health, str]:
+        nonlocal ran
+        ran += 1
+        in_flight[0] += 1
+        in_flight[1] = max(in_flight)
+        try:
+            await trio.sleep(3)  # slow, within its timeout
+        finally:
+            in_flight[0] -= 1
+        return P, ""
+
+    runner = Recorder().runner(probe, max_concurrent=2)
+    with trio.fail_after(120):
+        async with trio.open_nursery() as nursery:
+            await nursery.start(runner.run)
+            for i in range(5):
+                start(runner, ("web", f"w{i}"), CheckSpec(tcp="a:1", interval=5.0, timeout=4.0))
+            await trio.sleep(60)
+            nursery.cancel_scope.cancel()
+    assert in_flight == [0, 2]  # the others waited their turn; stopping ended the rest
+    assert ran >= 5
+
+
+async def test_a_check_due_sooner_than_the_sleep_wakes_the_runner_early(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    runs: list[tuple[str | None, float]] = []
+
+    async def probe(spec: CheckSpec) -> tuple[Health, str]:
+        runs.append((spec.check_id, trio.current_time()))
+        return P, ""
+
+    runner = Recorder().runner(probe)
+    with trio.fail_after(600):
+        async with trio.open_nursery() as nursery:
+            await nursery.start(runner.run)
+            start(runner, ("slow", "s1"), CheckSpec(tcp="a:1", interval=300.0))
+            await trio.testing.wait_all_tasks_blocked()  # asleep until the slow check's turn
+            began = trio.current_time()
+            start(runner, KEY, CheckSpec(tcp="a:1", interval=1.0))
+            await trio.sleep(3)
+            fast = [t - began for check, t in runs if check == "service:w1"]
+            assert len(fast) >= 2
+            assert fast[0] < 1.0
+            nursery.cancel_scope.cancel()
+
+
+def test_checks_cannot_start_on_a_runner_that_is_not_running() -> None:
+    runner = Recorder().runner(scripted(itertools.repeat(P)))
+    with pytest.raises(RuntimeError, match="not running"):
+        start(runner, KEY, CheckSpec(tcp="a:1"))
+    assert len(runner) == 0

@@ -11,7 +11,8 @@ from __future__ import annotations
 
 import itertools
 import random
-from collections.abc import Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
+from contextlib import asynccontextmanager
 
 import pytest
 import trio
@@ -63,8 +64,7 @@ async def test_a_flapping_check_does_not_flap_the_registry(
 ) -> None:
     recorder = Recorder()
     runner = recorder.runner(scripted(itertools.cycle([P, C, C])))
-    async with trio.open_nursery() as nursery:
-        await nursery.start(runner.run)
+    async with running(runner, 600):
         spec = CheckSpec(
             tcp="a:1", interval=1.0, success_before_passing=2, failures_before_critical=3
         )
@@ -72,7 +72,6 @@ async def test_a_flapping_check_does_not_flap_the_registry(
         await trio.sleep(60)  # 60 probes: never 2 passes nor 3 failures in a row
         assert recorder.changes == []
         assert runner.states(KEY)[0].status is C
-        nursery.cancel_scope.cancel()
 
 
 async def test_thresholds_let_a_steady_check_through_once(
@@ -80,8 +79,7 @@ async def test_thresholds_let_a_steady_check_through_once(
 ) -> None:
     recorder = Recorder()
     runner = recorder.runner(scripted(itertools.chain([P] * 5, itertools.repeat(C))))
-    async with trio.open_nursery() as nursery:
-        await nursery.start(runner.run)
+    async with running(runner, 600):
         start(runner, KEY, CheckSpec(tcp="a:1", interval=1.0, success_before_passing=2,
                                      failures_before_critical=3))  # fmt: skip
         await trio.sleep(4.5)  # first run within 1 s, then every second: 4 or 5 runs
@@ -90,7 +88,6 @@ async def test_thresholds_let_a_steady_check_through_once(
         await trio.sleep(10)
         assert recorder.changes == [KEY, KEY]
         assert runner.counts() == {"passing": 0, "warning": 0, "critical": 1}
-        nursery.cancel_scope.cancel()
 
 
 async def test_first_runs_are_spread_over_the_interval(
@@ -103,8 +100,7 @@ async def test_first_runs_are_spread_over_the_interval(
         return P, ""
 
     runner = Recorder().runner(probe)
-    async with trio.open_nursery() as nursery:
-        await nursery.start(runner.run)
+    async with running(runner, 600):
         began = trio.current_time()
         for i in range(50):
             start(runner, ("web", f"w{i}"), CheckSpec(tcp="a:1", interval=10.0))
@@ -113,7 +109,6 @@ async def test_first_runs_are_spread_over_the_interval(
         assert len(offsets) == 50
         assert offsets[-1] - offsets[0] > 5.0  # spread, not fired together
         assert sum(o < 5.0 for o in offsets) in range(15, 36)  # about half in each half
-        nursery.cancel_scope.cancel()
 
 
 async def test_ttl_check_expires_to_critical_and_recovers_on_pass(
@@ -121,8 +116,7 @@ async def test_ttl_check_expires_to_critical_and_recovers_on_pass(
 ) -> None:
     recorder = Recorder()
     runner = recorder.runner()
-    async with trio.open_nursery() as nursery:
-        await nursery.start(runner.run)
+    async with running(runner, 600):
         start(runner, KEY, CheckSpec(ttl=30.0))
         runner.report_ttl("service:w1", P, "up")
         assert runner.states(KEY)[0] == CheckState("service:w1", CheckKind.TTL, P, "up")
@@ -138,21 +132,18 @@ async def test_ttl_check_expires_to_critical_and_recovers_on_pass(
         assert state.status is W
         assert len(state.output) == 256  # clipped to what the wire carries
         assert recorder.changes == [KEY, KEY, KEY]
-        nursery.cancel_scope.cancel()
 
 
 async def test_report_on_an_unknown_or_non_ttl_check_is_refused(
     autojump_clock: trio.testing.MockClock,
 ) -> None:
     runner = Recorder().runner(scripted(itertools.repeat(P)))
-    async with trio.open_nursery() as nursery:
-        await nursery.start(runner.run)
+    async with running(runner, 600):
         start(runner, KEY, CheckSpec(tcp="a:1"))
         with pytest.raises(KeyError):
             runner.report_ttl("nope", P)
         with pytest.raises(ValueError, match="is a tcp check, not ttl"):
             runner.report_ttl("service:w1", P)
-        nursery.cancel_scope.cancel()
 
 
 async def test_critical_past_deregister_after_asks_for_deregistration_once(
@@ -160,8 +151,7 @@ async def test_critical_past_deregister_after_asks_for_deregistration_once(
 ) -> None:
     recorder = Recorder()
     runner = recorder.runner()
-    async with trio.open_nursery() as nursery:
-        await nursery.start(runner.run)
+    async with running(runner, 600):
         start(runner, KEY, CheckSpec(ttl=5.0, deregister_after=60.0))
         await trio.sleep(59)
         assert recorder.deregistered == []
@@ -171,7 +161,6 @@ async def test_critical_past_deregister_after_asks_for_deregistration_once(
         assert len(runner) == 0
         await trio.sleep(100)
         assert recorder.deregistered == [KEY]
-        nursery.cancel_scope.cancel()
 
 
 @pytest.mark.parametrize(("code", "status"), [(200, P), (204, P), (429, W), (500, C), (302, C)])
@@ -182,19 +171,31 @@ def test_http_codes_map_like_consul(code: int, status: Health) -> None:
 # --- what the runner adds to the scheduler: tasks, timeouts, cancellation ---------------
 
 
-def blocking(entered: list[str], cancelled: list[str]) -> Callable[[CheckSpec], object]:
+@asynccontextmanager
+async def running(runner: CheckRunner, timeout: float) -> AsyncIterator[None]:
+    """The runner running in a nursery of its own, stopped at the end, all within ``timeout``."""
+    with trio.fail_after(timeout):
+        async with trio.open_nursery() as nursery:
+            await nursery.start(runner.run)
+            yield
+            nursery.cancel_scope.cancel()
+
+
+class Hanging:
     """A probe that never finishes on its own; notes which checks began and were cancelled."""
 
-    async def probe(spec: CheckSpec) -> tuple[Health, str]:
+    def __init__(self) -> None:
+        self.entered: list[str] = []
+        self.cancelled: list[str] = []
+
+    async def probe(self, spec: CheckSpec) -> tuple[Health, str]:
         assert spec.check_id is not None
-        entered.append(spec.check_id)
+        self.entered.append(spec.check_id)
         try:
             await trio.sleep_forever()
         finally:
-            cancelled.append(spec.check_id)
+            self.cancelled.append(spec.check_id)
         raise AssertionError("unreachable")
-
-    return probe
 
 
 async def test_a_probe_that_raises_is_critical_with_the_error_and_the_runner_goes_on(
@@ -209,59 +210,46 @@ async def test_a_probe_that_raises_is_critical_with_the_error_and_the_runner_goe
 
     recorder = Recorder()
     runner = recorder.runner(probe)
-    with trio.fail_after(60):
-        async with trio.open_nursery() as nursery:
-            await nursery.start(runner.run)
-            start(runner, KEY, CheckSpec(tcp="a:1", interval=1.0))
-            await wait_until(lambda: runner.states(KEY)[0].output != "")  # the first run
-            assert runner.states(KEY)[0].output == "ValueError: no scheme in 'x'"
-            assert runner.states(KEY)[0].status is C
-            await wait_until(lambda: runner.states(KEY)[0].status is P)  # the next one, 1 s on
-            assert runner.states(KEY)[0].output == "fine"
-            assert recorder.changes == [KEY, KEY]
-            nursery.cancel_scope.cancel()
+    async with running(runner, 60):
+        start(runner, KEY, CheckSpec(tcp="a:1", interval=1.0))
+        await wait_until(lambda: runner.states(KEY)[0].output != "")  # the first run
+        assert runner.states(KEY)[0].output == "ValueError: no scheme in 'x'"
+        assert runner.states(KEY)[0].status is C
+        await wait_until(lambda: runner.states(KEY)[0].status is P)  # the next one, 1 s on
+        assert runner.states(KEY)[0].output == "fine"
+        assert recorder.changes == [KEY, KEY]
 
 
 async def test_a_probe_past_its_timeout_is_cancelled_and_counts_as_critical(
     autojump_clock: trio.testing.MockClock,
 ) -> None:
-    entered: list[str] = []
-    cancelled: list[str] = []
-    recorder = Recorder()
-    runner = recorder.runner(blocking(entered, cancelled))
-    with trio.fail_after(60):
-        async with trio.open_nursery() as nursery:
-            await nursery.start(runner.run)
-            start(runner, KEY, CheckSpec(tcp="a:1", interval=2.0, timeout=0.5))
-            await wait_until(lambda: cancelled != [])  # the first run, and its timeout
-            assert entered == cancelled == ["service:w1"]
-            state = runner.states(KEY)[0]
-            assert (state.status, state.output) == (C, "timed out after 0.5s")
-            assert recorder.changes == [KEY]  # still critical, with the reason now
-            nursery.cancel_scope.cancel()
+    hanging, recorder = Hanging(), Recorder()
+    runner = recorder.runner(hanging.probe)
+    async with running(runner, 60):
+        start(runner, KEY, CheckSpec(tcp="a:1", interval=2.0, timeout=0.5))
+        await wait_until(lambda: hanging.cancelled != [])  # the first run, and its timeout
+        assert hanging.entered == hanging.cancelled == ["service:w1"]
+        state = runner.states(KEY)[0]
+        assert (state.status, state.output) == (C, "timed out after 0.5s")
+        assert recorder.changes == [KEY]  # still critical, with the reason now
 
 
 async def test_removing_an_instance_cancels_its_probe_in_flight_and_drops_the_result(
     autojump_clock: trio.testing.MockClock,
 ) -> None:
-    entered: list[str] = []
-    cancelled: list[str] = []
-    recorder = Recorder()
-    runner = recorder.runner(blocking(entered, cancelled))
-    with trio.fail_after(60):
-        async with trio.open_nursery() as nursery:
-            await nursery.start(runner.run)
-            start(runner, KEY, CheckSpec(tcp="a:1", interval=10.0, timeout=5.0))
-            await wait_until(lambda: entered != [])  # the probe is in flight
-            runner.remove(KEY)
-            await trio.testing.wait_all_tasks_blocked()
-            assert cancelled == ["service:w1"]
-            assert len(runner) == 0
-            assert runner.states(KEY) == ()
-            await trio.sleep(30)
-            assert entered == ["service:w1"]  # nothing runs for it any more
-            assert recorder.changes == []
-            nursery.cancel_scope.cancel()
+    hanging, recorder = Hanging(), Recorder()
+    runner = recorder.runner(hanging.probe)
+    async with running(runner, 60):
+        start(runner, KEY, CheckSpec(tcp="a:1", interval=10.0, timeout=5.0))
+        await wait_until(lambda: hanging.entered != [])  # the probe is in flight
+        runner.remove(KEY)
+        await trio.testing.wait_all_tasks_blocked()
+        assert hanging.cancelled == ["service:w1"]
+        assert len(runner) == 0
+        assert runner.states(KEY) == ()
+        await trio.sleep(30)
+        assert hanging.entered == ["service:w1"]  # nothing runs for it any more
+        assert recorder.changes == []
 
 
 async def test_no_more_than_max_concurrent_probes_are_in_flight(
@@ -282,13 +270,10 @@ async def test_no_more_than_max_concurrent_probes_are_in_flight(
         return P, ""
 
     runner = Recorder().runner(probe, max_concurrent=2)
-    with trio.fail_after(120):
-        async with trio.open_nursery() as nursery:
-            await nursery.start(runner.run)
-            for i in range(5):
-                start(runner, ("web", f"w{i}"), CheckSpec(tcp="a:1", interval=5.0, timeout=4.0))
-            await trio.sleep(60)
-            nursery.cancel_scope.cancel()
+    async with running(runner, 120):
+        for i in range(5):
+            start(runner, ("web", f"w{i}"), CheckSpec(tcp="a:1", interval=5.0, timeout=4.0))
+        await trio.sleep(60)
     assert in_flight == [0, 2]  # the others waited their turn; stopping ended the rest
     assert ran >= 5
 
@@ -303,18 +288,15 @@ async def test_a_check_due_sooner_than_the_sleep_wakes_the_runner_early(
         return P, ""
 
     runner = Recorder().runner(probe)
-    with trio.fail_after(600):
-        async with trio.open_nursery() as nursery:
-            await nursery.start(runner.run)
-            start(runner, ("slow", "s1"), CheckSpec(tcp="a:1", interval=300.0))
-            await trio.testing.wait_all_tasks_blocked()  # asleep until the slow check's turn
-            began = trio.current_time()
-            start(runner, KEY, CheckSpec(tcp="a:1", interval=1.0))
-            await trio.sleep(3)
-            fast = [t - began for check, t in runs if check == "service:w1"]
-            assert len(fast) >= 2
-            assert fast[0] < 1.0
-            nursery.cancel_scope.cancel()
+    async with running(runner, 600):
+        start(runner, ("slow", "s1"), CheckSpec(tcp="a:1", interval=300.0))
+        await trio.testing.wait_all_tasks_blocked()  # asleep until the slow check's turn
+        began = trio.current_time()
+        start(runner, KEY, CheckSpec(tcp="a:1", interval=1.0))
+        await trio.sleep(3)
+        fast = [t - began for check, t in runs if check == "service:w1"]
+        assert len(fast) >= 2
+        assert fast[0] < 1.0
 
 
 def test_checks_cannot_start_on_a_runner_that_is_not_running() -> None:

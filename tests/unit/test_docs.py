@@ -84,8 +84,9 @@ def test_every_relative_link_reaches_a_file_and_heading_that_exist(page: Path) -
     assert broken == []
 
 
-def test_the_readme_links_every_docs_page_and_the_runnable_blocks_are_well_formed() -> None:
-    readme = (ROOT / "README.md").read_text()
+def test_the_readme_and_the_docs_index_link_every_page_and_blocks_are_well_formed() -> None:
+    readme, index = (ROOT / "README.md").read_text(), (DOCS / "README.md").read_text()
     assert [p.name for p in PAGES if f"(docs/{p.name})" not in readme] == []
+    assert [p.name for p in PAGES if f"({p.name})" not in index and p.name != "README.md"] == []
     for page in [ROOT / "README.md", *PAGES]:
         runnable_blocks(page.read_text())  # raises on a malformed block

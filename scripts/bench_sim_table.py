@@ -22,7 +22,7 @@ got), ``udp_msgs_per_node_s``, ``udp_kib_per_node_s`` and
 ``queue`` depth seen on a node (broadcast queue, sampled each second),
 ``wall_s`` and the process's peak RSS. The simulator runs the cores in one
 Python process, so memory grows with NODES x INSTANCES: the default runs
-are the largest this machine completes in minutes (see the README).
+are the largest this machine completes in minutes (see docs/benchmarks.md).
 
 ``--tail NODES,...`` instead measures the tail of the time to all nodes
 under steady registrations (what bench_churn's p99 hinges on): per NODES

@@ -1,4 +1,4 @@
-"""The README's runnable code blocks: finding them, and checking what they print.
+"""The runnable code blocks of README.md and docs/: finding them, and checking what they print.
 
 A fenced block whose info string says ``runnable`` (```` ```sh runnable ````,
 ```` ```python runnable ````) is run by ``tests/integration/test_readme.py``
@@ -17,7 +17,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, replace
 
-__all__ = ["Block", "expect_lines", "map_ports", "runnable_blocks", "top_section"]
+__all__ = ["Block", "expect_lines", "map_ports", "runnable_blocks"]
 
 _FENCE = re.compile(r"^```(\S*)(.*)$")
 
@@ -82,14 +82,6 @@ def runnable_blocks(text: str) -> list[Block]:
         else:
             attachable = False
     return found
-
-
-def top_section(text: str, heading: str = "## How it works") -> str:
-    """What a newcomer reads first: everything above ``heading``."""
-    index = text.find(f"\n{heading}\n")
-    if index < 0:
-        raise ValueError(f"no {heading!r} heading")
-    return text[:index]
 
 
 def map_ports(text: str, ports: dict[int, int]) -> str:

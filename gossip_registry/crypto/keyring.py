@@ -50,7 +50,7 @@ frames), and a collision reuses every nonce of the shorter frame, which
 breaks GCM outright. Random 96-bit nonces keep the usual 2**32-messages
 bound, now counted in chunks (2**32 chunks of 64 KiB is 256 TiB per key),
 for 12 bytes per chunk (0.02 %). Replaying a whole captured frame is
-possible, as with datagrams (see the README's threat model).
+possible, as with datagrams (see the threat model in docs/security.md).
 
 Opening fails with one error type, ``SealError``, whatever went wrong (not
 sealed, truncated, unknown version, no key opens it): the caller counts and

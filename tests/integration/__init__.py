@@ -2,16 +2,15 @@
 
 Timings: ``FAST`` shortens the protocol so that a failure is detected in
 about a second, which keeps each multi-node test to a few seconds of wall
-time. Waits are bounded waits on conditions (``wait_until``), never sleeps
-used as synchronisation.
+time. Waits are bounded waits on conditions (``wait_until``, ``eventually``:
+re-exported from ``tests/polling.py``, the suite's one polling helper), never
+sleeps used as synchronisation.
 """
 
 from __future__ import annotations
 
 import signal
 import socket
-import time
-from collections.abc import Callable
 from typing import Any
 
 import trio
@@ -19,6 +18,8 @@ import trio
 from gossip_registry.config.node import NodeConfig
 from gossip_registry.core.config import ProtocolConfig
 from gossip_registry.runtime.node import Node
+from tests.polling import eventually as eventually
+from tests.polling import wait_until as wait_until
 
 FAST = ProtocolConfig(
     probe_interval=0.2,
@@ -40,29 +41,6 @@ def fast_config(name: str, **overrides: Any) -> NodeConfig:
     settings: dict[str, Any] = {"protocol": FAST, "tcp_timeout": 2.0, "leave_timeout": 2.0}
     settings.update(overrides)
     return NodeConfig(name, **settings)
-
-
-async def wait_until(predicate: Callable[[], bool], timeout: float = 10.0) -> None:
-    """Return once ``predicate()`` holds; fail the test after ``timeout`` seconds.
-
-    Polls every 20 ms: convergence is a property of several nodes with no
-    single event to wait on, and a bounded poll is cheap and obvious.
-    """
-    try:
-        with trio.fail_after(timeout):
-            while not predicate():
-                await trio.sleep(0.02)
-    except trio.TooSlowError:
-        raise AssertionError(f"condition not met within {timeout}s: {predicate}") from None
-
-
-def eventually(predicate: Callable[[], bool], timeout: float = 10.0) -> None:
-    """Blocking twin of ``wait_until`` for tests that drive nodes from plain threads."""
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"condition not met within {timeout}s: {predicate}")
-        time.sleep(0.02)
 
 
 async def start_node(nursery: trio.Nursery, config: NodeConfig) -> tuple[Node, trio.CancelScope]:

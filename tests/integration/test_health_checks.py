@@ -1,15 +1,14 @@
 """Health checks run by the node: real HTTP and TCP probes on loopback, TTLs, thresholds,
 deregistration everywhere, snapshots, and a node with hundreds of checks.
 
-Rules that need no I/O are in tests/unit/test_health_rules.py. Runner tests
-that only need time use ``autojump_clock`` and a scripted probe, so they do
-not wait real time; tests of the probes themselves use real sockets.
+Rules that need no I/O are in tests/unit/test_health_rules.py, and the runner
+driven by a scripted probe on the mock clock in tests/unit/test_check_runner.py;
+the tests here use real sockets.
 """
 
 from __future__ import annotations
 
 import itertools
-import random
 import socket
 from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import replace
@@ -24,10 +23,10 @@ import trio.testing
 from gossip_registry.config.node import NodeConfig
 from gossip_registry.registry.entry import CheckKind, CheckState, Entry, EntryKey, Health
 from gossip_registry.registry.health import CheckSpec, assign_check_ids, initial_states
-from gossip_registry.runtime.checks import CheckRunner, http_status
 from gossip_registry.runtime.node import Node
 from gossip_registry.runtime.storage.snapshot import Snapshot, decode_snapshot, encode_snapshot
 from tests.integration import fast_config, start_cluster, start_node, wait_until
+from tests.unit.test_check_runner import Recorder, start
 
 P, W, C = Health.PASSING, Health.WARNING, Health.CRITICAL
 KEY: EntryKey = ("web", "w1")
@@ -79,163 +78,7 @@ def closed_port() -> int:
         return int(s.getsockname()[1])
 
 
-# --- the runner alone -------------------------------------------------------------------
-
-
-class Recorder:
-    """The node's side of a runner: remembers what changed and what it had to deregister."""
-
-    def __init__(self) -> None:
-        self.changes: list[EntryKey] = []
-        self.deregistered: list[EntryKey] = []
-
-    def runner(
-        self, probe: Callable[[CheckSpec], object] | None = None, **kw: object
-    ) -> CheckRunner:
-        return CheckRunner(
-            on_change=self.changes.append,
-            on_deregister=self.deregistered.append,
-            rng=random.Random(1),
-            probe=probe,  # type: ignore[arg-type]
-            **kw,  # type: ignore[arg-type]
-        )
-
-
-def start(runner: CheckRunner, key: EntryKey, *specs: CheckSpec) -> None:
-    named = assign_check_ids(key[1], specs)
-    runner.replace(key, named, initial_states(named))
-
-
-def scripted(results: Iterator[Health]) -> Callable[[CheckSpec], object]:
-    async def probe(spec: CheckSpec) -> tuple[Health, str]:
-        status = next(results)
-        return status, f"scripted {status}"
-
-    return probe
-
-
-async def test_a_flapping_check_does_not_flap_the_registry(
-    autojump_clock: trio.testing.MockClock,
-) -> None:
-    recorder = Recorder()
-    runner = recorder.runner(scripted(itertools.cycle([P, C, C])))
-    async with trio.open_nursery() as nursery:
-        await nursery.start(runner.run)
-        spec = CheckSpec(
-            tcp="a:1", interval=1.0, success_before_passing=2, failures_before_critical=3
-        )
-        start(runner, KEY, spec)
-        await trio.sleep(60)  # 60 probes: never 2 passes nor 3 failures in a row
-        assert recorder.changes == []
-        assert runner.states(KEY)[0].status is C
-        nursery.cancel_scope.cancel()
-
-
-async def test_thresholds_let_a_steady_check_through_once(
-    autojump_clock: trio.testing.MockClock,
-) -> None:
-    recorder = Recorder()
-    runner = recorder.runner(scripted(itertools.chain([P] * 5, itertools.repeat(C))))
-    async with trio.open_nursery() as nursery:
-        await nursery.start(runner.run)
-        start(runner, KEY, CheckSpec(tcp="a:1", interval=1.0, success_before_passing=2,
-                                     failures_before_critical=3))  # fmt: skip
-        await trio.sleep(4.5)  # first run within 1 s, then every second: 4 or 5 runs
-        assert recorder.changes == [KEY]
-        assert runner.states(KEY)[0].status is P
-        await trio.sleep(10)
-        assert recorder.changes == [KEY, KEY]
-        assert runner.counts() == {"passing": 0, "warning": 0, "critical": 1}
-        nursery.cancel_scope.cancel()
-
-
-async def test_first_runs_are_spread_over_the_interval(
-    autojump_clock: trio.testing.MockClock,
-) -> None:
-    first_runs: dict[str | None, float] = {}
-
-    async def probe(spec: CheckSpec) -> tuple[Health, str]:
-        first_runs.setdefault(spec.check_id, trio.current_time())
-        return P, ""
-
-    runner = Recorder().runner(probe)
-    async with trio.open_nursery() as nursery:
-        await nursery.start(runner.run)
-        began = trio.current_time()
-        for i in range(50):
-            start(runner, ("web", f"w{i}"), CheckSpec(tcp="a:1", interval=10.0))
-        await trio.sleep(10)
-        offsets = sorted(t - began for t in first_runs.values())
-        assert len(offsets) == 50
-        assert offsets[-1] - offsets[0] > 5.0  # spread, not fired together
-        assert sum(o < 5.0 for o in offsets) in range(15, 36)  # about half in each half
-        nursery.cancel_scope.cancel()
-
-
-async def test_ttl_check_expires_to_critical_and_recovers_on_pass(
-    autojump_clock: trio.testing.MockClock,
-) -> None:
-    recorder = Recorder()
-    runner = recorder.runner()
-    async with trio.open_nursery() as nursery:
-        await nursery.start(runner.run)
-        start(runner, KEY, CheckSpec(ttl=30.0))
-        runner.report_ttl("service:w1", P, "up")
-        assert runner.states(KEY)[0] == CheckState("service:w1", CheckKind.TTL, P, "up")
-        await trio.sleep(29)
-        runner.report_ttl("service:w1", P, "up")  # renews the TTL, changes nothing
-        assert recorder.changes == [KEY]
-        await trio.sleep(29)
-        assert runner.states(KEY)[0].status is P
-        await trio.sleep(2)
-        assert runner.states(KEY)[0] == CheckState("service:w1", CheckKind.TTL, C, "TTL expired")
-        runner.report_ttl("service:w1", W, "x" * 1000)
-        state = runner.states(KEY)[0]
-        assert state.status is W
-        assert len(state.output) == 256  # clipped to what the wire carries
-        assert recorder.changes == [KEY, KEY, KEY]
-        nursery.cancel_scope.cancel()
-
-
-async def test_report_on_an_unknown_or_non_ttl_check_is_refused(
-    autojump_clock: trio.testing.MockClock,
-) -> None:
-    runner = Recorder().runner(scripted(itertools.repeat(P)))
-    async with trio.open_nursery() as nursery:
-        await nursery.start(runner.run)
-        start(runner, KEY, CheckSpec(tcp="a:1"))
-        with pytest.raises(KeyError):
-            runner.report_ttl("nope", P)
-        with pytest.raises(ValueError, match="is a tcp check, not ttl"):
-            runner.report_ttl("service:w1", P)
-        nursery.cancel_scope.cancel()
-
-
-async def test_critical_past_deregister_after_asks_for_deregistration_once(
-    autojump_clock: trio.testing.MockClock,
-) -> None:
-    recorder = Recorder()
-    runner = recorder.runner()
-    async with trio.open_nursery() as nursery:
-        await nursery.start(runner.run)
-        start(runner, KEY, CheckSpec(ttl=5.0, deregister_after=60.0))
-        await trio.sleep(59)
-        assert recorder.deregistered == []
-        await trio.sleep(2)
-        assert recorder.deregistered == [KEY]
-        assert runner.states(KEY) == ()
-        assert len(runner) == 0
-        await trio.sleep(100)
-        assert recorder.deregistered == [KEY]
-        nursery.cancel_scope.cancel()
-
-
 # --- real probes on loopback --------------------------------------------------------------
-
-
-@pytest.mark.parametrize(("code", "status"), [(200, P), (204, P), (429, W), (500, C), (302, C)])
-def test_http_codes_map_like_consul(code: int, status: Health) -> None:
-    assert http_status(code) is status
 
 
 async def run_real_check(spec: CheckSpec, until: Callable[[CheckState], bool]) -> CheckState:

@@ -21,7 +21,6 @@ import signal
 import socket
 import subprocess
 import sys
-import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -33,6 +32,7 @@ import pytest
 from gossip_registry.core.messages import PROTOCOL_VERSION
 from gossip_registry.runtime.storage.journal import recover
 from tests.integration import default_sigint
+from tests.polling import eventually
 from tests.support.processes import free_ports
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
@@ -138,12 +138,8 @@ class Processes:
         return "\n".join(parts)
 
     def eventually(self, predicate: Callable[[], bool], what: str, timeout: float) -> None:
-        """Poll ``predicate`` every 0.1 s for at most ``timeout`` s."""
-        deadline = time.monotonic() + timeout
-        while not predicate():
-            if time.monotonic() > deadline:
-                raise AssertionError(f"{what}: not within {timeout}s\n{self.log_tails()}")
-            time.sleep(0.1)
+        """Poll ``predicate`` every 0.1 s for at most ``timeout`` s; a failure shows the logs."""
+        eventually(predicate, timeout, what=what, detail=self.log_tails, interval=0.1)
 
     def wait_exit(self, proc: subprocess.Popen[bytes], timeout: float = EXIT_TIMEOUT) -> int:
         try:

@@ -1,12 +1,14 @@
-"""The newcomer's first hour: the README's top section, run verbatim against a real cluster.
+"""The newcomer's first hour: the README, then every page of docs/, run verbatim against a cluster.
 
 The cluster is what ``scripts/run`` starts: ``gossip-registry up`` with the
 repository's cluster.toml, five agent processes. Only its port numbers are
 moved to free ones (in the file, the snippets and their output alike), so
 the test never collides with a cluster someone is running. Then every
-runnable block (see ``tests/readme_blocks.py``) runs in order, from a
+runnable block (see ``tests/readme_blocks.py``) runs in order, the README's
+first and then each docs page's (in name order, each page after the
+README's blocks, so a page may rely on what the README registered), from a
 directory that has the project's ``.venv`` as the quick start assumes, and
-prints what the README says it prints. A program marked ``interrupt`` gets
+prints what the text says it prints. A program marked ``interrupt`` gets
 a Ctrl-C (SIGINT) once it has, and must then leave: every node sees its
 node ``left``, and none hands out its instances, within a second.
 """
@@ -35,13 +37,14 @@ from tests.integration.test_processes import (
     processes,
     states,
 )
-from tests.readme_blocks import Block, expect_lines, map_ports, runnable_blocks, top_section
+from tests.readme_blocks import Block, expect_lines, map_ports, runnable_blocks
 from tests.support.processes import free_ports
 
 __all__ = ["processes"]  # the fixture, shared with test_processes
 
 ROOT = Path(__file__).resolve().parents[2]
 README = ROOT / "README.md"
+DOCS = sorted((ROOT / "docs").glob("*.md"))
 NODES = 5
 GOSSIP, HTTP, DNS = 7946, 8501, 8601
 """The first port of each kind in the shipped cluster.toml (node1 .. node5 count up)."""
@@ -88,7 +91,11 @@ def cluster(tmp_path: Path, processes: Processes) -> Iterator[Cluster]:
     processes.wait_exit(up)
 
 
-def _run_to_end(block: Block, cluster: Cluster) -> str:
+def _where(doc: Path, block: Block) -> str:
+    return f"{doc.relative_to(ROOT)} line {block.line}"
+
+
+def _run_to_end(doc: Path, block: Block, cluster: Cluster) -> str:
     code = map_ports(block.code, cluster.ports)
     argv = ["bash", "-euo", "pipefail", "-c", code] if block.lang == "sh" else [
         sys.executable, "-c", code
@@ -103,18 +110,18 @@ def _run_to_end(block: Block, cluster: Cluster) -> str:
         check=False,
     )
     assert done.returncode == 0, (
-        f"README line {block.line}: exit {done.returncode}\n{done.stdout}\n{done.stderr}"
+        f"{_where(doc, block)}: exit {done.returncode}\n{done.stdout}\n{done.stderr}"
     )
     return done.stdout
 
 
-def _run_until_output_then_interrupt(block: Block, cluster: Cluster) -> None:
+def _run_until_output_then_interrupt(doc: Path, block: Block, cluster: Cluster) -> None:
     """Run the program until it printed its output, Ctrl-C it, and check that it left."""
-    assert block.output is not None, f"README line {block.line}: an interrupt block needs output"
+    assert block.output is not None, f"{_where(doc, block)}: an interrupt block needs output"
     expected = map_ports(block.output, cluster.ports)
     want = len([line for line in expected.splitlines() if line.strip() != "..."])
     name = re.search(r'name="([^"]+)"', block.code)
-    assert name is not None, f"README line {block.line}: no NodeConfig(name=...) to watch"
+    assert name is not None, f"{_where(doc, block)}: no NodeConfig(name=...) to watch"
     with subprocess.Popen(
         [sys.executable, "-c", map_ports(block.code, cluster.ports)],
         cwd=cluster.directory,
@@ -131,7 +138,7 @@ def _run_until_output_then_interrupt(block: Block, cluster: Cluster) -> None:
             printed: list[str] = []
             while len(printed) < want:
                 line = proc.stdout.readline()
-                assert line, f"README line {block.line}: ended after {printed}"
+                assert line, f"{_where(doc, block)}: ended after {printed}"
                 printed.append(line)
             watchdog.cancel()
             expect_lines(expected, "".join(printed))
@@ -198,16 +205,20 @@ def _instances(port: int, service: str) -> list[dict[str, str]]:
     return result
 
 
-def test_readme_top_section_runs_verbatim_for_a_newcomer(cluster: Cluster) -> None:
-    text = README.read_text()
-    blocks = runnable_blocks(top_section(text))
+def test_readme_and_docs_snippets_run_verbatim_against_the_shipped_cluster(
+    cluster: Cluster,
+) -> None:
+    readme = runnable_blocks(README.read_text())
     # The quick start's commands, the embedding program and the threaded one, at least.
-    assert [b.lang for b in blocks][:4] == ["sh", "sh", "python", "python"]
-    assert runnable_blocks(text) == blocks, "runnable blocks below the top section: run them too"
-    for block in blocks:
-        if block.interrupt:
-            _run_until_output_then_interrupt(block, cluster)
-            continue
-        printed = _run_to_end(block, cluster)
-        if block.output is not None:
-            expect_lines(map_ports(block.output, cluster.ports), printed)
+    assert [b.lang for b in readme][:4] == ["sh", "sh", "python", "python"]
+    for doc, blocks in [(README, readme), *((d, runnable_blocks(d.read_text())) for d in DOCS)]:
+        for block in blocks:
+            if block.interrupt:
+                _run_until_output_then_interrupt(doc, block, cluster)
+                continue
+            printed = _run_to_end(doc, block, cluster)
+            if block.output is not None:
+                try:
+                    expect_lines(map_ports(block.output, cluster.ports), printed)
+                except AssertionError as exc:
+                    raise AssertionError(f"{_where(doc, block)}: {exc}") from None

@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 import random
 import threading
-import time
 from collections import Counter
 from contextlib import aclosing
 from typing import Any, TypeVar
@@ -29,6 +28,7 @@ from gossip_registry.client import (
     RegistryClient,
     RegistryError,
 )
+from tests.polling import eventually
 
 NODES = ["http://n1", "http://n2"]
 
@@ -507,10 +507,9 @@ def test_blocking_callers_in_many_threads_share_one_fetch() -> None:
         ]
         for thread in threads:
             thread.start()
-        deadline = time.monotonic() + 10
-        while client.stats.get("shared_fetches", 0) < 19:  # all but the fetching thread wait
-            assert time.monotonic() < deadline, client.stats
-            time.sleep(0.005)
+        eventually(  # all but the fetching thread wait
+            lambda: client.stats.get("shared_fetches", 0) >= 19, detail=lambda: str(client.stats)
+        )
         release.set()
         for thread in threads:
             thread.join(10)

@@ -6,7 +6,6 @@ from pathlib import Path
 
 import pytest
 
-from gossip_registry.config.cluster_file import load_cluster
 from gossip_registry.core.limits import Limits
 from gossip_registry.errors import ConfigError
 from tests.unit.test_config import cluster_text, load_text
@@ -86,7 +85,3 @@ def test_tls_files_are_paths_relative_to_the_cluster_file(tmp_path: Path) -> Non
     a, b = load_text(tmp_path, text).nodes
     assert (a.tls_cert, a.tls_key) == (tmp_path / "tls/c.pem", tmp_path / "tls/k.pem")
     assert b.tls_cert is None
-
-
-def test_the_shipped_cluster_file_still_loads() -> None:
-    load_cluster(Path(__file__).resolve().parents[2] / "cluster.toml")

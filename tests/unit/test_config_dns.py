@@ -6,17 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from gossip_registry.config.cluster_file import load_cluster
 from gossip_registry.errors import ConfigError
-from tests.unit.test_config import REPO, cluster_text, load_text
-
-
-def test_shipped_cluster_toml_serves_dns_on_8601_to_8605() -> None:
-    cluster = load_cluster(REPO / "cluster.toml")
-
-    assert [n.dns for n in cluster.nodes] == [("127.0.0.1", 8601 + i) for i in range(5)]
-    assert cluster.dns_addresses["node2"] == ("127.0.0.1", 8602)
-    assert {(n.dns_domain, n.dns_ttl) for n in cluster.nodes} == {("registry.", 5.0)}
+from tests.unit.test_config import cluster_text, load_text
 
 
 def test_dns_is_off_without_dns_port_and_settings_layer_like_others(tmp_path: Path) -> None:

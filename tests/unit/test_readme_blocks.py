@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.readme_blocks import expect_lines, map_ports, runnable_blocks, top_section
+from tests.readme_blocks import expect_lines, map_ports, runnable_blocks
 
 DOC = """# Title
 
@@ -33,10 +33,6 @@ def test_runnable_blocks_come_in_order_with_their_output_and_flags() -> None:
     assert (first.lang, first.code, first.output, first.line) == ("sh", "echo hi\n", "hi\n", 7)
     assert not first.interrupt
     assert (second.lang, second.output, second.interrupt) == ("python", None, True)
-
-
-def test_only_the_top_section_is_above_how_it_works() -> None:
-    assert [b.code for b in runnable_blocks(top_section(DOC))] == ["echo hi\n"]
 
 
 @pytest.mark.parametrize(

@@ -6,6 +6,7 @@ seed (the simulator adds it to any exception raised inside a node).
 
 from __future__ import annotations
 
+import functools
 import random
 
 import pytest
@@ -154,6 +155,10 @@ def test_a_leaving_node_is_marked_left_not_dead_and_its_entries_go() -> None:
     assert all(not core(cluster, n).table.live("web") for n in others)
 
 
+def all_left(cluster: SimCluster, leaver: str, others: list[str]) -> bool:
+    return all(cluster.states(o)[leaver] is LEFT for o in others)
+
+
 @pytest.mark.parametrize("n", [6, 8, 9])
 def test_every_peer_of_a_small_cluster_hears_a_leave_within_a_second(n: int) -> None:
     # Clusters of 6-9 nodes retransmit an update only 4 times per node; sent
@@ -166,7 +171,7 @@ def test_every_peer_of_a_small_cluster_hears_a_leave_within_a_second(n: int) -> 
         cluster.leave(leaver)
         others = [name for name in cluster.names if name != leaver]
         if not cluster.run_until(
-            lambda: all(cluster.states(o)[leaver] is LEFT for o in others),
+            functools.partial(all_left, cluster, leaver, others),
             timeout=1.0,
             check_every=0.05,
         ):

@@ -56,6 +56,7 @@ __all__ = [
     "SERVICE",
     "HAProxy",
     "HAProxySettings",
+    "HarnessError",
     "Registry",
     "Traffic",
     "WebFleet",
@@ -187,11 +188,29 @@ class WebFleet:
         started = []
         for port in free_ports(count):
             instance = WebInstance(f"web-{len(self.instances) + 1}", port)
-            argv = [sys.executable, "-S", "-c", _INSTANCE, instance.id, str(port)]
+            # The directory as a last (unused) argument: a leftover process names its run.
+            argv = [sys.executable, "-S", "-c", _INSTANCE, instance.id, str(port), str(self.log)]
             instance.process = spawn(argv, self.log, self.log.parent)
             self.instances.append(instance)
             started.append(instance)
         return started
+
+    async def wait_listening(self, instances: list[WebInstance]) -> None:
+        """Until each of ``instances`` accepts connections (its first check then passes)."""
+        with trio.move_on_after(START_TIMEOUT):
+            for instance in instances:
+                while True:
+                    if instance.process is None or instance.process.poll() is not None:
+                        raise HarnessError(f"{instance.id} exited; see {self.log}")
+                    try:
+                        stream = await trio.open_tcp_stream(HOST, instance.port)
+                    except OSError:
+                        await trio.sleep(0.02)
+                        continue
+                    await stream.aclose()
+                    break
+            return
+        raise HarnessError(f"instances not listening within {START_TIMEOUT}s; see {self.log}")
 
     def kill(self, instance: WebInstance) -> None:
         """SIGKILL by PID (``Popen`` never signals a reaped PID) and reap."""
@@ -212,6 +231,13 @@ class WebFleet:
         if answer is None or answer[0] != 200:
             raise HarnessError(f"registering {instance.id} on n2: {answer!r}")
 
+    @staticmethod
+    async def deregister(api: HttpClient, registry: Registry, instance: WebInstance) -> None:
+        path = f"/v1/services/{instance.id}"
+        answer = await api.request(HOST, registry.http["n2"], "DELETE", path)
+        if answer is None or answer[0] != 200:
+            raise HarnessError(f"deregistering {instance.id} on n2: {answer!r}")
+
 
 # --- HAProxy --------------------------------------------------------------------------------
 
@@ -220,8 +246,8 @@ class WebFleet:
 class HAProxySettings:
     """How often HAProxy asks DNS and checks servers, and the EDNS0 size it advertises."""
 
-    resolve: str = "500ms"
-    check_inter: str = "500ms"
+    resolve: str = "1s"
+    check_inter: str = "1s"
     accepted_payload_size: int = 8192
 
 

@@ -79,6 +79,7 @@ async def running(
     try:
         registry.start()
         instances = fleet.start(INSTANCES)
+        await fleet.wait_listening(instances)
         async with HttpClient(2.0) as api:
             await registry.wait_joined(api)
             for instance in instances:
@@ -148,6 +149,7 @@ async def test_haproxy_follows_the_registry_through_dns(tmp_path: Path) -> None:
 
             # A newly registered instance starts receiving requests.
             (newcomer,) = fleet.start(1)
+            await fleet.wait_listening([newcomer])
             await WebFleet.register(setup.api, setup.registry, newcomer)
 
             async def newcomer_served() -> bool:

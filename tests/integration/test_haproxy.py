@@ -16,6 +16,7 @@ Without haproxy the test skips, saying so; in CI (``CI=true``) it fails.
 from __future__ import annotations
 
 import os
+import subprocess
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -32,6 +33,7 @@ from gossip_registry.harness.haproxy import (
     WebFleet,
     WebInstance,
     find_program,
+    haproxy_config,
 )
 from gossip_registry.harness.http11 import HttpClient
 
@@ -191,3 +193,29 @@ async def test_haproxy_uses_a_truncated_srv_answer_as_far_as_it_goes(tmp_path: P
     assert served < {i.port for i in setup.fleet.instances}
     assert counters["invalid"] == counters["too_big"] == 0, counters
     assert ident is not None
+
+
+def test_the_documented_configuration_is_valid_and_the_one_tested(tmp_path: Path) -> None:
+    """docs/integrations.md's HAProxy block passes ``haproxy -c``, and its resolver and
+    server-template settings are the ones the tests and the benchmark run."""
+    binary = haproxy_binary()
+    docs = (Path(__file__).resolve().parents[2] / "docs" / "integrations.md").read_text()
+    block = docs.split("```haproxy\n", 1)[1].split("```", 1)[0]
+    config = tmp_path / "haproxy.cfg"
+    config.write_text(block)
+    check = subprocess.run([binary, "-c", "-f", str(config)], capture_output=True, text=True)
+    assert check.returncode == 0, check.stdout + check.stderr
+
+    def settings(text: str) -> set[str]:
+        """Directive lines without comments, ports, paths and the slot count."""
+        lines = set()
+        for line in text.splitlines():
+            words = line.split("#", 1)[0].split()
+            if words and words[0] not in ("nameserver", "bind", "stats", "log"):
+                lines.add(" ".join(w for w in words if not w.isdigit()))
+        return lines
+
+    tested = haproxy_config(
+        dns_port=1, listen_port=2, socket=tmp_path / "s", slots=3, settings=HAProxySettings()
+    )
+    assert settings(tested) - {"global"} == settings(block)

@@ -31,8 +31,21 @@ dropped, so two servers can never bounce packets between them.
 
 Size: over UDP an answer must fit 512 bytes, or the payload size the query
 advertises with EDNS0 (capped at MAX_UDP_PAYLOAD). What does not fit loses
-its additional section first (optional data: no TC), then its answers, and
-is sent with the TC bit so the client asks again over TCP.
+additional records first (optional data: no TC), then answer records, whole
+ones from the end, and is sent with the TC bit with the answers that fit, so
+a resolver asks again over TCP and one that cannot (HAProxy's, for SRV)
+still has servers to use.
+
+Load balancers: HAProxy's resolver (``src/resolvers.c`` in 2.6,
+``resolv_validate_dns_response``) rejects a response without exactly one
+question or with no answer record, and pairs an additional A/AAAA with an
+SRV record when its owner name equals the SRV target byte for byte; it
+steps over no other record type there, so the OPT record goes last. Ours
+are built for that: the additional section holds only the A/AAAA of SRV
+targets (the same name object renders both), the OPT comes last, a
+truncated answer keeps what fits. Every SRV target of an IP-addressed
+instance (``HEX.addr.DOMAIN``) answers A/AAAA, so a target HAProxy got no
+additional record for resolves at the same server.
 
 Speed: dnspython spends about 20 us per record building a message, so a
 100-instance answer would cost milliseconds. Each record is built once by
@@ -192,6 +205,8 @@ class _Reply:
     answer: Sequence[bytes] = ()
     authority: Sequence[bytes] = ()
     additional: Sequence[bytes] = ()
+    needs: Sequence[int] = ()
+    """Per additional record, how many answers must be sent for it to belong (its SRV's rank)."""
 
 
 class DnsAnswerer:
@@ -290,6 +305,7 @@ class DnsAnswerer:
             return response.to_wire()
         if len(query.question) != 1:
             self.stats["malformed"] += 1
+            response.question = []  # a response never holds more than one (HAProxy demands it)
             response.set_rcode(dns.rcode.FORMERR)
             return response.to_wire()
         if query.edns > 0:
@@ -374,8 +390,15 @@ class DnsAnswerer:
 
     def _srv_reply(self, srv: _Shuffler[tuple[bytes, bytes | None]]) -> _Reply:
         pairs = srv.pick(self.rng)
-        extra = dict.fromkeys(add for _, add in pairs if add is not None)
-        return _Reply(answer=[answer for answer, _ in pairs], additional=list(extra))
+        extra: dict[bytes, int] = {}  # each target's address once, after its first SRV record
+        for rank, (_, add) in enumerate(pairs, 1):
+            if add is not None:
+                extra.setdefault(add, rank)
+        return _Reply(
+            answer=[answer for answer, _ in pairs],
+            additional=list(extra),
+            needs=list(extra.values()),
+        )
 
     def _node(self, label: bytes, qtype: int) -> _Reply:
         name = _text(label)
@@ -455,33 +478,54 @@ class DnsAnswerer:
     # ----------------------------------------------------------- assembly
 
     def _assemble(self, shape: _Shape, reply: _Reply, limit: int) -> bytes:
-        """Splice the records into the response skeleton; shed what exceeds ``limit``.
+        """Splice the records into the response skeleton; shed whole records beyond ``limit``.
 
         The skeleton (without its id) is the header, the question, then the
         OPT record if the query had EDNS0; our records go between the
-        question and the OPT (which may sit anywhere in the additional
-        section, RFC 6891 section 6.1.1).
+        question and the OPT, so the OPT stays last (RFC 6891 section 6.1.1
+        allows it anywhere; HAProxy's resolver, reading the additional
+        section, loses its place at any record but A/AAAA, so nothing may
+        follow one).
+
+        Beyond ``limit`` the answer keeps as many whole records as fit (in
+        their shuffled order) with TC set: a client that cannot retry over
+        TCP, as HAProxy's resolver for SRV, still uses them, and an empty
+        truncated answer is an error to it. The authority section goes
+        with a truncated answer. Additional records are optional data (RFC
+        2181 section 9): as many as fit, no TC for the rest, and only those
+        of SRV records sent.
         """
         skeleton = shape.skeleton(reply.rcode, truncated=False)
         end = shape.question_end
         arcount = int.from_bytes(skeleton[8:10], "big")
-        for additional in (reply.additional, ()):
-            ancount, nscount = len(reply.answer), len(reply.authority)
-            wire = b"".join(
-                (
-                    skeleton[:4],
-                    _COUNTS.pack(ancount, nscount, arcount + len(additional)),
-                    skeleton[10:end],
-                    *reply.answer,
-                    *reply.authority,
-                    *additional,
-                    skeleton[end:],
-                )
+        answer, authority, additional = reply.answer, reply.authority, reply.additional
+        room = limit - 2 - len(skeleton)  # - the id
+        size = sum(map(len, answer)) + sum(map(len, authority))
+        truncated = size > room
+        if truncated:
+            answer, authority = _fitting(answer, room), ()
+            room -= sum(map(len, answer))
+            if reply.needs:
+                additional = [
+                    a for a, n in zip(additional, reply.needs, strict=True) if n <= len(answer)
+                ]
+        else:
+            room -= size
+        additional = _fitting(additional, room)
+        if truncated:
+            self.stats["truncated"] += 1
+            skeleton = shape.skeleton(reply.rcode, truncated=True)
+        return b"".join(
+            (
+                skeleton[:4],
+                _COUNTS.pack(len(answer), len(authority), arcount + len(additional)),
+                skeleton[10:end],
+                *answer,
+                *authority,
+                *additional,
+                skeleton[end:],
             )
-            if len(wire) + 2 <= limit:  # + the id
-                return wire
-        self.stats["truncated"] += 1
-        return shape.skeleton(reply.rcode, truncated=True)
+        )
 
 
 class _Shape:
@@ -520,6 +564,15 @@ class _Shape:
                 response.flags |= dns.flags.TC
             wire = self._skeletons[(rcode, truncated)] = response.to_wire()[2:]
         return wire
+
+
+def _fitting(records: Sequence[bytes], room: int) -> Sequence[bytes]:
+    """The longest prefix of ``records`` that fits ``room`` bytes (all of them, usually)."""
+    for count, record in enumerate(records):
+        room -= len(record)
+        if room < 0:
+            return records[:count]
+    return records
 
 
 def _text(label: bytes) -> str | None:

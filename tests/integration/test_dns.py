@@ -224,7 +224,7 @@ async def test_a_large_answer_is_truncated_over_udp_and_complete_over_tcp() -> N
 
         udp = await blocking(lambda: query(node, "big.service.registry.", "A"))
         assert udp.flags & dns.flags.TC
-        assert udp.answer == []
+        assert 0 < len(udp.answer[0]) < 60  # the whole records that fit 512 bytes
         assert node.dns_stats["truncated"] == 1
         # EDNS0 raises the UDP limit: 60 A records fit 4096 bytes.
         edns = await blocking(
@@ -240,14 +240,14 @@ async def test_a_large_answer_is_truncated_over_udp_and_complete_over_tcp() -> N
         assert sum(len(rrset) for rrset in tcp.additional) == 60
 
 
-async def test_an_answer_that_fits_without_its_additional_section_is_not_truncated() -> None:
+async def test_an_answer_that_fits_without_all_its_additional_records_is_not_truncated() -> None:
     async with dns_node() as node:
         for i in range(8):  # 8 SRV records take ~380 bytes, with their A records ~680
             await node.register("mid", address=f"10.4.0.{i + 1}", port=2000 + i)
         response = await blocking(lambda: query(node, "mid.service.registry.", "SRV"))
     assert not response.flags & dns.flags.TC
     assert len(response.answer[0]) == 8
-    assert response.additional == []
+    assert 0 < sum(len(rrset) for rrset in response.additional) < 8
 
 
 # --- Hostile input --------------------------------------------------------------------

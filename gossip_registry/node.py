@@ -767,9 +767,10 @@ class Node:
         specs = admit_checks(
             (service, instance_id), checks, self._checks, self.config.max_checks_per_node
         )
-        states = (*initial_states(specs), *self._maintenance.states((service, instance_id)))
-        if states:
-            health = worst(s.status for s in states)
+        states = initial_states(specs)
+        written = (*states, *self._maintenance.states((service, instance_id)))
+        if written:
+            health = worst(s.status for s in written)
         undo = self._undo_for((service, instance_id))
         try:
             entry, effects = protocol.register(
@@ -782,7 +783,7 @@ class Node:
                 meta=dict(meta),
                 weight=weight,
                 status=health,
-                checks=states,
+                checks=written,
             )
         except ValueError as exc:
             raise ValueError(f"registration: {exc}") from None

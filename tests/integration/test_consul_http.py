@@ -347,3 +347,21 @@ async def test_prometheus_targets_are_http_sd_groups_with_the_registry_labels() 
         tagged = await client.get("/v1/prometheus/targets", params={"tag": "b"})
         assert [g["labels"]["__meta_registry_service_id"] for g in tagged.json()] == ["w1"]
         assert (await client.get("/v1/prometheus/targets", params={"x": "1"})).status_code == 400
+
+
+async def test_node_maintenance_covers_instances_registered_while_it_is_on() -> None:
+    async with one_node() as (node, client):
+        await node.set_maintenance(True, "rack move")
+        body = {"Name": "web", "ID": "w1", "Port": 80, "Check": {"TTL": "30s"}}
+        assert (await client.put("/v1/agent/service/register", json=body)).status_code == 200
+        await node.register("web", instance_id="w2", port=81)
+        assert (await client.put("/v1/agent/check/pass/service:w1")).status_code == 200
+        checks = (await client.get("/v1/health/checks/web")).json()
+        assert {(c["ServiceID"], c["CheckID"], c["Status"]) for c in checks} == {
+            ("w1", "service:w1", "passing"),
+            ("w1", "_node_maintenance", "critical"),
+            ("w2", "_node_maintenance", "critical"),
+        }
+        assert node.discover("web") == []
+        await node.set_maintenance(False)
+        assert sorted(e.instance_id for e in node.discover("web")) == ["w1", "w2"]

@@ -14,6 +14,7 @@ import json
 import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -365,3 +366,20 @@ async def test_node_maintenance_covers_instances_registered_while_it_is_on() -> 
         assert node.discover("web") == []
         await node.set_maintenance(False)
         assert sorted(e.instance_id for e in node.discover("web")) == ["w1", "w2"]
+
+
+async def test_maintenance_survives_a_restart_from_the_snapshot(tmp_path: Path) -> None:
+    with trio.fail_after(TIMEOUT):
+        async with Node(fast_config("n1", data_dir=tmp_path)) as node:
+            await node.register("web", instance_id="w1", port=80, checks=[CheckSpec(ttl=60.0)])
+            await node.update_ttl("service:w1", Health.PASSING)
+            await node.set_maintenance(True, "upgrade", instance_id="w1")
+            await node.set_maintenance(True, "rack move")
+        async with Node(fast_config("n1", data_dir=tmp_path)) as node:
+            assert node.maintenance() == {"node": "rack move", "instances": {"web/w1": "upgrade"}}
+            assert node.discover("web") == []
+            await node.update_ttl("service:w1", Health.PASSING, "still here")  # a check change
+            assert node.discover("web") == []  # keeps the maintenance checks
+            await node.set_maintenance(False)
+            await node.set_maintenance(False, instance_id="w1")
+            assert [e.instance_id for e in node.discover("web")] == ["w1"]

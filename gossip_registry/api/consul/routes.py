@@ -60,12 +60,12 @@ from gossip_registry.api.http import (
     _registration,
     _Reject,
 )
-from gossip_registry.api.view_cache import IndexedCache
+from gossip_registry.api.view_cache import IndexedCache, ViewCache
 from gossip_registry.core.messages import ACTIVE_STATES
 from gossip_registry.registry.entry import Entry
 
 if TYPE_CHECKING:
-    from gossip_registry.node import Node
+    from gossip_registry.node import MemberView, Node
 
 __all__ = ["UNSUPPORTED", "consul_routes"]
 
@@ -114,9 +114,13 @@ _HEADERS = {"X-Consul-KnownLeader": "true", "X-Consul-LastContact": "0"}
 _STATES = ("any", "passing", "warning", "critical")
 
 
-def _answer(body: Any, index: int) -> Response:
+def _json(value: Any) -> bytes:
+    return json.dumps(value, ensure_ascii=False, separators=(",", ":")).encode()
+
+
+def _answer(body: bytes, index: int) -> Response:
     headers = {**_HEADERS, "X-Consul-Index": str(index)}
-    return JSONResponse(body, headers=headers)
+    return Response(body, media_type="application/json", headers=headers)
 
 
 def _written() -> Response:
@@ -155,6 +159,9 @@ def consul_routes(node: Node, rng: random.Random) -> list[Route]:
     nodes = _Nodes(node, dc)
     # Renderings of the reads that visit every entry, per (path, query), while their index holds.
     cache: IndexedCache[bytes] = IndexedCache()
+    health_views = ViewCache(
+        lambda entries: _json([health_entry(e, info(e), dc, node.is_stale(e)) for e in entries])
+    )
 
     def common(request: Request) -> None:
         """The query parameters every read takes: ``dc``, and the refused ``filter``."""
@@ -167,42 +174,40 @@ def consul_routes(node: Node, rng: random.Random) -> list[Route]:
         if any(params.getlist("node-meta")):
             raise _Reject(400, "node-meta: filtering by node metadata is not supported")
 
+    async def held(request: Request, wait: Callable[[int, float], Awaitable[int]]) -> None:
+        """Check the common parameters, then hold a blocking query until its view changes."""
+        common(request)
+        query = _blocking(request, rng)
+        if query is not None:
+            await wait(*query)
+
     async def read(
         request: Request,
         index: Callable[[], int],
         wait: Callable[[int, float], Awaitable[int]],
         body: Callable[[], Any],
+        *,
+        cached: bool = False,
     ) -> Response:
-        common(request)
-        query = _blocking(request, rng)
-        if query is not None:
-            await wait(*query)
-        return _answer(body(), index())
-
-    async def cached_read(
-        request: Request,
-        index: Callable[[], int],
-        wait: Callable[[int, float], Awaitable[int]],
-        body: Callable[[], Any],
-    ) -> Response:
-        """``read`` for a body that visits every entry: rendered once per index and query."""
-        common(request)
-        query = _blocking(request, rng)
-        if query is not None:
-            await wait(*query)
+        """A read at the view's index; ``cached``: for a body that visits every entry,
+        rendered once per index and query."""
+        await held(request, wait)
         now = index()
+        if not cached:
+            return _answer(_json(body()), now)
         key = (request.url.path, str(request.query_params))
-        rendered = cache.get(key, now, lambda: json.dumps(body(), separators=(",", ":")).encode())
-        headers = {**_HEADERS, "X-Consul-Index": str(now)}
-        return Response(rendered, media_type="application/json", headers=headers)
+        return _answer(cache.get(key, now, lambda: _json(body())), now)
 
     def every_entry() -> list[Entry]:
         return [e for name in node.services() for e in node.discover(name, passing_only=False)]
 
     def instances(request: Request, name: str) -> list[Entry]:
+        """``?passing`` (Consul's default: every instance) and ``?tag`` (all must match)."""
         passing = _flag(request, "passing", default=False)
-        tags = request.query_params.getlist("tag")
-        return node.discover(name, tags=tags, passing_only=passing)
+        return node.discover(name, tags=request.query_params.getlist("tag"), passing_only=passing)
+
+    def serf_member(m: MemberView) -> dict[str, Any]:
+        return member_json(m.name, m.address, m.port, m.state, {**m.meta, "dc": dc})
 
     def info(entry: Entry) -> NodeInfo:
         return nodes.get(entry.owner, entry.address)
@@ -211,33 +216,29 @@ def consul_routes(node: Node, rng: random.Random) -> list[Route]:
     async def agent_self(request: Request) -> Response:
         me = nodes.get(node.name, node.advertise_addr[0])
         config = {"Datacenter": dc, "NodeName": node.name, "NodeID": me.id, "Server": False}
-        mine = [m for m in node.members() if m.name == node.name]
-        member = [member_json(m.name, m.address, m.port, m.state, m.meta) for m in mine]
+        member = [serf_member(m) for m in node.members() if m.name == node.name]
         body = {"Config": config, "Member": member[0] if member else None, "Meta": dict(me.meta)}
-        return _answer(body, node.members_index())
+        return _answer(_json(body), node.members_index())
 
     async def leader(request: Request) -> Response:
         common(request)
         host, port = node.advertise_addr
-        return _answer(f"{host}:{port}", node.members_index())
+        return _answer(_json(f"{host}:{port}"), node.members_index())
 
     async def peers(request: Request) -> Response:
         common(request)
         host, port = node.advertise_addr
-        return _answer([f"{host}:{port}"], node.members_index())
+        return _answer(_json([f"{host}:{port}"]), node.members_index())
 
     async def datacenters(request: Request) -> Response:
-        return _answer([dc], 1)
+        return _answer(_json([dc]), 1)
 
     async def agent_members(request: Request) -> Response:
         return await read(
             request,
             node.members_index,
             node.wait_for_members_change,
-            lambda: [
-                member_json(m.name, m.address, m.port, m.state, {**m.meta, "dc": dc})
-                for m in node.members()
-            ],
+            lambda: [serf_member(m) for m in node.members()],
         )
 
     async def agent_services(request: Request) -> Response:
@@ -260,7 +261,9 @@ def consul_routes(node: Node, rng: random.Random) -> list[Route]:
                 tags.setdefault(entry.service, set()).update(entry.tags)
             return {name: sorted(found) for name, found in sorted(tags.items())}
 
-        return await cached_read(request, node.entries_index, node.wait_for_entries_change, body)
+        return await read(
+            request, node.entries_index, node.wait_for_entries_change, body, cached=True
+        )
 
     async def catalog_service_(request: Request) -> Response:
         name: str = request.path_params["name"]
@@ -280,15 +283,17 @@ def consul_routes(node: Node, rng: random.Random) -> list[Route]:
 
     # --- Health.
     async def health_service(request: Request) -> Response:
+        """The hot read (every watcher of a service wakes on its change): one rendering per
+        query while its entries, the service's index and the member list's are unchanged."""
         name: str = request.path_params["name"]
-        return await read(
-            request,
-            lambda: node.index(name),
-            lambda index, timeout: node.wait_for_change(name, index, timeout),
-            lambda: [
-                health_entry(e, info(e), dc, node.is_stale(e)) for e in instances(request, name)
-            ],
-        )
+        await held(request, lambda index, timeout: node.wait_for_change(name, index, timeout))
+        passing = _flag(request, "passing", default=False)
+        tags = request.query_params.getlist("tag")
+        entries = node.discover(name, tags=tags, passing_only=passing)
+        now = node.index(name)
+        # Node addresses come from the member list: a change there renders again too.
+        version = max(now, node.members_index())
+        return _answer(health_views.get((name, passing, *tags), entries, version), now)
 
     async def health_checks(request: Request) -> Response:
         name: str = request.path_params["name"]
@@ -308,7 +313,9 @@ def consul_routes(node: Node, rng: random.Random) -> list[Route]:
             checks = (c for e in every_entry() for c in service_checks(e))
             return [c for c in checks if state == "any" or c["Status"] == state]
 
-        return await cached_read(request, node.entries_index, node.wait_for_entries_change, body)
+        return await read(
+            request, node.entries_index, node.wait_for_entries_change, body, cached=True
+        )
 
     # --- Writes.
     async def register(request: Request) -> Response:

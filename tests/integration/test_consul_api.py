@@ -35,13 +35,17 @@ def service_ids(answer: tuple[str, list[dict[str, Any]]]) -> list[str]:
     return sorted(item["Service"]["ID"] for item in answer[1])
 
 
+def two_agents(processes: Processes, tmp_path: Path) -> tuple[Any, Any]:
+    """Agents n1 and n2 of cluster "test", all alive; a py-consul client for each."""
+    cluster = write_cluster(tmp_path, ["n1", "n2"])
+    start_cluster(processes, cluster)
+    return tuple(consul.Consul(host="127.0.0.1", port=cluster.http[n]) for n in ("n1", "n2"))
+
+
 def test_py_consul_registers_passes_a_ttl_check_and_a_blocking_query_wakes_on_another_node(
     processes: Processes, tmp_path: Path
 ) -> None:
-    cluster = write_cluster(tmp_path, ["n1", "n2"])
-    start_cluster(processes, cluster)
-    c1 = consul.Consul(host="127.0.0.1", port=cluster.http["n1"])
-    c2 = consul.Consul(host="127.0.0.1", port=cluster.http["n2"])
+    c1, c2 = two_agents(processes, tmp_path)
     assert c1.agent.self()["Config"]["Datacenter"] == "test"
 
     check = consul.Check.ttl("30s")
@@ -86,10 +90,7 @@ def test_py_consul_registers_passes_a_ttl_check_and_a_blocking_query_wakes_on_an
 def test_py_consul_maintenance_and_deregister_reach_every_node(
     processes: Processes, tmp_path: Path
 ) -> None:
-    cluster = write_cluster(tmp_path, ["n1", "n2"])
-    start_cluster(processes, cluster)
-    c1 = consul.Consul(host="127.0.0.1", port=cluster.http["n1"])
-    c2 = consul.Consul(host="127.0.0.1", port=cluster.http["n2"])
+    c1, c2 = two_agents(processes, tmp_path)
     assert c2.agent.service.register("api", service_id="api-1", address="127.0.0.1", port=9000)
     assert c2.agent.service.register("api", service_id="api-2", address="127.0.0.1", port=9001)
 

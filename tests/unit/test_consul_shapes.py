@@ -22,26 +22,13 @@ from gossip_registry.api.prometheus_sd import label_name, target_group
 from gossip_registry.core.messages import MemberState
 from gossip_registry.maintenance import Maintenance
 from gossip_registry.registry.entry import CheckKind, CheckState, Entry, Health
+from tests.unit.test_codec import make_entry
 
 
 def entry(**changes: Any) -> Entry:
-    fields: dict[str, Any] = {
-        "service": "web",
-        "instance_id": "w1",
-        "address": "10.0.0.1",
-        "port": 8080,
-        "tags": ("a",),
-        "meta": {"k": "v"},
-        "weight": 2,
-        "status": Health.PASSING,
-        "output": "",
-        "owner": "n1",
-        "owner_incarnation": 0,
-        "stamp": 1,
-        "deleted": False,
-    }
-    fields.update(changes)
-    return Entry(**fields)
+    """``make_entry`` with the fields these tests read, and no checks unless given."""
+    fields: dict[str, Any] = {"instance_id": "w1", "tags": ("a",), "meta": {"k": "v"}}
+    return make_entry(**{**fields, "weight": 2, "owner": "n1", "checks": (), **changes})
 
 
 @pytest.mark.parametrize(

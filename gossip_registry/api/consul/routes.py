@@ -265,13 +265,17 @@ def consul_routes(node: Node, rng: random.Random) -> list[Route]:
             request, node.entries_index, node.wait_for_entries_change, body, cached=True
         )
 
-    async def catalog_service_(request: Request) -> Response:
+    def service_wait(name: str) -> Callable[[int, float], Awaitable[int]]:
+        return lambda index, timeout: node.wait_for_change(name, index, timeout)
+
+    async def service_read(request: Request, body: Callable[[str], Any]) -> Response:
+        """A read of one service's view: ``body(name)`` at the service's index."""
         name: str = request.path_params["name"]
-        return await read(
-            request,
-            lambda: node.index(name),
-            lambda index, timeout: node.wait_for_change(name, index, timeout),
-            lambda: [catalog_service(e, info(e)) for e in instances(request, name)],
+        return await read(request, lambda: node.index(name), service_wait(name), lambda: body(name))
+
+    async def catalog_service_(request: Request) -> Response:
+        return await service_read(
+            request, lambda name: [catalog_service(e, info(e)) for e in instances(request, name)]
         )
 
     async def catalog_nodes(request: Request) -> Response:
@@ -286,7 +290,7 @@ def consul_routes(node: Node, rng: random.Random) -> list[Route]:
         """The hot read (every watcher of a service wakes on its change): one rendering per
         query while its entries, the service's index and the member list's are unchanged."""
         name: str = request.path_params["name"]
-        await held(request, lambda index, timeout: node.wait_for_change(name, index, timeout))
+        await held(request, service_wait(name))
         passing = _flag(request, "passing", default=False)
         tags = request.query_params.getlist("tag")
         entries = node.discover(name, tags=tags, passing_only=passing)
@@ -296,12 +300,11 @@ def consul_routes(node: Node, rng: random.Random) -> list[Route]:
         return _answer(health_views.get((name, passing, *tags), entries, version), now)
 
     async def health_checks(request: Request) -> Response:
-        name: str = request.path_params["name"]
-        return await read(
+        return await service_read(
             request,
-            lambda: node.index(name),
-            lambda index, timeout: node.wait_for_change(name, index, timeout),
-            lambda: [c for e in node.discover(name, passing_only=False) for c in service_checks(e)],
+            lambda name: [
+                c for e in node.discover(name, passing_only=False) for c in service_checks(e)
+            ],
         )
 
     async def health_state(request: Request) -> Response:

@@ -115,13 +115,10 @@ def agent_service(entry: Entry, dc: str) -> dict[str, Any]:
 
 def catalog_service(entry: Entry, node: NodeInfo) -> dict[str, Any]:
     """One element of ``/v1/catalog/service/{name}``: node and service fields flattened."""
+    flat = node_json(node)
+    flat["NodeMeta"] = flat.pop("Meta")
     return {
-        "ID": node.id,
-        "Node": node.name,
-        "Address": node.address,
-        "Datacenter": node.datacenter,
-        "TaggedAddresses": {"lan": node.address, "wan": node.address},
-        "NodeMeta": dict(node.meta),
+        **flat,
         "ServiceID": entry.instance_id,
         "ServiceName": entry.service,
         "ServiceTags": list(entry.tags),

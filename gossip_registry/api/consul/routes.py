@@ -195,7 +195,9 @@ def consul_routes(node: Node, rng: random.Random) -> list[Route]:
         now = index()
         if not cached:
             return _answer(_json(body()), now)
-        key = (request.url.path, str(request.query_params))
+        # Not keyed on index and wait: every watcher of the view shares one rendering.
+        asked = request.query_params.multi_items()
+        key = (request.url.path, tuple(item for item in asked if item[0] not in ("index", "wait")))
         return _answer(cache.get(key, now, lambda: _json(body())), now)
 
     def every_entry() -> list[Entry]:

@@ -8,7 +8,10 @@ the API cannot change the protocol's behaviour and the node can change its
 internals without touching this file. The introspection endpoints are the
 exception, each in a module of its own: ``GET /metrics`` (``metrics.py``
 reads the node's counters at scrape time) and ``GET /v1/events``
-(``api/events.py`` streams the node's event bus as NDJSON).
+(``api/events.py`` streams the node's event bus as NDJSON). Two more
+faces of the same operations live in modules of their own and are mounted
+here: a subset of Consul's HTTP API (``api/consul/``) and Prometheus'
+HTTP service discovery (``GET /v1/prometheus/targets``, ``prometheus_sd.py``).
 
 Input is untrusted. Bodies are read with a 64 KiB cap (checked on the
 Content-Length header and again while streaming, since chunked bodies have
@@ -509,12 +512,14 @@ def build_app(
         enable = body.get("enable")
         if type(enable) is not bool:
             raise _Reject(400, f"enable: must be true or false, got {_show(enable)}")
-        reason = body.get("reason") or ""
+        reason = body.get("reason")
+        if reason is not None and reason != "":
+            _string("reason", reason, MAX_META_VALUE_LEN)
         service = request.query_params.get("service")
         try:
             entries = await node.set_maintenance(
                 enable,
-                _string("reason", reason, MAX_META_VALUE_LEN) if reason else "",
+                reason or "",
                 instance_id=instance_id,
                 service=service,
             )

@@ -24,7 +24,13 @@ from collections.abc import Iterable
 
 from gossip_registry.registry.entry import CheckKind, CheckState, Entry, EntryKey, Health
 
-__all__ = ["NODE_CHECK_ID", "SERVICE_CHECK_PREFIX", "Maintenance", "is_maintenance_check"]
+__all__ = [
+    "NODE_CHECK_ID",
+    "SERVICE_CHECK_PREFIX",
+    "Maintenance",
+    "NoRoom",
+    "is_maintenance_check",
+]
 
 NODE_CHECK_ID = "_node_maintenance"
 """Id of the check that a node's maintenance adds to each of its instances (Consul's)."""
@@ -32,6 +38,11 @@ SERVICE_CHECK_PREFIX = "_service_maintenance:"
 """Followed by the instance id: the check one instance's maintenance adds (Consul's)."""
 DEFAULT_REASON = "maintenance mode is on"
 """The output of a maintenance check turned on without a reason."""
+
+
+class NoRoom(ValueError):
+    """The instance's entry cannot carry one more check (it has the most checks an entry
+    may carry, or is as large as a packet allows): maintenance could not be turned on."""
 
 
 def is_maintenance_check(check_id: str) -> bool:

@@ -98,7 +98,7 @@ from gossip_registry.health import CheckRunner
 from gossip_registry.heap import TableHeap
 from gossip_registry.journal import Delete, Put, Record, recover
 from gossip_registry.keyring import SEAL_OVERHEAD, Keyring
-from gossip_registry.maintenance import Maintenance
+from gossip_registry.maintenance import NODE_CHECK_ID, SERVICE_CHECK_PREFIX, Maintenance, NoRoom
 from gossip_registry.owned_nursery import close_owned_nursery
 from gossip_registry.registration import admit_checks, check_registration
 from gossip_registry.registry.entry import CheckState, Entry, EntryKey, Health
@@ -825,7 +825,8 @@ class Node:
         service: str | None = None,
     ) -> list[Entry]:
         """Turn maintenance mode on or off for one of our instances, or (no ``instance_id``)
-        for the whole node; returns the instances written again.
+        for the whole node; returns the instances written again (turning it on: those
+        that now carry the maintenance check).
 
         In maintenance an instance reads critical, with ``reason`` as the output
         of its maintenance check, so discovery stops sending callers to it while it
@@ -834,6 +835,9 @@ class Node:
 
         Raises:
             KeyError: no instance ``instance_id`` of ours (of ``service``, if given).
+            NoRoom: turning it on for ``instance_id``, whose entry cannot carry one
+                more check (a ValueError; node-wide maintenance skips such instances,
+                and logs each).
             ValueError: the id is registered under several services here (pass
                 ``service``), or ``reason`` is not a string.
             RuntimeError: the node is not running.
@@ -850,7 +854,18 @@ class Node:
         for key in keys:
             self._on_check_change(key)
         current = (protocol.table.get(key) for key in keys)
-        return [e for e in current if e is not None and not e.deleted]
+        entries = [e for e in current if e is not None and not e.deleted]
+        if not enable:
+            return entries
+        wanted = NODE_CHECK_ID if instance_id is None else SERVICE_CHECK_PREFIX + instance_id
+        took = [e for e in entries if any(c.check_id == wanted for c in e.checks)]
+        if instance_id is not None and entries and not took:
+            self._maintenance.set_instance(keys[0], False, "")  # its rewrite was refused
+            raise NoRoom(
+                f"{instance_id}: no room for a maintenance check in its entry (it has "
+                "the most checks an entry may carry, or is as large as a packet allows)"
+            )
+        return took
 
     def maintenance(self) -> dict[str, Any]:
         """``{"node": reason or None, "instances": {"service/id": reason}}``: what is in

@@ -60,6 +60,7 @@ from gossip_registry.core.messages import Address
 from gossip_registry.durability import DurabilityError
 from gossip_registry.events import parse_kinds
 from gossip_registry.fdlimit import connection_budget
+from gossip_registry.maintenance import NoRoom
 from gossip_registry.registry.entry import Entry
 from gossip_registry.registry.schema import (
     MAX_META_PAIRS,
@@ -527,6 +528,8 @@ def build_app(
             raise _Reject(
                 404, f"id: no instance {instance_id!r} is registered on this node"
             ) from None
+        except NoRoom as exc:
+            raise _Reject(400, f"id: {exc}") from None
         except ValueError as exc:
             raise _Reject(409, f"id: {exc}; add ?service=<name> to choose one") from None
         return JSONResponse(

@@ -383,3 +383,18 @@ async def test_maintenance_survives_a_restart_from_the_snapshot(tmp_path: Path) 
             await node.set_maintenance(False)
             await node.set_maintenance(False, instance_id="w1")
             assert [e.instance_id for e in node.discover("web")] == ["w1"]
+
+
+async def test_maintenance_of_an_instance_with_no_room_for_its_check_is_refused() -> None:
+    async with one_node() as (node, client):
+        full = [CheckSpec(ttl=30.0)] * 32  # the most checks an entry carries on the wire
+        await node.register("web", instance_id="w1", port=80, checks=full)
+        ours = await client.put("/v1/maintenance/w1", json={"enable": True, "reason": "x"})
+        assert ours.status_code == 400
+        assert "no room" in ours.json()["error"]
+        consuls = await client.put("/v1/agent/service/maintenance/w1", params={"enable": "true"})
+        assert consuls.status_code == 400
+        assert node.maintenance() == {"node": None, "instances": {}}
+        await node.register("web", instance_id="w2", port=81)
+        both = await client.put("/v1/maintenance", json={"enable": True})
+        assert both.json()["changed"] == ["web/w2"]  # w1 could not take it; the node log says so

@@ -62,6 +62,7 @@ from gossip_registry.api.http import (
 )
 from gossip_registry.api.view_cache import IndexedCache, ViewCache
 from gossip_registry.core.messages import ACTIVE_STATES
+from gossip_registry.maintenance import NoRoom
 from gossip_registry.registry.entry import Entry
 
 if TYPE_CHECKING:
@@ -371,6 +372,8 @@ def consul_routes(node: Node, rng: random.Random) -> list[Route]:
             await node.set_maintenance(enable, reason, instance_id=instance_id)
         except KeyError:
             raise _Reject(404, f"Unknown service ID {instance_id!r}: not registered here") from None
+        except NoRoom as exc:
+            raise _Reject(400, str(exc)) from None
         except ValueError as exc:
             raise _Reject(409, f"id: {exc}") from None
         return _written()

@@ -33,7 +33,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from gossip_registry.core.messages import MemberState
-from gossip_registry.maintenance import NODE_CHECK_ID, SERVICE_CHECK_PREFIX
+from gossip_registry.maintenance import NODE_CHECK_ID, SERVICE_CHECK_PREFIX, is_maintenance_check
 from gossip_registry.registry.entry import CheckKind, CheckState, Entry, Health
 
 __all__ = [
@@ -140,9 +140,7 @@ def _check_name(entry: Entry, check: CheckState) -> str:
 
 
 def _check_type(check: CheckState) -> str:
-    if check.check_id == NODE_CHECK_ID or check.check_id.startswith(SERVICE_CHECK_PREFIX):
-        return "maintenance"
-    return str(check.kind)
+    return "maintenance" if is_maintenance_check(check.check_id) else str(check.kind)
 
 
 def _check_json(

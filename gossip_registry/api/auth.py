@@ -22,7 +22,9 @@ touching this file: the rule is by method and path, not by route.
   balancers carry no credentials, and it reveals nothing but the node's
   name and that it runs.
 
-No ``Authorization: Bearer`` header is a 401 with ``WWW-Authenticate:
+The Consul-compatible API (``api/consul/``) is covered by the same rules;
+its clients send the token as ``X-Consul-Token``, accepted as an
+alternative to ``Authorization: Bearer``. No token at all is a 401 with ``WWW-Authenticate:
 Bearer``; a token that is wrong or only good for reads is a 403. Both are
 ``{"error": ...}`` JSON like every other API error. Tokens are compared with
 ``hmac.compare_digest``, every configured token every time, so response
@@ -83,12 +85,15 @@ def _key_change(method: str, path: str) -> bool:
 
 
 def _bearer(scope: Scope) -> str | None:
-    """The token of an ``Authorization: Bearer`` header (scheme case-insensitive), or None."""
+    """The token of an ``Authorization: Bearer`` header (scheme case-insensitive), or of an
+    ``X-Consul-Token`` header (Consul's clients send that one), or None."""
     for name, value in scope.get("headers", ()):
         if name.lower() == b"authorization":
             scheme, _, token = bytes(value).decode("latin-1").strip().partition(" ")
             if scheme.lower() == "bearer" and token.strip():
                 return token.strip()
+        elif name.lower() == b"x-consul-token" and bytes(value).strip():
+            return bytes(value).decode("latin-1").strip()
     return None
 
 

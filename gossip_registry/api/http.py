@@ -8,7 +8,10 @@ the API cannot change the protocol's behaviour and the node can change its
 internals without touching this file. The introspection endpoints are the
 exception, each in a module of its own: ``GET /metrics`` (``metrics.py``
 reads the node's counters at scrape time) and ``GET /v1/events``
-(``api/events.py`` streams the node's event bus as NDJSON).
+(``api/events.py`` streams the node's event bus as NDJSON). Two more
+faces of the same operations live in modules of their own and are mounted
+here: a subset of Consul's HTTP API (``api/consul/``) and Prometheus'
+HTTP service discovery (``GET /v1/prometheus/targets``, ``prometheus_sd.py``).
 
 Input is untrusted. Bodies are read with a 64 KiB cap (checked on the
 Content-Length header and again while streaming, since chunked bodies have
@@ -50,11 +53,13 @@ from gossip_registry.api.auth import TokenAuth
 from gossip_registry.api.checks import check_specs, ttl_report
 from gossip_registry.api.events import event_stream
 from gossip_registry.api.http_limits import BodyDeadline, serve_connections
-from gossip_registry.api.view_cache import ViewCache
+from gossip_registry.api.prometheus_sd import sd_targets
+from gossip_registry.api.view_cache import IndexedCache, ViewCache
 from gossip_registry.config.values import parse_duration
 from gossip_registry.core.messages import Address
 from gossip_registry.registry.entry import Entry
 from gossip_registry.registry.schema import (
+    MAX_META_VALUE_LEN,
     MAX_NAME_LEN,
     MAX_WEIGHT,
     host_problem,
@@ -66,6 +71,7 @@ from gossip_registry.registry.schema import (
 )
 from gossip_registry.runtime.events import parse_kinds
 from gossip_registry.runtime.fdlimit import connection_budget
+from gossip_registry.runtime.maintenance import NoRoom
 from gossip_registry.runtime.storage.durability import DurabilityError
 from gossip_registry.runtime.watch import TooManyWaiters
 
@@ -364,6 +370,8 @@ def build_app(
     The tokens (``api/auth.py``; None: open) are arguments rather than read
     off ``node.config`` so the app can front anything with the Node API.
     """
+    from gossip_registry.api.consul import consul_routes  # it imports this module's helpers
+
     rng = random.Random()
     # Rendered /v1/services/{name} bodies per (name, filters), while the entries and the
     # service's index are unchanged (view_cache.py): the index also moves when a stale flag
@@ -482,6 +490,44 @@ def build_app(
             response.headers[JOINING_HEADER] = "true"
         return response
 
+    async def maintenance_status(request: Request) -> Response:
+        _only(request, ())
+        return JSONResponse(node.maintenance())
+
+    async def maintenance(request: Request) -> Response:
+        """Maintenance of the node (no id) or of one instance: ``{"enable": bool, "reason"}``."""
+        instance_id: str | None = request.path_params.get("instance_id")
+        _only(request, ("service",) if instance_id is not None else ())
+        body = await _json_object(request)
+        unknown = [key for key in body if key not in ("enable", "reason")]
+        if unknown:
+            raise _Reject(400, f"{unknown[0]}: unknown field (allowed: enable, reason)")
+        enable = body.get("enable")
+        if type(enable) is not bool:
+            raise _Reject(400, f"enable: must be true or false, got {_show(enable)}")
+        reason = body.get("reason")
+        if reason is not None and reason != "":
+            _string("reason", reason, MAX_META_VALUE_LEN)
+        service = request.query_params.get("service")
+        try:
+            entries = await node.set_maintenance(
+                enable,
+                reason or "",
+                instance_id=instance_id,
+                service=service,
+            )
+        except KeyError:
+            raise _Reject(
+                404, f"id: no instance {instance_id!r} is registered on this node"
+            ) from None
+        except NoRoom as exc:
+            raise _Reject(400, f"id: {exc}") from None
+        except ValueError as exc:
+            raise _Reject(409, f"id: {exc}; add ?service=<name> to choose one") from None
+        return JSONResponse(
+            {**node.maintenance(), "changed": [f"{e.service}/{e.instance_id}" for e in entries]}
+        )
+
     async def check_update(request: Request) -> Response:
         """A TTL check's report: PUT /v1/checks/{id}/pass|warn|fail, reason in body or ?note=."""
         check_id: str = request.path_params["check_id"]
@@ -494,6 +540,29 @@ def build_app(
         except ValueError as exc:
             raise _Reject(400, str(exc)) from None
         return JSONResponse({"id": check_id, "status": str(status)})
+
+    # --- Prometheus HTTP service discovery (prometheus_sd.py), rendered once per index.
+    targets = IndexedCache[bytes]()
+
+    async def prometheus_targets(request: Request) -> Response:
+        _only(request, ("service", "tag", "passing"))
+        params = request.query_params
+        if len(params.getlist("service")) > 1 or len(params.getlist("passing")) > 1:
+            raise _Reject(400, "service, passing: each at most once")
+        service = params.get("service")
+        tags = [_string("tag", tag, MAX_NAME_LEN) for tag in params.getlist("tag")]
+        passing = params.get("passing", "false").lower()
+        if passing not in ("true", "false"):
+            raise _Reject(400, f"passing: must be true or false, got {_show(passing)}")
+        if service is not None:
+            _string("service", service, MAX_NAME_LEN)
+        index = node.entries_index()
+
+        def render() -> bytes:
+            return json.dumps(sd_targets(node, service, tags, passing == "true")).encode()
+
+        body = targets.get(str(params), index, render)
+        return _indexed(Response(body, media_type="application/json"), index)
 
     # --- Introspection: Prometheus metrics and the event stream (metrics.py, events.py).
     registry: list[CollectorRegistry] = []
@@ -558,6 +627,12 @@ def build_app(
         Route("/v1/events", _guarded(events), methods=["GET"]),
         Route("/v1/keyring", _guarded(keyring_list), methods=["GET"]),
         Route("/v1/keyring/{op}", _guarded(keyring_change), methods=["POST"]),
+        Route("/v1/maintenance", _guarded(maintenance_status), methods=["GET"]),
+        Route("/v1/maintenance", _guarded(maintenance), methods=["PUT"]),
+        Route("/v1/maintenance/{instance_id:path}", _guarded(maintenance), methods=["PUT"]),
+        Route("/v1/prometheus/targets", _guarded(prometheus_targets), methods=["GET"]),
+        # api/consul/: Consul's paths (no clash with ours) over the same node operations.
+        *consul_routes(node, rng),
     ]
     return Starlette(
         routes=routes,

@@ -22,7 +22,7 @@ from typing import Generic, TypeVar
 
 from gossip_registry.registry.entry import Entry
 
-__all__ = ["ViewCache"]
+__all__ = ["IndexedCache", "ViewCache"]
 
 _T = TypeVar("_T")
 
@@ -48,4 +48,24 @@ class ViewCache(Generic[_T]):
             self._views.clear()
         view = self._build(entries)
         self._views[key] = (version, entries, view)
+        return view
+
+
+class IndexedCache(Generic[_T]):
+    """``build()`` per key, rebuilt when the key's index moves: for answers that visit every
+    entry (the Consul catalog, Prometheus targets), whose view index says when they change.
+    Bounded like ``ViewCache``: past ``max_size`` keys it starts over."""
+
+    def __init__(self, *, max_size: int = 64) -> None:
+        self._max_size = max_size
+        self._views: dict[Hashable, tuple[int, _T]] = {}
+
+    def get(self, key: Hashable, index: int, build: Callable[[], _T]) -> _T:
+        cached = self._views.get(key)
+        if cached is not None and cached[0] == index:
+            return cached[1]
+        if cached is None and len(self._views) >= self._max_size:
+            self._views.clear()
+        view = build()
+        self._views[key] = (index, view)
         return view

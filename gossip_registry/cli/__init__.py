@@ -5,7 +5,8 @@ Theory of operation: one click group with a module per concern:
 - ``agent``: one node in this process (``cli/agent.py``);
 - ``up``: every node of a cluster file as its own process, with a live
   status table (``cli/up.py``);
-- ``members``, ``services``, ``register``, ``deregister``, ``status``, ``force-leave``:
+- ``members``, ``services``, ``register``, ``deregister``, ``status``, ``force-leave``,
+  ``check``, ``maintenance``:
   clients of a node's HTTP API (``cli/client.py``);
 - ``monitor``: a node's event stream, as it happens (``cli/monitor.py``);
 - ``simulate``: the deterministic simulator at any size (``cli/simulate.py``);
@@ -37,6 +38,7 @@ COMMANDS = {
     "status": "client:status",
     "simulate": "simulate:simulate",
     "check": "client:check",  # health checks: TTL reports
+    "maintenance": "client:maintenance",  # take an instance or the node out of discovery
     "force-leave": "client:force_leave",
     "monitor": "monitor:monitor",
     "keygen": "keys:keygen",  # gossip encryption (cli/keys.py)

@@ -522,6 +522,42 @@ def check(api: Api, as_json: bool, verb: str, check_id: str, note: str | None) -
 
 
 @client_command
+@click.argument("instance_id", metavar="[ID]", required=False)
+@click.option("--enable/--disable", default=None, help="Turn maintenance on or off.")
+@click.option("--reason", help="Why (the maintenance check's output, shown to every client).")
+@click.option("--service", help="Service, when ID is registered under several on the node.")
+def maintenance(
+    api: Api,
+    as_json: bool,
+    instance_id: str | None,
+    enable: bool | None,
+    reason: str | None,
+    service: str | None,
+) -> None:
+    """Maintenance mode of instance ID, or of every instance of the node without ID: while on,
+    they read critical with the reason and discovery sends no one to them.  Without
+    --enable/--disable, show what is in maintenance on the node."""
+    if enable is None:
+        if instance_id is not None or reason is not None or service is not None:
+            raise click.UsageError("say --enable or --disable")
+        answer = api.call("GET", "/v1/maintenance")
+    else:
+        path = "/v1/maintenance"
+        if instance_id is not None:
+            path += "/" + quote(instance_id, safe="")
+        params = {"service": service} if service is not None else None
+        body = {"enable": enable, "reason": reason or ""}
+        answer = api.call("PUT", path, params=params, json=body)
+    if as_json:
+        _print_json(answer)
+        return
+    node = answer.get("node")
+    click.echo(f"node: {'in maintenance: ' + node if node is not None else 'not in maintenance'}")
+    for key, why in sorted(answer.get("instances", {}).items()):
+        click.echo(f"  {key}: in maintenance: {why}")
+
+
+@client_command
 def status(api: Api, as_json: bool) -> None:
     """Show the node's view: members by state, registry size and digest, counters."""
     body = api.call("GET", "/v1/status")

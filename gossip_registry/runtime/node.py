@@ -97,6 +97,12 @@ from gossip_registry.runtime.checks import CheckRunner
 from gossip_registry.runtime.events import EventBus
 from gossip_registry.runtime.faultinject import unsafe_node_faults
 from gossip_registry.runtime.heap import TableHeap
+from gossip_registry.runtime.maintenance import (
+    NODE_CHECK_ID,
+    SERVICE_CHECK_PREFIX,
+    Maintenance,
+    NoRoom,
+)
 from gossip_registry.runtime.owned_nursery import close_owned_nursery
 from gossip_registry.runtime.registration import admit_checks, check_registration
 from gossip_registry.runtime.stale_entries import StaleEntries
@@ -106,7 +112,7 @@ from gossip_registry.runtime.storage.journal import Delete, Put, Record, recover
 from gossip_registry.runtime.storage.snapshot import Snapshot
 from gossip_registry.runtime.traffic import WireTraffic
 from gossip_registry.runtime.transport import Transport, open_transport
-from gossip_registry.runtime.watch import CATALOG, MEMBERS, ChangeIndex
+from gossip_registry.runtime.watch import CATALOG, ENTRIES, MEMBERS, ChangeIndex
 
 __all__ = ["MemberView", "Node", "NotSynced", "open_node"]
 
@@ -312,6 +318,8 @@ class Node:
             on_deregister=self._on_check_deregister,
             rng=random.Random(os.urandom(16)),
         )
+        # Maintenance mode of our instances (maintenance.py): checks added to their own.
+        self._maintenance = Maintenance()
         # Introspection (metrics.py, events.py): wire traffic by type, the event stream.
         self.traffic = WireTraffic()
         self.events = EventBus()
@@ -678,8 +686,9 @@ class Node:
             (service, instance_id), checks, self._checks, self.config.max_checks_per_node
         )
         states = initial_states(specs)
-        if states:
-            health = worst(s.status for s in states)
+        written = (*states, *self._maintenance.states((service, instance_id)))
+        if written:
+            health = worst(s.status for s in written)
         undo = self._undo_for((service, instance_id))
         try:
             entry, effects = protocol.register(
@@ -692,7 +701,7 @@ class Node:
                 meta=dict(meta),
                 weight=weight,
                 status=health,
-                checks=states,
+                checks=written,
             )
         except ValueError as exc:
             raise ValueError(f"registration: {exc}") from None
@@ -713,23 +722,91 @@ class Node:
             RuntimeError: the node is not running.
         """
         protocol = self._require_running()
-        matches = [
-            e
-            for e in protocol.own_entries()
-            if e.instance_id == instance_id and (service is None or e.service == service)
-        ]
-        if not matches:
+        try:
+            key = self._own_key(protocol, instance_id, service)
+        except KeyError:
             return None
-        if len(matches) > 1:
-            services = sorted(e.service for e in matches)
-            raise ValueError(f"instance_id {instance_id!r} is in services {services}; pass service")
-        key = matches[0].key
         undo = self._undo_for(key)
         self._checks.remove(key)
+        self._maintenance.forget(key)
         entry, effects = protocol.deregister(self._core_now(), key)
         self._apply(effects)
         await self._make_durable(Delete(key), undo)
         return entry
+
+    async def set_maintenance(
+        self,
+        enable: bool,
+        reason: str = "",
+        *,
+        instance_id: str | None = None,
+        service: str | None = None,
+    ) -> list[Entry]:
+        """Turn maintenance mode on or off for one of our instances, or (no ``instance_id``)
+        for the whole node; returns the instances written again (turning it on: those
+        that now carry the maintenance check).
+
+        In maintenance an instance reads critical, with ``reason`` as the output
+        of its maintenance check, so discovery stops sending callers to it while it
+        stays registered (``maintenance.py``). Node-wide maintenance also covers
+        instances registered while it is on.
+
+        Raises:
+            KeyError: no instance ``instance_id`` of ours (of ``service``, if given).
+            NoRoom: turning it on for ``instance_id``, whose entry cannot carry one
+                more check (a ValueError; node-wide maintenance skips such instances,
+                and logs each).
+            ValueError: the id is registered under several services here (pass
+                ``service``), or ``reason`` is not a string.
+            RuntimeError: the node is not running.
+        """
+        protocol = self._require_running()
+        if not isinstance(reason, str):
+            raise ValueError("reason: must be a string")
+        if instance_id is None:
+            keys = [e.key for e in protocol.own_entries()]
+            self._maintenance.set_node(enable, reason)
+        else:
+            keys = [self._own_key(protocol, instance_id, service)]
+            self._maintenance.set_instance(keys[0], enable, reason)
+        for key in keys:
+            self._on_check_change(key)
+        current = (protocol.table.get(key) for key in keys)
+        entries = [e for e in current if e is not None and not e.deleted]
+        if not enable:
+            return entries
+        wanted = NODE_CHECK_ID if instance_id is None else SERVICE_CHECK_PREFIX + instance_id
+        took = [e for e in entries if any(c.check_id == wanted for c in e.checks)]
+        if instance_id is not None and entries and not took:
+            self._maintenance.set_instance(keys[0], False, "")  # its rewrite was refused
+            raise NoRoom(
+                f"{instance_id}: no room for a maintenance check in its entry (it has "
+                "the most checks an entry may carry, or is as large as a packet allows)"
+            )
+        return took
+
+    def maintenance(self) -> dict[str, Any]:
+        """``{"node": reason or None, "instances": {"service/id": reason}}``: what is in
+        maintenance here."""
+        instances = {f"{s}/{i}": reason for (s, i), reason in self._maintenance.instances().items()}
+        return {"node": self._maintenance.node_reason, "instances": instances}
+
+    def own_entries(self) -> list[Entry]:
+        """This node's live instances (those it registered), in no particular order."""
+        return self._protocol_or_raise().own_entries()
+
+    def _own_key(self, protocol: Protocol, instance_id: str, service: str | None) -> EntryKey:
+        matches = [
+            e.key
+            for e in protocol.own_entries()
+            if e.instance_id == instance_id and (service is None or e.service == service)
+        ]
+        if not matches:
+            raise KeyError(instance_id)
+        if len(matches) > 1:
+            services = sorted(s for s, _ in matches)
+            raise ValueError(f"instance_id {instance_id!r} is in services {services}; pass service")
+        return matches[0]
 
     def services(self) -> dict[str, int]:
         """Service name -> number of live instances (any health), stale ones included."""
@@ -822,6 +899,10 @@ class Node:
         """The index of the member list's last change."""
         return self._index.of(MEMBERS)
 
+    def entries_index(self) -> int:
+        """The index of the last change to any instance of any service (tags, checks too)."""
+        return self._index.of(ENTRIES)
+
     async def wait_for_change(self, service: str | None, index: int, timeout: float) -> int:
         """Wait until ``index(service)`` is no longer ``index``, at most ``timeout`` seconds.
 
@@ -837,6 +918,10 @@ class Node:
     async def wait_for_members_change(self, index: int, timeout: float) -> int:
         """``wait_for_change`` for the member list."""
         return await self._index.wait(MEMBERS, index, timeout)
+
+    async def wait_for_entries_change(self, index: int, timeout: float) -> int:
+        """``wait_for_change`` for every instance of every service (``entries_index``)."""
+        return await self._index.wait(ENTRIES, index, timeout)
 
     def is_stale(self, entry: Entry) -> bool:
         """True if ``entry`` is served only because self-preservation kept it (owner dead)."""
@@ -875,6 +960,7 @@ class Node:
             "self_preservation": self._stale.status(),
             "event_loop": {**self.stalls.status(), "gc_freezes": self._heap.freezes},
             "durability": None if self._durable is None else self._durable.status(),
+            "maintenance": self.maintenance(),
         }
 
     @property
@@ -1026,7 +1112,9 @@ class Node:
         service = entries[0].service  # one key, so one service
         # The catalog (service -> count) changes only when an instance comes or goes.
         self._index.changed(
-            (service, CATALOG) if event.old is None or event.new is None else (service,)
+            (service, ENTRIES, CATALOG)
+            if event.old is None or event.new is None
+            else (service, ENTRIES)
         )
         if event.new is None and not self.protocol.table.live(service):
             self._index.forget(service)  # peers pick service names: keep no index per gone one
@@ -1062,6 +1150,7 @@ class Node:
     def _restore_checks(self, snapshot: Snapshot) -> None:
         """Run again the checks of the entries the snapshot gave back, from their last states."""
         own = {e.key: e for e in self._protocol_or_raise().own_entries()}
+        self._maintenance.recover(own.values())
         self._checks.restore(own, snapshot.checks)
 
     def _on_check_change(self, key: EntryKey) -> None:
@@ -1071,7 +1160,8 @@ class Node:
             self._checks.remove(key)
             return
         try:
-            entry, effects = protocol.update_checks(self._core_now(), key, self._checks.states(key))
+            states = (*self._checks.states(key), *self._maintenance.states(key))
+            entry, effects = protocol.update_checks(self._core_now(), key, states)
         except ValueError as exc:  # it fitted at registration with empty outputs: a bug
             logger.error("could not write new check states of %s/%s: %s", *key, exc)
             return
@@ -1093,6 +1183,7 @@ class Node:
         if protocol is None or not self._running:
             return
         logger.warning("deregistering %s/%s: critical longer than its deregister_after", *key)
+        self._maintenance.forget(key)
         _, effects = protocol.deregister(self._core_now(), key)
         self._apply(effects)
         if self._durable is not None:  # nobody was promised it: no wait, no undo

@@ -24,7 +24,7 @@ import trio
 from gossip_registry.core.effects import StaleChanged
 from gossip_registry.registry.entry import Entry, EntryKey
 from gossip_registry.registry.preservation import Preservation, PreservationConfig
-from gossip_registry.runtime.watch import CATALOG, ChangeIndex
+from gossip_registry.runtime.watch import CATALOG, ENTRIES, ChangeIndex
 
 __all__ = ["StaleEntries"]
 
@@ -80,7 +80,7 @@ class StaleEntries:
     def changed(self, event: StaleChanged) -> None:
         """The core changed what is served stale: wake the watchers, log a start or an end."""
         if event.entries:
-            self._index.changed([CATALOG, *(e.service for e in event.entries)])
+            self._index.changed([CATALOG, ENTRIES, *(e.service for e in event.entries)])
         if event.active != self._logged_active:
             self._logged_active = event.active
             logger.warning(

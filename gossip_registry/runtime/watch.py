@@ -37,10 +37,13 @@ from collections.abc import Hashable, Iterable
 
 import trio
 
-__all__ = ["CATALOG", "MEMBERS", "ChangeIndex", "TooManyWaiters"]
+__all__ = ["CATALOG", "ENTRIES", "MEMBERS", "ChangeIndex", "TooManyWaiters"]
 
 CATALOG: Hashable = ("catalog",)
 """The view of which services exist and how many instances each has (``/v1/services``)."""
+ENTRIES: Hashable = ("entries",)
+"""The view of every instance of every service: any change to any of them (the
+Consul-compatible API's catalog and health-state reads, which show tags and checks)."""
 MEMBERS: Hashable = ("members",)
 """The view of the member list (``/v1/members``)."""
 

@@ -125,3 +125,26 @@ async def test_one_service_lists_every_instance_whatever_its_health_with_checks(
             )
             assert before - 10 < instance["written"] <= before + 0.01
             nursery.cancel_scope.cancel()
+
+
+async def test_during_self_preservation_the_overview_and_the_service_flag_stale_instances() -> None:
+    with trio.fail_after(40):
+        async with trio.open_nursery() as nursery:
+            nodes = [n for n, _ in await start_cluster(nursery, 5)]
+            for node in nodes:
+                await node.register("web", instance_id=f"web-{node.name}", port=80)
+            await wait_until(lambda: all(len(n.discover("web")) == 5 for n in nodes))
+            survivor, victims = nodes[0], nodes[2:]
+            for victim in victims:
+                victim.stop()
+            await wait_until(lambda: len(survivor.stale_keys()) == 3, timeout=15)
+            async with client(survivor) as c:
+                view = (await c.get("/v1/ui/overview")).json()
+                instances = (await c.get("/v1/ui/services/web")).json()
+            assert view["self_preservation"]["active"] is True
+            assert view["services"]["web"]["stale"] == 3
+            stale = sorted(i["id"] for i in instances if i["stale"])
+            assert stale == sorted(f"web-{v.name}" for v in victims)
+            states = {m["name"]: m["state"] for m in view["members"]}
+            assert [states[v.name] for v in victims] == ["dead"] * 3
+            nursery.cancel_scope.cancel()

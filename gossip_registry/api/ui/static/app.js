@@ -85,7 +85,7 @@ function renderCluster(view) {
       el("td", m.state, `state ${m.state}`),
       el("td", `${m.address}:${m.port}`, "mono"),
       el("td", m.incarnation),
-      el("td", m.changed_ago === null ? "before this node started" : ago(m.changed_ago)),
+      el("td", m.changed_ago === null ? "none since this node started" : ago(m.changed_ago)),
       el("td", m.self ? "" : m.sync === null ? "none yet"
         : `${ago(m.sync.ago)}: ${m.sync.agreed ? "same versions" : "differed, repaired"}`),
     );
@@ -146,15 +146,34 @@ function renderFreshness() {
     `Read from this node ${ago(page)}; this node ${sync} (gossip brings changes in between).`;
 }
 
+// When each check's status or output last changed, as seen by this page: first seen
+// unchanged, a check has changed at most when its instance was last written.
+const checkSeen = new Map();
+
+function checkChanged(instance, check) {
+  const key = `${instance.node}/${instance.id}/${check.id}`;
+  const seen = checkSeen.get(key);
+  const now = Date.now();
+  if (!seen) {
+    checkSeen.set(key, { status: check.status, output: check.output, at: null });
+    return null;
+  }
+  if (seen.status !== check.status || seen.output !== check.output) {
+    checkSeen.set(key, { status: check.status, output: check.output, at: now });
+    return now;
+  }
+  return seen.at;
+}
+
 function checkList(instance) {
   const td = el("td");
   for (const check of instance.checks) {
     const line = el("div", null, "check");
     line.append(el("span", check.status, `status ${check.status}`), ` ${check.id} (${check.kind})`);
     if (check.output) line.append(el("div", check.output, "muted mono"));
-    const changed = checkChanges.get(`${instance.node}/${instance.id}`);
-    const when = changed ? `changed ${ago((Date.now() - changed) / 1000)}`
-      : `no change seen here; instance last written ${ago(Date.now() / 1000 - instance.written)}`;
+    const changed = checkChanged(instance, check);
+    const when = changed !== null ? `changed ${ago((Date.now() - changed) / 1000)}`
+      : `last changed ${ago(Date.now() / 1000 - instance.written)} or earlier`;
     line.append(el("div", when, "muted"));
     td.append(line);
   }
@@ -220,9 +239,6 @@ function scheduleRefresh(delay) {
   if (state.pending === null) state.pending = setTimeout(refresh, delay);
 }
 
-// When each check last changed, as seen by this page (the event stream says when).
-const checkChanges = new Map();
-
 function describe(event) {
   const time = new Date(event.time * 1000).toLocaleTimeString();
   if (event.kind === "member") {
@@ -239,10 +255,6 @@ function describe(event) {
 
 function addEvent(event) {
   if (event.kind === "stream") return;
-  if (event.kind === "check") {
-    // The event is about the instance's health as a whole: its checks changed then.
-    checkChanges.set(`${event.node}/${event.id}`, event.time * 1000);
-  }
   const item = el("li", describe(event), event.kind === "member" ? `state ${event.event}` : "");
   item.dataset.kind = event.kind;
   $("events").prepend(item);

@@ -150,7 +150,8 @@ def test_the_web_view_follows_the_cluster_live_in_a_real_browser(
                 body = http.get(f"{url}/v1/members").json()
             except httpx.HTTPError:
                 return False
-            return sum(m["state"] == "alive" for m in body) == len(NODES)
+            alive = [m for m in body if m["state"] == "alive"]
+            return len(alive) == len(NODES)
 
         _wait("3 agents up and all alive", lambda: all(members_alive(u) for u in urls))
 

@@ -221,7 +221,8 @@ def test_the_web_view_follows_the_cluster_live_in_a_real_browser(
             driver.save_screenshot(str(shots / "5-node-dead.png"))
 
             feed = driver.find_element(By.ID, "events").text
-            for line in ("web/web-1 registered", "member n2 suspect", "member n2 dead"):
+            shown = ("web/web-1 registered", "check passing → critical", "member n2 dead")
+            for line in (*shown, "member n2 suspect"):
                 assert line in feed
             assert driver.execute_script("return window.notReloaded === true;")
         finally:

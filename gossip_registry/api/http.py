@@ -555,7 +555,7 @@ def build_app(
 
     async def ui_overview(request: Request) -> Response:
         _only(request, ())
-        return JSONResponse(overview(node))
+        return JSONResponse(await overview(node))
 
     async def ui_service(request: Request) -> Response:
         """Every instance of one service whatever its health, with when it was last written."""

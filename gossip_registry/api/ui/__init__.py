@@ -17,15 +17,23 @@ typed, kept in the tab's session storage and sent as a Bearer header:
   reload; a slow poll covers a stream that dropped.
 
 Cost: ``overview`` visits every live instance (like ``/v1/services?health=true``),
-for an operator's page, not a hot path; the page asks at most once a second.
+for an operator's page, not a hot path. It lets other tasks run between services,
+so the event loop is held for one service's instances at a time (10 to 15 ms per
+10,000 instances on the 2-core test machine); the page asks after events, at most
+about every 100 ms.
 """
 
 from __future__ import annotations
 
+from collections import Counter
 from importlib.resources import files
+from operator import attrgetter
 from typing import TYPE_CHECKING, Any
 
+import trio
 from starlette.responses import RedirectResponse, Response
+
+from gossip_registry.registry.entry import Health
 
 if TYPE_CHECKING:  # node.py starts the HTTP API, which imports this module
     from gossip_registry.node import Node
@@ -70,7 +78,7 @@ def redirect_to_page() -> Response:
     return RedirectResponse("/ui/", status_code=308)
 
 
-def overview(node: Node) -> dict[str, Any]:
+async def overview(node: Node) -> dict[str, Any]:
     """The page's main document: this node, its members, the services, self-preservation.
 
     ``data_age`` is the seconds since this node last completed a push-pull
@@ -93,15 +101,20 @@ def overview(node: Node) -> dict[str, Any]:
             }
         )
     services: dict[str, dict[str, Any]] = {}
+    stale_keys = node.stale_keys()  # empty outside self-preservation: no per-entry lookup then
     for name in sorted(node.services()):
-        counts = {"passing": 0, "warning": 0, "critical": 0, "stale": 0}
-        tags: set[str] = set()
-        for entry in node.discover(name, passing_only=False):
-            counts[str(entry.status)] += 1
-            counts["stale"] += node.is_stale(entry)
-            tags.update(entry.tags)
+        await trio.lowlevel.checkpoint()  # other tasks run between services
+        entries = node.discover(name, passing_only=False)
+        by_status = Counter(map(attrgetter("status"), entries))
+        tags: set[str] = set().union(*map(attrgetter("tags"), entries))
+        stale = sum(e.key in stale_keys for e in entries) if stale_keys else 0
         shown = sorted(tags)[:MAX_TAGS_SHOWN]
-        services[name] = {**counts, "tags": shown, "more_tags": len(tags) - len(shown)}
+        services[name] = {
+            **{str(health): by_status[health] for health in Health},
+            "stale": stale,
+            "tags": shown,
+            "more_tags": len(tags) - len(shown),
+        }
     ages = [age for age, _ in syncs.values()]
     return {
         "node": {

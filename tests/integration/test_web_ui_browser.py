@@ -131,6 +131,7 @@ def _browser(profile: Path) -> Any:
         f"--user-data-dir={profile}",
     ):
         options.add_argument(flag)
+    options.set_capability("goog:loggingPrefs", {"browser": "ALL"})  # the page's console
     service = Service(CHROMEDRIVER, log_output=str(profile.parent / "chromedriver.log"))
     return webdriver.Chrome(options=options, service=service)
 
@@ -225,6 +226,13 @@ def test_the_web_view_follows_the_cluster_live_in_a_real_browser(
             for line in (*shown, "member n2 suspect"):
                 assert line in feed
             assert driver.execute_script("return window.notReloaded === true;")
+            # The two 401s before the token are expected; nothing else may go wrong.
+            errors = [
+                entry["message"]
+                for entry in driver.get_log("browser")
+                if entry["level"] == "SEVERE" and "status of 401" not in entry["message"]
+            ]
+            assert errors == []
         finally:
             driver.quit()
     for name in ("1-three-members", "2-registered", "3-check-critical", "4-node-suspect"):

@@ -8,12 +8,17 @@ const TOKEN_KEY = "gossip-registry-token";
 const POLL_MS = 5000; // re-read even without events: a dropped stream, ages that tick
 const MAX_EVENTS = 200;
 const RETRY_MS = 2000;
+const EVENT_DELAY_MS = 200; // after an event, read again this soon, or later on a slow node:
+const SLOWDOWN = 4; // never more often than every SLOWDOWN x the last read's duration
 
 const state = {
   service: null, // the service shown in detail, from the URL's #service=NAME
   fetchedAt: null, // Date.now() of the last successful overview
   dataAge: null, // seconds since this node's last push-pull, as of fetchedAt
   pending: null, // timer of a scheduled refresh
+  lastDuration: 0, // milliseconds the last refresh took
+  running: false, // a refresh is under way (two never overlap)
+  again: null, // delay of a refresh asked for while one was under way
   needToken: false,
 };
 
@@ -214,6 +219,8 @@ function renderService(name, instances) {
 
 async function refresh() {
   state.pending = null;
+  state.running = true;
+  const started = Date.now();
   try {
     const view = await api("/v1/ui/overview");
     state.fetchedAt = Date.now();
@@ -232,11 +239,23 @@ async function refresh() {
     showError(null);
   } catch (error) {
     showError(error);
+  } finally {
+    state.lastDuration = Date.now() - started;
+    state.running = false;
+    if (state.again !== null) {
+      const delay = state.again;
+      state.again = null;
+      scheduleRefresh(delay); // something changed while this read was under way
+    }
   }
 }
 
 function scheduleRefresh(delay) {
-  if (state.pending === null) state.pending = setTimeout(refresh, delay);
+  if (state.running) { // its answer may predate the change: read again once it is done
+    state.again = state.again === null ? delay : Math.min(state.again, delay);
+  } else if (state.pending === null) {
+    state.pending = setTimeout(refresh, delay);
+  } // else a read is already scheduled; it will see the change
 }
 
 function describe(event) {
@@ -282,7 +301,8 @@ async function followEvents() {
           if (!line.trim()) continue;
           const event = JSON.parse(line);
           addEvent(event);
-          scheduleRefresh(event.kind === "stream" ? 0 : 100);
+          const delay = Math.max(EVENT_DELAY_MS, SLOWDOWN * state.lastDuration);
+          scheduleRefresh(event.kind === "stream" ? 0 : delay);
         }
       }
       $("stream-state").textContent = "(stream ended; reconnecting)";

@@ -43,7 +43,9 @@ async def test_the_page_loads_without_a_token_but_its_data_needs_one() -> None:
                     assert "s3cret" not in asset.text
                 assert (await c.get("/ui/nope.js")).status_code == 404
                 redirect = await c.get("/ui")
-                assert (redirect.status_code, redirect.headers["location"]) == (308, "/ui/")
+                assert (redirect.status_code, redirect.headers["location"]) == (308, "ui/")
+                followed = await c.get("/ui", follow_redirects=True)
+                assert (followed.status_code, str(followed.url)) == (200, "http://node/ui/")
                 assert (await c.get("/v1/ui/overview")).status_code == 401
                 assert (await c.get("/v1/ui/services/web")).status_code == 401
                 bearer = {"Authorization": "Bearer s3cret"}

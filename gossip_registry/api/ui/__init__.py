@@ -74,8 +74,11 @@ def static_file(name: str) -> Response | None:
 
 
 def redirect_to_page() -> Response:
-    """``/ui`` -> ``/ui/``, so the page's relative links resolve under ``/ui/``."""
-    return RedirectResponse("/ui/", status_code=308)
+    """``/ui`` -> ``/ui/``, so the page's relative links resolve under ``/ui/``.
+
+    Relative, like every link of the page, so a proxy may mount the API under a prefix.
+    """
+    return RedirectResponse("ui/", status_code=308)
 
 
 async def overview(node: Node) -> dict[str, Any]:

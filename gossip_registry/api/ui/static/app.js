@@ -23,6 +23,8 @@ const state = {
 };
 
 const $ = (id) => document.getElementById(id);
+// The API relative to the page (served at <root>/ui/), so a proxy may mount both under a prefix.
+const apiUrl = (path) => new URL(`../${path}`, document.baseURI);
 
 function el(tag, text, className) {
   const node = document.createElement(tag);
@@ -46,7 +48,7 @@ function headers() {
 class AuthError extends Error {}
 
 async function api(path) {
-  const response = await fetch(path, { headers: headers(), cache: "no-store" });
+  const response = await fetch(apiUrl(path), { headers: headers(), cache: "no-store" });
   if (response.status === 401 || response.status === 403) throw new AuthError();
   if (!response.ok) {
     let message = `${response.status}`;
@@ -222,7 +224,7 @@ async function refresh() {
   state.running = true;
   const started = Date.now();
   try {
-    const view = await api("/v1/ui/overview");
+    const view = await api("v1/ui/overview");
     state.fetchedAt = Date.now();
     state.dataAge = view.data_age;
     renderHeader(view);
@@ -231,7 +233,7 @@ async function refresh() {
     renderFreshness();
     if (state.service !== null) {
       const name = state.service;
-      const instances = await api(`/v1/ui/services/${encodeURIComponent(name)}`);
+      const instances = await api(`v1/ui/services/${encodeURIComponent(name)}`);
       if (state.service === name) renderService(name, instances);
     } else {
       $("service-section").hidden = true;
@@ -283,9 +285,9 @@ function addEvent(event) {
 async function followEvents() {
   for (;;) {
     try {
-      const response = await fetch("/v1/events", { headers: headers(), cache: "no-store" });
+      const response = await fetch(apiUrl("v1/events"), { headers: headers(), cache: "no-store" });
       if (response.status === 401 || response.status === 403) throw new AuthError();
-      if (!response.ok) throw new Error(`/v1/events: ${response.status}`);
+      if (!response.ok) throw new Error(`v1/events: ${response.status}`);
       $("stream-state").textContent = "(live)";
       const reader = response.body.getReader();
       const decoder = new TextDecoder();

@@ -169,6 +169,7 @@ def test_the_web_view_follows_the_cluster_live_in_a_real_browser(
             # The token prompt: typed once, kept in session storage, never shown.
             form = _wait("the token prompt", lambda: css("#token-form:not([hidden])"))
             assert form
+            driver.save_screenshot(str(shots / "0-token-prompt.png"))
             driver.find_element(By.ID, "token").send_keys(TOKEN)
             driver.find_element(By.CSS_SELECTOR, "#token-form button").click()
             _wait("3 members alive", lambda: len(css("tr[data-member][data-state=alive]")) == 3)
@@ -235,5 +236,6 @@ def test_the_web_view_follows_the_cluster_live_in_a_real_browser(
             assert errors == []
         finally:
             driver.quit()
-    for name in ("1-three-members", "2-registered", "3-check-critical", "4-node-suspect"):
+    shot_names = ["0-token-prompt", "1-three-members", "2-registered", "3-check-critical"]
+    for name in (*shot_names, "4-node-suspect", "5-node-dead"):
         assert (shots / f"{name}.png").stat().st_size > 0

@@ -81,7 +81,8 @@ function renderCluster(view) {
   const peers = view.members.filter((m) => !m.self && m.sync);
   const agreeing = peers.filter((m) => m.sync.agreed).length;
   $("digest").textContent =
-    `This node's table digest ${view.node.digest} over ${view.node.entries} entries; ` +
+    `This node's table digest ${view.node.digest} over ${view.node.entries} ` +
+    `${view.node.entries === 1 ? "entry" : "entries"}; ` +
     `${agreeing} of ${peers.length} peers held the same versions at their last push-pull.`;
   const rows = view.members.map((m) => {
     const tr = el("tr");

@@ -18,9 +18,11 @@ touching this file: the rule is by method and path, not by route.
   through an open API lets its holder forge sealed gossip, so an
   unconfigured node must not offer that to any client that can reach it.
   Listing keys (a GET) stays under the rules above.
-- Open: ``/healthz`` only. Liveness probes of orchestrators and load
-  balancers carry no credentials, and it reveals nothing but the node's
-  name and that it runs.
+- Open: ``/healthz``, and the web view's static files under ``/ui/``
+  (``api/ui``). Liveness probes of orchestrators and load balancers carry no
+  credentials, and ``/healthz`` reveals nothing but the node's name and that
+  it runs; the web view's files hold no data (the page asks for a token and
+  reads the API with it, ``/v1/ui/...`` being reads like any other).
 
 The Consul-compatible API (``api/consul/``) is covered by the same rules;
 its clients send the token as ``X-Consul-Token``, accepted as an
@@ -54,6 +56,8 @@ Send = Callable[[Message], Awaitable[None]]
 ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 OPEN_PATHS = frozenset({"/healthz"})
+OPEN_PREFIX = "/ui"
+"""The web view's static files: no data, and the page must load to ask for a token."""
 WRITE_PREFIXES = ("/v1/keyring", "/v1/checks")
 READ_METHODS = frozenset({"GET", "HEAD"})
 KEY_CHANGES = "/v1/keyring/"
@@ -72,7 +76,7 @@ class Level(Enum):
 
 def required_level(method: str, path: str) -> Level:
     """What a request needs; see the module docstring."""
-    if path in OPEN_PATHS:
+    if path in OPEN_PATHS or path == OPEN_PREFIX or path.startswith(OPEN_PREFIX + "/"):
         return Level.OPEN
     under = any(path == p or path.startswith(p + "/") for p in WRITE_PREFIXES)
     if under or method.upper() not in READ_METHODS:

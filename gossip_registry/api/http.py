@@ -54,9 +54,11 @@ from gossip_registry.api.checks import check_specs, ttl_report
 from gossip_registry.api.events import event_stream
 from gossip_registry.api.http_limits import BodyDeadline, serve_connections
 from gossip_registry.api.prometheus_sd import sd_targets
+from gossip_registry.api.ui import overview, redirect_to_page, static_file
 from gossip_registry.api.view_cache import IndexedCache, ViewCache
 from gossip_registry.config.values import parse_duration
 from gossip_registry.core.messages import Address
+from gossip_registry.registry.clock import stamp_wall
 from gossip_registry.registry.entry import Entry
 from gossip_registry.registry.schema import (
     MAX_META_VALUE_LEN,
@@ -601,6 +603,31 @@ def build_app(
             raise _Reject(400, f"{unknown[0]}: unknown field (allowed: key)")
         return await _keyring(node, op, _string("key", body.get("key"), 256))
 
+    # --- The web view (api/ui): its static page, and the two reads only it makes.
+    async def ui_redirect(request: Request) -> Response:
+        return redirect_to_page()
+
+    async def ui_file(request: Request) -> Response:
+        response = static_file(request.path_params.get("file", ""))
+        if response is None:
+            raise _Reject(404, f"not found: {request.url.path}")
+        return response
+
+    async def ui_overview(request: Request) -> Response:
+        _only(request, ())
+        return JSONResponse(await overview(node))
+
+    async def ui_service(request: Request) -> Response:
+        """Every instance of one service whatever its health, with when it was last written."""
+        _only(request, ())
+        entries = node.discover(request.path_params["name"], passing_only=False)
+        return JSONResponse(
+            [
+                _instance(e, node.is_stale(e)) | {"written": round(stamp_wall(e.stamp), 3)}
+                for e in entries
+            ]
+        )
+
     async def http_error(request: Request, exc: Exception) -> Response:
         """Starlette's own 404 and 405, in our JSON shape (405 keeps its Allow header)."""
         assert isinstance(exc, HTTPException)
@@ -633,6 +660,11 @@ def build_app(
         Route("/v1/prometheus/targets", _guarded(prometheus_targets), methods=["GET"]),
         # api/consul/: Consul's paths (no clash with ours) over the same node operations.
         *consul_routes(node, rng),
+        Route("/ui", _guarded(ui_redirect), methods=["GET"]),
+        Route("/ui/", _guarded(ui_file), methods=["GET"]),
+        Route("/ui/{file}", _guarded(ui_file), methods=["GET"]),
+        Route("/v1/ui/overview", _guarded(ui_overview), methods=["GET"]),
+        Route("/v1/ui/services/{name:path}", _guarded(ui_service), methods=["GET"]),
     ]
     return Starlette(
         routes=routes,

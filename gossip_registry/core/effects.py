@@ -168,6 +168,9 @@ class Synced:
     """
 
     addr: Address
+    agreed: bool
+    """The peer held the same versions as we did (every bucket digest equal) when it answered:
+    nothing had to be exchanged. The web view shows it per peer (``api/ui``)."""
 
 
 @dataclass(frozen=True, slots=True)

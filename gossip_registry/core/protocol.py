@@ -825,9 +825,11 @@ class Protocol(Swim):
                 self._stream(addr, encode_stream(more), on_page)
 
         else:
+            # One page naming no bucket: every bucket digest matched ours.
+            agreed = start == 0 and not message.buckets
 
             def then(now: float) -> None:  # the last page is merged: we hold their state
-                self._out.append(Notify(Synced(addr)))
+                self._out.append(Notify(Synced(addr, agreed)))
 
         self._merge_state(now, None, message.entries, then)
         return True

@@ -102,8 +102,15 @@ def _entry_fields(entry: Entry) -> dict[str, Any]:
 
 
 def _same_but_health(old: Entry, new: Entry) -> bool:
-    """True when only the version or the health (status, output) differs."""
-    health = replace(old, status=new.status, output=new.output)
+    """True when only the version or the health (status, output, each check's verdict) differs.
+
+    The same checks means the same ids and kinds in the same order; their verdicts may differ.
+    """
+    same_checks = [(c.check_id, c.kind) for c in old.checks] == [
+        (c.check_id, c.kind) for c in new.checks
+    ]
+    checks = new.checks if same_checks else old.checks
+    health = replace(old, status=new.status, output=new.output, checks=checks)
     return replace(health, owner_incarnation=new.owner_incarnation, stamp=new.stamp) == new
 
 

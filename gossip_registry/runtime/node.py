@@ -303,6 +303,11 @@ class Node:
         self._heap = TableHeap()
         self._seeds: list[Address] = []
         self._synced = trio.Event()
+        # For the web view (api/ui): when each member last changed state, and per peer
+        # address when our last push-pull with it ended and whether it held our versions.
+        # Both are pruned to the current members as they grow (``_prune_views``).
+        self._member_changed: dict[str, float] = {}
+        self._peer_syncs: dict[Address, tuple[float, bool]] = {}
         # Watches: the index of each view, and self-preservation (both in their own modules).
         self._index = ChangeIndex(config.max_waiters)
         self._stale = StaleEntries(config.self_preservation, self._index)
@@ -628,6 +633,30 @@ class Node:
                 MemberView(r.name, r.addr[0], r.addr[1], r.state, r.incarnation, r.meta, gone_for)
             )
         return views
+
+    def member_changes(self) -> dict[str, float]:
+        """Member name -> seconds since this node saw its state change (members it has seen
+        change since it started; the others have not changed since)."""
+        now = trio.current_time()
+        return {name: now - at for name, at in self._member_changed.items()}
+
+    def peer_syncs(self) -> dict[Address, tuple[float, bool]]:
+        """Peer address -> (seconds since our last completed push-pull with it, whether it
+        held the same versions as we did then): how far this node's table agrees with others'."""
+        now = trio.current_time()
+        return {addr: (now - at, agreed) for addr, (at, agreed) in self._peer_syncs.items()}
+
+    def _prune_views(self) -> None:
+        """Forget reaped members' times once the maps outgrow the member list (amortised O(1))."""
+        members = self._protocol_or_raise().members
+        bound = 2 * len(members) + 16
+        if len(self._member_changed) > bound:
+            self._member_changed = {
+                k: v for k, v in self._member_changed.items() if members.get(k) is not None
+            }
+        if len(self._peer_syncs) > bound:
+            addrs = {r.addr for r in members}
+            self._peer_syncs = {k: v for k, v in self._peer_syncs.items() if k in addrs}
 
     def force_leave(self, name: str) -> None:
         """Mark dead member ``name`` left here and on every peer (Consul's force-leave).
@@ -1086,6 +1115,8 @@ class Node:
             if not self._synced.is_set():
                 logger.info("node %s synced with %s:%d", self.name, *event.addr)
                 self._synced.set()
+            self._peer_syncs[event.addr] = (trio.current_time(), event.agreed)
+            self._prune_views()
             return
         if isinstance(event, JoinResult):
             self._joined(event)
@@ -1105,6 +1136,8 @@ class Node:
                 event.incarnation,
             )
             self._index.changed((MEMBERS,))
+            self._member_changed[event.name] = trio.current_time()
+            self._prune_views()
             if self._durable is not None:  # the snapshot's member list, saved lazily
                 self._durable.lazy_change()
             return

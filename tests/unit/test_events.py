@@ -10,7 +10,7 @@ import trio.testing
 
 from gossip_registry.core.effects import EntryChanged, MemberChanged
 from gossip_registry.core.messages import MemberState
-from gossip_registry.registry.entry import Entry, Health
+from gossip_registry.registry.entry import CheckKind, CheckState, Entry, Health
 from gossip_registry.runtime.events import Event, EventBus, describe, parse_kinds
 
 ADDR = ("127.0.0.1", 7946)
@@ -98,6 +98,22 @@ def test_a_change_of_health_only_is_a_check_event_and_a_bare_reassertion_is_none
     described = describe(EntryChanged(failing, retagged), 1.0)
     assert described is not None
     assert described.kind == "entry"
+
+
+def test_a_check_that_turns_critical_is_a_check_event_though_the_check_list_changed() -> None:
+    """The per-check verdicts travel in ``checks``: their change is a health change too."""
+    ttl = CheckState("web-ttl", CheckKind.TTL, Health.PASSING, "")
+    passing = replace(ENTRY, checks=(ttl,))
+    failed = replace(ttl, status=Health.CRITICAL, output="disk full")
+    failing = replace(passing, status=Health.CRITICAL, output="disk full", checks=(failed,))
+    described = describe(EntryChanged(passing, replace(failing, stamp=101)), 1.0)
+    assert described is not None
+    assert (described.kind, described.event) == ("check", "critical")
+    other = CheckState("web-http", CheckKind.HTTP, Health.CRITICAL, "disk full")
+    swapped = replace(failing, checks=(other,), stamp=102)  # another check: a new definition
+    described = describe(EntryChanged(passing, swapped), 1.0)
+    assert described is not None
+    assert (described.kind, described.event) == ("entry", "updated")
 
 
 def test_parse_kinds_defaults_to_all_and_names_unknown_kinds() -> None:

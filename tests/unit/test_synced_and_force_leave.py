@@ -21,9 +21,28 @@ def test_a_completed_push_pull_notifies_synced_and_a_failed_one_does_not() -> No
     out = a.join(1.0, [peer(1), peer(2)])
     answered, silent = [e for e in out if isinstance(e, StreamRequest)]
     reply, _ = b.handle_stream(1.0, answered.addr, answered.data)
-    assert Notify(Synced(peer(1))) in a.handle_stream_reply(1.1, answered.token, reply)
+    assert Notify(Synced(peer(1), agreed=True)) in a.handle_stream_reply(1.1, answered.token, reply)
     failed = a.handle_stream_reply(1.2, silent.token, None)
     assert not any(isinstance(e, Notify) and isinstance(e.event, Synced) for e in failed)
+
+
+def synced_after_push_pull(a: Protocol, b: Protocol) -> list[Synced]:
+    """The Synced notifications of one push-pull that ``a`` starts with ``b``, run to its end."""
+    out = a.join(1.0, [peer(1)])
+    [request] = [e for e in out if isinstance(e, StreamRequest)]
+    reply, _ = b.handle_stream(1.0, request.addr, request.data)
+    effects = a.handle_stream_reply(1.1, request.token, reply)
+    return [e.event for e in effects if isinstance(e, Notify) and isinstance(e.event, Synced)]
+
+
+def test_synced_says_whether_the_peer_held_the_same_table_when_it_answered() -> None:
+    a, _ = make(peers=0)
+    b = Protocol(ProtocolConfig(), "p1", peer(1), rng=random.Random(3), now=0.0)
+    b.start(0.0)
+    assert synced_after_push_pull(a, b) == [Synced(peer(1), agreed=True)]
+    b.register(1.0, "web", "web-1", "10.0.0.1", 80)
+    assert synced_after_push_pull(a, b) == [Synced(peer(1), agreed=False)]
+    assert synced_after_push_pull(a, b) == [Synced(peer(1), agreed=True)]  # merged by then
 
 
 def test_force_leave_turns_a_dead_member_left_and_spreads_it() -> None:

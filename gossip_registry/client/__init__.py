@@ -19,6 +19,7 @@ from gossip_registry.client.errors import (
 )
 from gossip_registry.client.instance import Instance
 from gossip_registry.client.sync import RegistryClient
+from gossip_registry.client.views import Member
 
 __all__ = [
     "AsyncRegistryClient",
@@ -27,6 +28,7 @@ __all__ = [
     "ClientError",
     "ClientSettings",
     "Instance",
+    "Member",
     "NoInstanceAvailable",
     "NoNodeAvailable",
     "RegistryClient",

@@ -15,7 +15,7 @@ are inside the cluster's network, never behind an internet proxy.
 from __future__ import annotations
 
 from collections.abc import AsyncGenerator, Callable
-from contextlib import closing
+from contextlib import aclosing, closing
 from types import TracebackType
 from typing import Any, TypeVar
 
@@ -24,7 +24,7 @@ import trio
 
 from gossip_registry.client.base import ClientBase
 from gossip_registry.client.cache import CachedList, WatchState
-from gossip_registry.client.instance import Instance, ServiceQuery
+from gossip_registry.client.instance import Instance, ServiceQuery, parse_instances
 from gossip_registry.client.plans import (
     Fetched,
     Pause,
@@ -124,15 +124,23 @@ class AsyncRegistryClient(ClientBase[httpx.AsyncBaseTransport]):
         return await self._run(call(self._core, name, instances, method, path, kwargs))
 
     async def watch(
-        self, name: str, tag: str | None = None, passing: bool = True
+        self, name: str, tag: str | None = None, passing: bool = True, *, shared: bool = True
     ) -> AsyncGenerator[list[Instance], None]:
         """Yield the instance list now, then again each time it changes.
 
         Changes while the consumer is busy fold into the next list. Every
-        iterator of a query shares its one watcher. Use it under
+        iterator of a query shares its one watcher, which keeps the cached
+        list fresh for the client's lifetime; with ``shared=False`` the
+        iterator runs blocking queries of its own that end when it is closed
+        (for views followed for a while, as ``render`` does). Use it under
         ``contextlib.aclosing`` so that leaving the loop early closes it.
         """
         query = ServiceQuery.of(name, tag, passing)
+        if not shared:
+            async with aclosing(self._follow(query, parse_instances)) as lists:
+                async for instances in lists:
+                    yield instances
+            return
         cached = await self._cached(query)
         self._watch_in_background(query, cached)
         seen = -1

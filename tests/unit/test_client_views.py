@@ -139,3 +139,31 @@ def test_a_service_list_of_the_wrong_shape_is_a_bad_response(body: Any) -> None:
 def test_a_member_list_of_the_wrong_shape_is_a_bad_response(body: Any) -> None:
     with pytest.raises(BadResponse):
         parse_members(body)
+
+
+async def test_an_unshared_watch_stops_its_blocking_queries_when_closed(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    node = Node()
+    node.bodies["/v1/services/web"] = []
+    seen: list[list[Any]] = []
+
+    async def follow(client: AsyncRegistryClient, scope: trio.CancelScope) -> None:
+        with scope:
+            async with aclosing(client.watch("web", shared=False)) as lists:
+                async for instances in lists:
+                    seen.append(instances)
+
+    with trio.fail_after(600):
+        async with connect(node) as client:
+            scope = trio.CancelScope()
+            client_nursery = trio.open_nursery()
+            async with client_nursery as nursery:
+                nursery.start_soon(follow, client, scope)
+                await trio.sleep(100)
+                scope.cancel()
+            asked = len(node.requests)
+            assert seen == [[]]
+            assert asked >= 3  # it blocked and asked again while open
+            await trio.sleep(300)
+            assert len(node.requests) == asked

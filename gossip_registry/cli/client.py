@@ -111,6 +111,7 @@ class Api:
         if ca_cert is not None or https:
             self.url = "https" + self.url.removeprefix("http")
         self.timeout = timeout
+        self.token = token
         self.headers = {"Authorization": f"Bearer {token}"} if token else {}
         self.verify: ssl.SSLContext | bool = True
         if ca_cert is not None:

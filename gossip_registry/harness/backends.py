@@ -11,9 +11,10 @@ from __future__ import annotations
 from collections import Counter
 from functools import partial
 
+import httpx
 import trio
 
-__all__ = ["Instances"]
+__all__ = ["Instances", "served_by"]
 
 
 class Instances:
@@ -59,3 +60,12 @@ class Instances:
             body = str(port).encode()
             head = f"HTTP/1.1 200 OK\r\nContent-Length: {len(body)}\r\nConnection: close\r\n\r\n"
             await stream.send_all(head.encode() + body)
+
+
+async def served_by(http: httpx.AsyncClient, url: str) -> int | None:
+    """The port of the instance that answered one ``GET url`` (through a proxy); None: failed."""
+    try:
+        response = await http.get(url, timeout=5.0)
+    except httpx.TransportError:
+        return None
+    return int(response.text) if response.status_code == 200 else None

@@ -20,13 +20,10 @@ import socket
 import subprocess
 import sys
 import time
+from collections import Counter
 from pathlib import Path
-from typing import Any
 
-import httpx
-import trio
-
-from gossip_registry.harness.processes import ROOT, agent_argv, free_ports, spawn, stop_processes
+from gossip_registry.harness.processes import ROOT, free_ports, spawn, stop_processes
 
 __all__ = ["PLACEHOLDER", "Nginx", "RenderedNginx", "find_program"]
 
@@ -43,7 +40,8 @@ pid {prefix}/nginx.pid;
 error_log {prefix}/error.log notice;
 events {{ worker_connections 512; }}
 http {{
-    access_log off;
+    log_format upstreams '$msec $upstream_addr $status';
+    access_log {prefix}/access.log upstreams;
     client_body_temp_path {prefix}/tmp/client_body;
     proxy_temp_path {prefix}/tmp/proxy;
     fastcgi_temp_path {prefix}/tmp/fastcgi;
@@ -73,6 +71,7 @@ class Nginx:
         self.conf = self.prefix / "nginx.conf"
         self.upstreams = self.prefix / "upstreams.conf"
         self.error_log = self.prefix / "error.log"
+        self.access_log = self.prefix / "access.log"
         self.process: subprocess.Popen[bytes] | None = None
 
     def argv(self, *extra: str) -> list[str]:
@@ -107,6 +106,9 @@ class Nginx:
             time.sleep(0.05)  # a bounded poll for the port, not a synchronisation guess
         self.stop()
         raise RuntimeError(f"nginx did not start; {self.error_log}:\n{self.log_tail()}")
+
+    def running(self) -> bool:
+        return self.process is not None and self.process.poll() is None
 
     def log_tail(self, lines: int = 20) -> str:
         with contextlib.suppress(OSError):
@@ -149,74 +151,62 @@ def _stat(pid: int) -> list[str]:
 
 
 class RenderedNginx:
-    """An agent process, a private nginx, and ``gossip-registry render`` between them.
+    """A private nginx and ``gossip-registry render`` keeping its upstream ``web`` current.
 
-    render follows the agent's HTTP API, writes nginx's ``upstreams.conf``
-    from ``examples/nginx/upstreams.conf.j2`` and reloads nginx; requests to
-    ``url`` go through nginx to upstream ``web``. Every process is ours,
-    started in ``start`` and stopped by PID in ``stop``.
+    render follows the node API at ``api``, writes ``upstreams.conf`` from
+    ``examples/nginx/upstreams.conf.j2`` and reloads nginx; requests to
+    ``url`` go through nginx. Both processes are ours, started in ``start``
+    and stopped by PID in ``stop``. Shaped as a balancer of
+    ``scripts/bench_render.py`` (``port``, ``attempts()``, ``stop()``).
     """
 
-    def __init__(self, binary: str, workdir: Path, wait: str = "100ms:1s") -> None:
+    def __init__(self, binary: str, workdir: Path, api: str, wait: str = "100ms:1s") -> None:
         self.workdir = workdir
-        gossip, http, web = free_ports(3)
-        self.api = f"http://127.0.0.1:{http}"
-        self.url = f"http://127.0.0.1:{web}/"
-        self._gossip = gossip
-        self.nginx = Nginx(binary, workdir / "nginx", web)
-        self._wait = wait
-        self._procs: list[subprocess.Popen[bytes]] = []
+        (self.port,) = free_ports(1)
+        self.url = f"http://127.0.0.1:{self.port}/"
+        self.nginx = Nginx(binary, workdir / "nginx", self.port)
+        self._api, self._wait = api, wait
+        self._render: subprocess.Popen[bytes] | None = None
+        self._log_offset = 0
+        self._attempts: Counter[int] = Counter()
 
     def start(self) -> None:
-        """Start agent, nginx and render; the agent's API may not answer yet (``ready``)."""
-        argv = agent_argv(
-            "--name", "n0", "--bind", f"127.0.0.1:{self._gossip}",
-            "--http", self.api, "--profile", "local",
-        )  # fmt: skip
-        self._procs.append(spawn(argv, self.workdir / "agent.log", self.workdir))
         self.nginx.start()
         render = [
-            sys.executable, "-m", "gossip_registry", "render", "--http", self.api,
+            sys.executable, "-m", "gossip_registry", "render", "--http", self._api,
             "--template", str(ROOT / "examples" / "nginx" / "upstreams.conf.j2"),
             "--out", str(self.nginx.upstreams), "--wait", self._wait,
             "--exec", self.nginx.reload_command,
         ]  # fmt: skip
-        self._procs.append(spawn(render, self.workdir / "render.log", self.workdir))
+        self._render = spawn(render, self.workdir / "render.log", self.workdir)
 
     def stop(self) -> None:
         try:
-            stop_processes(reversed(self._procs), grace=5.0)  # render first, then the agent
+            if self._render is not None:
+                stop_processes([self._render], grace=5.0)
+                self._render = None
         finally:
             self.nginx.stop()
 
     def running(self) -> bool:
-        return all(p.poll() is None for p in self._procs) and self.nginx.process is not None
+        return self._render is not None and self._render.poll() is None and self.nginx.running()
 
     def logs(self) -> str:
         """render's log and nginx's error log, for a failure message."""
         render = (self.workdir / "render.log").read_text(errors="replace")[-3000:]
         return f"render.log:\n{render}\nnginx error.log:\n{self.nginx.log_tail()}"
 
-    async def ready(self, http: httpx.AsyncClient, timeout: float = 20.0) -> None:
-        """Return once the agent's API answers (a bounded poll)."""
-        with trio.fail_after(timeout):
-            while True:
-                with contextlib.suppress(httpx.TransportError):
-                    if (await http.get(self.api + "/healthz")).status_code == 200:
-                        return
-                await trio.sleep(0.05)
-
-    async def register(self, http: httpx.AsyncClient, port: int, **fields: Any) -> None:
-        body = {"name": "web", "id": f"web-{port}", "address": "127.0.0.1", "port": port}
-        (await http.put(self.api + "/v1/services", json={**body, **fields})).raise_for_status()
-
-    async def deregister(self, http: httpx.AsyncClient, port: int) -> None:
-        (await http.delete(f"{self.api}/v1/services/web-{port}")).raise_for_status()
-
-    async def served_by(self, http: httpx.AsyncClient) -> int | None:
-        """The port of the instance that answered one request through nginx; None: failed."""
-        try:
-            response = await http.get(self.url, timeout=5.0)
-        except httpx.TransportError:
-            return None
-        return int(response.text) if response.status_code == 200 else None
+    async def attempts(self) -> dict[int, int]:
+        """Requests nginx sent so far to each instance port (retries included), from its
+        access log's ``$upstream_addr``."""
+        with open(self.nginx.access_log, "rb") as log:
+            log.seek(self._log_offset)
+            chunk = log.read()
+        complete = chunk.rfind(b"\n") + 1
+        self._log_offset += complete
+        for line in chunk[:complete].decode(errors="replace").splitlines():
+            for address in line.split(" ", 1)[-1].rsplit(" ", 1)[0].split(", "):
+                host, _, port = address.strip().rpartition(":")
+                if host and port.isdigit():
+                    self._attempts[int(port)] += 1
+        return dict(self._attempts)

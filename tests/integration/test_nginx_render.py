@@ -17,7 +17,8 @@ import httpx
 import pytest
 import trio
 
-from gossip_registry.harness.backends import Instances
+from gossip_registry.harness.backends import Instances, served_by
+from gossip_registry.harness.local_agent import LocalAgent
 from gossip_registry.harness.nginx import RenderedNginx, find_program
 
 REQUESTS = 30
@@ -34,7 +35,7 @@ def nginx_binary() -> str:
 
 
 async def served(stack: RenderedNginx, http: httpx.AsyncClient) -> Counter[int | None]:
-    return Counter([await stack.served_by(http) for _ in range(REQUESTS)])
+    return Counter([await served_by(http, stack.url) for _ in range(REQUESTS)])
 
 
 async def until_served_by(
@@ -51,28 +52,35 @@ async def until_served_by(
 
 
 async def test_nginx_upstreams_follow_the_registry(tmp_path: Path) -> None:
-    stack = RenderedNginx(nginx_binary(), tmp_path)
+    agent = LocalAgent(tmp_path / "agent")
+    stack = RenderedNginx(nginx_binary(), tmp_path, agent.api)
     try:
+        agent.start()
         stack.start()
         with trio.fail_after(90):
             async with trio.open_nursery() as nursery, httpx.AsyncClient(trust_env=False) as http:
                 backends = Instances(nursery)
                 a, b, c = [await backends.start() for _ in range(3)]
-                await stack.ready(http)
-                await stack.register(http, a)
-                await stack.register(http, b)
+                await agent.ready(http)
+                await agent.register(http, a)
+                await agent.register(http, b)
                 await until_served_by(stack, http, {a, b})
                 assert "reconfiguring" in stack.nginx.error_log.read_text(), stack.logs()
 
-                await stack.register(http, c)
+                await agent.register(http, c)
                 await until_served_by(stack, http, {a, b, c})
 
-                await stack.deregister(http, a)
+                await agent.deregister(http, a)
                 await until_served_by(stack, http, {b, c})
-                before = backends.hits[a]
+                before = backends.hits[a], (await stack.attempts()).get(a)
+                assert before[1], "nginx's access log shows no request to a"
                 assert set(await served(stack, http)) == {b, c}
-                assert backends.hits[a] == before, "a deregistered instance still got requests"
+                after = backends.hits[a], (await stack.attempts()).get(a)
+                assert after == before, "a deregistered instance still got requests"
                 nursery.cancel_scope.cancel()
     finally:
-        stack.stop()
+        try:
+            stack.stop()
+        finally:
+            agent.stop()
     assert "render: ran" in (tmp_path / "render.log").read_text()

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 import trio
-from click.testing import CliRunner
+from click.testing import CliRunner, Result
 
 from gossip_registry.cli import cli
 from gossip_registry.harness.processes import ROOT
@@ -134,21 +134,14 @@ async def test_a_template_error_exits_1_naming_file_and_line(tmp_path: Path) -> 
     assert not (tmp_path / "web.conf").exists()
 
 
+def render_without_node(*args: str) -> Result:
+    """``render`` in-process, pointed at a port where no node listens."""
+    return CliRunner().invoke(cli, ["render", "--http", "127.0.0.1:1", *args])
+
+
 def test_a_template_syntax_error_exits_1_before_asking_any_node(tmp_path: Path) -> None:
     (tmp_path / "bad.j2").write_text("{% for %}")
-    result = CliRunner().invoke(
-        cli,
-        [
-            "render",
-            "--http",
-            "127.0.0.1:1",
-            "--template",
-            f"{tmp_path}/bad.j2",
-            "--out",
-            f"{tmp_path}/x",
-            "--once",
-        ],
-    )
+    result = render_without_node("--template", f"{tmp_path}/bad.j2", "--out", f"{tmp_path}/x")
     assert result.exit_code == 1
     assert "bad.j2:1:" in result.output
     assert "template" in result.output
@@ -166,23 +159,13 @@ def test_a_template_syntax_error_exits_1_before_asking_any_node(tmp_path: Path) 
 def test_bad_template_options_are_usage_errors(
     tmp_path: Path, args: list[str], message: str
 ) -> None:
-    result = CliRunner().invoke(cli, ["render", "--http", "127.0.0.1:1", *args])
+    result = render_without_node(*args)
     assert result.exit_code == 2
     assert message in result.output
 
 
 def test_once_with_no_node_exits_1_with_the_reason(tmp_path: Path) -> None:
     (tmp_path / "web.j2").write_text(UPSTREAM)
-    result = CliRunner().invoke(
-        cli,
-        [
-            "render",
-            "--http",
-            "127.0.0.1:1",
-            "--template",
-            f"{tmp_path}/web.j2:{tmp_path}/o",
-            "--once",
-        ],
-    )
+    result = render_without_node("--template", f"{tmp_path}/web.j2:{tmp_path}/o", "--once")
     assert result.exit_code == 1
     assert "no registry node answered" in result.output

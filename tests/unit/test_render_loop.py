@@ -11,7 +11,8 @@ from __future__ import annotations
 
 import random
 import sys
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
@@ -113,6 +114,17 @@ def job(tmp_path: Path, text: str = UPSTREAM, name: str = "web") -> Job:
     return Job(tmp_path / f"{name}.j2", tmp_path / f"{name}.conf")
 
 
+@asynccontextmanager
+async def rendering(
+    registry: Registry, settings: Settings, commands: Commands
+) -> AsyncIterator[None]:
+    """The render loop running in the background over ``registry``; stopped on leaving."""
+    async with client(registry) as c, trio.open_nursery() as nursery:
+        nursery.start_soon(render_loop, c, settings, print, commands)
+        yield
+        nursery.cancel_scope.cancel()
+
+
 def servers(dest: Path) -> list[str]:
     if not dest.exists():
         return []
@@ -158,12 +170,9 @@ async def test_once_with_a_failing_command_reports_it_and_returns_false(tmp_path
 async def test_the_file_follows_the_registry_through_blocking_queries(
     tmp_path: Path, autojump_clock: trio.testing.MockClock
 ) -> None:
-    registry = Registry()
-    j = job(tmp_path)
-    commands = Commands()
+    registry, j, commands = Registry(), job(tmp_path), Commands()
     with trio.fail_after(600):
-        async with client(registry) as c, trio.open_nursery() as nursery:
-            nursery.start_soon(render_loop, c, Settings([j], command="reload"), print, commands)
+        async with rendering(registry, Settings([j], command="reload"), commands):
             await wait_until(lambda: servers(j.dest) == ["127.0.0.1:9001;"])
             await trio.sleep(200)  # quiet: blocking queries, no writes, no polling storm
             assert commands.runs == ["reload"]
@@ -173,7 +182,6 @@ async def test_the_file_follows_the_registry_through_blocking_queries(
             await wait_until(lambda: len(commands.runs) == 2)
             registry.set("web", 9002)
             await wait_until(lambda: servers(j.dest) == ["127.0.0.1:9002;"])
-            nursery.cancel_scope.cancel()
 
 
 async def test_an_unchanged_rendering_is_not_rewritten_and_runs_no_command(
@@ -185,27 +193,22 @@ async def test_an_unchanged_rendering_is_not_rewritten_and_runs_no_command(
     before = j.dest.stat().st_mtime_ns, j.dest.stat().st_ino
     commands = Commands()
     with trio.fail_after(600):
-        async with client(registry) as c, trio.open_nursery() as nursery:
-            nursery.start_soon(render_loop, c, Settings([j], command="reload"), print, commands)
+        async with rendering(registry, Settings([j], command="reload"), commands):
             await wait_until(lambda: "/v1/services/web" in registry.asked)
             registry.touch("web", node="n2")
             await wait_until(lambda: registry.asked.count("/v1/services/web") >= 3)
             await trio.sleep(5)
             assert (j.dest.stat().st_mtime_ns, j.dest.stat().st_ino) == before
             assert commands.runs == []
-            nursery.cancel_scope.cancel()
 
 
 async def test_wait_debounces_a_burst_into_one_write_min_after_its_last_change(
     tmp_path: Path, autojump_clock: trio.testing.MockClock
 ) -> None:
-    registry = Registry()
-    j = job(tmp_path)
-    commands = Commands()
+    registry, j, commands = Registry(), job(tmp_path), Commands()
     settings = Settings([j], command="reload", wait=(5.0, 60.0))
     with trio.fail_after(600):
-        async with client(registry) as c, trio.open_nursery() as nursery:
-            nursery.start_soon(render_loop, c, settings, print, commands)
+        async with rendering(registry, settings, commands):
             await wait_until(lambda: len(commands.runs) == 1)
             start = trio.current_time()
             for port in (9002, 9003, 9004):
@@ -217,19 +220,15 @@ async def test_wait_debounces_a_burst_into_one_write_min_after_its_last_change(
             assert servers(j.dest) == ["127.0.0.1:9001;", "127.0.0.1:9004;"]
             assert last_change + 5 <= written < last_change + 5.5
             assert written - start < 60
-            nursery.cancel_scope.cancel()
 
 
 async def test_wait_renders_at_max_when_the_registry_never_settles(
     tmp_path: Path, autojump_clock: trio.testing.MockClock
 ) -> None:
-    registry = Registry()
-    j = job(tmp_path)
-    commands = Commands()
+    registry, j, commands = Registry(), job(tmp_path), Commands()
     settings = Settings([j], command="reload", wait=(5.0, 12.0))
     with trio.fail_after(600):
-        async with client(registry) as c, trio.open_nursery() as nursery:
-            nursery.start_soon(render_loop, c, settings, print, commands)
+        async with rendering(registry, settings, commands):
             await wait_until(lambda: len(commands.runs) == 1)
             first_change = trio.current_time()
             port = 9002
@@ -239,19 +238,15 @@ async def test_wait_renders_at_max_when_the_registry_never_settles(
                 await trio.sleep(2)
             assert len(commands.runs) == 2
             assert trio.current_time() - first_change <= 12 + 2
-            nursery.cancel_scope.cancel()
 
 
 async def test_a_failed_command_is_retried_at_the_next_change_and_the_loop_goes_on(
     tmp_path: Path, autojump_clock: trio.testing.MockClock
 ) -> None:
-    registry = Registry()
-    j = job(tmp_path)
-    commands = Commands()
+    registry, j, commands = Registry(), job(tmp_path), Commands()
     commands.failing = True
     with trio.fail_after(600):
-        async with client(registry) as c, trio.open_nursery() as nursery:
-            nursery.start_soon(render_loop, c, Settings([j], command="reload"), print, commands)
+        async with rendering(registry, Settings([j], command="reload"), commands):
             await wait_until(lambda: len(commands.runs) == 1)
             commands.failing = False
             # A change that leaves the file as it is still retries the failed command.
@@ -260,7 +255,6 @@ async def test_a_failed_command_is_retried_at_the_next_change_and_the_loop_goes_
             registry.set("web", 9009)
             await wait_until(lambda: servers(j.dest) == ["127.0.0.1:9009;"])
             await wait_until(lambda: len(commands.runs) == 3)
-            nursery.cancel_scope.cancel()
 
 
 async def test_a_view_no_longer_read_is_no_longer_followed(
@@ -273,8 +267,7 @@ async def test_a_view_no_longer_read_is_no_longer_followed(
         "{% for s in services() %}{{ s.name }}:{{ service(s.name)|length }} {% endfor %}",
     )
     with trio.fail_after(600):
-        async with client(registry) as c, trio.open_nursery() as nursery:
-            nursery.start_soon(render_loop, c, Settings([j]), print, Commands())
+        async with rendering(registry, Settings([j]), Commands()):
             await wait_until(lambda: j.dest.exists() and j.dest.read_text() == "api:1 web:1 ")
             registry.set("api")
             await wait_until(lambda: j.dest.read_text() == "web:1 ")
@@ -284,7 +277,6 @@ async def test_a_view_no_longer_read_is_no_longer_followed(
             later = registry.asked[asked:]
             assert "/v1/services/api" not in later
             assert "/v1/services/web" in later
-            nursery.cancel_scope.cancel()
 
 
 async def test_a_template_error_at_render_time_stops_the_loop(tmp_path: Path) -> None:

@@ -54,13 +54,25 @@ def parse_jobs(templates: tuple[str, ...], out: Path | None) -> list[Job]:
     return jobs
 
 
-def _duration(text: str, flag: str) -> tuple[float, float]:
+def _wait(text: str) -> tuple[float, float]:
     from gossip_registry.render.settle import parse_wait
 
     try:
         return parse_wait(text)
     except ValueError as exc:
-        raise click.BadParameter(str(exc), param_hint=flag) from None
+        raise click.BadParameter(str(exc), param_hint="--wait") from None
+
+
+def _timeout(text: str) -> float:
+    from gossip_registry.config import parse_duration
+
+    try:
+        seconds = parse_duration(text)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint="--exec-timeout") from None
+    if seconds <= 0:
+        raise click.BadParameter("must be more than 0s", param_hint="--exec-timeout")
+    return seconds
 
 
 @click.command()
@@ -158,9 +170,9 @@ def render(
     settings = Settings(
         jobs,
         command=command,
-        wait=_duration(wait, "--wait"),
+        wait=_wait(wait),
         once=once,
-        command_timeout=_duration(exec_timeout, "--exec-timeout")[0],
+        command_timeout=_timeout(exec_timeout),
     )
     apis = [_api(h, config_path, node_name, 5.0, token) for h in http] or [
         _api(None, config_path, node_name, 5.0, token)

@@ -154,6 +154,8 @@ def test_a_template_syntax_error_exits_1_before_asking_any_node(tmp_path: Path) 
         (["--template", "a.j2", "--template", "b.j2", "--out", "x"], "one --template"),
         (["--template", "a.j2:x", "--template", "b.j2:x"], "twice"),
         (["--template", "a.j2:x", "--wait", "2s:1s"], "--wait"),
+        (["--template", "a.j2:x", "--exec-timeout", "0s"], "--exec-timeout"),
+        (["--template", "a.j2:x", "--exec-timeout", "1s:2s"], "--exec-timeout"),
     ],
 )
 def test_bad_template_options_are_usage_errors(

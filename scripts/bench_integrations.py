@@ -69,8 +69,8 @@ from tests.support.haproxy import (  # noqa: E402
     Traffic,
     WebFleet,
     WebInstance,
-    find_program,
 )
+from tests.support.programs import find_program  # noqa: E402
 
 POLL = 0.05
 """Seconds between reads of the balancer's per-server counters during a kill trial."""

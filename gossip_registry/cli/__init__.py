@@ -9,6 +9,7 @@ Theory of operation: one click group with a module per concern:
   ``check``, ``maintenance``:
   clients of a node's HTTP API (``cli/client.py``);
 - ``monitor``: a node's event stream, as it happens (``cli/monitor.py``);
+- ``render``: files rendered from the registry, kept current (``cli/render.py``);
 - ``simulate``: the deterministic simulator at any size (``cli/simulate.py``);
 - ``keygen``, ``keys``: gossip keys and their rotation (``cli/keys.py``);
 - ``version``.
@@ -41,6 +42,7 @@ COMMANDS = {
     "maintenance": "client:maintenance",  # take an instance or the node out of discovery
     "force-leave": "client:force_leave",
     "monitor": "monitor:monitor",
+    "render": "render:render",  # templates kept current (cli/render.py)
     "keygen": "keys:keygen",  # gossip encryption (cli/keys.py)
     "keys": "keys:keys",
 }

@@ -31,6 +31,7 @@ if TYPE_CHECKING:
     from gossip_registry.client.instance import Instance
     from gossip_registry.client.node_api import NodeApi, NodeUnreachable
     from gossip_registry.client.sync import RegistryClient
+    from gossip_registry.client.views import Member
 
 _HOMES = {
     "AsyncRegistryClient": "aio",
@@ -39,6 +40,7 @@ _HOMES = {
     "ClientError": "errors",
     "ClientSettings": "core",
     "Instance": "instance",
+    "Member": "views",
     "NoInstanceAvailable": "errors",
     "NoNodeAvailable": "errors",
     "NodeApi": "node_api",
@@ -55,6 +57,7 @@ __all__ = [
     "ClientError",
     "ClientSettings",
     "Instance",
+    "Member",
     "NoInstanceAvailable",
     "NoNodeAvailable",
     "NodeApi",

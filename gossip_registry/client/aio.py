@@ -14,8 +14,8 @@ are inside the cluster's network, never behind an internet proxy.
 
 from __future__ import annotations
 
-from collections.abc import AsyncGenerator
-from contextlib import closing
+from collections.abc import AsyncGenerator, Callable
+from contextlib import aclosing, closing
 from types import TracebackType
 from typing import Any, TypeVar
 
@@ -24,8 +24,21 @@ import trio
 
 from gossip_registry.client.base import ClientBase
 from gossip_registry.client.cache import CachedList, WatchState
-from gossip_registry.client.instance import Instance, ServiceQuery
-from gossip_registry.client.plans import Pause, Plan, Send, Steps, cached_list, call, watch_step
+from gossip_registry.client.instance import Instance, ServiceQuery, parse_instances
+from gossip_registry.client.plans import (
+    Fetched,
+    Pause,
+    Plan,
+    Send,
+    Steps,
+    View,
+    ask_view,
+    cached_list,
+    call,
+    watch_round,
+    watch_step,
+)
+from gossip_registry.client.views import MEMBERS, SERVICES, Member, parse_members, parse_services
 from gossip_registry.runtime.owned_nursery import close_owned_nursery
 
 __all__ = ["AsyncRegistryClient"]
@@ -111,15 +124,23 @@ class AsyncRegistryClient(ClientBase[httpx.AsyncBaseTransport]):
         return await self._run(call(self._core, name, instances, method, path, kwargs))
 
     async def watch(
-        self, name: str, tag: str | None = None, passing: bool = True
+        self, name: str, tag: str | None = None, passing: bool = True, *, shared: bool = True
     ) -> AsyncGenerator[list[Instance], None]:
         """Yield the instance list now, then again each time it changes.
 
         Changes while the consumer is busy fold into the next list. Every
-        iterator of a query shares its one watcher. Use it under
+        iterator of a query shares its one watcher, which keeps the cached
+        list fresh for the client's lifetime; with ``shared=False`` the
+        iterator runs blocking queries of its own that end when it is closed
+        (for views followed for a while, as ``render`` does). Use it under
         ``contextlib.aclosing`` so that leaving the loop early closes it.
         """
         query = ServiceQuery.of(name, tag, passing)
+        if not shared:
+            async with aclosing(self._follow(query, parse_instances)) as lists:
+                async for instances in lists:
+                    yield instances
+            return
         cached = await self._cached(query)
         self._watch_in_background(query, cached)
         seen = -1
@@ -130,7 +151,36 @@ class AsyncRegistryClient(ClientBase[httpx.AsyncBaseTransport]):
                 continue
             await self._changed.setdefault(query, trio.Event()).wait()
 
+    def watch_services(self) -> AsyncGenerator[dict[str, int], None]:
+        """Yield service name -> live instances now, then again each time it changes.
+
+        Unlike ``watch``, each iterator runs its own blocking queries (nothing
+        is cached). Use it under ``contextlib.aclosing``.
+
+        Raises:
+            NoNodeAvailable: no node answered the first query (later failures
+                are retried: the iterator then waits for the next answer).
+            RegistryError: a node refused the first query (a bad token).
+        """
+        return self._follow(SERVICES, parse_services)
+
+    def watch_members(self) -> AsyncGenerator[list[Member], None]:
+        """Yield the cluster's members now, then again each time the list changes;
+        as ``watch_services``."""
+        return self._follow(MEMBERS, parse_members)
+
     # ------------------------------------------------------------ machinery
+
+    async def _follow(self, view: View, parse: Callable[[Any], T]) -> AsyncGenerator[T, None]:
+        first = await self._run(ask_view(self._core, view, parse))
+        yield first.value
+        last, state = first.value, WatchState(first.index, first.node)
+        while True:
+            answers: list[Fetched[T]] = []
+            await self._run(watch_round(self._core, view, parse, state, answers.append))
+            if answers and answers[-1].value != last:
+                last = answers[-1].value
+                yield last
 
     async def _run(self, plan: Plan[T]) -> T:
         """Carry out a plan's actions until it returns."""

@@ -46,10 +46,13 @@ __all__ = [
     "Plan",
     "Send",
     "Steps",
+    "View",
     "Wait",
+    "ask_view",
     "cached_list",
     "call",
     "refresh",
+    "watch_round",
     "watch_step",
 ]
 
@@ -134,8 +137,9 @@ class Steps(Generic[T]):
 
 
 @dataclass(frozen=True, slots=True)
-class Fetched:
-    instances: list[Instance]
+class Fetched(Generic[T]):
+    value: T
+    """What the node answered, parsed (the instance list for a service query)."""
     index: int | None
     node: str
     """The node that answered (and whose index ``index`` is)."""
@@ -150,8 +154,8 @@ def _describe(error: Exception) -> str:
     return f"{type(error).__name__}: {error}" if str(error) else type(error).__name__
 
 
-def _read(outcome: Outcome) -> tuple[list[Instance], int | None]:
-    """The instances and index of a node's answer.
+def _read(outcome: Outcome, parse: Callable[[Any], T]) -> tuple[T, int | None]:
+    """The body (through ``parse``) and index of a node's answer.
 
     Raises:
         BadResponse: the node failed (unreachable, 5xx, garbage) or is busy (429: its
@@ -173,14 +177,13 @@ def _read(outcome: Outcome) -> tuple[list[Instance], int | None]:
         raise BadResponse(f"unexpected HTTP {outcome.status_code}")
     header = outcome.headers.get(INDEX_HEADER)
     index = int(header) if header is not None and header.isdigit() else None
-    return parse_instances(body), index
+    return parse(body), index
 
 
 def _query_kwargs(
-    core: ClientCore, query: ServiceQuery, index: int | None = None
+    core: ClientCore, params: list[tuple[str, str]], index: int | None = None
 ) -> dict[str, Any]:
     settings = core.settings
-    params = query.params()
     timeout = settings.node_timeout
     if index is not None:
         params += [("index", str(index)), ("wait", _duration(settings.wait))]
@@ -194,7 +197,27 @@ def ask_nodes(
     query: ServiceQuery,
     index: int | None = None,
     index_node: str | None = None,
-) -> Plan[Fetched]:
+) -> Plan[Fetched[list[Instance]]]:
+    """A service's instances from the first node that answers (``ask_view``)."""
+    return (yield from ask_view(core, query, parse_instances, index, index_node))
+
+
+class View(Protocol):
+    """A read of the node API that takes ``index``/``wait`` (``ServiceQuery`` and the like)."""
+
+    @property
+    def path(self) -> str: ...
+
+    def params(self) -> list[tuple[str, str]]: ...
+
+
+def ask_view(
+    core: ClientCore,
+    view: View,
+    parse: Callable[[Any], T],
+    index: int | None = None,
+    index_node: str | None = None,
+) -> Plan[Fetched[T]]:
     """Query the nodes in turn until one answers.
 
     With ``index``, the query to ``index_node`` (the node that gave it) is
@@ -208,23 +231,23 @@ def ask_nodes(
     failures: list[str] = []
     # A joining node's answer may lack what the cluster holds: the first discovery
     # after a node started must not return [] while another node knows better.
-    joining: Fetched | None = None
+    joining: Fetched[T] | None = None
     for attempt, base in enumerate(core.nodes.order()):
         if attempt:
             yield Pause(
                 jittered(settings.node_backoff, attempt, settings.node_backoff_max, core.rng)
             )
-        kwargs = _query_kwargs(core, query, index if base == index_node else None)
-        outcome = yield Send("GET", base + query.path, kwargs)
+        kwargs = _query_kwargs(core, view.params(), index if base == index_node else None)
+        outcome = yield Send("GET", base + view.path, kwargs)
         core.stats["node_requests"] += 1
         try:
-            instances, answered_index = _read(outcome)
+            value, answered_index = _read(outcome, parse)
         except BadResponse as exc:
             core.stats["node_failures"] += 1
             failures.append(f"{base}: {exc}")
             continue
         core.nodes.answered(base)
-        fetched = Fetched(instances, answered_index, base)
+        fetched = Fetched(value, answered_index, base)
         if isinstance(outcome, httpx.Response) and JOINING_HEADER in outcome.headers:
             core.stats["joining_answers"] += 1
             joining = joining or fetched
@@ -253,7 +276,7 @@ def refresh(core: ClientCore, query: ServiceQuery) -> Plan[CachedList]:
         # Serve the last good list; try the nodes again after a backoff, not on every call.
         core.cache.hold(query, core.clock(), core.settings.node_backoff_max)
         return cached
-    return core.cache.store(query, fetched.instances, fetched.index, core.clock(), fetched.node)
+    return core.cache.store(query, fetched.value, fetched.index, core.clock(), fetched.node)
 
 
 def cached_list(
@@ -298,19 +321,35 @@ def cached_list(
 
 
 def watch_step(core: ClientCore, query: ServiceQuery, state: WatchState) -> Plan[None]:
-    """One round of keeping a cached query fresh (the cache bumps the list's version on change).
+    """One round of keeping a cached query fresh (the cache bumps the list's version on change)."""
+
+    def store(fetched: Fetched[list[Instance]]) -> None:
+        core.cache.store(query, fetched.value, fetched.index, core.clock(), fetched.node)
+
+    yield from watch_round(core, query, parse_instances, state, store)
+
+
+def watch_round(
+    core: ClientCore,
+    view: View,
+    parse: Callable[[Any], T],
+    state: WatchState,
+    answered: Callable[[Fetched[T]], None],
+) -> Plan[None]:
+    """One round of following a view; ``answered`` gets the node's answer, if one came.
 
     A blocking query when the node gave an index, else a TTL-paced poll.
-    Never raises for a node's failure or refusal: the list stays as it
-    was, the round ends after a backoff, and a node refusing ``index=``
-    (one without blocking queries) switches the loop to polling.
+    Never raises for a node's failure or refusal: the round ends after a
+    backoff, and a node refusing ``index=`` (one without blocking queries)
+    switches the loop to polling. An answer that came back without blocking
+    is followed by a backoff, so a loop never spins.
     """
     settings = core.settings
     if state.index is None:
         yield Pause(core.cache.ttl_delay())
     started = core.clock()
     try:
-        fetched = yield from ask_nodes(core, query, state.index, state.node)
+        fetched = yield from ask_view(core, view, parse, state.index, state.node)
     except (NoNodeAvailable, RegistryError) as exc:
         if isinstance(exc, RegistryError):
             state.index = None
@@ -318,7 +357,7 @@ def watch_step(core: ClientCore, query: ServiceQuery, state: WatchState) -> Plan
         return
     elapsed = core.clock() - started
     quick = state.observe(fetched.index, fetched.node, elapsed, settings.min_block)
-    core.cache.store(query, fetched.instances, fetched.index, core.clock(), fetched.node)
+    answered(fetched)
     if quick:
         core.stats["quick_returns"] += 1
         yield Pause(jittered(settings.min_block, quick, settings.wait, core.rng))

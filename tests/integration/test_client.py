@@ -11,7 +11,6 @@ from __future__ import annotations
 import random
 from collections import Counter
 from contextlib import aclosing
-from functools import partial
 from typing import Any
 
 import pytest
@@ -20,53 +19,9 @@ import trio
 from gossip_registry.client import AsyncRegistryClient, ClientSettings, RegistryClient
 from gossip_registry.runtime.node import Node
 from tests.integration import start_cluster, wait_until
+from tests.support.backends import Instances
 
 HTTP = ("127.0.0.1", 0)
-
-
-class Instances:
-    """HTTP servers on 127.0.0.1 that count their hits; each can be killed on its own."""
-
-    def __init__(self, nursery: trio.Nursery) -> None:
-        self._nursery = nursery
-        self.hits: Counter[int] = Counter()
-        self._stops: dict[int, tuple[trio.CancelScope, trio.Event]] = {}
-
-    async def start(self) -> int:
-        port: int = await self._nursery.start(self._serve)
-        return port
-
-    async def kill(self, port: int) -> None:
-        """Return once the port refuses connections."""
-        scope, closed = self._stops[port]
-        scope.cancel()
-        await closed.wait()
-
-    async def _serve(self, *, task_status: trio.TaskStatus[int]) -> None:
-        [listener] = await trio.open_tcp_listeners(0, host="127.0.0.1")
-        port = listener.socket.getsockname()[1]
-        closed = trio.Event()
-        try:
-            with trio.CancelScope() as scope:
-                self._stops[port] = (scope, closed)
-                async with listener:
-                    task_status.started(port)
-                    await trio.serve_listeners(partial(self._answer, port), [listener])
-        finally:
-            closed.set()
-
-    async def _answer(self, port: int, stream: trio.SocketStream) -> None:
-        async with stream:
-            data = b""
-            while b"\r\n\r\n" not in data:
-                chunk = await stream.receive_some(4096)
-                if not chunk:
-                    return
-                data += chunk
-            self.hits[port] += 1
-            body = str(port).encode()
-            head = f"HTTP/1.1 200 OK\r\nContent-Length: {len(body)}\r\nConnection: close\r\n\r\n"
-            await stream.send_all(head.encode() + body)
 
 
 def url(node: Node) -> str:

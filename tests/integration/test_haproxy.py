@@ -15,14 +15,12 @@ Without haproxy the test skips, saying so; in CI (``CI=true``) it fails.
 
 from __future__ import annotations
 
-import os
 import subprocess
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-import pytest
 import trio
 
 from gossip_registry.chaos.http11 import HttpClient
@@ -33,9 +31,9 @@ from tests.support.haproxy import (
     Traffic,
     WebFleet,
     WebInstance,
-    find_program,
     haproxy_config,
 )
+from tests.support.programs import require_program
 
 INSTANCES = 20
 SLOTS = 24
@@ -52,13 +50,7 @@ TIMEOUT = 90.0
 
 
 def haproxy_binary() -> str:
-    binary = find_program("haproxy")
-    if binary is None:
-        message = "haproxy is not installed (apt-get install haproxy)"
-        if os.environ.get("CI") == "true":
-            pytest.fail(message)
-        pytest.skip(message)
-    return binary
+    return require_program("haproxy")
 
 
 @dataclass

@@ -31,8 +31,6 @@ sends a request whose server died to another one.
 
 from __future__ import annotations
 
-import os
-import shutil
 import subprocess
 import sys
 import time
@@ -56,7 +54,6 @@ __all__ = [
     "Traffic",
     "WebFleet",
     "WebInstance",
-    "find_program",
     "haproxy_config",
 ]
 
@@ -88,12 +85,6 @@ class Handler(http.server.BaseHTTPRequestHandler):
         pass
 http.server.ThreadingHTTPServer(("127.0.0.1", int(sys.argv[2])), Handler).serve_forever()
 """
-
-
-def find_program(name: str) -> str | None:
-    """The path of ``name`` on PATH or in the sbin directories (Debian puts haproxy there)."""
-    path = os.pathsep.join([os.environ.get("PATH", ""), "/usr/sbin", "/sbin"])
-    return shutil.which(name, path=path)
 
 
 class HarnessError(Exception):

@@ -1,4 +1,4 @@
-"""Real third-party programs the integration tests drive (Prometheus; HAProxy, nginx elsewhere).
+"""Real third-party programs the integration tests drive (HAProxy, nginx, Prometheus).
 
 ``.ci/run`` installs them from Debian's packages when missing, without
 starting their system services; the tests start them on free loopback ports
@@ -14,12 +14,18 @@ import shutil
 
 import pytest
 
-__all__ = ["require_program"]
+__all__ = ["find_program", "require_program"]
+
+
+def find_program(name: str) -> str | None:
+    """The path of ``name`` on PATH or in /usr/sbin and /sbin (Debian puts haproxy there)."""
+    path = os.pathsep.join([os.environ.get("PATH", ""), "/usr/sbin", "/sbin"])
+    return shutil.which(name, path=path)
 
 
 def require_program(name: str, package: str | None = None) -> str:
     """The path of program ``name``; skips the test without it, or fails it under CI."""
-    path = shutil.which(name)
+    path = find_program(name)
     if path is not None:
         return path
     reason = f"{name} is not installed (apt-get install {package or name})"

@@ -85,6 +85,23 @@ async def test_a_node_whose_seed_starts_later_joins_by_retrying() -> None:
             nursery.cancel_scope.cancel()
 
 
+async def test_a_node_whose_seed_is_a_name_resolves_it_again_at_each_retry() -> None:
+    retrying = FAST.with_(join_backoff=0.05)
+    with trio.fail_after(15):
+        async with trio.open_nursery() as nursery:
+            udp, tcp = reserve_port()
+            with udp, tcp:
+                late = udp.getsockname()
+                config = fast_config("early", seeds=(("localhost", late[1]),), protocol=retrying)
+                early, _ = await start_node(nursery, config)
+                await wait_until(lambda: early.protocol.stats["syncs_failed"] >= 2)
+            assert early.joining
+            seed, _ = await start_node(nursery, fast_config("seed", bind=late))
+            await wait_until(lambda: state_of(seed, "early") is MemberState.ALIVE)
+            assert await early.join([("localhost", late[1])]) == 1
+            nursery.cancel_scope.cancel()
+
+
 def reserve_port() -> tuple[socket.socket, socket.socket]:
     """A loopback port bound for UDP and TCP (not listening), as a node would bind it."""
     for _ in range(20):

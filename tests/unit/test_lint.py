@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
-TARGETS = [str(ROOT / p) for p in ("gossip_registry", "tests", "scripts", "examples")]
+TARGETS = [str(ROOT / p) for p in ("gossip_registry", "tests", "scripts", "examples", "deploy")]
 
 
 @pytest.mark.parametrize("command", [["check"], ["format", "--check"]])

@@ -108,6 +108,8 @@ def test_the_statefulset_joins_by_its_headless_service_and_leaves_within_its_gra
     service = headless(docs)
     assert sts["apiVersion"] == "apps/v1"
     assert sts["spec"]["serviceName"] == service["metadata"]["name"]
+    assert sts["spec"]["updateStrategy"]["type"] == "RollingUpdate"
+    assert sts["spec"]["minReadySeconds"] >= 5  # the new pod is heard of before the next goes
     labels = sts["spec"]["template"]["metadata"]["labels"]
     assert selects(sts["spec"]["selector"]["matchLabels"], labels)
     assert selects(service["spec"]["selector"], labels)

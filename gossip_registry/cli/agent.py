@@ -537,6 +537,7 @@ def run_agent(
     def mark_started() -> None:
         nonlocal started
         started = True
+        sd_notify(f"READY=1\nSTATUS=node {node.name} listening")
         if banner is not None:
             banner(node)
 
@@ -548,6 +549,33 @@ def run_agent(
             raise
         message = f"cannot start node {config.name}: {_describe_bind_error(node, error)}"
         raise Failure(message) from None
+
+
+def sd_notify(state: str) -> bool:
+    """Tell systemd (``Type=notify``) our state, when it started us with ``NOTIFY_SOCKET``.
+
+    ``READY=1`` once the node listens (gossip and HTTP), so units ordered
+    after this one start when it can serve; ``STOPPING=1`` when it starts to
+    leave. One datagram to systemd's socket (a path, or abstract if it starts
+    with ``@``); without the variable, or if the send fails, nothing happens
+    beyond a warning: the agent runs the same without systemd.
+
+    Returns:
+        Whether the state was sent.
+    """
+    target = os.environ.get("NOTIFY_SOCKET", "")
+    if target.startswith("@"):
+        target = "\0" + target[1:]
+    elif not target.startswith("/"):
+        return False
+    try:
+        with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as sock:
+            sock.setblocking(False)  # systemd reads at once; never hold the event loop
+            sock.sendto(state.encode(), target)
+    except OSError as exc:
+        logger.warning("could not notify systemd at %s: %s", target.lstrip("\0"), exc)
+        return False
+    return True
 
 
 def _interrupt(signum: int, frame: FrameType | None) -> None:
@@ -564,6 +592,7 @@ async def _serve(node: Node, parent_pid: int | None, mark_started: Callable[[], 
             mark_started()
             reason = await _leave_requested(signals, parent_pid)
             logger.info("%s: leaving the cluster (signal again to stop at once)", reason)
+            sd_notify(f"STOPPING=1\nSTATUS=node {node.name} leaving the cluster")
             nursery.start_soon(_stop_on_second_signal, node, signals)
             await node.leave()
     logger.info("node %s has left; exiting", node.name)

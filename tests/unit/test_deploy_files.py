@@ -254,7 +254,10 @@ def unit_lines() -> list[tuple[str, str, str]]:
 def test_the_systemd_unit_restarts_on_failure_keeps_data_under_var_lib_and_is_hardened() -> None:
     settings = {(s, k): v for s, k, v in unit_lines()}
     service = {k: v for (s, k), v in settings.items() if s == "Service"}
-    assert service["Type"] in ("notify", "exec")
+    assert (
+        service["Type"] == "notify"
+    )  # the agent sends READY=1 (tests/integration/test_sd_notify.py)
+    assert service["NotifyAccess"] == "main"
     assert service["Restart"] == "on-failure"
     assert service["ExecStart"].endswith("gossip-registry agent")
     assert service["StateDirectory"] == "gossip-registry"

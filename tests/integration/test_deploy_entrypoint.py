@@ -85,19 +85,22 @@ def test_the_entry_point_runs_agents_from_the_environment_and_sigterm_leaves(
     tmp_path: Path,
 ) -> None:
     gossip_a, http_a, gossip_b, http_b = free_ports(4)
-    a_env = clean_env(
-        GOSSIP_REGISTRY_NAME="entry-a",
-        GOSSIP_REGISTRY_BIND=f"127.0.0.1:{gossip_a}",
-        GOSSIP_REGISTRY_HTTP_BIND=f"127.0.0.1:{http_a}",
-        GOSSIP_REGISTRY_DATA_DIR=str(tmp_path / "a"),
-        GOSSIP_REGISTRY_PROFILE="local",
-    )
-    b_env = clean_env(
-        GOSSIP_REGISTRY_NAME="entry-b",
-        GOSSIP_REGISTRY_BIND=f"127.0.0.1:{gossip_b}",
-        GOSSIP_REGISTRY_HTTP_BIND=f"http://127.0.0.1:{http_b}",
-        GOSSIP_REGISTRY_DATA_DIR=str(tmp_path / "b"),
-        GOSSIP_REGISTRY_PROFILE="local",
+
+    def agent_env(name: str, gossip: int, http: str, **more: str) -> dict[str, str]:
+        return clean_env(
+            GOSSIP_REGISTRY_NAME=f"entry-{name}",
+            GOSSIP_REGISTRY_BIND=f"127.0.0.1:{gossip}",
+            GOSSIP_REGISTRY_HTTP_BIND=http,
+            GOSSIP_REGISTRY_DATA_DIR=str(tmp_path / name),
+            GOSSIP_REGISTRY_PROFILE="local",
+            **more,
+        )
+
+    a_env = agent_env("a", gossip_a, f"127.0.0.1:{http_a}")
+    b_env = agent_env(
+        "b",
+        gossip_b,
+        f"http://127.0.0.1:{http_b}",  # the URL form
         GOSSIP_REGISTRY_JOIN=f"localhost:{gossip_a}",
         GOSSIP_REGISTRY_RETRY_JOIN_TIMEOUT="1m",
     )

@@ -243,6 +243,7 @@ def agent(
     From a cluster file:  agent --config cluster.toml --node node1
     Without one:          agent --name n1 --bind 127.0.0.1:7946 --http 127.0.0.1:8501 \\
                                 --join 127.0.0.1:7947 --data-dir data/n1
+    In a container:       the same settings as GOSSIP_REGISTRY_* variables (shown below)
     """
     # Until trio's signal receiver takes over, SIGTERM interrupts as SIGINT does, so
     # that a stop requested during start-up still ends in an orderly exit 0.
@@ -294,6 +295,11 @@ def agent(
         click.echo("stopped before the node started", err=True)
     finally:
         signal.signal(signal.SIGTERM, previous)
+
+
+for _option in agent.params:  # every variable is named in --help, next to its flag
+    if isinstance(_option, click.Option) and _option.envvar:
+        _option.show_envvar = True
 
 
 def _node_config(

@@ -92,3 +92,15 @@ def test_a_bad_value_in_a_variable_is_reported_by_its_flags_name(
         config_from(monkeypatch, {**POD, "GOSSIP_REGISTRY_RETRY_JOIN_TIMEOUT": "0s"})
     with pytest.raises(click.BadParameter):
         params(monkeypatch, {"GOSSIP_REGISTRY_PROFILE": "fast"})
+
+
+def test_every_variable_is_shown_in_help_and_listed_in_the_deploy_guide() -> None:
+    guide = (Path(__file__).resolve().parents[2] / "docs" / "deploy.md").read_text()
+    help_text = agent.get_help(click.Context(agent))
+    variables = [p.envvar for p in agent.params if isinstance(p, click.Option) and p.envvar]
+    assert len(variables) >= 15
+    for variable in variables:
+        assert isinstance(variable, str)
+        assert variable in help_text
+        short = variable.removeprefix("GOSSIP_REGISTRY")
+        assert f"`{variable}`" in guide or f"`{short}`" in guide, variable

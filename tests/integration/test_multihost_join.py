@@ -9,8 +9,10 @@ resolver in each namespace (``/etc/netns/NS/resolv.conf``, which ``ip netns
 exec`` mounts over ``/etc/resolv.conf``) asks of the test's own DNS server
 on the bridge. That server answers with several A records, as a headless
 service does with one per pod, and the test changes them while the agents
-run: the first agent starts while the name lists only a stale address, and
-must resolve the name again at a retry to find the others.
+run: the first agent starts while the name lists only itself and a stale
+address (a listener that hangs up at once, as where a pod is gone), and must
+resolve the name again at a retry to find the others; every agent must have
+asked every address, the stale one included.
 
 Needs root, ``ip`` and ``nft``: skipped without them, failed without them in CI.
 Every agent is stopped by PID (SIGTERM: it leaves and exits 0); the
@@ -22,7 +24,9 @@ from __future__ import annotations
 
 import os
 import shutil
+import socket
 import subprocess
+import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -72,6 +76,36 @@ def hosts() -> Iterator[NetnsHosts]:
     assert not any(d.exists() for d in resolv)
 
 
+class StaleSeed:
+    """A listed address whose agent is gone: accepts each connection and closes it at once.
+
+    It counts who connected, to show that the agents ask every address the name
+    has, not only the first one that answers.
+    """
+
+    def __init__(self, host: str) -> None:
+        self.sock = socket.create_server((host, GOSSIP_PORT))
+        self.sock.settimeout(0.1)
+        self.callers: list[str] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._serve, name="stale-seed", daemon=True)
+        self._thread.start()
+
+    def _serve(self) -> None:
+        while not self._stop.is_set():
+            try:
+                conn, (host, _) = self.sock.accept()
+            except TimeoutError:
+                continue
+            conn.close()
+            self.callers.append(host)
+
+    def close(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=5)
+        self.sock.close()
+
+
 def wait_for(predicate: Callable[[], bool], what: str, timeout: float) -> None:
     deadline = time.monotonic() + timeout
     while not predicate():
@@ -99,6 +133,7 @@ def test_agents_on_separate_hosts_join_by_a_dns_name_resolved_again_at_each_atte
 ) -> None:
     dns = DnsStub(hosts.controller, NAME, [hosts.controller, hosts.addresses[0]])
     dns.start()
+    stale = StaleSeed(hosts.controller)
     procs: list[subprocess.Popen[bytes]] = []
 
     def start(i: int) -> None:
@@ -113,7 +148,7 @@ def test_agents_on_separate_hosts_join_by_a_dns_name_resolved_again_at_each_atte
         procs.append(spawn(hosts.command(i, argv), tmp_path / f"n{i}.log", tmp_path))
 
     try:
-        # The name lists a stale address (nothing listens on the bridge) and n0 itself:
+        # The name lists a stale address (its agent is gone) and n0 itself:
         # n0 has nobody to join, and retries.
         start(0)
         first = hosts.addresses[0]
@@ -130,11 +165,14 @@ def test_agents_on_separate_hosts_join_by_a_dns_name_resolved_again_at_each_atte
             f"every agent seeing {expected}",
             JOIN_TIMEOUT,
         )
-        # Every host resolved the name through the system resolver (and n0 more than once).
+        # Every host resolved the name through the system resolver (n0 more than once) and
+        # asked every address it got, the stale one too.
         assert all(dns.asked_by(a) >= 1 for a in hosts.addresses)
+        assert set(stale.callers) == set(hosts.addresses)
         assert {qtype for _, name, qtype in dns.questions if name == f"{NAME}."} == {"A"}
     finally:
         stop_processes(procs, LEAVE_GRACE)
+        stale.close()
         dns.stop()
     logs = "".join(p.read_text(errors="replace")[-2000:] for p in tmp_path.glob("n*.log"))
     assert [p.returncode for p in procs] == [0] * AGENTS, logs

@@ -63,12 +63,25 @@ PARENT_POLL_INTERVAL = 1.0
 LOG_FORMAT = "%(asctime)s.%(msecs)03d %(levelname)s %(message)s"
 LOG_DATE_FORMAT = "%Y-%m-%d %H:%M:%S"
 LEVELS = ("debug", "info", "warning", "error")
-_FLAG_OPTIONS = ("name", "bind", "advertise", "http", "join", "data_dir", "profile")
+_FLAG_OPTIONS = (
+    "name",
+    "bind",
+    "advertise",
+    "http",
+    "join",
+    "retry_join_timeout",
+    "data_dir",
+    "profile",
+)
 _DNS_FLAG_OPTIONS = ("dns", "dns_domain", "dns_ttl")
 DEV_BIND = "127.0.0.1:7946"
 DEV_HTTP = format_address(*DEFAULT_HTTP)
 """Where client commands look when there is no cluster.toml."""
 DEV_DNS = "127.0.0.1:8601"
+ENV = "GOSSIP_REGISTRY_"
+"""Prefix of the environment variables that stand for the agent's flags (a container's
+only configuration: ``GOSSIP_REGISTRY_ADVERTISE`` from the pod IP, and so on); a flag given
+on the command line wins over its variable."""
 
 
 @gossip_key_options
@@ -89,62 +102,112 @@ DEV_DNS = "127.0.0.1:8601"
     "127.0.0.1:8501 and DNS on 127.0.0.1:8601 (where the client commands look by default), "
     "with a banner saying so. Flags given override these.",
 )
-@click.option("--name", help="Node name (config-less form).  [default: this machine's host name]")
+@click.option(
+    "--name",
+    envvar=f"{ENV}NAME",
+    help="Node name (config-less form).  [default: this machine's host name]",
+)
 @click.option(
     "--bind",
+    envvar=f"{ENV}BIND",
     metavar="HOST:PORT",
     help="Gossip address, UDP and TCP; port 0 picks a free one.  [default: 127.0.0.1:7946]",
 )
 @click.option(
-    "--advertise", metavar="HOST:PORT", help="Address peers use (NAT); default: the bound one."
+    "--advertise",
+    envvar=f"{ENV}ADVERTISE",
+    metavar="HOST[:PORT]",
+    help="Address peers use (NAT, a pod's IP); the port defaults to the bound one.  "
+    "[default: the bound address; for 0.0.0.0, the local address routed towards the seeds]",
 )
 @click.option(
     "--http",
+    envvar=f"{ENV}HTTP_BIND",
     metavar="HOST:PORT|URL",
     help="HTTP API address to listen on, as HOST:PORT or http(s)://HOST:PORT (https needs "
     "--tls-cert); none if not given.",
 )
 @click.option(
-    "--join", multiple=True, metavar="HOST:PORT", help="Seed to join through (repeatable)."
+    "--join",
+    envvar=f"{ENV}JOIN",
+    multiple=True,
+    metavar="HOST:PORT",
+    help="Seed to join through (repeatable; in the env var, separated by spaces). HOST may be "
+    "a DNS name: every address it resolves to is tried, resolved again at each attempt.",
+)
+@click.option(
+    "--retry-join-timeout",
+    envvar=f"{ENV}RETRY_JOIN_TIMEOUT",
+    metavar="DURATION",
+    help="How long a join at start goes on retrying while no seed answers, e.g. 5m.  "
+    "[default: 31s]",
 )
 @click.option(
     "--data-dir",
+    envvar=f"{ENV}DATA_DIR",
     type=click.Path(file_okay=False, path_type=Path),
     help="Where the snapshot is kept; without it a restart starts from nothing.",
 )
 @click.option(
     "--profile",
+    envvar=f"{ENV}PROFILE",
     type=click.Choice(["lan", "wan", "local"]),
     help="Protocol timings (memberlist's presets): lan probes every 1s; wan every 5s, for "
     "links with long round trips; local every 1s with shorter timeouts, for one machine.  "
     "[default: lan]",
 )
 @click.option(
-    "--log-level", type=click.Choice(LEVELS), default="info", show_default=True, help="Stderr log."
+    "--log-level",
+    envvar=f"{ENV}LOG_LEVEL",
+    type=click.Choice(LEVELS),
+    default="info",
+    show_default=True,
+    help="Stderr log.",
 )
 @click.option(
     "--read-token",
-    envvar="GOSSIP_REGISTRY_READ_TOKEN",
+    envvar=f"{ENV}READ_TOKEN",
     metavar="TOKEN",
     help="Bearer token reads of the HTTP API need (prefer the env var GOSSIP_REGISTRY_READ_TOKEN: "
     "flags show in ps).  Overrides the cluster file.",
 )
 @click.option(
     "--write-token",
-    envvar="GOSSIP_REGISTRY_WRITE_TOKEN",
+    envvar=f"{ENV}WRITE_TOKEN",
     metavar="TOKEN",
     help="Bearer token writes need (env GOSSIP_REGISTRY_WRITE_TOKEN).  Overrides the cluster file.",
 )
 @click.option(
     "--tls-cert",
+    envvar=f"{ENV}TLS_CERT",
     type=click.Path(dir_okay=False, path_type=Path),
     help="PEM certificate: serve the HTTP API over HTTPS (with --tls-key).",
 )
-@click.option("--tls-key", type=click.Path(dir_okay=False, path_type=Path), help="PEM key.")
+@click.option(
+    "--tls-key",
+    envvar=f"{ENV}TLS_KEY",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="PEM key.",
+)
 @click.option("--exit-with-parent", is_flag=True, hidden=True)
-@click.option("--dns", metavar="HOST:PORT", help="DNS address (UDP and TCP); none if not given.")
-@click.option("--dns-domain", metavar="DOMAIN", help="Zone DNS answers for.  [default: registry.]")
-@click.option("--dns-ttl", metavar="DURATION", help="TTL of DNS answers, e.g. 5s.  [default: 5s]")
+@click.option(
+    "--dns",
+    envvar=f"{ENV}DNS_BIND",
+    metavar="HOST:PORT",
+    help="DNS address (UDP and TCP); none if not given.",
+)
+@click.option(
+    "--dns-domain",
+    envvar=f"{ENV}DNS_DOMAIN",
+    metavar="DOMAIN",
+    help="Zone DNS answers for.  [default: registry.]",
+)
+@click.option(
+    "--dns-ttl",
+    envvar=f"{ENV}DNS_TTL",
+    metavar="DURATION",
+    help="TTL of DNS answers, e.g. 5s.  [default: 5s]",
+)
 @click.option(
     "--unsafe-test-faults",
     type=click.Path(dir_okay=False, path_type=Path),
@@ -160,6 +223,7 @@ def agent(
     advertise: str | None,
     http: str | None,
     join: tuple[str, ...],
+    retry_join_timeout: str | None,
     data_dir: Path | None,
     profile: str | None,
     log_level: str,
@@ -181,6 +245,7 @@ def agent(
     From a cluster file:  agent --config cluster.toml --node node1
     Without one:          agent --name n1 --bind 127.0.0.1:7946 --http 127.0.0.1:8501 \\
                                 --join 127.0.0.1:7947 --data-dir data/n1
+    In a container:       the same settings as GOSSIP_REGISTRY_* variables (shown below)
     """
     # Until trio's signal receiver takes over, SIGTERM interrupts as SIGINT does, so
     # that a stop requested during start-up still ends in an orderly exit 0.
@@ -202,6 +267,7 @@ def agent(
             advertise=advertise,
             http=http,
             join=join,
+            retry_join_timeout=retry_join_timeout,
             data_dir=data_dir,
             profile=profile,
             dns_flags={"dns": dns, "dns_domain": dns_domain, "dns_ttl": dns_ttl},
@@ -233,6 +299,11 @@ def agent(
         signal.signal(signal.SIGTERM, previous)
 
 
+for _option in agent.params:  # every variable is named in --help, next to its flag
+    if isinstance(_option, click.Option) and _option.envvar:
+        _option.show_envvar = True
+
+
 def _node_config(
     config_path: Path | None,
     node_name: str | None,
@@ -245,6 +316,7 @@ def _node_config(
     data_dir: Path | None,
     profile: str | None,
     dns_flags: dict[str, str | None] | None = None,
+    retry_join_timeout: str | None = None,
 ) -> NodeConfig:
     """The node's config from the file (--config/--node) or from the flags, never a mix."""
     dns_flags = dns_flags or {}
@@ -255,6 +327,7 @@ def _node_config(
         "advertise": advertise,
         "http": http,
         "join": join or None,
+        "retry_join_timeout": retry_join_timeout,
         "data_dir": data_dir,
         "profile": profile,
     }
@@ -282,6 +355,7 @@ def _node_config(
         advertise=advertise,
         http=http,
         join=join,
+        retry_join_timeout=retry_join_timeout,
         data_dir=data_dir,
         profile=profile or "lan",
         **dns_flags,
@@ -327,6 +401,7 @@ def config_from_flags(
     dns: str | None = None,
     dns_domain: str | None = None,
     dns_ttl: str | None = None,
+    retry_join_timeout: str | None = None,
 ) -> NodeConfig:
     """A NodeConfig from the config-less flags; a bad value is a ConfigFailure naming the flag.
 
@@ -335,7 +410,7 @@ def config_from_flags(
     """
     from gossip_registry.config.cluster_file import PROFILES
     from gossip_registry.config.node import NodeConfig
-    from gossip_registry.config.values import parse_address
+    from gossip_registry.config.values import parse_address, parse_duration
 
     def address(flag: str, text: str, **kwargs: object) -> tuple[str, int]:
         try:
@@ -344,6 +419,12 @@ def config_from_flags(
             raise ConfigFailure(f"{flag}: {exc}") from None
 
     bound = address("--bind", bind, allow_zero=True)
+    protocol = PROFILES[profile]()
+    if retry_join_timeout is not None:
+        try:
+            protocol = protocol.with_(retry_join_timeout=parse_duration(retry_join_timeout))
+        except ValueError as exc:
+            raise ConfigFailure(f"--retry-join-timeout: {exc}") from None
     return NodeConfig(
         name=name,
         bind=bound,
@@ -353,7 +434,7 @@ def config_from_flags(
         http=address("--http", _http_address(http), allow_zero=True) if http else None,
         data_dir=data_dir,
         seeds=tuple(address("--join", seed) for seed in join),
-        protocol=PROFILES[profile](),
+        protocol=protocol,
         **_dns_settings(address, dns, dns_domain, dns_ttl),
     )
 
@@ -465,6 +546,7 @@ def run_agent(
     def mark_started() -> None:
         nonlocal started
         started = True
+        sd_notify(f"READY=1\nSTATUS=node {node.name} listening")
         if banner is not None:
             banner(node)
 
@@ -476,6 +558,33 @@ def run_agent(
             raise
         message = f"cannot start node {config.name}: {_describe_bind_error(node, error)}"
         raise Failure(message) from None
+
+
+def sd_notify(state: str) -> bool:
+    """Tell systemd (``Type=notify``) our state, when it started us with ``NOTIFY_SOCKET``.
+
+    ``READY=1`` once the node listens (gossip and HTTP), so units ordered
+    after this one start when it can serve; ``STOPPING=1`` when it starts to
+    leave. One datagram to systemd's socket (a path, or abstract if it starts
+    with ``@``); without the variable, or if the send fails, nothing happens
+    beyond a warning: the agent runs the same without systemd.
+
+    Returns:
+        Whether the state was sent.
+    """
+    target = os.environ.get("NOTIFY_SOCKET", "")
+    if target.startswith("@"):
+        target = "\0" + target[1:]
+    elif not target.startswith("/"):
+        return False
+    try:
+        with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as sock:
+            sock.setblocking(False)  # systemd reads at once; never hold the event loop
+            sock.sendto(state.encode(), target)
+    except OSError as exc:
+        logger.warning("could not notify systemd at %s: %s", target.lstrip("\0"), exc)
+        return False
+    return True
 
 
 def _interrupt(signum: int, frame: FrameType | None) -> None:
@@ -492,6 +601,7 @@ async def _serve(node: Node, parent_pid: int | None, mark_started: Callable[[], 
             mark_started()
             reason = await _leave_requested(signals, parent_pid)
             logger.info("%s: leaving the cluster (signal again to stop at once)", reason)
+            sd_notify(f"STOPPING=1\nSTATUS=node {node.name} leaving the cluster")
             nursery.start_soon(_stop_on_second_signal, node, signals)
             await node.leave()
     logger.info("node %s has left; exiting", node.name)

@@ -77,9 +77,16 @@ def gossip_key_options(command: click.Command) -> click.Command:
     """Add the agent's gossip-encryption flags (config-less form; cluster.toml has the same)."""
     command.params.extend(
         [
-            click.Option(["--encrypt"], metavar="KEY", help="Gossip key (base64, from keygen)."),
+            click.Option(
+                ["--encrypt"],
+                envvar="GOSSIP_REGISTRY_ENCRYPT",
+                metavar="KEY",
+                help="Gossip key (base64, from keygen; env GOSSIP_REGISTRY_ENCRYPT, "
+                "from a secret: flags show in ps).",
+            ),
             click.Option(
                 ["--keyring", "keyring_file"],
+                envvar="GOSSIP_REGISTRY_KEYRING",
                 type=click.Path(dir_okay=False, path_type=Path),
                 help="Keyring file (JSON list of base64 keys, primary first, mode 0600).",
             ),

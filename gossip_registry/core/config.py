@@ -77,8 +77,13 @@ class ProtocolConfig:
     broadcast_queue_limit: int = 16384
     """Most updates queued for piggybacking; the most-sent are dropped first beyond it.
     The limit in force is the smaller of this and ``queue_limit(N)``."""
-    join_attempts: int = 6
-    """Joins tried at start while no seed answers (peers may start later); then it gives up."""
+    join_attempts: int = 256
+    """Most joins tried at start while no seed answers: a cap on a long retry_join_timeout."""
+    retry_join_timeout: float = 31.0
+    """Seconds a join at start goes on retrying while no seed answers (Consul's retry_join):
+    no attempt starts later than this after the first. The default spans the backoff
+    1+2+4+8+16 s, six quick attempts; on Kubernetes, where a StatefulSet's pods start one
+    by one and a headless service lists them as they come, give it minutes."""
     join_backoff: float = 1.0
     """Seconds before the second join attempt; doubles each time up to join_backoff_max."""
     join_backoff_max: float = 16.0

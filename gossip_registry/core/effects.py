@@ -13,8 +13,8 @@ and the driver carries them out in order:
   malformed framing).
 - ``StreamSend``: open a TCP stream, write one frame, close; no reply.
 - ``Notify``: an event for observers (watchers, logs, metrics, tests), or
-  for the driver itself: ``JoinResult``, ``LeaveDrained`` and ``StaleChanged``
-  carry the core's join, leave and self-preservation policy (retries,
+  for the driver itself: ``JoinResult``, ``ResolveSeeds``, ``LeaveDrained`` and
+  ``StaleChanged`` carry the core's join, leave and self-preservation policy (retries,
   backoff, when a leaving node may stop, what is served stale), and
   ``Synced`` says a push-pull we started completed (the node holds the
   cluster's state), so every driver runs the same policy and none reads the
@@ -138,6 +138,18 @@ class JoinResult:
 
 
 @dataclass(frozen=True, slots=True)
+class ResolveSeeds:
+    """The join tagged ``tag`` is due for another attempt and its seeds are names.
+
+    Names are resolved again for every attempt (the pods behind a headless
+    service come and go), which is I/O: the driver resolves them and hands
+    every address back with ``join_resolved``, an empty list if none came.
+    """
+
+    tag: int
+
+
+@dataclass(frozen=True, slots=True)
 class LeaveDrained:
     """A graceful leave may stop now: its news went out its full retransmit count or
     there is nobody left to tell (``drained``), or its time ran out (not ``drained``).
@@ -175,7 +187,15 @@ class Synced:
 
 @dataclass(frozen=True, slots=True)
 class Notify:
-    event: MemberChanged | EntryChanged | JoinResult | LeaveDrained | StaleChanged | Synced
+    event: (
+        MemberChanged
+        | EntryChanged
+        | JoinResult
+        | ResolveSeeds
+        | LeaveDrained
+        | StaleChanged
+        | Synced
+    )
 
 
 Effect = Send | SetTimer | StreamRequest | StreamSend | Notify

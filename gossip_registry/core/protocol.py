@@ -42,9 +42,11 @@ dissemination; this class adds the registry on top of it:
   deadline by a timer, and says what is served stale (``StaleChanged``).
 - Joining (``join``, ``join_at_start``): push-pull with each seed. At start
   or restart a node asks every seed plus at most ``rejoin_limit`` members its
-  snapshot knew, and retries with doubling backoff while nobody answers; each
-  attempt ends in a ``JoinResult`` notification. This is the one join policy:
-  the trio node and the simulator both run it.
+  snapshot knew, and retries with doubling backoff while nobody answers, until
+  ``retry_join_timeout``; seeds given as names are resolved again by the
+  driver before each retry (``ResolveSeeds``, answered by ``join_resolved``:
+  resolving is I/O). Each attempt ends in a ``JoinResult`` notification.
+  This is the one join policy: the trio node and the simulator both run it.
 
 Sans-I/O like the rest of the core: ``now`` is monotonic seconds from the
 driver; wall-clock time for HLC stamps is ``now + wall_offset``. The driver
@@ -66,6 +68,7 @@ can lose to one of them.
 
 from __future__ import annotations
 
+import math
 import random
 from collections import deque
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -86,6 +89,7 @@ from gossip_registry.core.effects import (
     EntryChanged,
     JoinResult,
     Notify,
+    ResolveSeeds,
     StaleChanged,
     StreamSend,
     Synced,
@@ -165,12 +169,21 @@ class _MergeJob:
 
 @dataclass(slots=True)
 class _Join:
-    """One join in progress: its seeds, attempts so far and the current attempt's replies."""
+    """One join in progress: its seeds, attempts so far and the current attempt's replies.
+
+    ``seeds`` come from the configuration (resolved again before each retry when
+    ``resolve``: they are names), ``known`` from a snapshot; both are asked at
+    every attempt. ``resolving``: a retry waits for the driver's ``join_resolved``.
+    """
 
     tag: int
     seeds: tuple[Address, ...]
     attempts: int
     delay: float
+    deadline: float = math.inf
+    known: tuple[Address, ...] = ()
+    resolve: bool = False
+    resolving: bool = False
     attempt: int = 0
     asked: int = 0
     pending: int = 0
@@ -266,29 +279,60 @@ class Protocol(Swim):
         known: Iterable[Address] = (),
         *,
         tag: int = 0,
+        resolve: bool = False,
     ) -> list[Effect]:
         """Join at start or restart: through every seed and some members we knew.
 
         ``known`` is where a snapshot saw the cluster; at most ``rejoin_limit``
         of them (chosen at random) are asked besides the seeds, since each is
         a full push-pull. While nobody answers and nobody has found us, the
-        join is tried again, up to ``join_attempts`` times, with doubling
-        backoff from ``join_backoff`` to ``join_backoff_max`` seconds: peers
-        may start later. Each attempt ends in a ``JoinResult``.
+        join is tried again with doubling backoff from ``join_backoff`` to
+        ``join_backoff_max`` seconds (peers may start later), as long as
+        ``retry_join_timeout`` has not passed since now and at most
+        ``join_attempts`` times. Each attempt ends in a ``JoinResult``.
+
+        ``resolve``: the seeds are the addresses of names, resolved by the
+        driver just now. Before each retry a ``ResolveSeeds`` asks for them
+        again, and the retry waits for ``join_resolved``; it is made even if
+        the names resolved to nothing (their hosts may not be listed yet).
         """
         first = tuple(dict.fromkeys(seeds))
         others = [a for a in dict.fromkeys(known) if a not in first and a != self.addr]
         if len(others) > self.config.rejoin_limit:
             others = self.rng.sample(others, self.config.rejoin_limit)
         config = self.config
-        join = _Join(tag, (*first, *others), config.join_attempts, config.join_backoff)
+        join = _Join(
+            tag,
+            first,
+            config.join_attempts,
+            config.join_backoff,
+            deadline=now + config.retry_join_timeout,
+            known=tuple(others),
+            resolve=resolve,
+        )
         self._joins[tag] = join
         self._attempt_join(now, join)
         return self._drain(now)
 
+    def join_resolved(self, now: float, tag: int, seeds: Iterable[Address]) -> list[Effect]:
+        """The addresses the seeds of join ``tag`` resolved to, for its next attempt.
+
+        The answer to ``ResolveSeeds``; ignored unless that join waits for it.
+        If someone found us while the names were resolved, the join ends there.
+        """
+        join = self._joins.get(tag)
+        if join is None or not join.resolving:
+            return []
+        join.resolving = False
+        join.seeds = tuple(dict.fromkeys(seeds))
+        if not self._found_meanwhile(join):
+            self._attempt_join(now, join)
+        return self._drain(now)
+
     def _attempt_join(self, now: float, join: _Join) -> None:
         join.attempt += 1
-        targets = [s for s in join.seeds if s != self.addr]
+        known = (a for a in join.known if a not in join.seeds)
+        targets = [s for s in (*join.seeds, *known) if s != self.addr]
         join.asked = join.pending = len(targets)
         join.answered = 0
         for seed in targets:
@@ -306,7 +350,8 @@ class Protocol(Swim):
     def _join_attempt_over(self, now: float, join: _Join) -> None:
         retry_in = None
         alone = self.members.active_count <= 1
-        if join.answered == 0 and join.asked and alone and join.attempt < join.attempts:
+        more = join.attempt < join.attempts and now + join.delay <= join.deadline
+        if join.answered == 0 and (join.asked or join.resolve) and alone and more:
             retry_in = join.delay
             join.delay = min(2 * join.delay, self.config.join_backoff_max)
             self._arm(TimerKind.JOIN, now + retry_in, str(join.tag))
@@ -317,13 +362,21 @@ class Protocol(Swim):
 
     def _on_join_retry(self, now: float, subject: str) -> None:
         join = self._joins.get(int(subject))
-        if join is None:
+        if join is None or self._found_meanwhile(join):
             return
-        if self.members.active_count > 1:  # someone found us meanwhile
-            del self._joins[join.tag]
-            self._out.append(Notify(JoinResult(join.tag, join.attempt + 1, 0, 0, None)))
-            return
-        self._attempt_join(now, join)
+        if join.resolve:
+            join.resolving = True
+            self._out.append(Notify(ResolveSeeds(join.tag)))
+        else:
+            self._attempt_join(now, join)
+
+    def _found_meanwhile(self, join: _Join) -> bool:
+        """Whether someone found us since the last attempt: then ``join`` ends, unmade."""
+        if self.members.active_count <= 1:
+            return False
+        del self._joins[join.tag]
+        self._out.append(Notify(JoinResult(join.tag, join.attempt + 1, 0, 0, None)))
+        return True
 
     def register(
         self,

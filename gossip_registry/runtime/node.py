@@ -59,6 +59,7 @@ import logging
 import math
 import os
 import random
+import socket
 import time
 from collections.abc import AsyncGenerator, AsyncIterator, Callable, Mapping, Sequence
 from contextlib import asynccontextmanager
@@ -78,6 +79,7 @@ from gossip_registry.core.effects import (
     LeaveDrained,
     MemberChanged,
     Notify,
+    ResolveSeeds,
     Send,
     SetTimer,
     StaleChanged,
@@ -105,6 +107,7 @@ from gossip_registry.runtime.maintenance import (
 )
 from gossip_registry.runtime.owned_nursery import close_owned_nursery
 from gossip_registry.runtime.registration import admit_checks, check_registration
+from gossip_registry.runtime.seeds import has_names, resolve_seeds
 from gossip_registry.runtime.stale_entries import StaleEntries
 from gossip_registry.runtime.stall import StallMeter
 from gossip_registry.runtime.storage.durability import DurableStore
@@ -443,9 +446,12 @@ class Node:
                     protocol_config = replace(protocol_config, seal_overhead=SEAL_OVERHEAD)
             self._transport = transport
             self.gossip_addr = transport.addr
+            # Names are resolved now, for the advertised address's route and the first
+            # attempt; the join policy has them resolved again before each retry.
+            seeds = await self._resolve_seeds(config.seeds)
             host, port = config.advertise or (transport.addr[0], 0)
             if config.advertise is None:
-                host = advertise_host(host, transport.udp.family)
+                host = advertise_host(host, transport.udp.family, [h for h, _ in seeds])
             self.advertise_addr = (host, port or transport.addr[1])
             now = trio.current_time()
             protocol = self._protocol = Protocol(
@@ -490,14 +496,22 @@ class Node:
 
                     self.http_addr, self.dns_addr = await serve_interfaces(nursery, self)
                 known = [] if snapshot is None else snapshot.members
-                seeds = [s for s in config.seeds if s not in self._own_addrs()]
+                seeds = [s for s in seeds if s not in self._own_addrs()]
                 remembered = [(h, p) for n, h, p in known if n != self.name]
-                self._seeds = seeds + remembered
+                # As configured, for messages: names are shown, our own addresses are not.
+                self._seeds = [
+                    *(s for s in config.seeds if s not in self._own_addrs()),
+                    *remembered,
+                ]
                 if self._seeds:
                     # The core's policy: every seed plus a few remembered members, retried.
                     self._apply(
                         protocol.join_at_start(
-                            self._core_now(), seeds, remembered, tag=next(self._join_tags)
+                            self._core_now(),
+                            seeds,
+                            remembered,
+                            tag=next(self._join_tags),
+                            resolve=has_names(config.seeds),
                         )
                     )
                 else:
@@ -587,11 +601,13 @@ class Node:
         """Push-pull with each seed; returns how many answered.
 
         Waits at most ``tcp_timeout`` (plus a second of slack) for the replies.
+        A seed whose host is a name is asked at every address it resolves to.
         Our own addresses are skipped.
         """
         protocol = self._require_running()
         own = self._own_addrs()
-        targets = [s for s in dict.fromkeys((str(h), int(p)) for h, p in seeds) if s not in own]
+        found = await self._resolve_seeds([(str(h), int(p)) for h, p in seeds])
+        targets = [s for s in found if s not in own]
         if not targets:
             return 0
         tag = next(self._join_tags)
@@ -606,6 +622,22 @@ class Node:
 
     def _own_addrs(self) -> set[Address]:
         return {self.gossip_addr, self.advertise_addr}
+
+    async def _resolve_seeds(self, seeds: Sequence[Address]) -> list[Address]:
+        """Every address of ``seeds`` now (names resolved, ``seeds.py``), in the node's family."""
+        transport = self._transport
+        assert transport is not None
+        family = transport.udp.family
+        return await resolve_seeds(
+            seeds, family=socket.AF_INET if family == socket.AF_INET else socket.AF_UNSPEC
+        )
+
+    async def _rejoin_resolved(self, tag: int) -> None:
+        """Answer the core's ``ResolveSeeds``: the names once more, for the join's next attempt."""
+        found = await self._resolve_seeds(self.config.seeds)
+        protocol = self._require_running()
+        targets = [s for s in found if s not in self._own_addrs()]
+        self._apply(protocol.join_resolved(self._core_now(), tag, targets))
 
     def _joined(self, result: JoinResult) -> None:
         """Log a join attempt's outcome (the core decides on retries) and wake its caller."""
@@ -1109,7 +1141,13 @@ class Node:
 
     def _notify(
         self,
-        event: MemberChanged | EntryChanged | JoinResult | LeaveDrained | StaleChanged | Synced,
+        event: MemberChanged
+        | EntryChanged
+        | JoinResult
+        | ResolveSeeds
+        | LeaveDrained
+        | StaleChanged
+        | Synced,
     ) -> None:
         if isinstance(event, Synced):
             if not self._synced.is_set():
@@ -1120,6 +1158,10 @@ class Node:
             return
         if isinstance(event, JoinResult):
             self._joined(event)
+            return
+        if isinstance(event, ResolveSeeds):
+            assert self._nursery is not None  # effects are applied only while running
+            self._nursery.start_soon(self._rejoin_resolved, event.tag)
             return
         if isinstance(event, LeaveDrained):
             self._leave_drained.set()

@@ -62,6 +62,7 @@ from gossip_registry.core.effects import (
     LeaveDrained,
     MemberChanged,
     Notify,
+    ResolveSeeds,
     Send,
     SetTimer,
     StaleChanged,
@@ -324,11 +325,15 @@ class Engine:
                 raise TypeError(f"{proc.name} returned a non-effect: {effect!r}")
 
     def _notify(
-        self, proc: Process, event: MemberChanged | EntryChanged | DriverEvent | Synced
+        self,
+        proc: Process,
+        event: MemberChanged | EntryChanged | DriverEvent | ResolveSeeds | Synced,
     ) -> None:
         if isinstance(event, Synced):  # for drivers that wait on a first sync; nothing to observe
             self.notify_counts["synced"] += 1
             return
+        if isinstance(event, ResolveSeeds):
+            raise TypeError(f"{proc.name}: the simulator's seeds are addresses, never names")
         if isinstance(event, JoinResult | LeaveDrained | StaleChanged):
             if isinstance(event, StaleChanged):
                 self.notify_counts["stale changed"] += 1

@@ -69,20 +69,24 @@ async def test_join_returns_how_many_seeds_answered() -> None:
             nursery.cancel_scope.cancel()
 
 
-async def test_a_node_whose_seed_starts_later_joins_by_retrying() -> None:
+@pytest.mark.parametrize("host", ["127.0.0.1", "localhost"])
+async def test_a_node_whose_seed_starts_later_joins_by_retrying(host: str) -> None:
+    # A name ("localhost") is resolved again at each retry; an address is asked as it is.
     retrying = FAST.with_(join_backoff=0.05)
     with trio.fail_after(15):
         async with trio.open_nursery() as nursery:
             # Hold the seed's future port (bound, not listening: connections are
-            # refused) until the first join has failed, so nobody else takes it.
+            # refused) until the first joins have failed, so nobody else takes it.
             udp, tcp = reserve_port()
             with udp, tcp:
                 late = udp.getsockname()
-                config = fast_config("early", seeds=(late,), protocol=retrying)
+                config = fast_config("early", seeds=((host, late[1]),), protocol=retrying)
                 early, _ = await start_node(nursery, config)
-                await wait_until(lambda: early.protocol.stats["syncs_failed"] >= 1)
+                await wait_until(lambda: early.protocol.stats["syncs_failed"] >= 2)
+            assert early.joining
             seed, _ = await start_node(nursery, fast_config("seed", bind=late))
             await wait_until(lambda: state_of(seed, "early") is MemberState.ALIVE)
+            assert await early.join([(host, late[1])]) == 1
             nursery.cancel_scope.cancel()
 
 

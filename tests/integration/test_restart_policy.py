@@ -45,8 +45,9 @@ class PolicySpy:
             known: Iterable[Address] = (),
             *,
             tag: int = 0,
+            resolve: bool = False,
         ) -> list[Effect]:
-            effects = join_at_start(core, now, seeds, known, tag=tag)
+            effects = join_at_start(core, now, seeds, known, tag=tag, resolve=resolve)
             self.asked[core.name] = sum(isinstance(e, StreamRequest) for e in effects)
             return effects
 

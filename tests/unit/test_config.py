@@ -138,6 +138,14 @@ def test_an_empty_seeds_list_means_no_seeds(tmp_path: Path) -> None:
     assert cluster.nodes[1].seeds == ()
 
 
+def test_seeds_may_be_dns_names_retried_until_retry_join_timeout(tmp_path: Path) -> None:
+    defaults = 'seeds = ["registry-seeds.default.svc:7946"]\nretry_join_timeout = "5m"'
+    cluster = load_text(tmp_path, cluster_text(defaults=defaults))
+
+    assert cluster.nodes[1].seeds == (("registry-seeds.default.svc", 7946),)
+    assert cluster.nodes[1].protocol.retry_join_timeout == 300.0
+
+
 def test_default_seed_is_the_first_nodes_advertised_address(tmp_path: Path) -> None:
     cluster = load_text(
         tmp_path, cluster_text(defaults='host = "0.0.0.0"', a='advertise = "10.0.0.5"', b="")

@@ -18,6 +18,7 @@ from gossip_registry.core.effects import (
     JoinResult,
     LeaveDrained,
     Notify,
+    ResolveSeeds,
     Send,
     SetTimer,
     StaleChanged,
@@ -97,23 +98,33 @@ def test_a_join_with_no_one_to_ask_reports_at_once() -> None:
     assert notes(make().join(1.0, [ME], tag=3)) == [JoinResult(3, 1, 0, 0, None)]
 
 
-def test_joining_at_start_retries_with_doubling_backoff_while_nobody_answers() -> None:
-    node = make(join_attempts=4, join_backoff=1.0, join_backoff_max=3.0)
-    now, effects = 0.0, node.join_at_start(0.0, [peer(1)], ())
-    seen = []
-    for _ in range(4):
-        effects = fail_all(node, now, effects)
+def retries_of(node: Protocol, effects: list[Effect]) -> list[tuple[int, float | None]]:
+    """Fail every attempt of the join at start; (attempt, retry_in) of each, to the end.
+
+    A join of names asks for ``ResolveSeeds`` before each retry: they resolve to nothing.
+    """
+    seen: list[tuple[int, float | None]] = []
+    now = 0.0
+    for _ in range(50):
+        effects = effects + fail_all(node, now, effects)
         (result,) = notes(effects)
         assert isinstance(result, JoinResult)
         seen.append((result.attempt, result.retry_in))
         if result.retry_in is None:
-            break
+            return seen
         at = timer(effects, TimerKind.JOIN)
         assert at.at == now + result.retry_in
         now = at.at
         effects = node.handle_timer(now, at.timer)
-        assert [r.addr for r in requests(effects)] == [peer(1)]
-    assert seen == [(1, 1.0), (2, 2.0), (3, 3.0), (4, None)]
+        if notes(effects) == [ResolveSeeds(0)]:
+            effects = node.join_resolved(now, 0, [])
+    raise AssertionError(f"the join never ended: {seen}")
+
+
+def test_joining_at_start_retries_with_doubling_backoff_while_nobody_answers() -> None:
+    node = make(join_attempts=4, join_backoff=1.0, join_backoff_max=3.0)
+    effects = node.join_at_start(0.0, [peer(1)], ())
+    assert retries_of(node, effects) == [(1, 1.0), (2, 2.0), (3, 3.0), (4, None)]
 
 
 def test_joining_at_start_stops_retrying_once_someone_found_us() -> None:
@@ -136,6 +147,63 @@ def test_a_restart_joins_through_every_seed_and_at_most_rejoin_limit_known_membe
     assert len(targets) == 5
     assert len(set(targets)) == 5
     assert ME not in targets
+
+
+def test_joining_at_start_stops_retrying_once_retry_join_timeout_has_passed() -> None:
+    node = make(join_backoff=1.0, join_backoff_max=4.0, retry_join_timeout=10.0)
+    effects = node.join_at_start(0.0, [peer(1)], ())
+    # Attempts at 0, 1, 3 and 7 s; the next would start at 11 s, after the timeout.
+    assert retries_of(node, effects) == [(1, 1.0), (2, 2.0), (3, 4.0), (4, None)]
+
+
+def test_a_join_of_names_asks_for_them_resolved_again_before_each_retry() -> None:
+    node = make(join_backoff=1.0)
+    effects = fail_all(node, 0.0, node.join_at_start(0.0, [peer(1)], (), resolve=True))
+    at = timer(effects, TimerKind.JOIN)
+    effects = node.handle_timer(at.at, at.timer)
+    assert notes(effects) == [ResolveSeeds(0)]
+    assert requests(effects) == []  # nothing is asked until the names are resolved
+    effects = node.join_resolved(at.at, 0, [peer(2), peer(3), peer(2), ME])
+    assert [r.addr for r in requests(effects)] == [peer(2), peer(3)]
+
+
+def test_a_join_of_names_retries_while_they_resolve_to_no_address() -> None:
+    node = make(join_backoff=1.0, join_backoff_max=4.0, retry_join_timeout=10.0)
+    effects = node.join_at_start(0.0, [], (), resolve=True)
+    assert retries_of(node, effects) == [(1, 1.0), (2, 2.0), (3, 4.0), (4, None)]
+    # Addresses given at start do not retry when there is nobody to ask.
+    assert notes(make().join_at_start(0.0, [], ())) == [JoinResult(0, 1, 0, 0, None)]
+
+
+def test_a_join_of_names_still_asks_the_members_a_snapshot_knew_at_every_attempt() -> None:
+    node = make(join_backoff=1.0)
+    effects = node.join_at_start(0.0, [peer(1)], [peer(9)], resolve=True)
+    assert [r.addr for r in requests(effects)] == [peer(1), peer(9)]
+    at = timer(fail_all(node, 0.0, effects), TimerKind.JOIN)
+    node.handle_timer(at.at, at.timer)
+    effects = node.join_resolved(at.at, 0, [peer(2)])
+    assert [r.addr for r in requests(effects)] == [peer(2), peer(9)]
+
+
+def test_names_resolved_after_someone_found_us_start_no_attempt() -> None:
+    node = make(join_backoff=1.0)
+    effects = fail_all(node, 0.0, node.join_at_start(0.0, [peer(1)], (), resolve=True))
+    at = timer(effects, TimerKind.JOIN)
+    assert notes(node.handle_timer(at.at, at.timer)) == [ResolveSeeds(0)]
+    found = Packet(None, (Alive("p2", peer(2), 1, {}),))
+    node.handle_packet(at.at + 0.1, peer(2), encode_packet(found))
+    effects = node.join_resolved(at.at + 0.2, 0, [peer(3)])
+    assert requests(effects) == []
+    assert notes(effects) == [JoinResult(0, 2, 0, 0, None)]
+    assert node.join_resolved(at.at + 0.3, 0, [peer(3)]) == []  # that join is over
+
+
+def test_names_resolved_for_a_join_that_is_not_waiting_for_them_are_ignored() -> None:
+    node = make(join_backoff=1.0)
+    effects = node.join_at_start(0.0, [peer(1)], (), resolve=True)
+    assert node.join_resolved(0.1, 0, [peer(3)]) == []  # its first attempt is still running
+    assert node.join_resolved(0.1, 5, [peer(3)]) == []  # no such join
+    assert len(requests(effects)) == 1
 
 
 # Leave.

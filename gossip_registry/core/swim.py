@@ -94,6 +94,15 @@ INCARNATION_CEILING = MAX_INCARNATION // 2
 refutation of anything we accept always stays encodable; an honest node would need
 a refutation a nanosecond for 146 years to get here."""
 
+LEAVE_FANOUT = 32
+"""Members a graceful leave is sent to at once, directly: all of them in a cluster up to
+this size, this many distinct ones at random in a larger one (where the epidemic from
+them is reliable: the retransmit limit grows with log N). The gossip queue carries the
+leave as well. Counting transmissions alone was not enough in small clusters: with a
+limit of 4 among 6 nodes, fast gossip to 3 random peers and each peer's re-gossip to 3
+of 4 now and then all passed one member by, which then served the leaver's instances
+until its next push-pull, 16 s later (issue 12)."""
+
 MEMBERSHIP, REGISTRY = 0, 1
 """Piggyback ranks: membership news rides before registry news (``BroadcastQueue``)."""
 
@@ -272,15 +281,21 @@ class Swim:
     def leave(self, now: float, timeout: float) -> list[Effect]:
         """Announce a graceful leave at once; ``LeaveDrained`` tells the driver when to stop.
 
-        That is once the leave has been gossiped its full retransmit count
-        (nothing is left queued) or nobody is left to tell, and at the latest
-        ``timeout`` seconds from now. Calling it again changes nothing.
+        The leave goes at once, one datagram each, to every active member
+        (``LEAVE_FANOUT`` distinct ones at random in a larger cluster), and
+        into the gossip queue. It is drained once the queue has also sent it
+        (and anything queued before it) its full retransmit count, or nobody
+        is left to tell, and at the latest ``timeout`` seconds from now.
+        Calling it again changes nothing.
         """
         if not self.leaving:
             self.leaving = True
             self._leave_pending = True
             self.members.put(self._own_record(MemberState.LEFT), now)
-            self._broadcast(("m", self.name), encode_update(Left(self.name, self.incarnation)))
+            left = encode_update(Left(self.name, self.incarnation))
+            for name in self.members.sample(LEAVE_FANOUT):
+                self._send(self.members.addr_of(name), None, (left,), gossip=False)
+            self._broadcast(("m", self.name), left)
             self._arm(TimerKind.LEAVE, now + timeout)
         return self._drain(now)
 

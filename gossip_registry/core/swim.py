@@ -52,6 +52,7 @@ from gossip_registry.core.codec import (
 from gossip_registry.core.config import ProtocolConfig
 from gossip_registry.core.effects import (
     Effect,
+    IncarnationChanged,
     LeaveDrained,
     MemberChanged,
     Notify,
@@ -200,6 +201,7 @@ class Swim:
     def start(self, now: float) -> list[Effect]:
         """Arm the periodic timers, staggered so nodes started together do not beat in step."""
         self._arm(TimerKind.PROBE, now + self.rng.uniform(0, self.config.probe_interval))
+        self._out.append(Notify(IncarnationChanged(self.incarnation, None)))
         return self._drain(now)
 
     def seed_members(self, seed: MemberSeed) -> None:
@@ -777,7 +779,10 @@ class Swim:
         ``_plausible`` let ``accused`` in only up to ``INCARNATION_CEILING``, so the
         new incarnation is encodable; the ``min`` keeps it so whatever a caller did.
         """
-        self.incarnation = min(max(self.incarnation, accused) + 1, MAX_INCARNATION)
+        previous = self.incarnation
+        self.incarnation = min(max(previous, accused) + 1, MAX_INCARNATION)
+        if self.incarnation != previous:
+            self._out.append(Notify(IncarnationChanged(self.incarnation, previous)))
         self.members.put(self._own_record(MemberState.ALIVE), now)
         if accusation is not MemberState.ALIVE:
             self.awareness.apply(1)

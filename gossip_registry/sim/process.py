@@ -183,6 +183,7 @@ class Process:
         "checks",
         "checks_wake",
         "durable",
+        "incarnation",
         "index",
         "life",
         "name",
@@ -214,6 +215,8 @@ class Process:
         """Crashed on a live host: datagrams draw a refusal, connects a reset (issue 17)."""
         self.snapshot: Snapshot | None = None
         self.durable: dict[EntryKey, Entry] = {}
+        self.incarnation = 0
+        """Its incarnation as its journal holds it: the core's last ``IncarnationChanged``."""
         self.check_specs: dict[EntryKey, tuple[CheckSpec, ...]] = {}
         """The checks of the own instances in ``durable``, on disk with them."""
         self.checks: CheckScheduler | None = None

@@ -25,6 +25,7 @@ from gossip_registry.core.config import ProtocolConfig
 from gossip_registry.core.effects import (
     Effect,
     EntryChanged,
+    IncarnationChanged,
     LeaveDrained,
     MemberChanged,
     Notify,
@@ -114,7 +115,15 @@ class FloodNode:
 
     def start(self, now: float) -> list[Effect]:
         self.now = now
-        return [SetTimer(now + TICK, Timer(TimerKind.GOSSIP, self.nonce))]
+        return [
+            Notify(IncarnationChanged(self.incarnation, None)),
+            SetTimer(now + TICK, Timer(TimerKind.GOSSIP, self.nonce)),
+        ]
+
+    def refute(self, incarnation: int) -> None:
+        """Raise our incarnation; the core's word about it goes out with the next tick."""
+        self.outbox.append(Notify(IncarnationChanged(incarnation, self.incarnation)))
+        self.incarnation = incarnation
 
     def join(self, now: float, seeds: Iterable[Address], *, tag: int = 0) -> list[Effect]:
         self.now = now
@@ -630,7 +639,8 @@ def test_crash_drops_traffic_and_old_timers_never_fire_after_restart() -> None:
     cluster.run_for(0.2)
     old = fake(cluster, B)
     old.entries[("web", "1")] = cluster.register(B, "web", "1")
-    old.incarnation = 3
+    old.refute(3)
+    cluster.run_for(0.2)  # a tick carries the notification out
     cluster.crash(B)
     crashed_at = cluster.now
     seen = len(old.received)

@@ -15,6 +15,7 @@ from gossip_registry.core.codec import decode_packet, decode_stream, encode_pack
 from gossip_registry.core.config import ProtocolConfig
 from gossip_registry.core.effects import (
     Effect,
+    IncarnationChanged,
     JoinResult,
     LeaveDrained,
     Notify,
@@ -242,3 +243,23 @@ def test_a_single_death_is_believed() -> None:
     effects = node.handle_packet(1.0, peer(3), encode_packet(Packet(None, (Dead("p1", 1, "p3"),))))
     assert not any(isinstance(n, StaleChanged) for n in notes(effects))
     assert node.preservation.stale_entries() == []
+
+
+# Our own incarnation: the drivers journal it from the core's word, never by reading it.
+
+
+def test_start_says_which_incarnation_this_life_runs_at() -> None:
+    node = Protocol(ProtocolConfig(), "me", ME, rng=random.Random(5), now=0.0, incarnation=6)
+    assert [n for n in notes(node.start(0.0)) if isinstance(n, IncarnationChanged)] == [
+        IncarnationChanged(7, None)
+    ]
+
+
+def test_a_refutation_says_our_incarnation_rose() -> None:
+    node = make()
+    accused = Packet(None, (Dead("me", 4, "p1"),))
+    effects = node.handle_packet(1.0, peer(1), encode_packet(accused))
+    assert [n for n in notes(effects) if isinstance(n, IncarnationChanged)] == [
+        IncarnationChanged(5, 0)
+    ]
+    assert notes(node.handle_packet(1.1, peer(1), encode_packet(accused))) == []

@@ -253,6 +253,21 @@ class FloodNode:
     def deregister(self, now: float, key: EntryKey) -> tuple[Entry | None, list[Effect]]:
         return self.entries.pop(key, None), []
 
+    def rewrite(
+        self, now: float, entry: Entry, *, status: Health, checks: Sequence[CheckState]
+    ) -> tuple[Entry, list[Effect]]:
+        self.entries[entry.key] = new = dataclasses.replace(
+            entry, status=status, checks=tuple(checks)
+        )
+        return new, []
+
+    def force_leave(self, now: float, name: str) -> list[Effect]:
+        self.last_heard.pop(name, None)
+        return []
+
+    def observe_wall(self, now: float, wall: float) -> None:
+        self.wall_offset = wall - now
+
     # Read by the simulator.
 
     def member_states(self) -> dict[str, MemberState]:

@@ -140,7 +140,8 @@ class JoinResult:
 
 @dataclass(frozen=True, slots=True)
 class LeaveDrained:
-    """A graceful leave may stop now: its news went out its full retransmit count or
+    """A graceful leave may stop now: its news went to every member directly (up to
+    ``swim.LEAVE_FANOUT`` distinct ones) and out its full retransmit count by gossip, or
     there is nobody left to tell (``drained``), or its time ran out (not ``drained``).
     Sent once per leave, after the effects that sent the last of it."""
 

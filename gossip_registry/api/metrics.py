@@ -2,12 +2,13 @@
 
 Theory of operation: nothing here counts anything. The protocol core keeps
 its counters (``Protocol.stats``), the transport its own (``Transport.stats``),
-the node its wire census (``traffic.py``) and event bus (``events.py``); a
-custom collector turns their current values into metric families when
-Prometheus scrapes, so there is no second set of books to drift from the
-first. Each node gets its own ``CollectorRegistry`` (``node_registry``): several
-nodes in one process (tests, an embedding service) never share a series, and
-the process-wide default registry is left to the application.
+the node its own (``Node.stats``: keyring frames refused), its wire census
+(``traffic.py``) and event bus (``events.py``); a custom collector turns their
+current values into metric families when Prometheus scrapes, so there is no
+second set of books to drift from the first. Each node gets its own
+``CollectorRegistry`` (``node_registry``): several nodes in one process (tests,
+an embedding service) never share a series, and the process-wide default
+registry is left to the application.
 
 A family is one function ``(node) -> Iterable[Metric]`` in ``FAMILIES``;
 adding a metric is adding such a function (or, for a plain counter of
@@ -96,7 +97,7 @@ DROP_REASONS: tuple[tuple[str, str, str], ...] = (
     ("not_a_frame", "transport", "stream_malformed"),
     ("auth_failed", "transport", "auth_failed"),
     ("test_fault", "transport", "test_fault_drops"),
-    ("keyring_refused", "protocol", "keyring_refused"),
+    ("keyring_refused", "node", "keyring_refused"),
     ("member_limit", "protocol", "members_refused"),
     ("entry_limit", "protocol", "entries_over_limit"),
     ("clock_skew", "protocol", "entries_from_future"),
@@ -158,7 +159,11 @@ def protocol_counters(node: Node) -> Iterator[Metric]:
 
 
 def dropped_input(node: Node) -> Iterator[Metric]:
-    sources = {"protocol": node.protocol.stats, "transport": node.transport.stats}
+    sources = {
+        "protocol": node.protocol.stats,
+        "transport": node.transport.stats,
+        "node": node.stats,
+    }
     family = CounterMetricFamily(
         _name("dropped_input"),
         "Datagrams, frames and messages from peers dropped as invalid, by reason.",

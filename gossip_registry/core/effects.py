@@ -17,8 +17,9 @@ and the driver carries them out in order:
   ``StaleChanged`` carry the core's join, leave and self-preservation policy (retries,
   backoff, when a leaving node may stop, what is served stale), and
   ``Synced`` says a push-pull we started completed (the node holds the
-  cluster's state), so every driver runs the same policy and none reads the
-  core's counters or queues to decide.
+  cluster's state) and ``IncarnationChanged`` what to write down for a
+  restart, so every driver runs the same policy and none reads the core's
+  counters or queues to decide.
 """
 
 from __future__ import annotations
@@ -151,7 +152,8 @@ class ResolveSeeds:
 
 @dataclass(frozen=True, slots=True)
 class LeaveDrained:
-    """A graceful leave may stop now: its news went out its full retransmit count or
+    """A graceful leave may stop now: its news went to every member directly (up to
+    ``swim.LEAVE_FANOUT`` distinct ones) and out its full retransmit count by gossip, or
     there is nobody left to tell (``drained``), or its time ran out (not ``drained``).
     Sent once per leave, after the effects that sent the last of it."""
 
@@ -186,16 +188,28 @@ class Synced:
 
 
 @dataclass(frozen=True, slots=True)
+class IncarnationChanged:
+    """Our own incarnation is now ``incarnation``.
+
+    Sent by ``start`` (``previous`` None: the incarnation this life runs at,
+    one above what a snapshot recorded) and by every refutation, so a driver
+    that keeps state across restarts writes it down when it changes instead
+    of polling the core for it: a restart must come back above it.
+    """
+
+    incarnation: int
+    previous: int | None
+
+
+DriverEvent = (
+    JoinResult | ResolveSeeds | LeaveDrained | StaleChanged | Synced | IncarnationChanged
+)
+"""The core's word to its driver, as opposed to news for observers."""
+
+
+@dataclass(frozen=True, slots=True)
 class Notify:
-    event: (
-        MemberChanged
-        | EntryChanged
-        | JoinResult
-        | ResolveSeeds
-        | LeaveDrained
-        | StaleChanged
-        | Synced
-    )
+    event: MemberChanged | EntryChanged | DriverEvent
 
 
 Effect = Send | SetTimer | StreamRequest | StreamSend | Notify

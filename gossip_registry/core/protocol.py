@@ -1,7 +1,10 @@
 """The whole protocol of one node: SWIM membership plus the replicated registry.
 
 Theory of operation: ``Swim`` (``swim.py``) runs failure detection and
-dissemination; this class adds the registry on top of it:
+dissemination; this class holds one and is its delegate (``SwimDelegate``):
+it hears member changes, registry news and refutations from it, answers its
+push-pull streams, and uses only its public services (``emit``, ``arm``,
+``stream``, ``broadcast`` ...), never its private state. On top of it:
 
 - Local writes (register, deregister) are stamped by our hybrid logical
   clock, stored, queued for piggybacking and pushed at once (fast path).
@@ -74,6 +77,8 @@ from collections import deque
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 
+from gossip_registry.core.awareness import Awareness
+from gossip_registry.core.broadcast import BroadcastQueue
 from gossip_registry.core.codec import (
     MAX_INCARNATION,
     MAX_UPDATES,
@@ -93,8 +98,10 @@ from gossip_registry.core.effects import (
     StaleChanged,
     StreamSend,
     Synced,
+    Timer,
     TimerKind,
 )
+from gossip_registry.core.members import MemberSeed
 from gossip_registry.core.messages import (
     ACTIVE_STATES,
     Address,
@@ -190,7 +197,7 @@ class _Join:
     answered: int = 0
 
 
-class Protocol(Swim):
+class Protocol:
     """One node's whole protocol: membership (SWIM + Lifeguard), dissemination, registry.
 
     Args:
@@ -226,20 +233,28 @@ class Protocol(Swim):
         # and let peers' records of our old life lift us back, within the step.
         extreme = incarnation is not None and incarnation >= INCARNATION_CEILING
         start = 0 if incarnation is None or extreme else incarnation + 1
-        super().__init__(config, name, addr, rng=rng, incarnation=start, meta=meta)
+        self.swim = Swim(config, name, addr, rng=rng, incarnation=start, meta=meta, delegate=self)
+        """Membership and failure detection; we are its delegate (``SwimDelegate``)."""
+        self.config = config
+        self.name = name
+        self.addr = addr
+        self.rng = rng
+        self.stats = self.swim.stats
+        """One set of counters for the node's whole protocol (``/v1/status``, metrics)."""
+        self.members = self.swim.members
         if extreme:
             self.stats["snapshot_incarnation_reset"] += 1
         self.wall_offset = wall_offset
         self.clock = HybridClock()
         self.table = RegistryTable(config.registry_buckets)
         self._restored = [e for e in entries if e.owner == name and not e.deleted]
-        self._timer_handlers[TimerKind.SYNC] = self._on_sync_tick
-        self._timer_handlers[TimerKind.RECONNECT] = self._on_reconnect_tick
-        self._timer_handlers[TimerKind.REAP] = self._on_reap_tick
-        self._timer_handlers[TimerKind.MERGE] = lambda now, _: self._merge_some(now)
+        self.swim.on_timer(TimerKind.SYNC, self._on_sync_tick)
+        self.swim.on_timer(TimerKind.RECONNECT, self._on_reconnect_tick)
+        self.swim.on_timer(TimerKind.REAP, self._on_reap_tick)
+        self.swim.on_timer(TimerKind.MERGE, lambda now, _: self._merge_some(now))
         self._merges: deque[_MergeJob] = deque()
-        self._timer_handlers[TimerKind.JOIN] = self._on_join_retry
-        self._timer_handlers[TimerKind.PRESERVATION] = self._on_preservation_deadline
+        self.swim.on_timer(TimerKind.JOIN, self._on_join_retry)
+        self.swim.on_timer(TimerKind.PRESERVATION, self._on_preservation_deadline)
         self._joins: dict[int, _Join] = {}
         self.preservation = Preservation(preservation or PreservationConfig())
         """Read it to serve stale entries; the core alone feeds it."""
@@ -249,6 +264,65 @@ class Protocol(Swim):
         self._orphans: dict[str, float] = {}
         """Owners of stored entries that are not members, and when a reap first saw them."""
 
+    # ------------------------------------------- membership, from the failure detector
+
+    @property
+    def incarnation(self) -> int:
+        return self.swim.incarnation
+
+    @property
+    def meta(self) -> dict[str, str]:
+        return self.swim.meta
+
+    @property
+    def leaving(self) -> bool:
+        return self.swim.leaving
+
+    @property
+    def queue(self) -> BroadcastQueue:
+        """Updates waiting to be piggybacked (membership and registry news alike)."""
+        return self.swim.queue
+
+    @property
+    def awareness(self) -> Awareness:
+        return self.swim.awareness
+
+    def member_states(self) -> dict[str, MemberState]:
+        return self.swim.member_states()
+
+    def seed_members(self, seed: MemberSeed) -> None:
+        """Start from a known membership (simulator bootstrap); shares the records."""
+        self.swim.seed_members(seed)
+
+    def merge_records(self, now: float, records: Sequence[MemberRecord]) -> None:
+        """Merge a peer's member list (``Swim.merge_records``)."""
+        self.swim.merge_records(now, records)
+
+    def handle_packet(self, now: float, src: Address, data: bytes) -> list[Effect]:
+        return self.swim.handle_packet(now, src, data)
+
+    def handle_timer(self, now: float, timer: Timer) -> list[Effect]:
+        return self.swim.handle_timer(now, timer)
+
+    def handle_stream(
+        self, now: float, src: Address, data: bytes
+    ) -> tuple[bytes | None, list[Effect]]:
+        return self.swim.handle_stream(now, src, data)
+
+    def handle_stream_reply(self, now: float, token: int, reply: bytes | None) -> list[Effect]:
+        return self.swim.handle_stream_reply(now, token, reply)
+
+    def handle_refused(self, now: float, addr: Address) -> list[Effect]:
+        return self.swim.handle_refused(now, addr)
+
+    def leave(self, now: float, timeout: float) -> list[Effect]:
+        """Graceful leave (``Swim.leave``): ``LeaveDrained`` says when to stop."""
+        return self.swim.leave(now, timeout)
+
+    def force_leave(self, now: float, name: str) -> list[Effect]:
+        """Mark a dead member left on its behalf (``Swim.force_leave``, its errors)."""
+        return self.swim.force_leave(now, name)
+
     # ----------------------------------------------------------- entry points
 
     def start(self, now: float) -> list[Effect]:
@@ -256,12 +330,12 @@ class Protocol(Swim):
             self.clock.observe(entry.stamp)
             self._store(now, self._restamp(now, entry, deleted=False))
         self._restored = []
-        self._arm(TimerKind.SYNC, now + self.rng.uniform(0, self._sync_period()))
-        self._arm(
+        self.swim.arm(TimerKind.SYNC, now + self.rng.uniform(0, self._sync_period()))
+        self.swim.arm(
             TimerKind.RECONNECT, now + self.rng.uniform(0.5, 1.5) * self.config.reconnect_interval
         )
-        self._arm(TimerKind.REAP, now + self.config.reap_interval)
-        return super().start(now)
+        self.swim.arm(TimerKind.REAP, now + self.config.reap_interval)
+        return self.swim.start(now)
 
     def join(self, now: float, seeds: Iterable[Address], *, tag: int = 0) -> list[Effect]:
         """Push-pull with each seed (once) and announce ourselves.
@@ -270,7 +344,7 @@ class Protocol(Swim):
         exchange has ended.
         """
         self._attempt_join(now, _Join(tag, tuple(seeds), attempts=1, delay=0.0))
-        return self._drain(now)
+        return self.swim.drain(now)
 
     def join_at_start(
         self,
@@ -312,7 +386,7 @@ class Protocol(Swim):
         )
         self._joins[tag] = join
         self._attempt_join(now, join)
-        return self._drain(now)
+        return self.swim.drain(now)
 
     def join_resolved(self, now: float, tag: int, seeds: Iterable[Address]) -> list[Effect]:
         """The addresses the seeds of join ``tag`` resolved to, for its next attempt.
@@ -327,7 +401,7 @@ class Protocol(Swim):
         join.seeds = tuple(dict.fromkeys(seeds))
         if not self._found_meanwhile(join):
             self._attempt_join(now, join)
-        return self._drain(now)
+        return self.swim.drain(now)
 
     def _attempt_join(self, now: float, join: _Join) -> None:
         join.attempt += 1
@@ -354,11 +428,11 @@ class Protocol(Swim):
         if join.answered == 0 and (join.asked or join.resolve) and alone and more:
             retry_in = join.delay
             join.delay = min(2 * join.delay, self.config.join_backoff_max)
-            self._arm(TimerKind.JOIN, now + retry_in, str(join.tag))
+            self.swim.arm(TimerKind.JOIN, now + retry_in, str(join.tag))
         elif self._joins.get(join.tag) is join:
             del self._joins[join.tag]
         event = JoinResult(join.tag, join.attempt, join.answered, join.asked, retry_in)
-        self._out.append(Notify(event))
+        self.swim.emit(Notify(event))
 
     def _on_join_retry(self, now: float, subject: str) -> None:
         join = self._joins.get(int(subject))
@@ -366,7 +440,7 @@ class Protocol(Swim):
             return
         if join.resolve:
             join.resolving = True
-            self._out.append(Notify(ResolveSeeds(join.tag)))
+            self.swim.emit(Notify(ResolveSeeds(join.tag)))
         else:
             self._attempt_join(now, join)
 
@@ -375,7 +449,7 @@ class Protocol(Swim):
         if self.members.active_count <= 1:
             return False
         del self._joins[join.tag]
-        self._out.append(Notify(JoinResult(join.tag, join.attempt + 1, 0, 0, None)))
+        self.swim.emit(Notify(JoinResult(join.tag, join.attempt + 1, 0, 0, None)))
         return True
 
     def register(
@@ -431,7 +505,7 @@ class Protocol(Swim):
             raise ValueError(f"invalid registration: {exc}") from exc
         entry = self._fit_outputs(entry)
         self._store(now, entry)
-        return entry, self._drain(now)
+        return entry, self.swim.drain(now)
 
     def _fit_outputs(self, entry: Entry) -> Entry:
         """``entry`` with check outputs cut to the longest common length that fits a packet.
@@ -466,11 +540,11 @@ class Protocol(Swim):
         """
         current = self.table.get(key)
         if current is None or current.deleted:
-            return None, self._drain(now)
+            return None, self.swim.drain(now)
         if current.owner != self.name:
             raise ValueError(f"{key[0]}/{key[1]} is owned by node {current.owner!r}")
         self._store(now, self._restamp(now, current, deleted=True))
-        return current, self._drain(now)
+        return current, self.swim.drain(now)
 
     def rewrite(
         self, now: float, entry: Entry, *, status: Health, checks: Sequence[CheckState]
@@ -565,11 +639,10 @@ class Protocol(Swim):
             self.table.discard(entry.key)
             self._store(now, self._restamp(now, entry, deleted=entry.deleted))
 
-    def _on_probe_tick(self, now: float, subject: str) -> None:
+    def probe_tick(self, now: float) -> None:
         # Recover a corrected clock within one probe period even if nothing is
         # written: until then peers keep refusing our future-stamped versions.
         self._check_clock(now)
-        super()._on_probe_tick(now, subject)
 
     def _from_future(self, now: float, entry: Entry) -> bool:
         """Whether ``entry`` is stamped beyond the skew limit (counted if so)."""
@@ -601,14 +674,14 @@ class Protocol(Swim):
             return True
         return False
 
-    def _on_entry_update(self, now: float, update: EntryUpdate) -> None:
+    def entry_update(self, now: float, update: EntryUpdate) -> None:
         self._merge_entry(now, update.entry)
 
     def _merge_entry(self, now: float, entry: Entry, *, gossip: bool = True) -> bool:
         """Merge a version that came from another node; ``gossip``: queue it if news."""
         if (
             self._from_future(now, entry)
-            or not self._plausible(entry.owner, entry.owner_incarnation)
+            or not self.swim.plausible(entry.owner, entry.owner_incarnation)
             or self._over_owner_limit(entry)
         ):
             return False
@@ -637,14 +710,12 @@ class Protocol(Swim):
         elif old is not None:
             self.preservation.entry_removed(old)
         if old is not None or new is not None:
-            self._out.append(Notify(EntryChanged(old, new)))
+            self.swim.emit(Notify(EntryChanged(old, new)))
         if gossip:
-            self._broadcast(("e", *entry.key), encode_update(EntryUpdate(entry)), rank=REGISTRY)
+            self.swim.broadcast(("e", *entry.key), encode_update(EntryUpdate(entry)), rank=REGISTRY)
         return True
 
-    def _on_member_changed(
-        self, now: float, record: MemberRecord, old: MemberRecord | None
-    ) -> None:
+    def member_changed(self, now: float, record: MemberRecord, old: MemberRecord | None) -> None:
         self._preservation_member(now, record, old)
         if record.state in _GONE:
             # It may have lived on at incarnations we never heard of: fence them all.
@@ -685,23 +756,22 @@ class Protocol(Swim):
         was = self.preservation.active
         self._stale_changed += self.preservation.evaluate(now, self.members.active_count)
         if self.preservation.active and not was:
-            self._arm(TimerKind.PRESERVATION, self.preservation.deadline)
+            self.swim.arm(TimerKind.PRESERVATION, self.preservation.deadline)
         elif was and not self.preservation.active:
-            self._tokens.pop((TimerKind.PRESERVATION, ""), None)
+            self.swim.disarm(TimerKind.PRESERVATION)
 
     def _on_preservation_deadline(self, now: float, _: str) -> None:
         self._judge_preservation(now)
 
-    def _drain(self, now: float) -> list[Effect]:
+    def before_drain(self, now: float) -> None:
         if self._preservation_due:
             self._preservation_due = False
             self._judge_preservation(now)
         if self._stale_changed:
             changed, self._stale_changed = self._stale_changed, []
-            self._out.append(Notify(StaleChanged(tuple(changed), self.preservation.active)))
-        return super()._drain(now)
+            self.swim.emit(Notify(StaleChanged(tuple(changed), self.preservation.active)))
 
-    def _on_refuted(self, now: float, accusation: MemberState) -> None:
+    def refuted(self, now: float, accusation: MemberState) -> None:
         # Peers fence a dead member's entries at the incarnation they saw die.
         # A suspicion we refuted may still turn into a death at the old
         # incarnation elsewhere, and we may never hear of it: so every time our
@@ -714,7 +784,7 @@ class Protocol(Swim):
 
     def _refresh_alive(self) -> None:
         alive = Alive(self.name, self.addr, self.incarnation, self.meta)
-        self._broadcast(("m", self.name), encode_update(alive))
+        self.swim.broadcast(("m", self.name), encode_update(alive))
 
     # ------------------------------------------------------- anti-entropy
 
@@ -722,13 +792,13 @@ class Protocol(Swim):
         return self.config.push_pull_period(self.members.active_count)
 
     def _on_sync_tick(self, now: float, _: str) -> None:
-        self._arm(TimerKind.SYNC, now + self._sync_period())
+        self.swim.arm(TimerKind.SYNC, now + self._sync_period())
         peers = self.members.sample(1)
         if peers:
             self._sync_with(self.members.addr_of(peers[0]))
 
     def _on_reconnect_tick(self, now: float, _: str) -> None:
-        self._arm(TimerKind.RECONNECT, now + self.config.reconnect_interval)
+        self.swim.arm(TimerKind.RECONNECT, now + self.config.reconnect_interval)
         dead = [
             r
             for name in self.members.failed()
@@ -739,7 +809,7 @@ class Protocol(Swim):
             self._sync_with(self.rng.choice(dead).addr)
 
     def _on_reap_tick(self, now: float, _: str) -> None:
-        self._arm(TimerKind.REAP, now + self.config.reap_interval)
+        self.swim.arm(TimerKind.REAP, now + self.config.reap_interval)
         horizon = self.config.tombstone_horizon
         self.stats["tombstones_collected"] += self.table.collect(now + self.wall_offset, horizon)
         for name in self.members.failed():
@@ -755,7 +825,7 @@ class Protocol(Swim):
         Nothing else would ever remove them: fences follow membership, and the
         API lets only the owner delete (issue 10, finding 8). The fence is
         renewed on every reap while the owner stays a stranger, and lifted when
-        it becomes a member (``_on_member_changed``). Scans the owners, once a
+        it becomes a member (``member_changed``). Scans the owners, once a
         reap interval, like ``collect`` scans the tombstones.
         """
         grace = self.config.limits.orphan_entry_grace
@@ -767,10 +837,10 @@ class Protocol(Swim):
             if now - since >= grace:
                 removed = self.table.fence(owner, MAX_INCARNATION, now + self.wall_offset)
                 for entry in removed:
-                    self._out.append(Notify(EntryChanged(entry, None, fenced=True)))
+                    self.swim.emit(Notify(EntryChanged(entry, None, fenced=True)))
                 self.stats["orphan_entries_expired"] += len(removed)
 
-    def _on_suspect_answered(self, now: float, target: MemberRecord) -> None:
+    def suspect_answered(self, now: float, target: MemberRecord) -> None:
         """Push-pull with it: its reply carries its own record at its current incarnation."""
         self._sync_with(target.addr)
 
@@ -784,9 +854,9 @@ class Protocol(Swim):
             if done is not None:
                 done(now, answered)
 
-        self._stream(addr, encode_stream(hello), on_reply)
+        self.swim.stream(addr, encode_stream(hello), on_reply)
 
-    def _on_stream_message(self, now: float, src: Address, message: StreamMessage) -> bytes | None:
+    def stream_message(self, now: float, src: Address, message: StreamMessage) -> bytes | None:
         if isinstance(message, SyncHello):
             return self._on_sync_hello(now, message)
         if isinstance(message, SyncMore):
@@ -794,11 +864,12 @@ class Protocol(Swim):
         if isinstance(message, SyncFinish):
             self._merge_state(now, message.members, message.entries)
             return None
-        return super()._on_stream_message(now, src, message)
+        self.stats["unexpected_stream_messages"] += 1
+        return None
 
     def _on_sync_hello(self, now: float, hello: SyncHello) -> bytes:
         self.stats["syncs_answered"] += 1
-        self.merge_records(now, [hello.sender])
+        self.swim.merge_records(now, [hello.sender])
         differs = hello.members_digest != self.members.digest
         members = tuple(self.members) if differs else None
         ours = self.table.bucket_digests()
@@ -860,13 +931,13 @@ class Protocol(Swim):
             return False
         self.stats["syncs_completed" if start == 0 else "sync_pages"] += 1
         if message.members is not None:
-            self.merge_records(now, message.members)
+            self.swim.merge_records(now, message.members)
         lacking, cut = self._lacking(message)
         members = tuple(self.members) if message.want_members else None
         if members is not None or lacking:
             finish = encode_stream(SyncFinish(members, lacking))
             self.stats["stream_out"] += 1
-            self._out.append(StreamSend(addr, finish))
+            self.swim.emit(StreamSend(addr, finish))
         resume = message.resume if cut is None else cut
         if resume > start:  # strictly onwards, so a sync ends within ``buckets`` pages
 
@@ -875,14 +946,14 @@ class Protocol(Swim):
 
             def then(now: float) -> None:
                 more = SyncMore(resume, self.table.bucket_digests()[resume:])
-                self._stream(addr, encode_stream(more), on_page)
+                self.swim.stream(addr, encode_stream(more), on_page)
 
         else:
             # One page naming no bucket: every bucket digest matched ours.
             agreed = start == 0 and not message.buckets
 
             def then(now: float) -> None:  # the last page is merged: we hold their state
-                self._out.append(Notify(Synced(addr, agreed)))
+                self.swim.emit(Notify(Synced(addr, agreed)))
 
         self._merge_state(now, None, message.entries, then)
         return True
@@ -919,7 +990,7 @@ class Protocol(Swim):
     ) -> None:
         """Merge ``members`` now and queue ``entries``, merged a chunk at a time."""
         if members is not None:
-            self.merge_records(now, members)
+            self.swim.merge_records(now, members)
         self._merges.append(_MergeJob(entries, then))
         self._merge_some(now)
 
@@ -941,7 +1012,7 @@ class Protocol(Swim):
                 if job.kind == _FENCE:
                     if self.table.drop_fenced(entry):
                         self.preservation.entry_removed(entry)
-                        self._out.append(Notify(EntryChanged(entry, None, fenced=True)))
+                        self.swim.emit(Notify(EntryChanged(entry, None, fenced=True)))
                         self.stats["entries_fenced"] += 1
                     continue
                 gossip = job.repaired < REGOSSIP_PER_SYNC
@@ -956,4 +1027,4 @@ class Protocol(Swim):
                 if job.then is not None:
                     job.then(now)
         if self._merges:
-            self._arm(TimerKind.MERGE, now)
+            self.swim.arm(TimerKind.MERGE, now)

@@ -24,13 +24,16 @@ behaviour and defaults follow hashicorp/memberlist ``state.go``):
   nothing queued a node sends only its probes and acks.
 
 The state machine is sans-I/O: entry points take ``now`` and return effects
-(``effects.py``); randomness comes from the ``rng`` passed in. Subclasses
-add replicated state through the hooks at the end of the class.
+(``effects.py``); randomness comes from the ``rng`` passed in. The layer
+above (the registry, ``protocol.py``) is a ``SwimDelegate``: told what
+happened, asked about its streams, and calling back only through the public
+services at the end of the class; it never subclasses or reaches in.
 """
 
 from __future__ import annotations
 
 import random
+import typing
 from collections import Counter
 from collections.abc import Callable, Hashable, Mapping, Sequence
 from dataclasses import dataclass, replace
@@ -52,6 +55,7 @@ from gossip_registry.core.codec import (
 from gossip_registry.core.config import ProtocolConfig
 from gossip_registry.core.effects import (
     Effect,
+    IncarnationChanged,
     LeaveDrained,
     MemberChanged,
     Notify,
@@ -83,10 +87,6 @@ from gossip_registry.core.messages import (
 from gossip_registry.core.suspicion import Suspicion
 
 _SEQ_MASK = 2**32 - 1
-LEAVE_TOLD_DIRECTLY = 128
-"""Members a leaving node tells directly (``leave``): a leave happens once per
-life, so one datagram to each of this many costs nothing worth saving; beyond
-it, gossip's log(n) retransmits from every holder make a miss unlikely."""
 MAX_RELAYS = 1024
 """Ping-reqs carried out at once; more are refused and counted (``ping_reqs_refused``).
 Each holds a timer for the probe timeout and sends a ping to an address the requester
@@ -97,6 +97,15 @@ INCARNATION_CEILING = MAX_INCARNATION // 2
 2**62 refutations of headroom below what the codec can carry, so our own
 refutation of anything we accept always stays encodable; an honest node would need
 a refutation a nanosecond for 146 years to get here."""
+
+LEAVE_FANOUT = 32
+"""Members a graceful leave is sent to at once, directly: all of them in a cluster up to
+this size, this many distinct ones at random in a larger one (where the epidemic from
+them is reliable: the retransmit limit grows with log N). The gossip queue carries the
+leave as well. Counting transmissions alone was not enough in small clusters: with a
+limit of 4 among 6 nodes, fast gossip to 3 random peers and each peer's re-gossip to 3
+of 4 now and then all passed one member by, which then served the leaver's instances
+until its next push-pull, 16 s later (issue 12)."""
 
 MEMBERSHIP, REGISTRY = 0, 1
 """Piggyback ranks: membership news rides before registry news (``BroadcastQueue``)."""
@@ -151,6 +160,7 @@ class Swim:
         rng: random.Random,
         incarnation: int = 0,
         meta: Mapping[str, str] | None = None,
+        delegate: SwimDelegate | None = None,
     ) -> None:
         self.config = config
         self.name = name
@@ -162,6 +172,8 @@ class Swim:
         self.awareness = Awareness(config.awareness_max)
         self.queue = BroadcastQueue(config.broadcast_queue_limit)
         self.stats: Counter[str] = Counter()
+        self.delegate: SwimDelegate = delegate or Standalone(self.stats)
+        """The layer above (the registry): told what happened, asked about its streams."""
         self.leaving = False
         self._leave_pending = False
         self._out: list[Effect] = []
@@ -194,8 +206,9 @@ class Swim:
 
     def start(self, now: float) -> list[Effect]:
         """Arm the periodic timers, staggered so nodes started together do not beat in step."""
-        self._arm(TimerKind.PROBE, now + self.rng.uniform(0, self.config.probe_interval))
-        return self._drain(now)
+        self.arm(TimerKind.PROBE, now + self.rng.uniform(0, self.config.probe_interval))
+        self._out.append(Notify(IncarnationChanged(self.incarnation, None)))
+        return self.drain(now)
 
     def seed_members(self, seed: MemberSeed) -> None:
         """Start from a known membership (simulator bootstrap); shares the records."""
@@ -212,7 +225,7 @@ class Swim:
             packet = decode_packet(data, self.config.limits.max_packet_bytes)
         except CodecError:
             self.stats["malformed_packets"] += 1
-            return self._drain(now)
+            return self.drain(now)
         accused = False
         for update in packet.updates:
             accused |= isinstance(update, Suspect | Dead) and update.name == self.name
@@ -226,14 +239,14 @@ class Swim:
             self._on_ping_req(now, src, primary)
         elif isinstance(primary, Nack):
             self._on_nack(primary.seq)
-        return self._drain(now)
+        return self.drain(now)
 
     def handle_timer(self, now: float, timer: Timer) -> list[Effect]:
         key = (timer.kind, timer.subject)
         if self._tokens.get(key) == timer.token:
             del self._tokens[key]
             self._timer_handlers[timer.kind](now, timer.subject)
-        return self._drain(now)
+        return self.drain(now)
 
     def handle_stream(
         self, now: float, src: Address, data: bytes
@@ -244,15 +257,15 @@ class Swim:
             message = decode_stream(data, self.config.max_stream_bytes)
         except CodecError:
             self.stats["malformed_streams"] += 1
-            return None, self._drain(now)
-        reply = self._on_stream_message(now, src, message)
-        return reply, self._drain(now)
+            return None, self.drain(now)
+        reply = self._stream_message(now, src, message)
+        return reply, self.drain(now)
 
     def handle_stream_reply(self, now: float, token: int, reply: bytes | None) -> list[Effect]:
         """The outcome of a StreamRequest: the reply frame, or None if it failed."""
         callback = self._streams.pop(token, None)
         if callback is None:
-            return self._drain(now)
+            return self.drain(now)
         message: StreamMessage | None = None
         if reply is not None:
             try:
@@ -260,7 +273,7 @@ class Swim:
             except CodecError:
                 self.stats["malformed_streams"] += 1
         callback(now, message)
-        return self._drain(now)
+        return self.drain(now)
 
     def handle_refused(self, now: float, addr: Address) -> list[Effect]:
         """The host at ``addr`` said nothing listens there (ICMP port unreachable, TCP refused).
@@ -271,31 +284,28 @@ class Swim:
         """
         self.stats["refusals"] += 1
         self._on_refused(now, addr)
-        return self._drain(now)
+        return self.drain(now)
 
     def leave(self, now: float, timeout: float) -> list[Effect]:
         """Announce a graceful leave at once; ``LeaveDrained`` tells the driver when to stop.
 
-        The leave goes at once to up to ``LEAVE_TOLD_DIRECTLY`` members, a
-        datagram each, and out by gossip as any update. Gossip alone sends it
-        ``retransmit_limit(n)`` times, which can miss a member until the next
-        push-pull; in a cluster of up to that size a member now misses it only
-        if its datagram is lost and the gossip misses it too.
-
-        That is once the leave has been gossiped its full retransmit count
-        (nothing is left queued) or nobody is left to tell, and at the latest
-        ``timeout`` seconds from now. Calling it again changes nothing.
+        The leave goes at once, one datagram each, to every active member
+        (``LEAVE_FANOUT`` distinct ones at random in a larger cluster), and
+        into the gossip queue. It is drained once the queue has also sent it
+        (and anything queued before it) its full retransmit count, or nobody
+        is left to tell, and at the latest ``timeout`` seconds from now.
+        Calling it again changes nothing.
         """
         if not self.leaving:
             self.leaving = True
             self._leave_pending = True
             self.members.put(self._own_record(MemberState.LEFT), now)
             left = encode_update(Left(self.name, self.incarnation))
-            self._broadcast(("m", self.name), left)
-            for name in self.members.gossip_targets(LEAVE_TOLD_DIRECTLY):
+            for name in self.members.sample(LEAVE_FANOUT):
                 self._send(self.members.addr_of(name), None, (left,), gossip=False)
-            self._arm(TimerKind.LEAVE, now + timeout)
-        return self._drain(now)
+            self.broadcast(("m", self.name), left)
+            self.arm(TimerKind.LEAVE, now + timeout)
+        return self.drain(now)
 
     def _on_leave_timeout(self, now: float, _: str) -> None:
         if self._leave_pending:
@@ -325,14 +335,15 @@ class Swim:
             raise ValueError(
                 f"member {name} is {current.state.label}: only a dead member can be forced to leave"
             )
-        return self._drain(now)
+        return self.drain(now)
 
     # ------------------------------------------------------------- probing
 
     def _on_probe_tick(self, now: float, _: str) -> None:
+        self.delegate.probe_tick(now)
         if self._probe is not None:
             self._finish_probe(now)
-        self._arm(TimerKind.PROBE, now + self.awareness.scale(self.config.probe_interval))
+        self.arm(TimerKind.PROBE, now + self.awareness.scale(self.config.probe_interval))
         name = self.members.next_probe_target()
         if name is None:
             return
@@ -345,7 +356,7 @@ class Swim:
             buddy.append(encode_update(Suspect(name, target.incarnation, self.name)))
         self._send(target.addr, Ping(probe.seq, name, self.name), buddy)
         self.stats["probes"] += 1
-        self._arm(TimerKind.PROBE_TIMEOUT, now + self.awareness.scale(self.config.probe_timeout))
+        self.arm(TimerKind.PROBE_TIMEOUT, now + self.awareness.scale(self.config.probe_timeout))
 
     def _on_probe_timeout(self, now: float, _: str) -> None:
         probe = self._probe
@@ -359,7 +370,7 @@ class Swim:
         if self.config.tcp_fallback:
             self.stats["tcp_pings"] += 1
             ping = encode_stream(Ping(probe.seq, probe.target, self.name))
-            self._stream(target.addr, ping, self._on_tcp_ack)
+            self.stream(target.addr, ping, self._on_tcp_ack)
 
     def _ask_helpers(self, target: MemberRecord, seq: int, *, want_nack: bool) -> int:
         """Send ``indirect_checks`` random members a ping-req for ``target``; returns how many."""
@@ -418,7 +429,7 @@ class Swim:
                     # reached us (an ack relayed by a helper or over TCP carries
                     # none). Ask it for its own record (issue 17).
                     self.stats["suspects_answering"] += 1
-                    self._on_suspect_answered(now, target)
+                    self.delegate.suspect_answered(now, target)
             return
         relay = self._relays.pop(seq, None)
         if relay is not None:
@@ -432,7 +443,7 @@ class Swim:
         target = self.members.get(check.target) if check is not None else None
         if target is not None and target.state is MemberState.SUSPECT:
             self.stats["suspects_answering"] += 1
-            self._on_suspect_answered(now, target)
+            self.delegate.suspect_answered(now, target)
 
     def _on_nack(self, seq: int) -> None:
         probe = self._probe
@@ -450,7 +461,7 @@ class Swim:
         )
         target = self._member_at(request.target, request.target_addr)
         self._send(request.target_addr, Ping(seq, request.target, self.name), gossip=target)
-        self._arm(TimerKind.RELAY_TIMEOUT, now + self.config.probe_timeout, str(seq))
+        self.arm(TimerKind.RELAY_TIMEOUT, now + self.config.probe_timeout, str(seq))
 
     def _on_relay_timeout(self, now: float, subject: str) -> None:
         relay = self._relays.pop(int(subject), None)
@@ -580,7 +591,7 @@ class Swim:
             return
         if suspicion.min_s > low:
             suspicion.max_s, suspicion.min_s = suspicion.min_s, low
-            self._arm(TimerKind.SUSPICION, max(now, suspicion.deadline), target.name)
+            self.arm(TimerKind.SUSPICION, max(now, suspicion.deadline), target.name)
 
     # ------------------------------------------------------- membership news
 
@@ -594,10 +605,10 @@ class Swim:
         elif isinstance(update, Left):
             self._left(now, update)
         else:
-            self._on_entry_update(now, update)
+            self.delegate.entry_update(now, update)
 
     def _alive(self, now: float, msg: Alive) -> None:
-        if not self._plausible(msg.name, msg.incarnation):
+        if not self.plausible(msg.name, msg.incarnation):
             return
         if msg.name == self.name:
             if msg.incarnation > self.incarnation and not self.leaving:
@@ -614,10 +625,10 @@ class Swim:
         self._set(
             now, MemberRecord(msg.name, msg.addr, msg.incarnation, MemberState.ALIVE, msg.meta)
         )
-        self._broadcast(("m", msg.name), encode_update(msg))
+        self.broadcast(("m", msg.name), encode_update(msg))
 
     def _suspect(self, now: float, msg: Suspect) -> None:
-        if not self._plausible(msg.name, msg.incarnation):
+        if not self.plausible(msg.name, msg.incarnation):
             return
         if msg.name == self.name:
             if msg.incarnation >= self.incarnation and not self.leaving:
@@ -631,15 +642,15 @@ class Swim:
             if suspicion is not None and suspicion.confirm(msg.accuser):
                 self.stats["suspicion_confirmations"] += 1
                 if suspicion.last_chance is None:
-                    self._arm(TimerKind.SUSPICION, max(now, suspicion.deadline), msg.name)
-                self._broadcast(("m", msg.name), encode_update(msg))
+                    self.arm(TimerKind.SUSPICION, max(now, suspicion.deadline), msg.name)
+                self.broadcast(("m", msg.name), encode_update(msg))
             return
         if not wins(MemberState.SUSPECT, msg.incarnation, current):
             return
         self._set(now, replace(current, state=MemberState.SUSPECT, incarnation=msg.incarnation))
         self._start_suspicion(now, msg.name, msg.incarnation, msg.accuser)
         self.stats["suspicions"] += 1
-        self._broadcast(("m", msg.name), encode_update(msg))
+        self.broadcast(("m", msg.name), encode_update(msg))
 
     def _start_suspicion(self, now: float, name: str, incarnation: int, accuser: str) -> None:
         """Lifeguard's timer for ``name``, from ``now``, replacing any earlier one."""
@@ -652,7 +663,7 @@ class Swim:
         high = low * self.config.suspicion_max_mult
         suspicion = Suspicion(now, incarnation, accuser, wanted, low, high)
         self._suspicions[name] = suspicion
-        self._arm(TimerKind.SUSPICION, suspicion.deadline, name)
+        self.arm(TimerKind.SUSPICION, suspicion.deadline, name)
 
     def _on_suspicion_timeout(self, now: float, name: str) -> None:
         suspicion = self._suspicions.get(name)
@@ -686,7 +697,7 @@ class Swim:
     # - a refutation ends the suspicion as usual;
     # - any other ack (relayed, TCP) proves it alive now without telling us
     #   its incarnation: the suspicion starts over (Lifeguard's full timer)
-    #   and we ask for its record by push-pull (``_on_suspect_answered``);
+    #   and we ask for its record by push-pull (``SwimDelegate.suspect_answered``);
     # - a refusal of any of these probes at the incarnation suspected is the
     #   host's word that nothing listens there: dead at once;
     # - silence: dead at the end of the window.
@@ -702,10 +713,10 @@ class Swim:
         self._ask_helpers(target, seq, want_nack=False)
         if self.config.tcp_fallback:
             ping = encode_stream(Ping(seq, target.name, self.name))
-            self._stream(target.addr, ping, self._on_last_chance_tcp)
+            self.stream(target.addr, ping, self._on_last_chance_tcp)
         scale = self.awareness.scale
-        self._arm(TimerKind.LAST_CHANCE, now + scale(self.config.probe_timeout), target.name)
-        self._arm(TimerKind.SUSPICION, now + scale(self.config.probe_interval), target.name)
+        self.arm(TimerKind.LAST_CHANCE, now + scale(self.config.probe_timeout), target.name)
+        self.arm(TimerKind.SUSPICION, now + scale(self.config.probe_interval), target.name)
 
     def _ping_accused(self, target: MemberRecord, seq: int) -> None:
         """Ping a suspect with our accusation in the same packet (Lifeguard's buddy system)."""
@@ -732,7 +743,7 @@ class Swim:
             return
         self.stats["last_chances_answered"] += 1
         self._start_suspicion(now, target.name, target.incarnation, self.name)
-        self._on_suspect_answered(now, target)
+        self.delegate.suspect_answered(now, target)
 
     def _drop_last_chance(self, name: str) -> None:
         """Forget the suspicion of ``name`` and its last-chance probe, if any."""
@@ -742,7 +753,7 @@ class Swim:
             self._tokens.pop((TimerKind.LAST_CHANCE, name), None)
 
     def _dead(self, now: float, msg: Dead) -> None:
-        if not self._plausible(msg.name, msg.incarnation):
+        if not self.plausible(msg.name, msg.incarnation):
             return
         if msg.name == self.name:
             if msg.incarnation >= self.incarnation and not self.leaving:
@@ -753,10 +764,10 @@ class Swim:
             return
         self._set(now, replace(current, state=MemberState.DEAD, incarnation=msg.incarnation))
         self.stats["members_failed"] += 1
-        self._broadcast(("m", msg.name), encode_update(msg))
+        self.broadcast(("m", msg.name), encode_update(msg))
 
     def _left(self, now: float, msg: Left) -> None:
-        if not self._plausible(msg.name, msg.incarnation):
+        if not self.plausible(msg.name, msg.incarnation):
             return
         if msg.name == self.name:
             if msg.incarnation >= self.incarnation and not self.leaving:
@@ -767,24 +778,27 @@ class Swim:
             return
         self._set(now, replace(current, state=MemberState.LEFT, incarnation=msg.incarnation))
         self.stats["members_left"] += 1
-        self._broadcast(("m", msg.name), encode_update(msg))
+        self.broadcast(("m", msg.name), encode_update(msg))
 
     def _refute(self, now: float, accused: int, accusation: MemberState) -> None:
         """Answer an accusation (or an older life's claim) with a higher incarnation.
 
-        ``_plausible`` let ``accused`` in only up to ``INCARNATION_CEILING``, so the
+        ``plausible`` let ``accused`` in only up to ``INCARNATION_CEILING``, so the
         new incarnation is encodable; the ``min`` keeps it so whatever a caller did.
         """
-        self.incarnation = min(max(self.incarnation, accused) + 1, MAX_INCARNATION)
+        previous = self.incarnation
+        self.incarnation = min(max(previous, accused) + 1, MAX_INCARNATION)
+        if self.incarnation != previous:
+            self._out.append(Notify(IncarnationChanged(self.incarnation, previous)))
         self.members.put(self._own_record(MemberState.ALIVE), now)
         if accusation is not MemberState.ALIVE:
             self.awareness.apply(1)
             self.stats["refutes"] += 1
         alive = Alive(self.name, self.addr, self.incarnation, self.meta)
-        self._broadcast(("m", self.name), encode_update(alive))
-        self._on_refuted(now, accusation)
+        self.broadcast(("m", self.name), encode_update(alive))
+        self.delegate.refuted(now, accusation)
 
-    def _plausible(self, name: str, incarnation: int) -> bool:
+    def plausible(self, name: str, incarnation: int) -> bool:
         """Whether news about ``name`` at ``incarnation`` is within reach; a refusal is counted.
 
         Only a member raises its own incarnation, by one per refutation. News far
@@ -822,7 +836,7 @@ class Swim:
         previous = old.state if old is not None else None
         change = MemberChanged(record.name, record.addr, record.state, record.incarnation, previous)
         self._out.append(Notify(change))
-        self._on_member_changed(now, record, old)
+        self.delegate.member_changed(now, record, old)
 
     def merge_records(self, now: float, records: Sequence[MemberRecord]) -> None:
         """Merge a peer's member list (push-pull), memberlist's ``mergeState`` rules.
@@ -837,7 +851,7 @@ class Swim:
         for r in records:
             if r.name != self.name and self.members.get(r.name) is None:
                 if r.state in (MemberState.DEAD, MemberState.LEFT):
-                    if self._plausible(r.name, r.incarnation) and self._room_for_member():
+                    if self.plausible(r.name, r.incarnation) and self._room_for_member():
                         self._set(now, r)
                     continue
                 if r.state is MemberState.SUSPECT:
@@ -877,7 +891,7 @@ class Swim:
         for name in self.members.gossip_targets(self.config.fast_gossip_nodes):
             self._send(self.members.addr_of(name), None)
 
-    def _broadcast(self, subject: Hashable, data: bytes, *, rank: int = MEMBERSHIP) -> None:
+    def broadcast(self, subject: Hashable, data: bytes, *, rank: int = MEMBERSHIP) -> None:
         if len(data) > self._update_budget:
             # Could never ride in a packet; push-pull carries it instead.
             self.stats["broadcasts_too_large"] += 1
@@ -932,7 +946,7 @@ class Swim:
         self.stats["udp_bytes_out"] += len(data)
         self._out.append(Send(addr, data))
 
-    def _stream(
+    def stream(
         self, addr: Address, data: bytes, callback: Callable[[float, StreamMessage | None], None]
     ) -> None:
         self._next_token += 1
@@ -940,21 +954,22 @@ class Swim:
         self.stats["stream_out"] += 1
         self._out.append(StreamRequest(addr, data, self._next_token))
 
-    def _arm(self, kind: TimerKind, at: float, subject: str = "") -> None:
+    def arm(self, kind: TimerKind, at: float, subject: str = "") -> None:
         self._next_token += 1
         self._tokens[(kind, subject)] = self._next_token
         self._out.append(SetTimer(at, Timer(kind, self._next_token, subject)))
 
-    def _drain(self, now: float) -> list[Effect]:
+    def drain(self, now: float) -> list[Effect]:
         """Schedule gossip for anything newly queued, then hand over the effects."""
+        self.delegate.before_drain(now)
         if len(self.queue):
             if not self._gossip_armed:
                 self._gossip_armed = True
-                self._arm(TimerKind.GOSSIP, now + self.config.gossip_interval)
+                self.arm(TimerKind.GOSSIP, now + self.config.gossip_interval)
             if self._fresh and not self._fast_armed:
                 self._fast_armed = True
                 at = max(now, self._last_fast + self.config.fast_gossip_interval)
-                self._arm(TimerKind.FAST_GOSSIP, at)
+                self.arm(TimerKind.FAST_GOSSIP, at)
         self._fresh = False
         if self._leave_pending and (not len(self.queue) or self.members.active_count <= 1):
             self._leave_pending = False
@@ -962,24 +977,83 @@ class Swim:
         out, self._out = self._out, []
         return out
 
-    # ---------------------------------------------------------------- hooks
+    # ---------------------------------------------------- the delegate's seam
 
-    def _on_stream_message(self, now: float, src: Address, message: StreamMessage) -> bytes | None:
+    def _stream_message(self, now: float, src: Address, message: StreamMessage) -> bytes | None:
         if isinstance(message, Ping) and message.target == self.name:
             return encode_stream(Ack(message.seq))
-        self.stats["unexpected_stream_messages"] += 1
-        return None
+        return self.delegate.stream_message(now, src, message)
 
-    def _on_entry_update(self, now: float, update: EntryUpdate) -> None:
-        """Registry news; the base class has no registry."""
+    def emit(self, effect: Effect) -> None:
+        """Hand ``effect`` to the driver with the effects of the call under way, in order."""
+        self._out.append(effect)
 
-    def _on_member_changed(
-        self, now: float, record: MemberRecord, old: MemberRecord | None
-    ) -> None:
+    def on_timer(self, kind: TimerKind, handler: Callable[[float, str], None]) -> None:
+        """Run ``handler(now, subject)`` when a timer of ``kind`` armed by ``arm`` fires."""
+        self._timer_handlers[kind] = handler
+
+    def disarm(self, kind: TimerKind, subject: str = "") -> None:
+        """Forget the timer of ``kind`` about ``subject``: it is ignored when it fires."""
+        self._tokens.pop((kind, subject), None)
+
+
+class SwimDelegate(typing.Protocol):
+    """What the layer above membership (the registry, ``protocol.py``) hears and answers.
+
+    The failure detector calls it; it calls back only through ``Swim``'s public
+    services (``emit``, ``arm``, ``disarm``, ``on_timer``, ``stream``,
+    ``broadcast``, ``merge_records``, ``plausible``), never into private state.
+    memberlist's ``Delegate``/``EventDelegate`` and foca's ``BroadcastHandler``
+    are the models.
+    """
+
+    def entry_update(self, now: float, update: EntryUpdate) -> None:
+        """Registry news arrived by gossip."""
+
+    def member_changed(self, now: float, record: MemberRecord, old: MemberRecord | None) -> None:
         """A member's record changed (not ours); ``old`` is what we held before."""
 
-    def _on_refuted(self, now: float, accusation: MemberState) -> None:
+    def refuted(self, now: float, accusation: MemberState) -> None:
         """We just raised our incarnation to answer ``accusation``."""
 
-    def _on_suspect_answered(self, now: float, target: MemberRecord) -> None:
-        """A member we suspect acked our probe; the base class has no way to ask for more."""
+    def suspect_answered(self, now: float, target: MemberRecord) -> None:
+        """A member we suspect acked a probe without refuting: ask it for more."""
+
+    def stream_message(self, now: float, src: Address, message: StreamMessage) -> bytes | None:
+        """A stream message that is not a ping for us: the reply, or None (counted if
+        unexpected, in ``Swim.stats``)."""
+
+    def probe_tick(self, now: float) -> None:
+        """A probe period starts (before its probe): periodic upkeep of the layer above."""
+
+    def before_drain(self, now: float) -> None:
+        """The effects of a call are about to be handed out: emit what was batched."""
+
+
+class Standalone:
+    """The delegate of a failure detector with nothing above it (tests, tools)."""
+
+    def __init__(self, stats: Counter[str]) -> None:
+        self._stats = stats
+
+    def entry_update(self, now: float, update: EntryUpdate) -> None:
+        """No registry: registry news is dropped."""
+
+    def member_changed(self, now: float, record: MemberRecord, old: MemberRecord | None) -> None:
+        """Nothing to follow membership."""
+
+    def refuted(self, now: float, accusation: MemberState) -> None:
+        """Nothing to re-assert."""
+
+    def suspect_answered(self, now: float, target: MemberRecord) -> None:
+        """No push-pull to ask a suspect for its record."""
+
+    def stream_message(self, now: float, src: Address, message: StreamMessage) -> bytes | None:
+        self._stats["unexpected_stream_messages"] += 1
+        return None
+
+    def probe_tick(self, now: float) -> None:
+        """No upkeep."""
+
+    def before_drain(self, now: float) -> None:
+        """Nothing batched."""

@@ -61,6 +61,7 @@ import os
 import random
 import socket
 import time
+from collections import Counter
 from collections.abc import AsyncGenerator, AsyncIterator, Callable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, replace
@@ -73,8 +74,10 @@ import trio
 from gossip_registry.config.node import NodeConfig
 from gossip_registry.core.codec import CodecError, check_update, is_frame_head, is_keyring_frame
 from gossip_registry.core.effects import (
+    DriverEvent,
     Effect,
     EntryChanged,
+    IncarnationChanged,
     JoinResult,
     LeaveDrained,
     MemberChanged,
@@ -258,6 +261,8 @@ class Node:
     """DNS counters (queries, answers, nxdomain, malformed, truncated ...), for metrics."""
     http_stats: dict[str, int]
     """HTTP interface counters (connections refused, body timeouts ...), for metrics."""
+    stats: Counter[str]
+    """The node's own counters (keyring frames refused), beside the core's and the transport's."""
 
     def __init__(self, config: NodeConfig, *, wall_clock: Callable[[], float] = time.time) -> None:
         try:
@@ -289,6 +294,7 @@ class Node:
         self.dns_addr = None
         self.dns_stats = {}
         self.http_stats = {}
+        self.stats = Counter()
         self._protocol: Protocol | None = None
         self._transport: Transport | None = None
         self._nursery: trio.Nursery | None = None
@@ -311,6 +317,8 @@ class Node:
         # Both are pruned to the current members as they grow (``_prune_views``).
         self._member_changed: dict[str, float] = {}
         self._peer_syncs: dict[Address, tuple[float, bool]] = {}
+        self._incarnation = 0
+        """Ours, from the core's ``IncarnationChanged`` (``start`` sends the first)."""
         # Watches: the index of each view, and self-preservation (both in their own modules).
         self._index = ChangeIndex(config.max_waiters)
         self._stale = StaleEntries(config.self_preservation, self._index)
@@ -521,7 +529,7 @@ class Node:
                     self.name,
                     *self.gossip_addr,
                     *self.advertise_addr,
-                    protocol.incarnation,
+                    self._incarnation,
                 )
                 task_status.started(self)
         finally:
@@ -1005,10 +1013,11 @@ class Node:
         stats: dict[str, int] = dict(protocol.stats)
         if self._transport is not None:
             stats.update(self._transport.stats)
+        stats.update(self.stats)
         return {
             "name": self.name,
             "cluster": self.config.cluster,
-            "incarnation": protocol.incarnation,
+            "incarnation": self._incarnation,
             "address": self.advertise_addr[0],
             "port": self.advertise_addr[1],
             "members": counts,
@@ -1092,7 +1101,7 @@ class Node:
         if is_keyring_frame(data):  # key management is the node's, not the protocol's
             keyring_reply = None if self._encryption is None else self._encryption.answer(data)
             if keyring_reply is None:
-                self._protocol.stats["keyring_refused"] += 1
+                self.stats["keyring_refused"] += 1
             return keyring_reply
         reply, effects = self._protocol.handle_stream(self._core_now(), src, data)
         if reply is not None:
@@ -1127,8 +1136,6 @@ class Node:
                 self._notify(effect.event)
         assert self._protocol is not None
         self._heap.table_changed(self._protocol.table.versions_stored)
-        if self._durable is not None:
-            self._durable.effects_applied()
 
     @trio.lowlevel.enable_ki_protection
     async def _stream_request(self, request: StreamRequest) -> None:
@@ -1139,16 +1146,14 @@ class Node:
             self.traffic.count("in", "tcp", reply)
         self._apply(self._protocol.handle_stream_reply(self._core_now(), request.token, reply))
 
-    def _notify(
-        self,
-        event: MemberChanged
-        | EntryChanged
-        | JoinResult
-        | ResolveSeeds
-        | LeaveDrained
-        | StaleChanged
-        | Synced,
-    ) -> None:
+    def _notify(self, event: MemberChanged | EntryChanged | DriverEvent) -> None:
+        if isinstance(event, IncarnationChanged):
+            self._incarnation = event.incarnation
+            if event.previous is not None:
+                logger.info("node %s refuted: incarnation %d", self.name, event.incarnation)
+            if self._durable is not None:
+                self._durable.incarnation_changed(event)
+            return
         if isinstance(event, Synced):
             if not self._synced.is_set():
                 logger.info("node %s synced with %s:%d", self.name, *event.addr)

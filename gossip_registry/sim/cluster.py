@@ -36,14 +36,14 @@ from types import MappingProxyType
 from typing import Any
 
 from gossip_registry.core.config import ProtocolConfig
-from gossip_registry.core.effects import LeaveDrained
+from gossip_registry.core.effects import DriverEvent, IncarnationChanged, LeaveDrained
 from gossip_registry.core.members import MemberSeed
 from gossip_registry.core.messages import Address, MemberRecord, MemberState
 from gossip_registry.core.protocol import Protocol
 from gossip_registry.registry.entry import CheckState, Entry, EntryKey, Health
 from gossip_registry.registry.health import CheckSpec, assign_check_ids, initial_states, worst
 from gossip_registry.sim.checks import ProbeModel, ProbeOutcome, SimChecks
-from gossip_registry.sim.engine import DriverEvent, Engine, NotifyCallback, TraceRecord, gc_paused
+from gossip_registry.sim.engine import Engine, NotifyCallback, TraceRecord, gc_paused
 from gossip_registry.sim.network import LinkModel, Network
 from gossip_registry.sim.process import (
     NodeFactory,
@@ -454,7 +454,7 @@ class SimCluster:
         node = proc.node
         states = node.member_states()
         proc.snapshot = Snapshot(
-            incarnation=node.incarnation,
+            incarnation=proc.incarnation,
             entries=tuple(proc.durable[key] for key in sorted(proc.durable)),
             alive_members=tuple(
                 sorted(n for n, s in states.items() if s is MemberState.ALIVE and n != proc.name)
@@ -537,7 +537,11 @@ class SimCluster:
 
     def _on_lifecycle(self, proc: Process, event: DriverEvent) -> None:
         """The driver's part of the core's policy; join results and stale changes need
-        nothing here (``stale_keys`` reads the core's verdict)."""
+        nothing here (``stale_keys`` reads the core's verdict). Our incarnation goes
+        on disk as the node's journal writes it (``durability.py``)."""
+        if isinstance(event, IncarnationChanged):
+            proc.incarnation = event.incarnation
+            return
         if not isinstance(event, LeaveDrained):
             return
         life = proc.life

@@ -57,7 +57,9 @@ from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
 from gossip_registry.core.effects import (
+    DriverEvent,
     EntryChanged,
+    IncarnationChanged,
     JoinResult,
     LeaveDrained,
     MemberChanged,
@@ -76,9 +78,6 @@ from gossip_registry.sim.process import NodeStatus, Process
 
 NotifyCallback = Callable[[str, float, MemberChanged | EntryChanged], None]
 """Observer of ``Notify`` effects: (node name, virtual time, event)."""
-
-DriverEvent = JoinResult | LeaveDrained | StaleChanged
-"""The core's notifications for its driver rather than for observers."""
 
 LifecycleCallback = Callable[["Process", DriverEvent], None]
 """The driver's part of the core's join and leave policy: (process, notification)."""
@@ -324,17 +323,13 @@ class Engine:
             else:
                 raise TypeError(f"{proc.name} returned a non-effect: {effect!r}")
 
-    def _notify(
-        self,
-        proc: Process,
-        event: MemberChanged | EntryChanged | DriverEvent | ResolveSeeds | Synced,
-    ) -> None:
+    def _notify(self, proc: Process, event: MemberChanged | EntryChanged | DriverEvent) -> None:
         if isinstance(event, Synced):  # for drivers that wait on a first sync; nothing to observe
             self.notify_counts["synced"] += 1
             return
         if isinstance(event, ResolveSeeds):
             raise TypeError(f"{proc.name}: the simulator's seeds are addresses, never names")
-        if isinstance(event, JoinResult | LeaveDrained | StaleChanged):
+        if isinstance(event, JoinResult | LeaveDrained | StaleChanged | IncarnationChanged):
             if isinstance(event, StaleChanged):
                 self.notify_counts["stale changed"] += 1
             if self.lifecycle is not None:

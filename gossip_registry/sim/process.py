@@ -1,7 +1,8 @@
 """A simulated process: the node interface the simulator drives, and what it keeps per node.
 
 Theory of operation. The simulator drives any object with the protocol
-core's interface (``SimNode``), built by a ``NodeFactory``; the real
+core's driver interface (``core/driver.py``, the one the trio node drives) and
+the reads ``SimNode`` adds, built by a ``NodeFactory``; the real
 ``gossip_registry.core.protocol.Protocol`` is one, and tests plug in fakes.
 A ``Process`` is the simulator's bookkeeping for one node slot (one host and
 port): the current protocol object, its *life* (a generation number bumped
@@ -21,17 +22,17 @@ import math
 import random
 import typing
 from collections import Counter
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, fields
 from enum import StrEnum
 from typing import Any
 
 from gossip_registry.core.config import ProtocolConfig
-from gossip_registry.core.effects import Effect, Timer
+from gossip_registry.core.driver import Driven
 from gossip_registry.core.members import MemberSeed
 from gossip_registry.core.messages import Address, MemberState
 from gossip_registry.registry.check_schedule import CheckScheduler
-from gossip_registry.registry.entry import CheckState, Entry, EntryKey, Health
+from gossip_registry.registry.entry import Entry, EntryKey
 from gossip_registry.registry.health import CheckSpec
 
 
@@ -43,8 +44,9 @@ class TableView(typing.Protocol):
     def get(self, key: EntryKey) -> Entry | None: ...
 
 
-class SimNode(typing.Protocol):
-    """The protocol core's interface, as the simulator uses it (see ``core.protocol``)."""
+class SimNode(Driven, typing.Protocol):
+    """The core as the simulator drives it (``core.driver.Driven``, shared with the trio
+    node) plus the few reads it makes of a node's state."""
 
     @property
     def name(self) -> str: ...
@@ -57,46 +59,8 @@ class SimNode(typing.Protocol):
     @property
     def stats(self) -> Counter[str]: ...
 
-    def start(self, now: float) -> list[Effect]: ...
-    def join(self, now: float, seeds: Iterable[Address], *, tag: int = 0) -> list[Effect]: ...
-    def join_at_start(
-        self,
-        now: float,
-        seeds: Iterable[Address],
-        known: Iterable[Address] = (),
-        *,
-        tag: int = 0,
-    ) -> list[Effect]: ...
-    def leave(self, now: float, timeout: float) -> list[Effect]: ...
-    def handle_packet(self, now: float, src: Address, data: bytes) -> list[Effect]: ...
-    def handle_timer(self, now: float, timer: Timer) -> list[Effect]: ...
-    def handle_stream(
-        self, now: float, src: Address, data: bytes
-    ) -> tuple[bytes | None, list[Effect]]: ...
-    def handle_stream_reply(self, now: float, token: int, reply: bytes | None) -> list[Effect]: ...
-    def handle_refused(self, now: float, addr: Address) -> list[Effect]: ...
-    def register(
-        self,
-        now: float,
-        service: str,
-        instance_id: str,
-        address: str,
-        port: int,
-        *,
-        tags: Sequence[str] = (),
-        meta: Mapping[str, str] | None = None,
-        weight: int = 1,
-        status: Health = Health.PASSING,
-        output: str = "",
-        checks: Sequence[CheckState] = (),
-    ) -> tuple[Entry, list[Effect]]: ...
-    def update_checks(
-        self, now: float, key: EntryKey, checks: Sequence[CheckState]
-    ) -> tuple[Entry | None, list[Effect]]: ...
-    def deregister(self, now: float, key: EntryKey) -> tuple[Entry | None, list[Effect]]: ...
     def seed_members(self, seed: MemberSeed) -> None: ...
     def member_states(self) -> dict[str, MemberState]: ...
-    def own_entries(self) -> list[Entry]: ...
 
 
 class NodeFactory(typing.Protocol):
@@ -183,6 +147,7 @@ class Process:
         "checks",
         "checks_wake",
         "durable",
+        "incarnation",
         "index",
         "life",
         "name",
@@ -214,6 +179,8 @@ class Process:
         """Crashed on a live host: datagrams draw a refusal, connects a reset (issue 17)."""
         self.snapshot: Snapshot | None = None
         self.durable: dict[EntryKey, Entry] = {}
+        self.incarnation = 0
+        """Its incarnation as its journal holds it: the core's last ``IncarnationChanged``."""
         self.check_specs: dict[EntryKey, tuple[CheckSpec, ...]] = {}
         """The checks of the own instances in ``durable``, on disk with them."""
         self.checks: CheckScheduler | None = None

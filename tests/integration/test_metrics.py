@@ -17,7 +17,8 @@ import trio
 from prometheus_client.parser import text_string_to_metric_families
 
 from gossip_registry.api.metrics import node_registry
-from gossip_registry.core.messages import MemberState
+from gossip_registry.core.codec import encode_keyring
+from gossip_registry.core.messages import KeyringRequest, MemberState
 from gossip_registry.registry.entry import Health
 from gossip_registry.registry.health import CheckSpec
 from gossip_registry.runtime.node import Node
@@ -115,6 +116,21 @@ async def test_a_malformed_datagram_is_counted_as_dropped_and_as_invalid_traffic
             invalid = {"direction": "in", "channel": "udp", "type": "invalid"}
             assert value(samples, "messages_total", **invalid) == 1
             assert value(samples, "message_bytes_total", **invalid) == len(b"\xc1 not msgpack")
+            nursery.cancel_scope.cancel()
+
+
+async def test_a_refused_keyring_frame_is_the_nodes_count_not_the_protocols() -> None:
+    # Key management is the node's: it counts its own refusals and never writes
+    # into the core's counters (issue 11).
+    with trio.fail_after(10):
+        async with trio.open_nursery() as nursery:
+            node, _ = await start_node(nursery, fast_config("solo", http=HTTP))
+            frame = encode_keyring(KeyringRequest("list", b""))
+            assert await node.transport.request(node.gossip_addr, frame) is None
+            assert node.status()["stats"]["keyring_refused"] == 1
+            assert "keyring_refused" not in node.protocol.stats
+            samples = await scrape(node)
+            assert value(samples, "dropped_input_total", reason="keyring_refused") == 1
             nursery.cancel_scope.cancel()
 
 

@@ -25,6 +25,7 @@ from gossip_registry.core.config import ProtocolConfig
 from gossip_registry.core.effects import (
     Effect,
     EntryChanged,
+    IncarnationChanged,
     LeaveDrained,
     MemberChanged,
     Notify,
@@ -114,7 +115,15 @@ class FloodNode:
 
     def start(self, now: float) -> list[Effect]:
         self.now = now
-        return [SetTimer(now + TICK, Timer(TimerKind.GOSSIP, self.nonce))]
+        return [
+            Notify(IncarnationChanged(self.incarnation, None)),
+            SetTimer(now + TICK, Timer(TimerKind.GOSSIP, self.nonce)),
+        ]
+
+    def refute(self, incarnation: int) -> None:
+        """Raise our incarnation; the core's word about it goes out with the next tick."""
+        self.outbox.append(Notify(IncarnationChanged(incarnation, self.incarnation)))
+        self.incarnation = incarnation
 
     def join(self, now: float, seeds: Iterable[Address], *, tag: int = 0) -> list[Effect]:
         self.now = now
@@ -243,6 +252,21 @@ class FloodNode:
 
     def deregister(self, now: float, key: EntryKey) -> tuple[Entry | None, list[Effect]]:
         return self.entries.pop(key, None), []
+
+    def rewrite(
+        self, now: float, entry: Entry, *, status: Health, checks: Sequence[CheckState]
+    ) -> tuple[Entry, list[Effect]]:
+        self.entries[entry.key] = new = dataclasses.replace(
+            entry, status=status, checks=tuple(checks)
+        )
+        return new, []
+
+    def force_leave(self, now: float, name: str) -> list[Effect]:
+        self.last_heard.pop(name, None)
+        return []
+
+    def observe_wall(self, now: float, wall: float) -> None:
+        self.wall_offset = wall - now
 
     # Read by the simulator.
 
@@ -630,7 +654,8 @@ def test_crash_drops_traffic_and_old_timers_never_fire_after_restart() -> None:
     cluster.run_for(0.2)
     old = fake(cluster, B)
     old.entries[("web", "1")] = cluster.register(B, "web", "1")
-    old.incarnation = 3
+    old.refute(3)
+    cluster.run_for(0.2)  # a tick carries the notification out
     cluster.crash(B)
     crashed_at = cluster.now
     seen = len(old.received)

@@ -60,7 +60,7 @@ def reap_until(node: Protocol, until: float, start: float = 0.0) -> list[object]
     while now + REAP <= until:
         now += REAP
         node._on_reap_tick(now, "")  # the timer's handler, without a heap
-        effects += node._drain(now)
+        effects += node.swim.drain(now)
     return effects
 
 

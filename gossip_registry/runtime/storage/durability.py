@@ -39,6 +39,7 @@ from pathlib import Path
 
 import trio
 
+from gossip_registry.core.effects import IncarnationChanged
 from gossip_registry.core.messages import ACTIVE_STATES
 from gossip_registry.core.protocol import Protocol
 from gossip_registry.runtime.checks import CheckRunner
@@ -117,7 +118,8 @@ class DurableStore:
         self._due = -math.inf
         """When lazy changes are next saved or, with no usable journal (at start, after
         a failure), when compaction is next tried."""
-        self._incarnation = protocol.incarnation
+        self._incarnation: int | None = None
+        """This life's incarnation, from the core's ``IncarnationChanged`` (``start`` sends it)."""
         self.stats = {"commits": 0, "appends": 0, "compactions": 0, "failures": 0}
         self.append_seconds = 0.0
         """Seconds spent in appends (write + fsync, in the worker thread) so far."""
@@ -159,12 +161,12 @@ class DurableStore:
         """Something only the next compaction saves changed (a check status)."""
         self._lazy_changes = True
 
-    def effects_applied(self) -> None:
-        """Journal a rise of our incarnation (we refuted a suspicion); cheap on every call."""
-        incarnation = self._protocol.incarnation
-        if incarnation != self._incarnation:
-            self._incarnation = incarnation
-            self.record_lazily(IncarnationRaised(incarnation))
+    def incarnation_changed(self, event: IncarnationChanged) -> None:
+        """Journal a rise of our incarnation (we refuted a suspicion) without waiting; the
+        incarnation ``start`` announces reaches disk with the compaction at start."""
+        self._incarnation = event.incarnation
+        if event.previous is not None:
+            self.record_lazily(IncarnationRaised(event.incarnation))
 
     async def save_last(self) -> None:
         """The compaction at shutdown: shielded from the stopping cancellation, but bounded.
@@ -181,7 +183,8 @@ class DurableStore:
         """The node's state now, copied cheaply; the call builds the Snapshot (sorting,
         filtering) in a worker thread, so the event loop pays only the copies."""
         protocol = self._protocol
-        name, incarnation, generation = self._name, protocol.incarnation, self._generation + 1
+        name, incarnation, generation = self._name, self._incarnation, self._generation + 1
+        assert incarnation is not None, "compaction before the core started"
         members = [
             (r.name, r.addr[0], r.addr[1])
             for r in protocol.members

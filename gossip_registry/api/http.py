@@ -13,11 +13,9 @@ faces of the same operations live in modules of their own and are mounted
 here: a subset of Consul's HTTP API (``api/consul/``) and Prometheus'
 HTTP service discovery (``GET /v1/prometheus/targets``, ``prometheus_sd.py``).
 
-Input is untrusted. Bodies are read with a 64 KiB cap (checked on the
-Content-Length header and again while streaming, since chunked bodies have
-none); every field is typed and ranged with the codec's limits, because an
-entry the codec would refuse on decode must never be accepted here: peers
-would drop every packet carrying it. Bad input is a 4xx with
+Input is untrusted. Bodies are read with a 64 KiB cap and every field is
+typed and ranged with the codec's limits by ``api/requests.py``, the checks
+this API shares with Consul's (it says why). Bad input is a 4xx with
 ``{"error": "<field>: <problem>"}``; a write the node could not make
 durable (its disk failed; the write was undone) is a 503 naming the cause;
 a failure inside the node is a 500 with a generic message, logged with its
@@ -34,8 +32,7 @@ import json
 import logging
 import random
 import socket
-from collections.abc import Awaitable, Callable, Mapping
-from contextlib import aclosing
+from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any, cast
 
 import trio
@@ -45,37 +42,38 @@ from hypercorn.typing import ASGIFramework
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
-from starlette.requests import ClientDisconnect, Request
+from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from gossip_registry.api.auth import TokenAuth
-from gossip_registry.api.checks import check_specs, ttl_report
+from gossip_registry.api.checks import ttl_report
+from gossip_registry.api.consul import consul_routes
 from gossip_registry.api.events import event_stream
 from gossip_registry.api.http_limits import BodyDeadline, serve_connections
 from gossip_registry.api.prometheus_sd import sd_targets
+from gossip_registry.api.requests import (
+    BLOCKING_PARAMS,
+    MAX_BODY_BYTES,
+    Reject,
+    blocking_query,
+    error_response,
+    guarded,
+    json_object,
+    optional_json_object,
+    registration,
+    show,
+    string_field,
+)
 from gossip_registry.api.ui import overview, redirect_to_page, static_file
 from gossip_registry.api.view_cache import IndexedCache, ViewCache
-from gossip_registry.config.values import parse_duration
 from gossip_registry.core.messages import Address
 from gossip_registry.registry.clock import stamp_wall
 from gossip_registry.registry.entry import Entry
-from gossip_registry.registry.schema import (
-    MAX_META_VALUE_LEN,
-    MAX_NAME_LEN,
-    MAX_WEIGHT,
-    host_problem,
-    label_problem,
-    meta_problem,
-    name_problem,
-    port_problem,
-    tags_problem,
-)
+from gossip_registry.registry.schema import MAX_META_VALUE_LEN, MAX_NAME_LEN
 from gossip_registry.runtime.events import parse_kinds
 from gossip_registry.runtime.fdlimit import connection_budget
 from gossip_registry.runtime.maintenance import NoRoom
-from gossip_registry.runtime.storage.durability import DurabilityError
-from gossip_registry.runtime.watch import TooManyWaiters
 
 if TYPE_CHECKING:  # node.py starts the HTTP API, so importing it here would be circular
     from gossip_registry.runtime.node import Node
@@ -84,209 +82,41 @@ if TYPE_CHECKING:  # prometheus-client is imported at the first scrape (see ``me
 
 __all__ = ["MAX_BODY_BYTES", "build_app", "serve_http"]
 
-log = logging.getLogger("gossip_registry.http")
-
-MAX_BODY_BYTES = 64 * 1024
-"""Largest request body accepted; a registration is well under 40 KiB even at every limit."""
 HTTP_FD_SHARE = 0.75
 """Share of the descriptors outside gossip's reserve that HTTP connections may use (DNS over
 TCP may use the rest: ``api/dns.py``)."""
 GRACEFUL_TIMEOUT = 1.0
 """Seconds hypercorn lets open requests finish after a graceful shutdown is triggered."""
 
-_REGISTER_FIELDS = ("name", "id", "address", "port", "tags", "meta", "weight", "checks")
-_BLOCKING_PARAMS = ("index", "wait")
-_DISCOVER_PARAMS = ("tag", "meta", "passing", *_BLOCKING_PARAMS)
+_DISCOVER_PARAMS = ("tag", "meta", "passing", *BLOCKING_PARAMS)
 INDEX_HEADER = "X-Registry-Index"
 """The index of the view a read returned; send it back as ``?index=`` to block (see watch.py)."""
 JOINING_HEADER = "X-Registry-Joining"
 """On a discovery answer of a node that has not yet synced with any seed: its table may
 lack what the cluster holds, so a client asks another node before trusting it."""
-DEFAULT_WAIT = 300.0
-"""Seconds a blocking query is held when it names no ``wait`` (Consul's 5 minutes)."""
-MAX_WAIT = 600.0
-"""Longest hold, seconds (Consul's 10 minutes), before jitter of up to 1/16 of it is added."""
-
-
-class _Reject(Exception):
-    """Bad input: becomes a 4xx JSON error. Raised by the checks below, never escapes the app."""
-
-    def __init__(self, status: int, message: str) -> None:
-        super().__init__(message)
-        self.status = status
-        self.message = message
-
-
-def _error(status: int, message: str, headers: Mapping[str, str] | None = None) -> JSONResponse:
-    return JSONResponse({"error": message}, status_code=status, headers=headers)
-
-
-Handler = Callable[[Request], Awaitable[Response]]
-
-
-def _guarded(handler: Handler) -> Handler:
-    """Turn rejections into 4xx and anything else into a logged 500.
-
-    Done per handler rather than with Starlette's 500 handler, which
-    re-raises after responding: the server would then log every node bug
-    twice, and an in-process test client would see an exception instead of
-    the response a real client gets.
-    """
-
-    async def guarded(request: Request) -> Response:
-        try:
-            return await handler(request)
-        except _Reject as exc:
-            return _error(exc.status, exc.message)
-        except TooManyWaiters as exc:  # a node-wide limit, not a bug: the client may retry
-            return _error(429, str(exc), {"Retry-After": "1"})
-        except ClientDisconnect:  # gone mid-body, or too slow (counted in http_limits.py)
-            log.debug(
-                "%s %s: client went away before its body arrived", request.method, request.url.path
-            )
-            return _error(400, "body: client disconnected")
-        except DurabilityError as exc:  # the disk failed; the write was undone, reads go on
-            return _error(503, str(exc), {"Retry-After": "1"})
-        except Exception:
-            log.exception("%s %s failed", request.method, request.url.path)
-            return _error(500, "internal error")
-
-    guarded.__name__ = handler.__name__
-    guarded.__doc__ = handler.__doc__
-    return guarded
-
-
-# --- Input checks ----------------------------------------------------------------
-
-
-async def _json_object(request: Request) -> dict[str, Any]:
-    value = await _optional_json_object(request)
-    if value is None:
-        raise _Reject(400, "body must be a JSON object")
-    return value
-
-
-async def _optional_json_object(request: Request) -> dict[str, Any] | None:
-    """The body as a JSON object, or None for an empty body (a TTL report needs none)."""
-    declared = request.headers.get("content-length")
-    if declared is not None and declared.isdigit() and int(declared) > MAX_BODY_BYTES:
-        raise _Reject(413, f"body larger than {MAX_BODY_BYTES} bytes")
-    body = bytearray()
-    # aclosing: leaving the loop early must close the generator now, not at GC time.
-    async with aclosing(request.stream()) as chunks:
-        async for chunk in chunks:
-            body += chunk
-            if len(body) > MAX_BODY_BYTES:
-                raise _Reject(413, f"body larger than {MAX_BODY_BYTES} bytes")
-    if not body.strip():
-        return None
-    try:
-        value = json.loads(body)
-    except RecursionError:  # deeply nested arrays: json recurses per level
-        raise _Reject(400, "invalid JSON: nested too deeply") from None
-    except ValueError as exc:  # JSONDecodeError, and UnicodeDecodeError for non-UTF bytes
-        raise _Reject(400, f"invalid JSON: {exc}") from None
-    if not isinstance(value, dict):
-        raise _Reject(400, "body must be a JSON object")
-    return value
-
-
-def _show(value: Any) -> str:
-    """A value for an error message, cut short: it came from the client and may be huge."""
-    text = json.dumps(value) if not isinstance(value, str) else repr(value)
-    return text if len(text) <= 60 else text[:57] + "..."
-
-
-def _string(field: str, value: Any, limit: int) -> str:
-    if not isinstance(value, str) or not 0 < len(value) <= limit:
-        raise _Reject(400, f"{field}: must be a non-empty string of at most {limit} characters")
-    return value
-
-
-def _valid(field: str, value: Any, problem: Callable[[Any], str | None]) -> Any:
-    """``value`` if ``problem`` (a registry/schema.py rule) finds none, else a 400 naming it."""
-    found = problem(value)
-    if found is not None:
-        raise _Reject(400, f"{field}: {found}")
-    return value
-
-
-def _integer(field: str, value: Any, limit: int) -> int:
-    # type() rather than isinstance(): JSON true is a bool, and a bool is an int.
-    if type(value) is not int or not 0 <= value <= limit:
-        raise _Reject(400, f"{field}: must be an integer 0..{limit}, got {_show(value)}")
-    return value
-
-
-def _composite(field: str, value: Any, problem: Callable[[Any], tuple[str, str] | None]) -> Any:
-    """``value`` if ``problem`` (a registry/schema.py rule over a list or a table) finds
-    none, else a 400 naming the field and the item in it."""
-    found = problem(value)
-    if found is not None:
-        where, why = found
-        raise _Reject(400, f"{field}{where}: {why}")
-    return value
-
-
-def _registration(body: dict[str, Any]) -> tuple[str, dict[str, Any]]:
-    """The service name and ``Node.register`` keyword arguments from a PUT body.
-
-    Optional fields may be null, meaning absent. Unknown fields are refused
-    rather than ignored: a misspelt ``tgas`` silently dropped would register
-    an instance nobody finds by tag.
-    """
-    unknown = [key for key in body if key not in _REGISTER_FIELDS]
-    if unknown:
-        raise _Reject(
-            400,
-            f"{unknown[0]}: unknown field (allowed: {', '.join(_REGISTER_FIELDS)})",
-        )
-    if body.get("name") is None:
-        raise _Reject(400, "name: required")
-    if body.get("port") is None:
-        raise _Reject(400, "port: required")
-    # registry/schema.py's rules, under this API's field names.
-    name = _valid("name", body["name"], label_problem)
-    kwargs: dict[str, Any] = {"port": _valid("port", body["port"], port_problem)}
-    if body.get("id") is not None:
-        kwargs["instance_id"] = _valid("id", body["id"], name_problem)
-    if body.get("address") is not None:
-        kwargs["address"] = _valid("address", body["address"], host_problem)
-    if body.get("tags") is not None:
-        kwargs["tags"] = _composite("tags", body["tags"], tags_problem)
-    if body.get("meta") is not None:
-        kwargs["meta"] = _composite("meta", body["meta"], meta_problem)
-    if body.get("weight") is not None:
-        kwargs["weight"] = _integer("weight", body["weight"], MAX_WEIGHT)
-    if body.get("checks") is not None:
-        try:
-            kwargs["checks"] = check_specs(body["checks"])
-        except ValueError as exc:
-            raise _Reject(400, str(exc)) from None
-    return name, kwargs
 
 
 def _filters(request: Request) -> dict[str, Any]:
     """``Node.discover`` keyword arguments from ``?tag=&meta=k:v&passing=``."""
     params = request.query_params
     _only(request, _DISCOVER_PARAMS)
-    tags = [_string("tag", tag, MAX_NAME_LEN) for tag in params.getlist("tag")]
+    tags = [string_field("tag", tag, MAX_NAME_LEN) for tag in params.getlist("tag")]
     meta: dict[str, str] = {}
     for item in params.getlist("meta"):
         key, sep, value = item.partition(":")
         if not sep or not key:
-            raise _Reject(400, f"meta: expected key:value, got {_show(item)}")
+            raise Reject(400, f"meta: expected key:value, got {show(item)}")
         if key in meta and meta[key] != value:
-            raise _Reject(400, f"meta: key {key!r} given twice with different values")
+            raise Reject(400, f"meta: key {key!r} given twice with different values")
         meta[key] = value
     passing = params.getlist("passing")
     if len(passing) > 1:
-        raise _Reject(400, "passing: given more than once")
+        raise Reject(400, "passing: given more than once")
     passing_only = True  # like node.discover: only instances whose checks pass
     if passing:
         flag = passing[0].lower()
         if flag not in ("true", "false"):
-            raise _Reject(400, f"passing: must be true or false, got {_show(passing[0])}")
+            raise Reject(400, f"passing: must be true or false, got {show(passing[0])}")
         passing_only = flag == "true"
     return {"tags": tags, "meta": meta, "passing_only": passing_only}
 
@@ -294,35 +124,7 @@ def _filters(request: Request) -> dict[str, Any]:
 def _only(request: Request, allowed: tuple[str, ...]) -> None:
     unknown = [key for key in request.query_params if key not in allowed]
     if unknown:
-        raise _Reject(400, f"{unknown[0]}: unknown query parameter (allowed: {', '.join(allowed)})")
-
-
-def _blocking(request: Request, rng: random.Random) -> tuple[int, float] | None:
-    """``(index, seconds)`` from ``?index=N&wait=D``; None when no index asks to block.
-
-    The wait is capped at MAX_WAIT, then up to 1/16 of it is added at random
-    (Consul's rule), so that watchers that started together, say after a
-    restart, do not all come back in the same instant. ``wait`` without
-    ``index`` is accepted and ignored, as Consul does.
-    """
-    params = request.query_params
-    for key in _BLOCKING_PARAMS:
-        if len(params.getlist(key)) > 1:
-            raise _Reject(400, f"{key}: given more than once")
-    wait = DEFAULT_WAIT
-    if "wait" in params:
-        try:
-            wait = parse_duration(params["wait"])
-        except ValueError as exc:
-            raise _Reject(400, f"wait: {exc}") from None
-    if "index" not in params:
-        return None
-    text = params["index"]
-    # isascii: int() would accept other scripts' digits, '+5' and ' 5'.
-    if not (text.isascii() and text.isdigit() and len(text) <= 19):
-        raise _Reject(400, f"index: must be a non-negative integer, got {_show(text)}")
-    wait = min(wait, MAX_WAIT)
-    return int(text), wait + rng.uniform(0, wait / 16)
+        raise Reject(400, f"{unknown[0]}: unknown query parameter (allowed: {', '.join(allowed)})")
 
 
 def _indexed(response: Response, index: int) -> Response:
@@ -355,7 +157,7 @@ async def _keyring(node: Node, op: str, key: str | None) -> Response:
     try:
         nodes = await node.keyring_operation(op, key)
     except ValueError as exc:
-        raise _Reject(400, str(exc)) from None
+        raise Reject(400, str(exc)) from None
     failed = sum(not result["ok"] for result in nodes.values())
     return JSONResponse({"op": op, "nodes": nodes, "failed": failed})
 
@@ -372,8 +174,6 @@ def build_app(
     The tokens (``api/auth.py``; None: open) are arguments rather than read
     off ``node.config`` so the app can front anything with the Node API.
     """
-    from gossip_registry.api.consul import consul_routes  # it imports this module's helpers
-
     rng = random.Random()
     # Rendered /v1/services/{name} bodies per (name, filters), while the entries and the
     # service's index are unchanged (view_cache.py): the index also moves when a stale flag
@@ -387,8 +187,8 @@ def build_app(
         return JSONResponse({"status": "ok", "name": node.name})
 
     async def members(request: Request) -> Response:
-        _only(request, _BLOCKING_PARAMS)
-        query = _blocking(request, rng)
+        _only(request, BLOCKING_PARAMS)
+        query = blocking_query(request, rng)
         if query is not None:
             await node.wait_for_members_change(*query)
         return _indexed(JSONResponse([m.as_json() for m in node.members()]), node.members_index())
@@ -399,9 +199,9 @@ def build_app(
         try:
             node.force_leave(name)
         except KeyError:
-            raise _Reject(404, f"name: no member {name!r} is known here") from None
+            raise Reject(404, f"name: no member {name!r} is known here") from None
         except ValueError as exc:
-            raise _Reject(409, f"name: {exc}") from None
+            raise Reject(409, f"name: {exc}") from None
         return JSONResponse({"name": name, "state": "left"})
 
     async def status(request: Request) -> Response:
@@ -409,11 +209,11 @@ def build_app(
         return _indexed(JSONResponse(state), state["index"])  # node-wide, not blockable
 
     async def services(request: Request) -> Response:
-        _only(request, (*_BLOCKING_PARAMS, "health"))
+        _only(request, (*BLOCKING_PARAMS, "health"))
         health = request.query_params.get("health")
         if health not in (None, "true", "false"):
-            raise _Reject(400, f"health: must be true or false, got {health!r}")
-        query = _blocking(request, rng)
+            raise Reject(400, f"health: must be true or false, got {health!r}")
+        query = blocking_query(request, rng)
         if query is not None:
             await node.wait_for_change(None, *query)
         # ?health=true: instances by status per service, for a table that tells why none pass.
@@ -421,12 +221,12 @@ def build_app(
         return _indexed(JSONResponse(body), node.index())
 
     async def register(request: Request) -> Response:
-        body = await _json_object(request)
-        name, kwargs = _registration(body)
+        body = await json_object(request)
+        name, kwargs = registration(body)
         try:
             entry = await node.register(name, **kwargs)
         except ValueError as exc:  # the node's own checks; its message names the field
-            raise _Reject(400, str(exc)) from None
+            raise Reject(400, str(exc)) from None
         checks = [c.check_id for c in entry.checks]  # the ids TTL reports must name
         return JSONResponse(
             {
@@ -442,10 +242,10 @@ def build_app(
     async def deregister(request: Request) -> Response:
         instance_id: str = request.path_params["instance_id"]
         if not instance_id:
-            raise _Reject(404, f"not found: {request.url.path}")
+            raise Reject(404, f"not found: {request.url.path}")
         unknown = [key for key in request.query_params if key != "service"]
         if unknown:
-            raise _Reject(400, f"{unknown[0]}: unknown query parameter (allowed: service)")
+            raise Reject(400, f"{unknown[0]}: unknown query parameter (allowed: service)")
         service = request.query_params.get("service")
         try:
             # service= only when given: it disambiguates an id used in several services.
@@ -453,10 +253,10 @@ def build_app(
                 entry = await node.deregister(instance_id)
             else:
                 entry = await node.deregister(
-                    instance_id, service=_string("service", service, MAX_NAME_LEN)
+                    instance_id, service=string_field("service", service, MAX_NAME_LEN)
                 )
         except ValueError as exc:  # the id is ambiguous here: say so, and how to resolve it
-            raise _Reject(
+            raise Reject(
                 409,
                 f"id: {instance_id!r} is registered under several services here; "
                 f"add ?service=<name> to choose one ({exc})",
@@ -464,26 +264,26 @@ def build_app(
         if entry is None:
             owners = node.owners_of(instance_id, service)
             if owners:  # registered, but elsewhere: only its owner may deregister it
-                raise _Reject(
+                raise Reject(
                     409,
                     f"id: instance {instance_id!r} is owned by node {', '.join(owners)}, "
                     f"not {node.name}: only its owner may deregister it; ask that node",
                 )
-            raise _Reject(404, f"id: no instance {instance_id!r} is registered on this node")
+            raise Reject(404, f"id: no instance {instance_id!r} is registered on this node")
         return JSONResponse({"id": instance_id, "deregistered": True})
 
     async def discover(request: Request) -> Response:
         name: str = request.path_params["name"]
         if not name:
-            raise _Reject(404, f"not found: {request.url.path}")
+            raise Reject(404, f"not found: {request.url.path}")
         filters = _filters(request)
-        query = _blocking(request, rng)
+        query = blocking_query(request, rng)
         if query is not None:
             await node.wait_for_change(name, *query)
         try:
             entries = node.discover(name, **filters)
         except ValueError as exc:
-            raise _Reject(400, str(exc)) from None
+            raise Reject(400, str(exc)) from None
         index = node.index(name)
         key = (name, *filters["tags"], *sorted(filters["meta"].items()), filters["passing_only"])
         body = rendered.get(key, entries, index)
@@ -500,16 +300,16 @@ def build_app(
         """Maintenance of the node (no id) or of one instance: ``{"enable": bool, "reason"}``."""
         instance_id: str | None = request.path_params.get("instance_id")
         _only(request, ("service",) if instance_id is not None else ())
-        body = await _json_object(request)
+        body = await json_object(request)
         unknown = [key for key in body if key not in ("enable", "reason")]
         if unknown:
-            raise _Reject(400, f"{unknown[0]}: unknown field (allowed: enable, reason)")
+            raise Reject(400, f"{unknown[0]}: unknown field (allowed: enable, reason)")
         enable = body.get("enable")
         if type(enable) is not bool:
-            raise _Reject(400, f"enable: must be true or false, got {_show(enable)}")
+            raise Reject(400, f"enable: must be true or false, got {show(enable)}")
         reason = body.get("reason")
         if reason is not None and reason != "":
-            _string("reason", reason, MAX_META_VALUE_LEN)
+            string_field("reason", reason, MAX_META_VALUE_LEN)
         service = request.query_params.get("service")
         try:
             entries = await node.set_maintenance(
@@ -519,13 +319,13 @@ def build_app(
                 service=service,
             )
         except KeyError:
-            raise _Reject(
+            raise Reject(
                 404, f"id: no instance {instance_id!r} is registered on this node"
             ) from None
         except NoRoom as exc:
-            raise _Reject(400, f"id: {exc}") from None
+            raise Reject(400, f"id: {exc}") from None
         except ValueError as exc:
-            raise _Reject(409, f"id: {exc}; add ?service=<name> to choose one") from None
+            raise Reject(409, f"id: {exc}; add ?service=<name> to choose one") from None
         return JSONResponse(
             {**node.maintenance(), "changed": [f"{e.service}/{e.instance_id}" for e in entries]}
         )
@@ -533,14 +333,14 @@ def build_app(
     async def check_update(request: Request) -> Response:
         """A TTL check's report: PUT /v1/checks/{id}/pass|warn|fail, reason in body or ?note=."""
         check_id: str = request.path_params["check_id"]
-        body = await _optional_json_object(request)
+        body = await optional_json_object(request)
         try:
             status, output = ttl_report(request.path_params["verb"], body, request.query_params)
             await node.update_ttl(check_id, status, output)
         except KeyError:
-            raise _Reject(404, f"id: no check {check_id!r} runs on this node") from None
+            raise Reject(404, f"id: no check {check_id!r} runs on this node") from None
         except ValueError as exc:
-            raise _Reject(400, str(exc)) from None
+            raise Reject(400, str(exc)) from None
         return JSONResponse({"id": check_id, "status": str(status)})
 
     # --- Prometheus HTTP service discovery (prometheus_sd.py), rendered once per index.
@@ -550,14 +350,14 @@ def build_app(
         _only(request, ("service", "tag", "passing"))
         params = request.query_params
         if len(params.getlist("service")) > 1 or len(params.getlist("passing")) > 1:
-            raise _Reject(400, "service, passing: each at most once")
+            raise Reject(400, "service, passing: each at most once")
         service = params.get("service")
-        tags = [_string("tag", tag, MAX_NAME_LEN) for tag in params.getlist("tag")]
+        tags = [string_field("tag", tag, MAX_NAME_LEN) for tag in params.getlist("tag")]
         passing = params.get("passing", "false").lower()
         if passing not in ("true", "false"):
-            raise _Reject(400, f"passing: must be true or false, got {_show(passing)}")
+            raise Reject(400, f"passing: must be true or false, got {show(passing)}")
         if service is not None:
-            _string("service", service, MAX_NAME_LEN)
+            string_field("service", service, MAX_NAME_LEN)
         index = node.entries_index()
 
         def render() -> bytes:
@@ -582,11 +382,11 @@ def build_app(
         """NDJSON, one event per line, until the client disconnects or the node stops."""
         unknown = [key for key in request.query_params if key != "kind"]
         if unknown:
-            raise _Reject(400, f"{unknown[0]}: unknown query parameter (allowed: kind)")
+            raise Reject(400, f"{unknown[0]}: unknown query parameter (allowed: kind)")
         try:
             kinds = parse_kinds(request.query_params.get("kind"))
         except ValueError as exc:
-            raise _Reject(400, str(exc)) from None
+            raise Reject(400, str(exc)) from None
         return event_stream(node.events, kinds)
 
     # --- gossip keyring (key_management.py): one operation here, fanned out to every member.
@@ -596,12 +396,12 @@ def build_app(
     async def keyring_change(request: Request) -> Response:
         op: str = request.path_params["op"]
         if op not in ("install", "use", "remove"):
-            raise _Reject(404, f"not found: {request.url.path}")
-        body = await _json_object(request)
+            raise Reject(404, f"not found: {request.url.path}")
+        body = await json_object(request)
         unknown = [k for k in body if k != "key"]
         if unknown:
-            raise _Reject(400, f"{unknown[0]}: unknown field (allowed: key)")
-        return await _keyring(node, op, _string("key", body.get("key"), 256))
+            raise Reject(400, f"{unknown[0]}: unknown field (allowed: key)")
+        return await _keyring(node, op, string_field("key", body.get("key"), 256))
 
     # --- The web view (api/ui): its static page, and the two reads only it makes.
     async def ui_redirect(request: Request) -> Response:
@@ -610,7 +410,7 @@ def build_app(
     async def ui_file(request: Request) -> Response:
         response = static_file(request.path_params.get("file", ""))
         if response is None:
-            raise _Reject(404, f"not found: {request.url.path}")
+            raise Reject(404, f"not found: {request.url.path}")
         return response
 
     async def ui_overview(request: Request) -> Response:
@@ -637,34 +437,34 @@ def build_app(
             message = f"method {request.method} not allowed on {request.url.path}"
         else:
             message = exc.detail
-        return _error(exc.status_code, message, exc.headers)
+        return error_response(exc.status_code, message, exc.headers)
 
     # {...:path} so an id or name containing '/' (sent as %2F) still routes.
     routes = [
-        Route("/healthz", _guarded(healthz), methods=["GET"]),
-        Route("/v1/members", _guarded(members), methods=["GET"]),
-        Route("/v1/members/{name:path}/force-leave", _guarded(force_leave), methods=["PUT"]),
-        Route("/v1/status", _guarded(status), methods=["GET"]),
-        Route("/v1/services", _guarded(services), methods=["GET"]),
-        Route("/v1/services", _guarded(register), methods=["PUT"]),
-        Route("/v1/services/{name:path}", _guarded(discover), methods=["GET"]),
-        Route("/v1/services/{instance_id:path}", _guarded(deregister), methods=["DELETE"]),
-        Route("/v1/checks/{check_id:path}/{verb}", _guarded(check_update), methods=["PUT"]),
-        Route("/metrics", _guarded(metrics), methods=["GET"]),
-        Route("/v1/events", _guarded(events), methods=["GET"]),
-        Route("/v1/keyring", _guarded(keyring_list), methods=["GET"]),
-        Route("/v1/keyring/{op}", _guarded(keyring_change), methods=["POST"]),
-        Route("/v1/maintenance", _guarded(maintenance_status), methods=["GET"]),
-        Route("/v1/maintenance", _guarded(maintenance), methods=["PUT"]),
-        Route("/v1/maintenance/{instance_id:path}", _guarded(maintenance), methods=["PUT"]),
-        Route("/v1/prometheus/targets", _guarded(prometheus_targets), methods=["GET"]),
+        Route("/healthz", guarded(healthz), methods=["GET"]),
+        Route("/v1/members", guarded(members), methods=["GET"]),
+        Route("/v1/members/{name:path}/force-leave", guarded(force_leave), methods=["PUT"]),
+        Route("/v1/status", guarded(status), methods=["GET"]),
+        Route("/v1/services", guarded(services), methods=["GET"]),
+        Route("/v1/services", guarded(register), methods=["PUT"]),
+        Route("/v1/services/{name:path}", guarded(discover), methods=["GET"]),
+        Route("/v1/services/{instance_id:path}", guarded(deregister), methods=["DELETE"]),
+        Route("/v1/checks/{check_id:path}/{verb}", guarded(check_update), methods=["PUT"]),
+        Route("/metrics", guarded(metrics), methods=["GET"]),
+        Route("/v1/events", guarded(events), methods=["GET"]),
+        Route("/v1/keyring", guarded(keyring_list), methods=["GET"]),
+        Route("/v1/keyring/{op}", guarded(keyring_change), methods=["POST"]),
+        Route("/v1/maintenance", guarded(maintenance_status), methods=["GET"]),
+        Route("/v1/maintenance", guarded(maintenance), methods=["PUT"]),
+        Route("/v1/maintenance/{instance_id:path}", guarded(maintenance), methods=["PUT"]),
+        Route("/v1/prometheus/targets", guarded(prometheus_targets), methods=["GET"]),
         # api/consul/: Consul's paths (no clash with ours) over the same node operations.
         *consul_routes(node, rng),
-        Route("/ui", _guarded(ui_redirect), methods=["GET"]),
-        Route("/ui/", _guarded(ui_file), methods=["GET"]),
-        Route("/ui/{file}", _guarded(ui_file), methods=["GET"]),
-        Route("/v1/ui/overview", _guarded(ui_overview), methods=["GET"]),
-        Route("/v1/ui/services/{name:path}", _guarded(ui_service), methods=["GET"]),
+        Route("/ui", guarded(ui_redirect), methods=["GET"]),
+        Route("/ui/", guarded(ui_file), methods=["GET"]),
+        Route("/ui/{file}", guarded(ui_file), methods=["GET"]),
+        Route("/v1/ui/overview", guarded(ui_overview), methods=["GET"]),
+        Route("/v1/ui/services/{name:path}", guarded(ui_service), methods=["GET"]),
     ]
     return Starlette(
         routes=routes,

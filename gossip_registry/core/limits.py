@@ -42,7 +42,7 @@ reject what they do not allow): name, tag and metadata sizes
 (``core/codec.py``: 128-character names, 64 tags, 64 metadata pairs of
 512-character values), updates per packet (1,024). The TCP frame limit is
 ``ProtocolConfig.max_stream_bytes`` and the HTTP body limit
-``api.http.MAX_BODY_BYTES`` (64 KiB).
+``api.requests.MAX_BODY_BYTES`` (64 KiB).
 
 This module is pure: it may import nothing but the standard library.
 """

@@ -5,7 +5,7 @@ name. Reads call ``Node.discover`` / ``services`` / ``members`` /
 ``own_entries`` and render with ``shapes.py``; writes translate the body
 (``bodies.py``) and call ``Node.register`` / ``deregister`` /
 ``update_ttl`` / ``set_maintenance``, through the same field checks as
-``api/http.py``. Nothing here keeps registry state.
+our own API (``api/requests.py``). Nothing here keeps registry state.
 
 Every read answers with ``X-Consul-Index`` (the node's index of the view
 read: one service, every entry, or the member list; at least 1 and rising
@@ -53,12 +53,12 @@ from gossip_registry.api.consul.shapes import (
     node_json,
     service_checks,
 )
-from gossip_registry.api.http import (
-    _blocking,
-    _guarded,
-    _optional_json_object,
-    _registration,
-    _Reject,
+from gossip_registry.api.requests import (
+    Reject,
+    blocking_query,
+    guarded,
+    optional_json_object,
+    registration,
 )
 from gossip_registry.api.view_cache import IndexedCache, ViewCache
 from gossip_registry.core.messages import ACTIVE_STATES
@@ -169,16 +169,16 @@ def consul_routes(node: Node, rng: random.Random) -> list[Route]:
         params = request.query_params
         for asked in params.getlist("dc"):
             if asked and asked != dc:
-                raise _Reject(404, f"dc: no datacenter {asked[:60]!r} here (this one is {dc!r})")
+                raise Reject(404, f"dc: no datacenter {asked[:60]!r} here (this one is {dc!r})")
         if any(params.getlist("filter")):
-            raise _Reject(400, "filter: filter expressions are not supported; use tag and passing")
+            raise Reject(400, "filter: filter expressions are not supported; use tag and passing")
         if any(params.getlist("node-meta")):
-            raise _Reject(400, "node-meta: filtering by node metadata is not supported")
+            raise Reject(400, "node-meta: filtering by node metadata is not supported")
 
     async def held(request: Request, wait: Callable[[int, float], Awaitable[int]]) -> None:
         """Check the common parameters, then hold a blocking query until its view changes."""
         common(request)
-        query = _blocking(request, rng)
+        query = blocking_query(request, rng)
         if query is not None:
             await wait(*query)
 
@@ -313,7 +313,7 @@ def consul_routes(node: Node, rng: random.Random) -> list[Route]:
     async def health_state(request: Request) -> Response:
         state: str = request.path_params["state"]
         if state not in _STATES:
-            raise _Reject(400, f"state: must be one of {', '.join(_STATES)}, got {state[:40]!r}")
+            raise Reject(400, f"state: must be one of {', '.join(_STATES)}, got {state[:40]!r}")
 
         def body() -> list[dict[str, Any]]:
             checks = (c for e in every_entry() for c in service_checks(e))
@@ -325,14 +325,14 @@ def consul_routes(node: Node, rng: random.Random) -> list[Route]:
 
     # --- Writes.
     async def register(request: Request) -> Response:
-        raw = await _optional_json_object(request)
+        raw = await optional_json_object(request)
         if raw is None:
-            raise _Reject(400, "body must be a JSON object")
+            raise Reject(400, "body must be a JSON object")
         try:
-            name, kwargs = _registration(bodies.registration(raw))
+            name, kwargs = registration(bodies.registration(raw))
             await node.register(name, **kwargs)
         except ValueError as exc:
-            raise _Reject(400, str(exc)) from None
+            raise Reject(400, str(exc)) from None
         return _written()
 
     async def deregister(request: Request) -> Response:
@@ -340,23 +340,23 @@ def consul_routes(node: Node, rng: random.Random) -> list[Route]:
         try:
             entry = await node.deregister(instance_id)
         except ValueError as exc:
-            raise _Reject(409, f"id: {exc}") from None
+            raise Reject(409, f"id: {exc}") from None
         if entry is None:
-            raise _Reject(404, f"Unknown service ID {instance_id[:100]!r}: not registered here")
+            raise Reject(404, f"Unknown service ID {instance_id[:100]!r}: not registered here")
         return _written()
 
     async def ttl(request: Request) -> Response:
         check_id: str = request.path_params["check_id"]
         try:
             if request.path_params["verb"] == "update":
-                status, output = bodies.check_update(await _optional_json_object(request))
+                status, output = bodies.check_update(await optional_json_object(request))
             else:
                 status, output = ttl_report(request.path_params["verb"], None, _note(request))
             await node.update_ttl(check_id, status, output)
         except KeyError:
-            raise _Reject(404, f"Unknown check ID {check_id[:100]!r}: no such check here") from None
+            raise Reject(404, f"Unknown check ID {check_id[:100]!r}: no such check here") from None
         except ValueError as exc:
-            raise _Reject(400, str(exc)) from None
+            raise Reject(400, str(exc)) from None
         return _written()
 
     async def service_maintenance(request: Request) -> Response:
@@ -371,11 +371,11 @@ def consul_routes(node: Node, rng: random.Random) -> list[Route]:
         try:
             await node.set_maintenance(enable, reason, instance_id=instance_id)
         except KeyError:
-            raise _Reject(404, f"Unknown service ID {instance_id!r}: not registered here") from None
+            raise Reject(404, f"Unknown service ID {instance_id!r}: not registered here") from None
         except NoRoom as exc:
-            raise _Reject(400, str(exc)) from None
+            raise Reject(400, str(exc)) from None
         except ValueError as exc:
-            raise _Reject(409, f"id: {exc}") from None
+            raise Reject(409, f"id: {exc}") from None
         return _written()
 
     reads: list[tuple[str, Callable[[Request], Awaitable[Response]]]] = [
@@ -403,8 +403,8 @@ def consul_routes(node: Node, rng: random.Random) -> list[Route]:
     # The refusals first: /v1/agent/check/deregister/ID must not reach the TTL route.
     return [
         *unsupported_routes(),
-        *(Route(path, _guarded(fn), methods=["GET"]) for path, fn in reads),
-        *(Route(path, _guarded(fn), methods=["PUT"]) for path, fn in writes),
+        *(Route(path, guarded(fn), methods=["GET"]) for path, fn in reads),
+        *(Route(path, guarded(fn), methods=["PUT"]) for path, fn in writes),
     ]
 
 
@@ -412,7 +412,7 @@ def _flag(request: Request, name: str, *, default: bool | None = None) -> bool:
     try:
         return bodies.flag(name, request.query_params.getlist(name), default=default)
     except ValueError as exc:
-        raise _Reject(400, str(exc)) from None
+        raise Reject(400, str(exc)) from None
 
 
 def _note(request: Request) -> dict[str, str]:

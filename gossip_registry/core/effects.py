@@ -201,9 +201,7 @@ class IncarnationChanged:
     previous: int | None
 
 
-DriverEvent = (
-    JoinResult | ResolveSeeds | LeaveDrained | StaleChanged | Synced | IncarnationChanged
-)
+DriverEvent = JoinResult | ResolveSeeds | LeaveDrained | StaleChanged | Synced | IncarnationChanged
 """The core's word to its driver, as opposed to news for observers."""
 
 

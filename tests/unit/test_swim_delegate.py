@@ -97,7 +97,9 @@ def test_the_delegate_answers_stream_messages_and_adds_effects_through_the_seam(
     assert recorder.heard == [("stream", "SyncMore")]
     assert StreamSend(P1, b"finish") in effects
     assert any(isinstance(e, SetTimer) and e.timer.kind is TimerKind.SYNC for e in effects)
-    assert effects[-1] == Notify(Synced(P1, agreed=True)), "before_drain runs as the call's effects end"
+    assert effects[-1] == Notify(Synced(P1, agreed=True)), (
+        "before_drain runs as the call's effects end"
+    )
     ping_reply, _ = swim.handle_stream(1.1, P1, encode_stream(Ping(7, "me", "p1")))
     assert ping_reply is not None
     assert recorder.heard == [("stream", "SyncMore")], "a ping for us is the detector's own"

@@ -1,35 +1,51 @@
 #!/usr/bin/env python3
-"""Benchmark server-side discovery: how fast a load balancer follows the registry.
+"""Benchmark server-side discovery: how fast HAProxy and nginx (via render) follow the registry.
 
 Usage:
-    .venv/bin/python scripts/bench_integrations.py [--backends haproxy] [--trials 10]
+    .venv/bin/python scripts/bench_integrations.py [--backends haproxy,nginx] [--trials 10]
         [--instances 10] [--quick] [--json bench-results/bench_integrations.json]
         [--workdir DIR]
 
 Set-up, on loopback, every process started and stopped by PID by this script
-(``tests/support/haproxy.py``): agents n1 (DNS, the node the
-balancer asks) and n2 (owns the instances, runs their HTTP checks every
-500 ms, timeout 300 ms), ``--instances`` web instances (a stdlib HTTP
-server process each, answering its id), and per backend the balancer as
-docs/integrations.md configures it. Two clients send ``GET /`` through the
-balancer in a closed loop (5 ms apart each) for the whole run.
+(``tests/support/haproxy.py``, ``tests/support/nginx.py``): agents n1 (the
+node the balancers ask) and n2 (owns the instances, runs their HTTP checks
+every 500 ms, timeout 300 ms), ``--instances`` web instances (a stdlib HTTP
+server process each, answering its id), and per backend, one after the
+other, the balancer as docs/integrations.md configures it:
+
+- ``haproxy``: HAProxy's ``server-template`` resolving
+  ``_web._tcp.service.consul`` on n1's DNS port (resolve 1 s, check 1 s);
+- ``nginx``: a private nginx whose upstream ``gossip-registry render``
+  renders from n1's HTTP API with the shipped
+  ``examples/nginx/upstreams.conf.j2`` (``--wait 100ms:1s``,
+  ``--exec 'nginx -s reload'``).
+
+Two clients send ``GET /`` through the balancer in a closed loop (5 ms
+apart each) for the whole run of that backend.
 
 Per trial, for each backend:
 
 - ``register``: a new instance is started, listening, then registered on n2;
   the figure is the time from the registration's PUT to the first response
   the new instance served through the balancer (our check, gossip to n1,
-  the balancer's next resolution and its own check of the new server).
-- ``kill``: the oldest live instance's process is SIGKILLed; the figure is
-  the time from the kill to the balancer's last request to it, read from
-  the balancer's own counters of requests sent to that server (for HAProxy:
-  ``stot + econ + wretr`` of its slot in ``show stat``), polled every
-  POLL seconds; the trial ends once n1 no longer lists the instance passing
-  and the counter stood still for QUIET seconds. ``failed`` counts the
-  client requests that failed from the kill to the end of the trial
-  (target: none, since ``retry-on`` + ``option redispatch`` send a request
-  the dead server refused to another one). The killed instance is then
-  deregistered.
+  then HAProxy's next resolution and its own check, or render's blocking
+  query, its --wait and nginx's reload).
+- ``deregister``: the oldest live instance is deregistered on n2 (its
+  process still runs); the figure is the time from the DELETE to the
+  balancer's last request to it. Its process is then stopped.
+- ``kill``: the next oldest instance's process is SIGKILLed; the figure is
+  the time from the kill to the balancer's last request to it. ``failed``
+  counts the client requests that failed from the kill to the end of the
+  trial (target: none, since HAProxy's ``retry-on`` + ``option redispatch``
+  and nginx's ``proxy_next_upstream`` send a request the dead server
+  refused to another one). The killed instance is then deregistered, and
+  a new instance registered in its place keeps the fleet's size.
+
+"The balancer's last request" comes from its own counts of requests sent
+to that instance, retries included (HAProxy: ``stot + econ + wretr`` of its
+slot in ``show stat``; nginx: ``$upstream_addr`` in its access log), polled
+every POLL seconds; it is final once n1 no longer lists the instance
+passing and the count stood still for QUIET seconds.
 
 Figures: median and max over the trials per backend; a trial that did not
 see its change within TRIAL_TIMEOUT is a miss (printed, ``misses`` in JSON).
@@ -70,25 +86,26 @@ from tests.support.haproxy import (  # noqa: E402
     WebFleet,
     WebInstance,
 )
+from tests.support.nginx import RenderedNginx  # noqa: E402
 from tests.support.programs import find_program  # noqa: E402
 
 POLL = 0.05
-"""Seconds between reads of the balancer's per-server counters during a kill trial."""
+"""Seconds between reads of the balancer's per-instance counts during a drop trial."""
 QUIET = 2.0
-"""Seconds a dropped instance's counter must stand still before its last request is final."""
+"""Seconds a dropped instance's count must stand still before its last request is final."""
 TRIAL_TIMEOUT = 30.0
 """Seconds a trial may take before it counts as a miss."""
 SLOTS = 32
 """Server slots of HAProxy's server-template: more than the instances alive at once."""
+RENDER_WAIT = "100ms:1s"
+"""render's ``--wait``: a burst of changes makes one reload, none waits more than 1 s."""
 CLIENT_PAUSE = 0.005
+FIGURES = ("register", "deregister_last_request", "kill_last_request")
 ROW_KEYS = (
     "backend",
     "trials",
     "misses",
-    "register_median_s",
-    "register_max_s",
-    "kill_last_request_median_s",
-    "kill_last_request_max_s",
+    *(f"{figure}_{stat}_s" for figure in FIGURES for stat in ("median", "max")),
     "requests",
     "failed_during_kill",
 )
@@ -117,24 +134,41 @@ class Bench:
     workdir: Path
 
 
-async def start_haproxy(bench: Bench) -> Balancer:
-    binary = find_program("haproxy")
+def program(name: str) -> str:
+    binary = find_program(name)
     if binary is None:
-        raise HarnessError("haproxy is not installed (apt-get install haproxy)")
-    proxy = HAProxy(bench.workdir / "haproxy", binary)
+        raise HarnessError(f"{name} is not installed (apt-get install {name})")
+    return binary
+
+
+async def start_haproxy(bench: Bench) -> Balancer:
+    proxy = HAProxy(bench.workdir / "haproxy", program("haproxy"))
     proxy.start(bench.registry.dns_port, SLOTS)
     await proxy.wait_ready()
     return proxy
 
 
-BACKENDS: dict[str, Callable[[Bench], Awaitable[Balancer]]] = {"haproxy": start_haproxy}
+async def start_nginx(bench: Bench) -> Balancer:
+    """nginx, and render following n1; the first rendering is awaited by ``run_backend``."""
+    api = f"http://127.0.0.1:{bench.registry.http['n1']}"
+    balancer = RenderedNginx(program("nginx"), bench.workdir / "nginx", api, wait=RENDER_WAIT)
+    try:
+        balancer.start()
+    except RuntimeError as exc:
+        raise HarnessError(str(exc)) from exc
+    return balancer
+
+
+BACKENDS: dict[str, Callable[[Bench], Awaitable[Balancer]]] = {
+    "haproxy": start_haproxy,
+    "nginx": start_nginx,
+}
 """Backend name -> how to start it (docs/integrations.md shows each configuration)."""
 
 
 @dataclass
 class Results:
-    register: list[float] = field(default_factory=list)
-    last_request: list[float] = field(default_factory=list)
+    figures: dict[str, list[float]] = field(default_factory=lambda: {f: [] for f in FIGURES})
     misses: int = 0
     failed: int = 0
     requests: int = 0
@@ -149,19 +183,57 @@ async def wait_until(check: Callable[[], Awaitable[bool]], bound: float) -> bool
     return False
 
 
-async def register_trial(bench: Bench, traffic: Traffic) -> float | None:
-    """Seconds from registering a new instance to its first response through the balancer."""
+async def add_instance(bench: Bench) -> tuple[WebInstance, float]:
+    """A new instance, listening, then registered: (it, when its registration was sent)."""
     (instance,) = bench.fleet.start(1)
     await bench.fleet.wait_listening([instance])
-    started = time.monotonic()
+    sent = time.monotonic()
     await WebFleet.register(bench.api, bench.registry, instance)
+    return instance, sent
+
+
+async def register_trial(bench: Bench, traffic: Traffic) -> tuple[WebInstance, float | None]:
+    """A new instance, and seconds from its registration to its first response served."""
+    instance, started = await add_instance(bench)
 
     async def served() -> bool:
         return instance.id in traffic.first_seen
 
     if not await wait_until(served, TRIAL_TIMEOUT):
+        return instance, None
+    return instance, traffic.first_seen[instance.id] - started
+
+
+async def last_request_after(
+    bench: Bench, balancer: Balancer, victim: WebInstance, drop: Callable[[], Awaitable[None]]
+) -> float | None:
+    """Seconds from ``drop()`` to the balancer's last request to ``victim``; None: a miss."""
+    last = (await balancer.attempts()).get(victim.port, 0)
+    dropped = last_change = time.monotonic()
+    await drop()
+    gone: float | None = None
+
+    async def settled() -> bool:
+        nonlocal last, last_change, gone
+        now = time.monotonic()
+        count = (await balancer.attempts()).get(victim.port)
+        if count is not None and count != last:
+            last, last_change = count, now
+        if gone is None and victim.id not in await bench.registry.passing(bench.api):
+            gone = now
+        return gone is not None and now - max(last_change, gone) >= QUIET
+
+    if not await wait_until(settled, TRIAL_TIMEOUT):
         return None
-    return traffic.first_seen[instance.id] - started
+    return last_change - dropped
+
+
+async def deregister_trial(bench: Bench, balancer: Balancer, victim: WebInstance) -> float | None:
+    figure = await last_request_after(
+        bench, balancer, victim, partial(WebFleet.deregister, bench.api, bench.registry, victim)
+    )
+    bench.fleet.kill(victim)
+    return figure
 
 
 async def kill_trial(
@@ -169,24 +241,13 @@ async def kill_trial(
 ) -> tuple[float | None, int]:
     """(seconds from the kill to the balancer's last request to ``victim``, requests failed)."""
     failed_before = traffic.failed
-    last = (await balancer.attempts()).get(victim.port, 0)
-    killed = last_change = time.monotonic()
-    bench.fleet.kill(victim)
-    dropped: float | None = None
 
-    async def settled() -> bool:
-        nonlocal last, last_change, dropped
-        now = time.monotonic()
-        count = (await balancer.attempts()).get(victim.port)
-        if count is not None and count != last:
-            last, last_change = count, now
-        if dropped is None and victim.id not in await bench.registry.passing(bench.api):
-            dropped = now
-        return dropped is not None and now - max(last_change, dropped) >= QUIET
+    async def kill() -> None:
+        bench.fleet.kill(victim)
 
-    done = await wait_until(settled, TRIAL_TIMEOUT)
+    figure = await last_request_after(bench, balancer, victim, kill)
     await WebFleet.deregister(bench.api, bench.registry, victim)
-    return (last_change - killed if done else None), traffic.failed - failed_before
+    return figure, traffic.failed - failed_before
 
 
 async def run_backend(bench: Bench, name: str, trials: int) -> Results:
@@ -202,25 +263,27 @@ async def run_backend(bench: Bench, name: str, trials: int) -> Results:
                 return {i.id for i in live} <= set(traffic.served)
 
             if not await wait_until(all_reached, TRIAL_TIMEOUT):
-                raise HarnessError(f"{name}: requests did not reach every instance")
+                where = bench.workdir / name
+                raise HarnessError(f"{name}: requests did not reach every instance; see {where}")
             requests_before = sum(traffic.served.values()) + traffic.failed
             for trial in range(trials):
-                registered = await register_trial(bench, traffic)
-                victim = live.pop(0)
-                last_request, failed = await kill_trial(bench, balancer, traffic, victim)
-                live.append(bench.fleet.instances[-1])
+                instance, registered = await register_trial(bench, traffic)
+                live.append(instance)
+                deregistered = await deregister_trial(bench, balancer, live.pop(0))
+                killed, failed = await kill_trial(bench, balancer, traffic, live.pop(0))
+                live.append((await add_instance(bench))[0])
                 results.failed += failed
-                for figure, value in (("register", registered), ("kill", last_request)):
+                measured = dict(zip(FIGURES, (registered, deregistered, killed), strict=True))
+                for figure, value in measured.items():
                     if value is None:
                         results.misses += 1
                         print(f"{name} trial {trial + 1}: {figure} MISSED", flush=True)
-                if registered is not None:
-                    results.register.append(registered)
-                if last_request is not None:
-                    results.last_request.append(last_request)
+                    else:
+                        results.figures[figure].append(value)
                 print(
-                    f"{name} trial {trial + 1}: register {fmt(registered)}, "
-                    f"kill -> last request {fmt(last_request)}, failed {failed}",
+                    f"{name} trial {trial + 1}: register {fmt(registered)}, deregister -> last "
+                    f"request {fmt(deregistered)}, kill -> last request {fmt(killed)}, "
+                    f"failed {failed}",
                     flush=True,
                 )
             results.requests = sum(traffic.served.values()) + traffic.failed - requests_before
@@ -235,31 +298,23 @@ def fmt(value: float | None) -> str:
 
 
 def row_of(name: str, trials: int, results: Results) -> dict[str, Any]:
-    def median(values: list[float]) -> float | None:
-        return round(statistics.median(values), 4) if values else None
-
-    def largest(values: list[float]) -> float | None:
-        return round(max(values), 4) if values else None
-
-    return {
-        "backend": name,
-        "trials": trials,
-        "misses": results.misses,
-        "register_median_s": median(results.register),
-        "register_max_s": largest(results.register),
-        "kill_last_request_median_s": median(results.last_request),
-        "kill_last_request_max_s": largest(results.last_request),
-        "requests": results.requests,
-        "failed_during_kill": results.failed,
-    }
+    row: dict[str, Any] = {"backend": name, "trials": trials, "misses": results.misses}
+    for figure, values in results.figures.items():
+        row[f"{figure}_median_s"] = round(statistics.median(values), 4) if values else None
+        row[f"{figure}_max_s"] = round(max(values), 4) if values else None
+    row["requests"] = results.requests
+    row["failed_during_kill"] = results.failed
+    return row
 
 
 def print_table(rows: list[dict[str, Any]]) -> None:
-    header = list(ROW_KEYS)
-    table = [[("-" if row[k] is None else str(row[k])) for k in ROW_KEYS] for row in rows]
-    widths = [max(len(line[i]) for line in [header, *table]) for i in range(len(header))]
+    """One line per key, one column per backend: the figures of all backends side by side."""
+    table = [
+        [key, *("-" if row[key] is None else str(row[key]) for row in rows)] for key in ROW_KEYS
+    ]
+    widths = [max(len(line[i]) for line in table) for i in range(len(table[0]))]
     print("\nmedian and max over trials (seconds):")
-    for line in [header, *table]:
+    for line in table:
         print("  ".join(cell.ljust(w) for cell, w in zip(line, widths, strict=True)).rstrip())
     print(flush=True)
 
@@ -313,6 +368,8 @@ def parse(argv: list[str]) -> argparse.Namespace:
         )
     if args.quick:
         args.trials, args.instances = 1, 3
+    if args.trials < 1 or args.instances < 2:
+        parser.error("need --trials >= 1 and --instances >= 2")
     return args
 
 

@@ -2,8 +2,7 @@
 
 Each answers every request with its own port as the body and counts its
 hits; killing one closes its listening socket, so a call to it is refused
-like a crashed process's. Used by the client tests, the nginx test and
-``scripts/bench_render.py``.
+like a crashed process's. Used by the client tests and the nginx test.
 """
 
 from __future__ import annotations

@@ -1,7 +1,8 @@
 """Server-side discovery on loopback: agents with DNS, web instances, and a real HAProxy.
 
 Shared by the HAProxy test (tests/integration/test_haproxy.py) and
-scripts/bench_integrations.py. Every process here is started by this module
+scripts/bench_integrations.py (whose nginx backend uses the agents and
+instances too). Every process here is started by this module
 and stopped by its PID (``stop_processes``), never by name; HAProxy runs in
 the foreground (``-db``) with its config, stats socket and log in a work
 directory, so no system service is involved.

@@ -152,7 +152,7 @@ class RenderedNginx:
     ``examples/nginx/upstreams.conf.j2`` and reloads nginx; requests to
     ``url`` go through nginx. Both processes are ours, started in ``start``
     and stopped by PID in ``stop``. Shaped as a balancer of
-    ``scripts/bench_render.py`` (``port``, ``attempts()``, ``stop()``).
+    ``scripts/bench_integrations.py`` (``port``, ``attempts()``, ``stop()``).
     """
 
     def __init__(self, binary: str, workdir: Path, api: str, wait: str = "100ms:1s") -> None:

@@ -334,6 +334,11 @@ async def step(
     last_status = [s for s in await statuses(http, nodes) if s is not None]
     latencies = []
     for op in ops:
+        if not op.refused and not due(op):
+            # A deregistration whose registration no node showed (an event stream
+            # that fell behind, or its deletion overtook it everywhere) owes nothing:
+            # the registration already counts as missing.
+            continue
         seen = watch.seen.get((op.kind, op.instance), {})
         shown = [seen[n] for n in due(op) if n in seen]
         everyone = not op.refused and len(shown) == len(due(op))

@@ -84,6 +84,12 @@ PROTOCOL_COUNTERS: tuple[tuple[str, str, str], ...] = (
         "broadcasts_dropped",
         "Updates dropped from a full piggyback queue (push-pull carries them).",
     ),
+    ("fanout_writes", "fanout_writes", "Own writes sent straight to the members."),
+    (
+        "fanout_overflow",
+        "fanout_overflow",
+        "Own writes beyond the fan-out buffer, left to gossip alone.",
+    ),
 )
 """(metric name without prefix and _total, ``Protocol.stats`` key, help)."""
 

@@ -55,6 +55,11 @@ class ProtocolConfig:
     """Peers a fresh update is pushed to at once, without waiting for a gossip round."""
     fast_gossip_interval: float = 0.2
     """Rate limit on immediate pushes: at most one burst per interval (ours, not memberlist's)."""
+    fanout_nodes: int = 32
+    """Members a node sends its own fresh registry writes to directly, one packet each per
+    ``fast_gossip_interval`` (ours): every member in clusters up to this size, so a write
+    reaches every node in one hop whatever the re-gossip backlog. More: churn capacity
+    up to a larger size, at one packet per member per burst."""
     push_pull_interval: float = 30.0
     """Anti-entropy period at <= 32 nodes; scaled up with N as memberlist does."""
     reconnect_interval: float = 30.0

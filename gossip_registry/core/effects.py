@@ -63,6 +63,9 @@ class TimerKind(IntEnum):
     """A self-preservation reached its ``max_duration``: the dead are believed."""
     LAST_CHANCE = 15
     """Half-way through a suspect's last-chance probe, no answer yet: ping it once more."""
+    FANOUT = 16
+    """Send our own fresh writes straight to the members (at most one burst per
+    ``fast_gossip_interval``); armed only while some wait."""
 
 
 @dataclass(frozen=True, slots=True)

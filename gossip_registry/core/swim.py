@@ -946,6 +946,11 @@ class Swim:
         self.stats["udp_bytes_out"] += len(data)
         self._out.append(Send(addr, data))
 
+    def send_updates(self, addr: Address, updates: Sequence[bytes]) -> None:
+        """One datagram of ``updates`` to ``addr`` and nothing queued beside them: the
+        delegate's own sends (the registry's fan-out of our writes)."""
+        self._send(addr, None, updates, gossip=False)
+
     def stream(
         self, addr: Address, data: bytes, callback: Callable[[float, StreamMessage | None], None]
     ) -> None:

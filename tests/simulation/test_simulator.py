@@ -139,9 +139,14 @@ class FloodNode:
         known: Iterable[Address] = (),
         *,
         tag: int = 0,
+        resolve: bool = False,
     ) -> list[Effect]:
         """No policy of its own: asks everyone it is given (the real core caps ``known``)."""
         return self.join(now, dict.fromkeys([*seeds, *known]), tag=tag)
+
+    def join_resolved(self, now: float, tag: int, seeds: Iterable[Address]) -> list[Effect]:
+        """Never asked: the simulator's seeds are addresses, so no join waits on names."""
+        return []
 
     def leave(self, now: float, timeout: float) -> list[Effect]:
         """Says goodbye at once; drained after ``timeout``, like the core at its leave timeout."""

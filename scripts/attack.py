@@ -37,8 +37,10 @@ before the first attack. Then, in this order (``--only`` picks some):
    ``--quick``), gossiped to n3 (sealed with the key when there is one: any
    key holder can), must be gone from n3 within ``--ghost-grace`` seconds.
 2. memory before authentication: 128 TCP connections (8 with ``--quick``)
-   to n3's gossip port, each a frame header declaring 32 MiB followed by
-   junk as fast as n3 reads it, for at most 20 s (4 s): n3's RSS must stay
+   to n3's gossip port, each a frame header declaring the largest frame n3
+   accepts (``max_stream_bytes``, 8 MiB; a larger one is refused at its
+   header) followed by the strongest content it can send unauthenticated
+   (``bench_inbound_memory``'s) as fast as n3 reads it, for at most 20 s (4 s): n3's RSS must stay
    under 2x idle (the attack stops early once it does not).
 1. incarnation overflow: one plaintext (or, with a key, sealed) ``dead``
    datagram about n3 at incarnation 2^63-1 to n1 and n2; after 8 s n3 must
@@ -93,6 +95,7 @@ from bench_inbound_memory import attack_filler, attack_frame_start  # noqa: E402
 from gossip_registry.chaos.processes import spawn, stop_processes  # noqa: E402
 from gossip_registry.chaos.sigterm import interrupt_on_sigterm, sigterm_as_ctrl_c  # noqa: E402
 from gossip_registry.core.codec import MAX_INCARNATION, encode_packet  # noqa: E402
+from gossip_registry.core.config import ProtocolConfig  # noqa: E402
 from gossip_registry.core.messages import Dead, EntryUpdate, Packet  # noqa: E402
 from gossip_registry.crypto.keyring import UDP, Keyring  # noqa: E402
 from gossip_registry.registry.clock import make_stamp  # noqa: E402
@@ -540,7 +543,7 @@ class Attacker:
     # --- 2 ----------------------------------------------------------------------------
 
     async def unauthenticated_memory(self, row: Row) -> None:
-        declared = 32 * 1024 * 1024
+        declared = ProtocolConfig().max_stream_bytes  # the agents' limit: the most n3 reads
         chunk = attack_filler(sealed=self.keyring is not None) * 65536
         sent = 0
         cut = 0
@@ -587,7 +590,8 @@ class Attacker:
         await trio.sleep(1.0)  # one more second of samples after the attack
         row.passed = row.max_rss_mib < RSS_FACTOR * self.rss.idle
         row.detail = (
-            f"{self.sizes.tcp_connections} frames of 32 MiB declared, {sent / 2**20:.0f} MiB sent, "
+            f"{self.sizes.tcp_connections} frames of {declared / 2**20:.0f} MiB declared, "
+            f"{sent / 2**20:.0f} MiB sent, "
             f"{cut} connections cut by n3; RSS max {row.max_rss_mib:.0f} MiB "
             f"(idle {self.rss.idle:.0f})"
         )
@@ -689,7 +693,7 @@ class Attacker:
 
 ATTACKS: dict[int, tuple[str, Callable[[Attacker], Callable[[Row], Awaitable[None]]]]] = {
     1: ("incarnation overflow (dead at 2^63-1)", lambda a: a.incarnation_overflow),
-    2: ("memory before authentication (32 MiB frames)", lambda a: a.unauthenticated_memory),
+    2: ("memory before authentication (frames at the limit)", lambda a: a.unauthenticated_memory),
     3: ("stalled HTTP bodies", lambda a: a.stalled_bodies),
     4: ("aborted uploads flood the log", lambda a: a.aborted_uploads),
     5: ("input accepted that cannot be used", lambda a: a.unusable_input),

@@ -3,6 +3,8 @@
 
 Issue 10, finding 2: 128 connections each announcing a 32 MiB frame took a
 node to 2.99 GB before the transport had one budget for what it buffers.
+By default the frames are as large as the node accepts (``max_stream_bytes``,
+8 MiB): a larger one is refused at its header.
 This starts one node in a child process (loopback, port 0; ``--sealed``
 requires AES-GCM sealed gossip, and the attacker, without the key, sends
 well-formed chunked frame headers followed by noise; ``--max-frame-mib`` its frame limit, which
@@ -13,8 +15,8 @@ throughout. ``--contrast`` repeats the run with the budget lifted (as before
 the fix) on ``--contrast-connections`` connections (few: it really does
 buffer them all), so both figures come from one run on one machine.
 
-Usage: scripts/bench_inbound_memory.py [--connections 128] [--frame-mib 32] [--rounds 2]
-           [--max-frame-mib 32] [--sealed] [--contrast] [--contrast-connections 8]
+Usage: scripts/bench_inbound_memory.py [--connections 128] [--frame-mib 8] [--rounds 2]
+           [--max-frame-mib 8] [--sealed] [--contrast] [--contrast-connections 8]
            [--json PATH]
 Prints idle and peak RSS and their ratio, and writes JSON
 (default bench-results/bench_inbound_memory.json). Every process it starts is
@@ -170,9 +172,12 @@ async def main_async(args: argparse.Namespace) -> list[dict[str, Any]]:
 def main() -> int:
     parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n\n")[0])
     parser.add_argument("--connections", type=int, default=128)
-    parser.add_argument("--frame-mib", type=int, default=32, help="what the attacker announces")
+    from gossip_registry.core.config import ProtocolConfig
+
+    limit = ProtocolConfig().max_stream_bytes // MIB
+    parser.add_argument("--frame-mib", type=int, default=limit, help="what the attacker announces")
     parser.add_argument(
-        "--max-frame-mib", type=int, default=32, help="the node's max_stream_bytes (and budget)"
+        "--max-frame-mib", type=int, default=limit, help="the node's max_stream_bytes (and budget)"
     )
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--sealed", action="store_true")

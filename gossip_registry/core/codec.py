@@ -115,6 +115,7 @@ __all__ = [
     "is_keyring_frame",
     "message_sizes",
     "packet_overhead",
+    "record_size",
     "unpack_bounded",
 ]
 
@@ -406,6 +407,7 @@ def _sync_reply(m: tuple[Any, ...]) -> SyncReply:
         entries=_entries(m[4]),
         # Appended field: a reply without it is a whole answer.
         resume=_uint(m[5], MAX_BUCKETS - 1, "resume bucket") if len(m) > 5 else 0,
+        members_resume=_uint(m[6], MAX_SYNC_ITEMS, "members resume") if len(m) > 6 else 0,
     )
 
 
@@ -418,7 +420,8 @@ def _sync_more(m: tuple[Any, ...]) -> SyncMore:
     buckets = _digests(m[2])
     if start + len(buckets) > MAX_BUCKETS:
         raise CodecError("bucket digests beyond the last bucket")
-    return SyncMore(start, buckets)
+    members_from = _uint(m[3], MAX_SYNC_ITEMS, "members from") if len(m) > 3 else 0
+    return SyncMore(start, buckets, members_from)
 
 
 def _keyring_request(m: tuple[Any, ...]) -> KeyringRequest:
@@ -806,13 +809,20 @@ def _enc_sync_hello(m: SyncHello) -> tuple[Any, ...]:
 
 def _enc_sync_reply(m: SyncReply) -> tuple[Any, ...]:
     entries = [e.canonical() for e in m.entries]
-    if not m.resume:  # a whole answer keeps the original five fields
-        return (_SYNC_REPLY, _enc_records(m.members), m.want_members, m.buckets, entries)
-    return (_SYNC_REPLY, _enc_records(m.members), m.want_members, m.buckets, entries, m.resume)
+    fields = (_SYNC_REPLY, _enc_records(m.members), m.want_members, m.buckets, entries)
+    if m.members_resume:
+        return (*fields, m.resume, m.members_resume)
+    return (*fields, m.resume) if m.resume else fields  # a whole answer: the original five
 
 
 def _enc_sync_more(m: SyncMore) -> tuple[Any, ...]:
-    return (_SYNC_MORE, m.start, _enc_digests(m.buckets))
+    fields = (_SYNC_MORE, m.start, _enc_digests(m.buckets))
+    return (*fields, m.members_from) if m.members_from else fields
+
+
+def record_size(record: MemberRecord) -> int:
+    """Bytes ``record`` takes in a push-pull member list, to fill a page by size."""
+    return len(_pack(_enc_record(record)))
 
 
 def _enc_sync_finish(m: SyncFinish) -> tuple[Any, ...]:

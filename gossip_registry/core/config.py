@@ -70,12 +70,16 @@ class ProtocolConfig:
     """How often tombstones past the horizon are collected (Serf's ReapInterval)."""
     packet_size: int = 1400
     """Largest UDP payload we send; safe under common MTUs."""
-    max_stream_bytes: int = 32 * 1024 * 1024
+    max_stream_bytes: int = 8 * 1024 * 1024
     """Largest TCP frame accepted (push-pull state), and the budget for what peers make us
-    buffer over all connections at once. Pages bound entries (both ways), not the member
-    list: 10,000 members with 1 KiB of meta each are 9.1 MiB, so 32 MiB stays. Sealed
-    frames are authenticated per 64 KiB chunk, so it costs memory only
-    for frames from key holders (or anyone, without a keyring)."""
+    buffer over all connections at once. Push-pull is paged both ways, entries and member
+    lists alike (``protocol.SYNC_PAGE_ENTRIES``, ``MEMBER_PAGE_SHARE``), so an honest frame
+    stays far below it. A plaintext peer can make a node buffer this much before anything
+    is authenticated: at 32 MiB, 128 connections of well-formed frames took a node to 3.2x
+    its idle RSS, at 8 MiB to 1.5x (issue 10, finding 2). memberlist accepts push-pull
+    state up to 20 MiB (``maxPushStateBytes``) but sends it whole. Sealed frames are
+    authenticated per 64 KiB chunk, so with a keyring it costs memory only for frames from
+    key holders. Every node should use the same value: a page is sized from the sender's."""
     registry_buckets: int = 256
     """Digest buckets for anti-entropy; a differing bucket costs its entries on the wire.
     The same on every node: push-pull with a node configured otherwise carries members only."""

@@ -161,6 +161,9 @@ class SyncReply:
     A large difference comes in pages (``protocol.SYNC_PAGE_ENTRIES``): ``buckets``
     lists the whole buckets this page carries and ``resume``, when not 0, the first
     differing bucket left out; the initiator asks for the rest with ``SyncMore``.
+    A member list longer than a page (``protocol.MEMBER_PAGE_SHARE``) comes the same
+    way: ``members`` holds the records from the position asked for and
+    ``members_resume``, when not 0, the position of the first one left out.
     """
 
     members: tuple[MemberRecord, ...] | None
@@ -168,6 +171,7 @@ class SyncReply:
     buckets: tuple[int, ...]
     entries: tuple[Entry, ...]
     resume: int = 0
+    members_resume: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -182,12 +186,14 @@ class SyncFinish:
 class SyncMore:
     """The next page of a push-pull: digests of buckets ``start`` onwards.
 
-    Answered by a ``SyncReply`` without members; the sync's finish for each page
-    is a ``SyncFinish`` as usual.
+    Answered by a ``SyncReply``; the sync's finish for each page is a ``SyncFinish``
+    as usual. No ``buckets`` asks for no entries. ``members_from``, when not 0, asks
+    for the peer's member list from that position (its ``members_resume``).
     """
 
     start: int
     buckets: tuple[int, ...]
+    members_from: int = 0
 
 
 @dataclass(frozen=True, slots=True)

@@ -89,6 +89,7 @@ import random
 from collections import deque
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
+from itertools import islice
 
 from gossip_registry.core.awareness import Awareness
 from gossip_registry.core.broadcast import BroadcastQueue
@@ -100,6 +101,7 @@ from gossip_registry.core.codec import (
     encode_stream,
     encode_update,
     packet_overhead,
+    record_size,
 )
 from gossip_registry.core.config import ProtocolConfig
 from gossip_registry.core.effects import (
@@ -172,6 +174,16 @@ the fan-out sends 130 writes a second; the buffer holds about 8 s of that.
 A bulk load or a re-assertion of a large table spreads by gossip and
 push-pull, as it did before.
 """
+MEMBER_PAGE_SHARE = 8
+"""A push-pull message carries member records up to ``max_stream_bytes`` / this, encoded
+(1 MiB at the default 8 MiB), and the rest of the list in further pages.
+
+10,000 members with 1 KiB of meta each are 9.1 MiB and ``max_members`` allows 50,000:
+a whole list in one frame would pass the frame limit, which is also what a plaintext
+peer may make us buffer (issue 10, finding 2). The other seven eighths are for the
+entry page that shares the frame (whole buckets: about 1,000 entries of at most a
+packet each at the 250,000 the table is measured at, under 1.5 MiB).
+"""
 
 MERGE_CHUNK = 64
 """Entries merged per step before the driver gets the event loop back (10-20 ms under load)."""
@@ -194,6 +206,24 @@ class _MergeJob:
     kind: int = 0
     done: int = 0
     repaired: int = 0
+
+
+@dataclass(slots=True)
+class _Pages:
+    """Where a paged push-pull stands, on the side that started it.
+
+    ``bucket``: the first bucket the last request asked about (the bucket count
+    when it asked for no entries). ``theirs``: the position in the peer's member
+    list it asked from (0: all of it, the hello). ``ours``: the position in our
+    member list the next finish sends from; None once the peer has had it all,
+    or never wanted it.
+    """
+
+    bucket: int = 0
+    theirs: int = 0
+    ours: int | None = None
+    differed: bool = False
+    """Whether a page so far named a bucket whose digest differed from ours."""
 
 
 @dataclass(slots=True)
@@ -931,33 +961,54 @@ class Protocol:
         self.stats["syncs_answered"] += 1
         self.swim.merge_records(now, [hello.sender])
         differs = hello.members_digest != self.members.digest
-        members = tuple(self.members) if differs else None
+        members = self._member_page(0) if differs else (None, 0)
         ours = self.table.bucket_digests()
         if len(hello.buckets) != len(ours):
             # Configured with other ``registry_buckets`` (or forged): the buckets
             # cannot be compared, and the whole table in one frame would block
             # both sides for seconds at 100,000 entries. Members only.
             self.stats["sync_bucket_count_mismatch"] += 1
-            return encode_stream(SyncReply(members, differs, (), ()))
+            return encode_stream(SyncReply(members[0], differs, (), (), 0, members[1]))
         return self._sync_page(members, differs, 0, hello.buckets, ours)
 
     def _on_sync_more(self, more: SyncMore) -> bytes | None:
         ours = self.table.bucket_digests()
-        if more.start + len(more.buckets) != len(ours):
+        if more.buckets and more.start + len(more.buckets) != len(ours):
             self.stats["sync_pages_refused"] += 1
             return None
         self.stats["sync_pages_answered"] += 1
-        return self._sync_page(None, False, more.start, more.buckets, ours)
+        members = self._member_page(more.members_from) if more.members_from else (None, 0)
+        start = more.start if more.buckets else len(ours)  # no buckets: no entries
+        return self._sync_page(members, False, start, more.buckets, ours)
+
+    def _member_page(self, start: int) -> tuple[tuple[MemberRecord, ...], int]:
+        """Our member records from position ``start``, a page of them (``MEMBER_PAGE_SHARE``);
+        the position of the first one left out, 0 if none was.
+
+        Positions are in the member table's order, which only a reap or a
+        ``max_members`` eviction reorders: a record skipped meanwhile is in
+        the next sync's list. The first record always goes, so a page moves on.
+        """
+        budget = self.config.max_stream_bytes // MEMBER_PAGE_SHARE
+        page: list[MemberRecord] = []
+        used = 0
+        for position, record in enumerate(islice(self.members, start, None), start):
+            used += record_size(record)
+            if page and used > budget:
+                return tuple(page), position
+            page.append(record)
+        return tuple(page), 0
 
     def _sync_page(
         self,
-        members: tuple[MemberRecord, ...] | None,
+        members: tuple[tuple[MemberRecord, ...] | None, int],
         want_members: bool,
         start: int,
         theirs: Sequence[int],
         ours: Sequence[int],
     ) -> bytes:
-        """A reply with our entries in the differing buckets from ``start``, one page of them."""
+        """A reply with ``members`` (a page and where it stopped) and our entries in the
+        differing buckets from ``start``, one page of them."""
         page: list[int] = []
         count = resume = 0
         for bucket in range(start, len(ours)):
@@ -970,47 +1021,68 @@ class Protocol:
             page.append(bucket)
             count += size
         entries = tuple(self.table.entries_in(page))
-        return encode_stream(SyncReply(members, want_members, tuple(page), entries, resume))
+        records, members_resume = members
+        reply = SyncReply(records, want_members, tuple(page), entries, resume, members_resume)
+        return encode_stream(reply)
 
     def _on_sync_reply(
-        self, now: float, addr: Address, message: StreamMessage | None, start: int = 0
+        self, now: float, addr: Address, message: StreamMessage | None, at: _Pages | None = None
     ) -> bool:
-        """Take a reply (page) from ``addr`` to a hello (``start`` 0) or to a ``SyncMore``.
+        """Take a reply (page) from ``addr`` to a hello (``at`` None) or to a ``SyncMore``.
 
-        Merges it (in chunks), sends back what the peer lacks and asks for
-        the next page; returns whether the peer answered.
+        Merges it (in chunks), sends back what the peer lacks (and a page of
+        our members if it wants them) and asks for the next page; returns
+        whether the peer answered.
         """
         if not isinstance(message, SyncReply):
             self.stats["syncs_failed"] += 1
             return False
+        first, at = at is None, at or _Pages()
         count = self.table.buckets
-        if message.resume >= count or any(b >= count for b in message.buckets):
-            # Valid on the wire (below MAX_BUCKETS) but not ours: a peer's bug or a forgery.
+        theirs = message.members_resume
+        if (
+            message.resume >= count
+            or any(b >= count for b in message.buckets)
+            or (theirs and not at.theirs < theirs <= self.config.limits.max_members)
+        ):
+            # Valid on the wire but not ours, or a member page that does not move
+            # on: a peer's bug or a forgery.
             self.stats["syncs_failed"] += 1
             self.stats["sync_replies_out_of_range"] += 1
             return False
-        self.stats["syncs_completed" if start == 0 else "sync_pages"] += 1
+        self.stats["syncs_completed" if first else "sync_pages"] += 1
         if message.members is not None:
             self.swim.merge_records(now, message.members)
         lacking, cut = self._lacking(message)
-        members = tuple(self.members) if message.want_members else None
+        if first and message.want_members:
+            at.ours = 0
+        members = None
+        if at.ours is not None:
+            members, ours = self._member_page(at.ours)
+            at.ours = ours or None
         if members is not None or lacking:
             finish = encode_stream(SyncFinish(members, lacking))
             self.stats["stream_out"] += 1
             self.swim.emit(StreamSend(addr, finish))
         resume = message.resume if cut is None else cut
-        if resume > start:  # strictly onwards, so a sync ends within ``buckets`` pages
+        entries = resume > at.bucket  # strictly onwards, so a sync ends within ``buckets`` pages
+        if entries or theirs or at.ours is not None:
+            # Each page moves a position on: a bucket, the peer's members (checked
+            # above, up to ``max_members``) or ours (a page holds at least one).
+            differed = at.differed or bool(message.buckets)
+            following = _Pages(resume if entries else count, theirs, at.ours, differed)
 
             def on_page(now: float, page: StreamMessage | None) -> None:
-                self._on_sync_reply(now, addr, page, resume)
+                self._on_sync_reply(now, addr, page, following)
 
             def then(now: float) -> None:
-                more = SyncMore(resume, self.table.bucket_digests()[resume:])
+                digests = self.table.bucket_digests()[resume:] if entries else ()
+                more = SyncMore(resume if entries else 0, tuple(digests), theirs)
                 self.swim.stream(addr, encode_stream(more), on_page)
 
         else:
-            # One page naming no bucket: every bucket digest matched ours.
-            agreed = start == 0 and not message.buckets
+            # No page named a bucket: every bucket digest matched ours.
+            agreed = not (at.differed or message.buckets)
 
             def then(now: float) -> None:  # the last page is merged: we hold their state
                 self.swim.emit(Notify(Synced(addr, agreed)))

@@ -252,3 +252,18 @@ async def test_an_empty_frame_is_plaintext_refused_when_sealing_is_required() ->
             await read(GossipSeal(Keyring([K1])))
         assert caught.value.counter == "auth_failed"
         assert await read(GossipSeal(Keyring([K1]), verify_incoming=False)) == b""
+
+
+async def test_a_frame_over_the_default_limit_is_refused_and_counted() -> None:
+    """8 MiB (issue 10, finding 2): the largest honest frame is a page, and the budget for
+    what plaintext peers make a node buffer is this limit. A node with the defaults."""
+    from gossip_registry.config.node import NodeConfig
+    from gossip_registry.runtime.node import Node
+
+    with trio.fail_after(20):
+        async with Node(NodeConfig("victim", bind=("127.0.0.1", 0))) as node:
+            stream = await trio.open_tcp_stream(*node.gossip_addr)
+            async with stream:
+                await stream.send_all((8 * MIB + 1).to_bytes(4, "big") + b"\x92\x01")
+                await wait_until(lambda: node.transport.stats["stream_oversized"] == 1)
+            assert node.transport.buffered_peak == 0

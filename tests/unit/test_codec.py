@@ -145,6 +145,10 @@ STREAMS: list[StreamMessage] = [
     SyncReply(None, False, (3, 4), (ENTRY,), 9),
     SyncMore(9, (0, codec.MAX_DIGEST)),
     SyncMore(codec.MAX_BUCKETS - 1, (7,)),
+    SyncReply((RECORD,), True, (), (), 0, 512),
+    SyncReply((RECORD,), False, (3,), (ENTRY,), 9, codec.MAX_SYNC_ITEMS),
+    SyncMore(0, (), 512),
+    SyncMore(9, (0,), codec.MAX_SYNC_ITEMS),
 ]
 
 

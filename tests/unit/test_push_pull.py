@@ -34,6 +34,7 @@ from gossip_registry.core.messages import (
     Suspect,
     SyncFinish,
     SyncHello,
+    SyncMore,
     SyncReply,
 )
 from gossip_registry.core.protocol import (
@@ -337,3 +338,85 @@ def test_a_member_with_a_large_table_is_fenced_a_chunk_at_a_time() -> None:
     old = source.table.get(("web", "w0"))
     assert old is not None
     assert node.table.merge(replace(old, stamp=1 << 40)) == (False, None)
+
+
+FRAME_LIMIT = 64 * 1024
+"""A small ``max_stream_bytes``: a few hundred members with 1 KiB of meta exceed it, as
+10,000 do the default (9.1 MiB against 8 MiB)."""
+
+
+def crowded(name: str, addr: Address, members: int, buckets: int = 256) -> Protocol:
+    """A started node that knows ``members`` others, each with about 1 KiB of meta."""
+    config = ProtocolConfig(max_stream_bytes=FRAME_LIMIT, registry_buckets=buckets)
+    node = Protocol(config, name, addr, rng=random.Random(len(name)), now=0.0)
+    node.start(0.0)
+    meta = {f"k{i}": "v" * 120 for i in range(8)}
+    others = [
+        MemberRecord(
+            f"{name}-m{i}", (f"198.19.{i // 250}.{i % 250 + 1}", 7946), 1, MemberState.ALIVE, meta
+        )
+        for i in range(members)
+    ]
+    node.merge_records(0.0, others)
+    assert len(node.members) == members + 1
+    return node
+
+
+def framed_sync(a: Protocol, b: Protocol, now: float) -> list[int]:
+    """A whole push-pull started by ``a``, every page and finish; the size of every frame."""
+    pending = [e for e in a.join(now, [b.addr]) if isinstance(e, StreamRequest)]
+    sizes: list[int] = []
+    for _ in range(1000):
+        if not pending:
+            return sizes
+        request = pending.pop(0)
+        sizes.append(len(request.data))
+        reply, out = b.handle_stream(now, a.addr, request.data)
+        drive(b, out, now)
+        assert reply is not None
+        sizes.append(len(reply))
+        out = drive(a, a.handle_stream_reply(now, request.token, reply), now)
+        for finish in (e for e in out if isinstance(e, StreamSend)):
+            sizes.append(len(finish.data))
+            drive(b, b.handle_stream(now, a.addr, finish.data)[1], now)
+        pending += [e for e in out if isinstance(e, StreamRequest)]
+    raise AssertionError("the sync never ended")
+
+
+@pytest.mark.parametrize(
+    ("large", "buckets"),
+    [("responder", 256), ("initiator", 256), ("responder", 16)],
+    ids=["responders-list", "initiators-list", "another-bucket-count"],
+)
+def test_a_member_list_larger_than_the_frame_limit_syncs_in_pages(large: str, buckets: int) -> None:
+    """Every frame of the exchange stays within ``max_stream_bytes``, and both sides end
+    up knowing every member: a whole list in one frame would be refused by the peer."""
+    many = 400
+    a = crowded("a", A, many if large == "initiator" else 0, buckets)
+    b = crowded("b", B, many if large == "responder" else 0)
+    whole = len(
+        encode_stream(SyncFinish(tuple(a.members if large == "initiator" else b.members), ()))
+    )
+    assert whole > FRAME_LIMIT, "the list must not fit one frame"
+    sizes = framed_sync(a, b, 1.0)
+    assert max(sizes) <= FRAME_LIMIT
+    assert {r.name for r in a.members} == {r.name for r in b.members}
+    assert len(a.members) == many + 2
+
+
+def test_a_member_page_that_does_not_move_on_ends_the_sync() -> None:
+    """A peer (buggy or forged) cannot keep us asking for member pages forever: each must
+    move on, and not past ``max_members``."""
+    a, b = pair()
+    [request] = [e for e in a.join(1.0, [b.addr]) if isinstance(e, StreamRequest)]
+    first = SyncReply((b.members.me,), False, (), (), 0, 5)
+    out = a.handle_stream_reply(1.1, request.token, encode_stream(first))
+    [more] = [e for e in out if isinstance(e, StreamRequest)]
+    assert decode_stream(more.data, FRAME_LIMIT) == SyncMore(0, (), 5)
+    again = a.handle_stream_reply(1.2, more.token, encode_stream(first))
+    assert not [e for e in again if isinstance(e, StreamRequest | StreamSend)]
+    assert a.stats["sync_replies_out_of_range"] == 1
+    [request] = [e for e in a.join(2.0, [b.addr]) if isinstance(e, StreamRequest)]
+    beyond = SyncReply((b.members.me,), False, (), (), 0, a.config.limits.max_members + 1)
+    a.handle_stream_reply(2.1, request.token, encode_stream(beyond))
+    assert a.stats["sync_replies_out_of_range"] == 2

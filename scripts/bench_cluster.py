@@ -99,6 +99,7 @@ from typing import Any, TypeVar
 
 ROOT = Path(__file__).resolve().parent.parent
 VENV = ROOT / ".venv"
+sys.path.insert(0, str(ROOT))  # tests.support, when run as a script
 
 
 def _use_project_venv() -> None:

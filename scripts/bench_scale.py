@@ -76,6 +76,7 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 VENV = ROOT / ".venv"
+sys.path.insert(0, str(ROOT))  # tests.support, when run as a script
 
 
 def _use_project_venv() -> None:

@@ -6,7 +6,7 @@ method (``members``, ``status``, ``register``, ``deregister``, ``services``,
 result; it knows nothing of the protocol, so
 the API cannot change the protocol's behaviour and the node can change its
 internals without touching this file. The introspection endpoints are the
-exception, each in a module of its own: ``GET /metrics`` (``metrics.py``
+exception, each in a module of its own: ``GET /metrics`` (``api/metrics.py``
 reads the node's counters at scrape time) and ``GET /v1/events``
 (``api/events.py`` streams the node's event bus as NDJSON). Two more
 faces of the same operations live in modules of their own and are mounted

@@ -3,7 +3,7 @@
 Theory of operation: nothing here counts anything. The protocol core keeps
 its counters (``Protocol.stats``), the transport its own (``Transport.stats``),
 the node its own (``Node.stats``: keyring frames refused), its wire census
-(``traffic.py``) and event bus (``events.py``); a custom collector turns their
+(``runtime/traffic.py``) and event bus (``events.py``); a custom collector turns their
 current values into metric families when Prometheus scrapes, so there is no
 second set of books to drift from the first. Each node gets its own
 ``CollectorRegistry`` (``node_registry``): several nodes in one process (tests,

@@ -12,7 +12,7 @@ Two interchangeable host sets, chosen per run:
   parallel runs never collide and leftovers are recognisable.
 - ``LoopbackHosts`` (anywhere): each node on its own 127.x.y.z address, the
   faults applied inside the node's transport from a control file
-  (``faultinject.py``), enabled by the agent's explicit test-only flag.
+  (``runtime/faultinject.py``), enabled by the agent's explicit test-only flag.
 
 Only addresses of namespaces this run created, or loopback, are ever used.
 ``teardown`` removes everything the run created and is safe to call twice; the

@@ -99,7 +99,7 @@ class NodeConfig:
     size they offer (up to 4,096 bytes). Others get at most 512 bytes over UDP (the rest
     truncated: the resolver asks again over TCP), so a spoofed source gets little amplified."""
     unsafe_test_faults: Path | None = None
-    """Chaos testing only: drop packets by the rules in this file (``faultinject.py``).
+    """Chaos testing only: drop packets by the rules in this file (``runtime/faultinject.py``).
     Set only by the agent's ``--unsafe-test-faults`` flag, never from cluster.toml."""
     # --- gossip encryption (keyring.py)
     keyring: Keyring | None = None

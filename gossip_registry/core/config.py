@@ -104,7 +104,7 @@ class ProtocolConfig:
     """Bounds on what peers can make us hold (``core/limits.py``); cluster.toml's [limits]."""
     seal_overhead: int = 0
     """Bytes the driver adds to every datagram after the core built it (29 when gossip is
-    sealed, see ``keyring.py``); set by the node, not in cluster.toml. Packets are filled
+    sealed, see ``crypto/keyring.py``); set by the node, not in cluster.toml. Packets are filled
     to ``packet_size - seal_overhead`` so that they leave at most ``packet_size``."""
 
     def __post_init__(self) -> None:

@@ -1,7 +1,7 @@
 """Gossip encryption as one node runs it: its keys, its seal, and who may change them.
 
-Theory of operation: ``keyring.py`` seals and opens, ``keyring_file.py``
-persists, ``key_management.py`` applies and fans out key operations. This
+Theory of operation: ``crypto/keyring.py`` seals and opens, ``crypto/keyring_file.py``
+persists, ``crypto/rotation.py`` applies and fans out key operations. This
 module ties them to one node's configuration: which keyring it starts with
 (``<data_dir>/keyring.json`` wins over the configured keys, since it holds
 them as rotated since), what the transport accepts and sends (the

@@ -1,7 +1,7 @@
 """Check scheduling: which of a node's health checks runs when, and what the results decide.
 
 Theory of operation: the owning node's checks are plain data here, and time
-is the caller's ``now``; the trio runner (``health.py``) and the simulator
+is the caller's ``now``; the trio runner (``runtime/checks.py``) and the simulator
 (``sim/checks.py``) drive the same ``CheckScheduler`` and only carry out what
 it asks (``RunProbe``, ``CancelProbe``) and what it decides (``ChecksChanged``,
 ``DeregisterCritical``). The rules of a single check's status (thresholds,

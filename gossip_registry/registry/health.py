@@ -1,6 +1,6 @@
 """Health-check rules: what a check is, and how its results become a status.
 
-Theory of operation: the owning node runs each check (``health.py``, trio)
+Theory of operation: the owning node runs each check (``runtime/checks.py``, trio)
 and feeds every result to a ``CheckTracker``, which decides whether the
 registry must hear of it. The rules are Consul's:
 

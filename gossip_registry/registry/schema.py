@@ -1,8 +1,8 @@
 """Every field rule once: what a name, an id, a tag, an address or a check may be.
 
 Theory of operation: the wire codec (``core/codec.py``), registration
-(``registration.py``), the HTTP API (``api/http.py``), health checks
-(``registry/health.py``) and cluster.toml (``config.py``) all take their
+(``runtime/registration.py``), the HTTP API (``api/http.py``), health checks
+(``registry/health.py``) and cluster.toml (``config/cluster_file.py``) all take their
 limits and character sets from here, so that what one accepts the others
 accept too. A value the API accepted but no route can address (an id with
 a newline), that peers refuse, or that DNS cannot carry, is a registration

@@ -11,7 +11,7 @@ under a reserved id (Consul's ``_service_maintenance:<id>`` and
 ``_node_maintenance``), so peers of any version decode it.
 
 This module holds which instances are in maintenance and turns that into
-check states; the node (``node.py``) adds them whenever it writes one of
+check states; the node (``runtime/node.py``) adds them whenever it writes one of
 its instances, and rewrites the instances whose maintenance changed. The
 state lives in memory and in the entries themselves: a restarted node finds
 it again in the check states of the entries its snapshot gave back

@@ -5,7 +5,7 @@ protocol of one node and performs no I/O; every entry point returns effects
 (``core/effects.py``). ``Node`` is the thin shell that feeds it and carries
 the effects out, in order:
 
-- ``Send``: queued on the transport's sender task (``transport.py``), so
+- ``Send``: queued on the transport's sender task (``runtime/transport.py``), so
   applying effects never waits on a socket.
 - ``SetTimer``: pushed on a heap serviced by one task that sleeps in a
   cancel scope whose deadline is the earliest timer; an earlier timer moves
@@ -14,9 +14,9 @@ the effects out, in order:
 - ``StreamRequest`` / ``StreamSend``: one task each in the node's nursery
   (connect, write a frame, read the reply, report back).
 - ``Notify``: published on the event stream (``events.py``), wakes watchers
-  of the affected service (``watch.py``), logs member changes, wakes
-  watchers of what self-preservation shows stale (``stale_entries.py``),
-  and tells the journal writer (``durability.py``) when our own entries
+  of the affected service (``runtime/watch.py``), logs member changes, wakes
+  watchers of what self-preservation shows stale (``runtime/stale_entries.py``),
+  and tells the journal writer (``runtime/storage/durability.py``) when our own entries
   change. The core's word to its driver (``JoinResult``, ``LeaveDrained``)
   ends a ``join`` or a ``leave``: the policy is the core's, shared with the
   simulator.
@@ -25,7 +25,7 @@ the effects out, in order:
 drives the node as it drives trio. Everything the node runs lives in one
 nursery opened by ``run``: the UDP receive and send loops, the TCP accept
 loop and its connection tasks, the timer task, stream tasks, the health
-checks (``health.py``), the journal writer (``durability.py``), the HTTP
+checks (``runtime/checks.py``), the journal writer (``runtime/storage/durability.py``), the HTTP
 API and DNS (``api/serve.py``). Cancelling ``run`` stops all of it; its
 ``finally`` writes the last snapshot and closes both sockets.
 
@@ -37,15 +37,15 @@ The wall clock (``time.time`` unless another source is given) is read again
 before every call into the core (``_core_now``), so HLC stamps follow a
 clock that NTP steps while the node runs.
 
-Gossip encryption (``keyring.py``, set up by ``gossip_encryption.py``): with
+Gossip encryption (``crypto/keyring.py``, set up by ``crypto/sealing.py``): with
 a keyring the transport seals and opens every datagram and frame, the core
 leaves ``SEAL_OVERHEAD`` bytes of room in each packet, and keyring frames
-from peers are answered here (``key_management.py``) before the core sees
+from peers are answered here (``crypto/rotation.py``) before the core sees
 them.
 
 Public methods are called from tasks in the same trio run (the embedding
-API, the HTTP API); ``threaded.py`` offers them to plain threads. What they
-are given is checked before it reaches the core (``registration.py``), so a
+API, the HTTP API); ``runtime/threaded.py`` offers them to plain threads. What they
+are given is checked before it reaches the core (``runtime/registration.py``), so a
 write peers would refuse fails at the caller, naming the field.
 """
 
@@ -632,7 +632,7 @@ class Node:
         return {self.gossip_addr, self.advertise_addr}
 
     async def _resolve_seeds(self, seeds: Sequence[Address]) -> list[Address]:
-        """Every address of ``seeds`` now (names resolved, ``seeds.py``), in the node's family."""
+        """Every address of ``seeds`` now (names resolved, ``runtime/seeds.py``), in our family."""
         transport = self._transport
         assert transport is not None
         family = transport.udp.family
@@ -817,7 +817,7 @@ class Node:
 
         In maintenance an instance reads critical, with ``reason`` as the output
         of its maintenance check, so discovery stops sending callers to it while it
-        stays registered (``maintenance.py``). Node-wide maintenance also covers
+        stays registered (``runtime/maintenance.py``). Node-wide maintenance also covers
         instances registered while it is on.
 
         Raises:
@@ -960,7 +960,7 @@ class Node:
         """The index of ``service``'s last change, or of the catalog's (``services()``) for None.
 
         Indexes start at 1 and only grow while the node runs; they are this
-        node's alone (see ``watch.py``).
+        node's alone (see ``runtime/watch.py``).
         """
         return self._index.of(CATALOG if service is None else service)
 

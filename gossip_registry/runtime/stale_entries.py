@@ -9,7 +9,7 @@ simulator runs the very same policy. This module is the node's reading side:
 - merged into what readers get (``instances``, ``counts``), from the core's
   ``Preservation``;
 - every ``StaleChanged`` the core sends wakes the watchers of the services
-  concerned and of the catalog (``watch.py``), and a start or an end is
+  concerned and of the catalog (``runtime/watch.py``), and a start or an end is
   logged.
 """
 

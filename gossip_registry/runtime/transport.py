@@ -34,7 +34,7 @@ mid-frame or stalls past the timeout is counted in ``stats`` and dropped;
 send errors (``ENETUNREACH``, ``EHOSTUNREACH``, a full buffer) are counted and
 ignored, because UDP is lossy anyway and the protocol retries by design.
 
-Sealing (``keyring.py``): when the node sets ``seal``, every datagram and
+Sealing (``crypto/keyring.py``): when the node sets ``seal``, every datagram and
 every frame (requests and replies) is sealed on the way out and opened on
 the way in (frames as they arrive, chunk by chunk), before any callback
 sees it. What fails to open, or plaintext the seal refuses, is counted as
@@ -335,7 +335,7 @@ class Transport:
         self._unsent = 0
         self._drained: trio.Event | None = None
         self.faults: FaultFilter | None = None
-        """Test-only injected packet faults (``faultinject.py``); None in any real use."""
+        """Test-only injected packet faults (``runtime/faultinject.py``); None in any real use."""
         self.seal: GossipSeal | None = None
         """Set by the node when gossip is encrypted; None sends and accepts plaintext."""
         self.head: HeadCheck | None = None

@@ -4,7 +4,7 @@ Theory of operation. A simulated node runs its instances' checks with the
 same ``CheckScheduler`` (``registry/check_schedule.py``) as the trio runner:
 first-run stagger, interval, the probe limiter, TTL expiry and
 ``deregister_after`` are its decisions, not this module's. This module is the
-simulator's driver of it, as ``health.py`` is the node's:
+simulator's driver of it, as ``runtime/checks.py`` is the node's:
 
 - the scheduler's next due time is one callback in the event heap (armed
   again only when that time comes closer), and a paused process finds its

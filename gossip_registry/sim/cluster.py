@@ -381,7 +381,7 @@ class SimCluster:
     ) -> Entry:
         """Register an instance on node ``name`` (address defaults to the node's host).
 
-        Durable once this returns, like the real node's (its journal, ``durability.py``).
+        Durable once this returns, like the real node's (``runtime/storage/durability.py``).
         With ``check_specs`` the node runs them, as ``Node.register`` does: they
         start critical, the status is the worst of theirs, and their probes find
         what the probe model says (``script_probes``). Registering again
@@ -538,7 +538,7 @@ class SimCluster:
     def _on_lifecycle(self, proc: Process, event: DriverEvent) -> None:
         """The driver's part of the core's policy; join results and stale changes need
         nothing here (``stale_keys`` reads the core's verdict). Our incarnation goes
-        on disk as the node's journal writes it (``durability.py``)."""
+        on disk as the node's journal writes it (``runtime/storage/durability.py``)."""
         if isinstance(event, IncarnationChanged):
             proc.incarnation = event.incarnation
             return

@@ -9,7 +9,7 @@ our own API (``api/requests.py``). Nothing here keeps registry state.
 
 Every read answers with ``X-Consul-Index`` (the node's index of the view
 read: one service, every entry, or the member list; at least 1 and rising
-whenever the view changes, see ``watch.py``), ``X-Consul-KnownLeader: true``
+whenever the view changes, see ``runtime/watch.py``), ``X-Consul-KnownLeader: true``
 and ``X-Consul-LastContact: 0``: clients drop answers without a rising
 index, and consul-template retries without ``stale`` when the last contact
 looks old. ``?index=N&wait=D`` blocks as our own API does (Go durations,

@@ -1,6 +1,6 @@
 """Acknowledged writes on disk before the acknowledgement: group commit of the journal.
 
-Theory of operation: ``journal.py`` knows the files; this module is the one
+Theory of operation: ``runtime/storage/journal.py`` knows the files; this module is the one
 task that writes them while the node runs. The node applies a registration
 or deregistration to its core, then awaits ``commit(record, undo)``: the
 record joins the batch being gathered, and the writer task appends the

@@ -5,8 +5,8 @@ and rewriting the whole snapshot for every write would cost O(own entries)
 per write. So each acknowledged change to our own entries is appended to a
 journal (``<data_dir>/journal.<generation>``) and fsynced; a burst of
 concurrent writes shares one append and one fsync (group commit, in
-``durability.py``). Now and then the running node folds everything into a
-new snapshot (``snapshot.py``) that names the next generation, then deletes
+``runtime/storage/durability.py``). Now and then the running node folds everything into a
+new snapshot (``runtime/storage/snapshot.py``) that names the next generation, then deletes
 the older journals: the snapshot plus the journal of its generation are the
 node's durable state.
 

@@ -17,7 +17,7 @@ snapshot holds exactly that, in ``<data_dir>/snapshot.msgpack``::
 restarted node runs the same checks again; it is optional, so files written
 before health checks existed still load. ``journal`` (optional, 0 when
 absent) names the write-ahead journal whose records continue this snapshot
-(``journal.py``): the running node appends each acknowledged change there
+(``runtime/storage/journal.py``): the running node appends each acknowledged change there
 and folds the journal into a new snapshot now and then.
 
 Writes are atomic (temp file in the same directory, fsync, ``os.replace``,

@@ -559,6 +559,10 @@ class Node:
                     # before anything else, or a crash now would let the next
                     # life start at the incarnation this one already used.
                     self._durable.start(nursery)
+                while protocol.restoring:
+                    # The snapshot's instances are restamped a chunk per MERGE step (the
+                    # timer task); reads and the join wait for all of them, the loop does not.
+                    await trio.lowlevel.checkpoint()
                 if config.http is not None or config.dns is not None:
                     from gossip_registry.api.serve import serve_interfaces  # lazy: optional deps
 

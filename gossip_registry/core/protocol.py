@@ -144,7 +144,7 @@ MERGE_CHUNK = 64
 """Entries merged per step before the driver gets the event loop back (10-20 ms under load)."""
 
 
-_MERGE, _REASSERT, _FENCE = 0, 1, 2
+_MERGE, _REASSERT, _FENCE, _RESTORE = 0, 1, 2, 3
 
 
 @dataclass(slots=True)
@@ -152,8 +152,9 @@ class _MergeJob:
     """Entries of one push-pull message still to merge; ``then`` runs once all are.
 
     ``kind``: ``_MERGE`` the entries, ``_REASSERT`` (our own entries, to restamp
-    under a new incarnation) or ``_FENCE`` (a member's entries its fence now
-    covers, to remove).
+    under a new incarnation), ``_FENCE`` (a member's entries its fence now
+    covers, to remove) or ``_RESTORE`` (a snapshot's entries, to restamp at start
+    unless something restored them first).
     """
 
     entries: Sequence[Entry]
@@ -190,7 +191,8 @@ class Protocol(Swim):
         incarnation: the last incarnation a snapshot recorded, if any; the node
             then starts one above it, so its old life's news cannot beat it.
         meta: node metadata (small string map).
-        entries: our own live registrations from a snapshot; re-asserted on start.
+        entries: our own live registrations from a snapshot; re-asserted from
+            ``start`` on, a chunk per step (``restoring`` until all are).
         preservation: when a mass death is doubted (self-preservation).
     """
 
@@ -219,7 +221,8 @@ class Protocol(Swim):
         self.wall_offset = wall_offset
         self.clock = HybridClock()
         self.table = RegistryTable(config.registry_buckets)
-        self._restored = [e for e in entries if e.owner == name and not e.deleted]
+        self._restoring = {e.key: e for e in entries if e.owner == name and not e.deleted}
+        """Snapshot entries not yet restamped, by key: ours, though not yet in the table."""
         self._timer_handlers[TimerKind.SYNC] = self._on_sync_tick
         self._timer_handlers[TimerKind.RECONNECT] = self._on_reconnect_tick
         self._timer_handlers[TimerKind.REAP] = self._on_reap_tick
@@ -239,10 +242,12 @@ class Protocol(Swim):
     # ----------------------------------------------------------- entry points
 
     def start(self, now: float) -> list[Effect]:
-        for entry in self._restored:
-            self.clock.observe(entry.stamp)
-            self._store(now, self._restamp(now, entry, deleted=False))
-        self._restored = []
+        if self._restoring:
+            # Every restamp must beat the version peers may still hold.
+            self.clock.observe(max(e.stamp for e in self._restoring.values()))
+            restore = list(self._restoring.values())
+            self._merges.appendleft(_MergeJob(restore, None, kind=_RESTORE))
+            self._merge_some(now)
         self._arm(TimerKind.SYNC, now + self.rng.uniform(0, self._sync_period()))
         self._arm(
             TimerKind.RECONNECT, now + self.rng.uniform(0.5, 1.5) * self.config.reconnect_interval
@@ -350,6 +355,7 @@ class Protocol(Swim):
             ValueError: the entry is invalid or too large to gossip in one
                 packet even with empty check outputs.
         """
+        self._restore((service, instance_id), now)
         entry = Entry(
             service=service,
             instance_id=instance_id,
@@ -411,6 +417,7 @@ class Protocol(Swim):
         Raises:
             ValueError: the instance belongs to another node, which alone may delete it.
         """
+        self._restore(key, now)
         current = self.table.get(key)
         if current is None or current.deleted:
             return None, self._drain(now)
@@ -447,14 +454,33 @@ class Protocol(Swim):
         Raises:
             ValueError: as ``register`` (it fitted at registration, so a bug).
         """
+        self._restore(key, now)
         current = self.table.get(key)
         if current is None or current.deleted or current.owner != self.name:
             return None, []
         return self.rewrite(now, current, status=worst(c.status for c in checks), checks=checks)
 
     def own_entries(self) -> list[Entry]:
-        """Our live registrations, as a snapshot keeps them."""
-        return [e for e in self.table.owned_by(self.name) if not e.deleted]
+        """Our live registrations, as a snapshot keeps them (those still to restore too)."""
+        live = [e for e in self.table.owned_by(self.name) if not e.deleted]
+        return [*live, *self._restoring.values()]
+
+    def owned_copy(self) -> list[Entry]:
+        """Every version we own, unsorted, those still to restore too: a snapshot taken
+        while a restart restores must keep them."""
+        return [*self.table.owned_copy(self.name), *self._restoring.values()]
+
+    @property
+    def restoring(self) -> bool:
+        """Whether snapshot entries still wait to be restamped (MERGE steps restore them)."""
+        return bool(self._restoring)
+
+    def _restore(self, key: EntryKey, now: float) -> None:
+        """Restamp the snapshot's version of ``key`` now if its turn has not come yet, so
+        whatever reads or writes our key next finds it where it would be after the restore."""
+        entry = self._restoring.pop(key, None)
+        if entry is not None:
+            self._store(now, self._restamp(now, entry, deleted=False))
 
     def observe_wall(self, now: float, wall: float) -> None:
         """The driver's wall-clock reading ``wall`` (seconds) taken at monotonic ``now``.
@@ -508,6 +534,9 @@ class Protocol(Swim):
                 beyond.append(entry)
             else:
                 self.clock.observe(entry.stamp)
+        for entry in self._restoring.values():  # restamped later: beat those within the limit
+            if stamp_wall(entry.stamp) <= limit:
+                self.clock.observe(entry.stamp)
         for entry in beyond:
             self.table.discard(entry.key)
             self._store(now, self._restamp(now, entry, deleted=entry.deleted))
@@ -560,6 +589,8 @@ class Protocol(Swim):
         ):
             return False
         self.clock.observe(entry.stamp)
+        if entry.owner == self.name:
+            self._restore(entry.key, now)
         if entry.owner == self.name and not entry.deleted:
             current = self.table.get(entry.key)
             if entry.newer_than(current):
@@ -879,6 +910,9 @@ class Protocol(Swim):
             job = self._merges[0]
             end = min(len(job.entries), job.done + budget)
             for entry in job.entries[job.done : end]:
+                if job.kind == _RESTORE:
+                    self._restore(entry.key, now)
+                    continue
                 if job.kind == _REASSERT:
                     if not entry.deleted and self.table.get(entry.key) is entry:  # unchanged
                         self._store(now, self._restamp(now, entry, deleted=False))

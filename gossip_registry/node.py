@@ -1070,7 +1070,7 @@ class Node:
             elif isinstance(effect, Notify):
                 self._notify(effect.event)
         assert self._protocol is not None
-        self._heap.table_changed(self._protocol.table.versions_stored)
+        self._heap.table_changed(self._protocol.versions_taken_in)
         if self._durable is not None:
             self._durable.effects_applied()
 

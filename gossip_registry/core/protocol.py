@@ -228,6 +228,7 @@ class Protocol(Swim):
         self._timer_handlers[TimerKind.REAP] = self._on_reap_tick
         self._timer_handlers[TimerKind.MERGE] = lambda now, _: self._merge_some(now)
         self._merges: deque[_MergeJob] = deque()
+        self._queued_for_merge = 0
         self._timer_handlers[TimerKind.JOIN] = self._on_join_retry
         self._timer_handlers[TimerKind.PRESERVATION] = self._on_preservation_deadline
         self._joins: dict[int, _Join] = {}
@@ -469,6 +470,13 @@ class Protocol(Swim):
         """Every version we own, unsorted, those still to restore too: a snapshot taken
         while a restart restores must keep them."""
         return [*self.table.owned_copy(self.name), *self._restoring.values()]
+
+    @property
+    def versions_taken_in(self) -> int:
+        """Versions stored plus entries push-pull queued for merging (counted again if
+        stored): the heap governor's clock. A queued entry is as long-lived as a stored one
+        until its chunk's turn, and one that loses the merge is never stored."""
+        return self.table.versions_stored + self._queued_for_merge
 
     @property
     def restoring(self) -> bool:
@@ -897,6 +905,7 @@ class Protocol(Swim):
         if members is not None:
             self.merge_records(now, members)
         self._merges.append(_MergeJob(entries, then))
+        self._queued_for_merge += len(entries)
         self._merge_some(now)
 
     def _merge_some(self, now: float) -> None:

@@ -194,6 +194,11 @@ class Protocol(Swim):
         entries: our own live registrations from a snapshot; re-asserted from
             ``start`` on, a chunk per step (``restoring`` until all are).
         preservation: when a mass death is doubted (self-preservation).
+        versions: every version stored so far by any core sharing this map, each
+            its own key: one node per process has no use for it, but the
+            simulator's thousand cores would each hold a copy of every entry
+            (entries are immutable). It grows with every version any of them
+            stores, so it suits bounded runs.
     """
 
     def __init__(
@@ -209,6 +214,7 @@ class Protocol(Swim):
         meta: Mapping[str, str] | None = None,
         entries: Sequence[Entry] = (),
         preservation: PreservationConfig | None = None,
+        versions: dict[Entry, Entry] | None = None,
     ) -> None:
         # A snapshot above the ceiling was written by a node that believed forged
         # news (issue 10, finding 1): one above it would not encode, so start afresh
@@ -229,6 +235,7 @@ class Protocol(Swim):
         self._timer_handlers[TimerKind.MERGE] = lambda now, _: self._merge_some(now)
         self._merges: deque[_MergeJob] = deque()
         self._queued_for_merge = 0
+        self._versions = versions
         self._timer_handlers[TimerKind.JOIN] = self._on_join_retry
         self._timer_handlers[TimerKind.PRESERVATION] = self._on_preservation_deadline
         self._joins: dict[int, _Join] = {}
@@ -613,6 +620,8 @@ class Protocol(Swim):
 
     def _store(self, now: float, entry: Entry, *, gossip: bool = True) -> bool:
         """Keep ``entry`` if it wins, tell observers, and queue it for gossip if asked."""
+        if self._versions is not None:
+            entry = self._versions.setdefault(entry, entry)  # hashed by its digest: O(1)
         accepted, previous = self.table.merge(entry)
         if not accepted:
             return False

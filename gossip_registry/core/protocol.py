@@ -259,6 +259,7 @@ class Protocol(Swim):
             # Every restamp must beat the version peers may still hold.
             self.clock.observe(max(map(attrgetter("stamp"), self._restoring.values())))
             restore = list(self._restoring.values())
+            self._queued_for_merge += len(restore)  # long-lived from now: freeze them first
             self._merges.appendleft(_MergeJob(restore, None, kind=_RESTORE))
             self._merge_some(now)
         self._arm(TimerKind.SYNC, now + self.rng.uniform(0, self._sync_period()))
@@ -494,9 +495,9 @@ class Protocol(Swim):
 
     @property
     def versions_taken_in(self) -> int:
-        """Versions stored plus entries push-pull queued for merging (counted again if
-        stored): the heap governor's clock. A queued entry is as long-lived as a stored one
-        until its chunk's turn, and one that loses the merge is never stored."""
+        """Versions stored plus entries push-pull or a restart queued for merging (counted
+        again if stored): the heap governor's clock. A queued entry is as long-lived as a
+        stored one until its chunk's turn, and one that loses the merge is never stored."""
         return self.table.versions_stored + self._queued_for_merge
 
     @property

@@ -10,17 +10,17 @@ their health checks in one more was 0.7 s at 20,000.
 from __future__ import annotations
 
 import sys
-from dataclasses import replace
 from pathlib import Path
 from types import FrameType
 
 import trio
 
 from gossip_registry.node import Node
-from gossip_registry.registry.entry import CheckKind, CheckState, Entry, Health
+from gossip_registry.registry.entry import CheckKind, CheckState, Health
 from gossip_registry.registry.health import CheckSpec
 from gossip_registry.snapshot import Snapshot, write_snapshot
 from tests.integration import fast_config
+from tests.integration.test_snapshot import entry
 from tests.unit.test_scale_work import STEP_GROWTH_AT_TWICE_THE_SIZE
 
 
@@ -46,26 +46,11 @@ class CallsPerStep(trio.abc.Instrument):
 
 def snapshot_with_checks(data_dir: Path, count: int) -> None:
     """Our ``count`` instances, each with a TTL check, as the previous life saved them."""
-    base = Entry(
-        service="web",
-        instance_id="x",
-        address="10.0.0.1",
-        port=80,
-        tags=(),
-        meta={},
-        weight=1,
-        status=Health.PASSING,
-        output="",
-        owner="n1",
-        owner_incarnation=2,
-        stamp=123 << 16,
-        deleted=False,
-    )
     entries, checks = [], []
     for i in range(count):
         key = (f"svc{i % 50}", f"i{i:05}")
         state = CheckState(f"c{i}", CheckKind.TTL, Health.PASSING, "")
-        entries.append(replace(base, service=key[0], instance_id=key[1], checks=(state,)))
+        entries.append(entry(key[1], service=key[0], status=Health.PASSING, checks=(state,)))
         checks.append((key, (CheckSpec(ttl=3600.0, check_id=f"c{i}"),)))
     write_snapshot(data_dir, Snapshot("n1", 2, (), tuple(entries), tuple(sorted(checks))))
 

@@ -10,6 +10,7 @@ from gossip_registry.core.messages import SyncFinish
 from gossip_registry.core.protocol import Protocol
 from gossip_registry.heap import FREEZE_STEP, TableHeap
 from tests.unit.test_push_pull import drive
+from tests.unit.test_restore_at_start import restarted_core, snapshot_entries
 
 
 def test_freezes_once_per_step_of_versions_stored() -> None:
@@ -67,18 +68,7 @@ def test_entries_a_push_pull_queues_count_on_the_heap_clock_even_if_they_lose() 
 def test_a_snapshot_restored_at_start_counts_on_the_heap_clock_at_once() -> None:
     """Decoded from the snapshot (in a thread) before anything is stored: 20,000 of them
     with their checks made a 144 ms full collection (CPU time) during the restore."""
-    old = Protocol(ProtocolConfig(), "me", ("198.18.0.1", 7946), rng=random.Random(1), now=0.0)
-    for i in range(300):
-        old.register(0.0, "web", f"w{i}", "10.0.0.1", 80)
-    node = Protocol(
-        ProtocolConfig(),
-        "me",
-        ("198.18.0.1", 7946),
-        rng=random.Random(2),
-        now=1.0,
-        incarnation=0,
-        entries=old.own_entries(),
-    )
+    node = restarted_core(snapshot_entries(300))
     node.start(1.0)
     assert node.table.versions_stored < 300, "restored a chunk at a time"
     assert node.versions_taken_in >= 300

@@ -32,10 +32,15 @@ def snapshot_entries(count: int = COUNT) -> list[Entry]:
     return old.own_entries()
 
 
-def restarted(entries: list[Entry]) -> tuple[Protocol, list[Effect]]:
-    node = Protocol(
+def restarted_core(entries: list[Entry]) -> Protocol:
+    """Our next life (incarnation 4), not yet started, given the snapshot's ``entries``."""
+    return Protocol(
         ProtocolConfig(), "me", A, rng=random.Random(2), now=1.0, incarnation=3, entries=entries
     )
+
+
+def restarted(entries: list[Entry]) -> tuple[Protocol, list[Effect]]:
+    node = restarted_core(entries)
     return node, node.start(1.0)
 
 

@@ -24,6 +24,7 @@ from gossip_registry.core.effects import Effect, SetTimer, StreamRequest, Stream
 from gossip_registry.core.messages import Address, Alive, Dead, Packet, SyncFinish
 from gossip_registry.core.protocol import Protocol
 from tests.unit.test_push_pull import drive, pair
+from tests.unit.test_restore_at_start import restarted_core, snapshot_entries
 
 GROWTH_AT_TWICE_THE_SIZE = 2.5
 R = TypeVar("R")
@@ -163,21 +164,10 @@ def test_the_step_that_declares_a_large_owner_dead_does_no_per_entry_work() -> N
 
 def largest_restore_step(size: int) -> int:
     """The most calls one core call makes while a restarted node restores ``size`` instances."""
-    old = Protocol(ProtocolConfig(), "me", ("198.18.0.1", 7946), rng=random.Random(5), now=0.0)
-    for i in range(size):
-        old.register(0.0, f"svc{i % 100}", f"i{i}", "10.0.0.1", 80)
-    node = Protocol(
-        ProtocolConfig(),
-        "me",
-        ("198.18.0.1", 7946),
-        rng=random.Random(6),
-        now=1.0,
-        incarnation=0,
-        entries=old.own_entries(),
-    )
+    node = restarted_core(snapshot_entries(size))
     steps: list[int] = []
     settle(steps, node, counted(steps, node.start, 1.0))
-    assert {e.owner_incarnation for e in node.own_entries()} == {1}
+    assert {e.owner_incarnation for e in node.own_entries()} == {4}
     assert node.table.live_count == size
     return max(steps)
 

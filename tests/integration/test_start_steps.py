@@ -9,6 +9,7 @@ their health checks in one more was 0.7 s at 20,000.
 
 from __future__ import annotations
 
+import subprocess
 import sys
 from pathlib import Path
 from types import FrameType
@@ -73,3 +74,61 @@ async def test_no_step_of_a_restart_grows_with_the_snapshot(tmp_path: Path) -> N
         small = await largest_start_step(tmp_path / "small", 1500)
         large = await largest_start_step(tmp_path / "large", 3000)
     assert large / small < STEP_GROWTH_AT_TWICE_THE_SIZE
+
+
+FRESH_START = """
+import sys, trio
+from gossip_registry.config import NodeConfig
+from gossip_registry.node import Node
+steps = []
+class Calls(trio.abc.Instrument):
+    count = 0
+    def profile(self, frame, event, arg):
+        if event in ("call", "c_call"):
+            self.count += 1
+    def before_task_step(self, task):
+        self.count = 0
+        sys.setprofile(self.profile)
+    def after_task_step(self, task):
+        sys.setprofile(None)
+        steps.append(self.count)
+async def main():
+    trio.lowlevel.add_instrument(Calls())
+    async with Node(NodeConfig("n1", bind=("127.0.0.1", 0), http=("127.0.0.1", 0))):
+        pass
+trio.run(main)
+print(max(steps))
+"""
+
+FRESH_IMPORT = """
+import sys
+import gossip_registry.node
+count = 0
+def profile(frame, event, arg):
+    global count
+    if event in ("call", "c_call"):
+        count += 1
+sys.setprofile(profile)
+import gossip_registry.api.http
+sys.setprofile(None)
+print(count)
+"""
+
+
+def calls_in_a_fresh_interpreter(code: str) -> int:
+    done = subprocess.run(
+        [sys.executable, "-c", code],
+        cwd=Path(__file__).resolve().parents[2],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
+    return int(done.stdout.split()[-1])
+
+
+def test_no_step_of_a_start_imports_the_http_interfaces() -> None:
+    """Imported lazily (optional dependencies) inside the start: one step of 117 ms CPU,
+    the longest of every preloaded node in ``bench_scale.py`` (300-750 ms under load)."""
+    largest = calls_in_a_fresh_interpreter(FRESH_START)
+    assert largest < calls_in_a_fresh_interpreter(FRESH_IMPORT) / 2

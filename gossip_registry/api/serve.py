@@ -10,7 +10,9 @@ an interface is configured: the HTTP stack is an optional dependency.
 
 from __future__ import annotations
 
+import importlib
 from functools import partial
+from types import ModuleType
 from typing import TYPE_CHECKING, NamedTuple
 
 import trio
@@ -45,15 +47,13 @@ async def serve_interfaces(nursery: trio.Nursery, node: Node) -> Listening:
     dns: Address | None = None
     # Each interface's stack is imported only when it is configured (issue 17).
     if config.http is not None:
-        from gossip_registry.api.http import serve_http
-
-        http = await nursery.start(serve_http, node, *config.http)
+        module = await _load("gossip_registry.api.http")
+        http = await nursery.start(module.serve_http, node, *config.http)
     if config.dns is not None:
-        from gossip_registry.api.dns import serve_dns
-
+        module = await _load("gossip_registry.api.dns")
         dns = await nursery.start(
             partial(
-                serve_dns,
+                module.serve_dns,
                 domain=config.dns_domain,
                 ttl=config.dns_ttl,
                 stats=node.dns_stats,
@@ -65,3 +65,10 @@ async def serve_interfaces(nursery: trio.Nursery, node: Node) -> Listening:
             *config.dns,
         )
     return Listening(http, dns)
+
+
+async def _load(module: str) -> ModuleType:
+    """Import ``module`` in a worker thread, which gives the GIL back every few milliseconds:
+    imported in the event loop, the HTTP stack was one step of 117 ms CPU at every start,
+    the longest of every node in ``bench_scale.py`` (issue 15)."""
+    return await trio.to_thread.run_sync(importlib.import_module, module)

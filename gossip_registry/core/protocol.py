@@ -90,6 +90,7 @@ from collections import deque
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from itertools import islice
+from operator import attrgetter
 
 from gossip_registry.core.awareness import Awareness
 from gossip_registry.core.broadcast import BroadcastQueue
@@ -189,7 +190,7 @@ MERGE_CHUNK = 64
 """Entries merged per step before the driver gets the event loop back (10-20 ms under load)."""
 
 
-_MERGE, _REASSERT, _FENCE = 0, 1, 2
+_MERGE, _REASSERT, _FENCE, _RESTORE = 0, 1, 2, 3
 
 
 @dataclass(slots=True)
@@ -197,8 +198,9 @@ class _MergeJob:
     """Entries of one push-pull message still to merge; ``then`` runs once all are.
 
     ``kind``: ``_MERGE`` the entries, ``_REASSERT`` (our own entries, to restamp
-    under a new incarnation) or ``_FENCE`` (a member's entries its fence now
-    covers, to remove).
+    under a new incarnation), ``_FENCE`` (a member's entries its fence now
+    covers, to remove) or ``_RESTORE`` (a snapshot's entries, to restamp at start
+    unless something restored them first).
     """
 
     entries: Sequence[Entry]
@@ -262,8 +264,14 @@ class Protocol:
         incarnation: the last incarnation a snapshot recorded, if any; the node
             then starts one above it, so its old life's news cannot beat it.
         meta: node metadata (small string map).
-        entries: our own live registrations from a snapshot; re-asserted on start.
+        entries: our own live registrations from a snapshot; re-asserted from
+            ``start`` on, a chunk per step (``restoring`` until all are).
         preservation: when a mass death is doubted (self-preservation).
+        versions: every version stored so far by any core sharing this map, each
+            its own key: one node per process has no use for it, but the
+            simulator's thousand cores would each hold a copy of every entry
+            (entries are immutable). It grows with every version any of them
+            stores, so it suits bounded runs.
     """
 
     def __init__(
@@ -279,6 +287,7 @@ class Protocol:
         meta: Mapping[str, str] | None = None,
         entries: Sequence[Entry] = (),
         preservation: PreservationConfig | None = None,
+        versions: dict[Entry, Entry] | None = None,
     ) -> None:
         # A snapshot above the ceiling was written by a node that believed forged
         # news (issue 10, finding 1): one above it would not encode, so start afresh
@@ -299,12 +308,19 @@ class Protocol:
         self.wall_offset = wall_offset
         self.clock = HybridClock()
         self.table = RegistryTable(config.registry_buckets)
-        self._restored = [e for e in entries if e.owner == name and not e.deleted]
+        # No per-entry call (``Entry.key`` is a property): 50,000 at most (the per-owner
+        # limit) take about 10 ms here, and their restamps go a chunk per step.
+        self._restoring = {
+            (e.service, e.instance_id): e for e in entries if e.owner == name and not e.deleted
+        }
+        """Snapshot entries not yet restamped, by key: ours, though not yet in the table."""
         self.swim.on_timer(TimerKind.SYNC, self._on_sync_tick)
         self.swim.on_timer(TimerKind.RECONNECT, self._on_reconnect_tick)
         self.swim.on_timer(TimerKind.REAP, self._on_reap_tick)
         self.swim.on_timer(TimerKind.MERGE, lambda now, _: self._merge_some(now))
         self._merges: deque[_MergeJob] = deque()
+        self._queued_for_merge = 0
+        self._versions = versions
         self.swim.on_timer(TimerKind.JOIN, self._on_join_retry)
         self.swim.on_timer(TimerKind.PRESERVATION, self._on_preservation_deadline)
         self.swim.on_timer(TimerKind.FANOUT, self._on_fanout)
@@ -383,10 +399,13 @@ class Protocol:
     # ----------------------------------------------------------- entry points
 
     def start(self, now: float) -> list[Effect]:
-        for entry in self._restored:
-            self.clock.observe(entry.stamp)
-            self._store(now, self._restamp(now, entry, deleted=False))
-        self._restored = []
+        if self._restoring:
+            # Every restamp must beat the version peers may still hold.
+            self.clock.observe(max(map(attrgetter("stamp"), self._restoring.values())))
+            restore = list(self._restoring.values())
+            self._queued_for_merge += len(restore)  # long-lived from now: freeze them first
+            self._merges.appendleft(_MergeJob(restore, None, kind=_RESTORE))
+            self._merge_some(now)
         self.swim.arm(TimerKind.SYNC, now + self.rng.uniform(0, self._sync_period()))
         self.swim.arm(
             TimerKind.RECONNECT, now + self.rng.uniform(0.5, 1.5) * self.config.reconnect_interval
@@ -534,6 +553,7 @@ class Protocol:
             ValueError: the entry is invalid or too large to gossip in one
                 packet even with empty check outputs.
         """
+        self._restore((service, instance_id), now)
         entry = Entry(
             service=service,
             instance_id=instance_id,
@@ -595,6 +615,7 @@ class Protocol:
         Raises:
             ValueError: the instance belongs to another node, which alone may delete it.
         """
+        self._restore(key, now)
         current = self.table.get(key)
         if current is None or current.deleted:
             return None, self.swim.drain(now)
@@ -631,14 +652,49 @@ class Protocol:
         Raises:
             ValueError: as ``register`` (it fitted at registration, so a bug).
         """
+        self._restore(key, now)
         current = self.table.get(key)
         if current is None or current.deleted or current.owner != self.name:
             return None, []
         return self.rewrite(now, current, status=worst(c.status for c in checks), checks=checks)
 
     def own_entries(self) -> list[Entry]:
-        """Our live registrations, as a snapshot keeps them."""
-        return [e for e in self.table.owned_by(self.name) if not e.deleted]
+        """Our live registrations, as a snapshot keeps them (those still to restore too)."""
+        live = [e for e in self.table.owned_by(self.name) if not e.deleted]
+        return [*live, *self._restoring.values()]
+
+    def owned_copy(self) -> list[Entry]:
+        """Every version we own, unsorted, those still to restore too: a snapshot taken
+        while a restart restores must keep them."""
+        return [*self.table.owned_copy(self.name), *self._restoring.values()]
+
+    def own_entry(self, key: EntryKey) -> Entry | None:
+        """Our live instance ``key``, restored or still to restore; None if there is none."""
+        entry = self._restoring.get(key)
+        if entry is None:
+            entry = self.table.get(key)
+        if entry is None or entry.deleted or entry.owner != self.name:
+            return None
+        return entry
+
+    @property
+    def versions_taken_in(self) -> int:
+        """Versions stored plus entries push-pull or a restart queued for merging (counted
+        again if stored): the heap governor's clock. A queued entry is as long-lived as a
+        stored one until its chunk's turn, and one that loses the merge is never stored."""
+        return self.table.versions_stored + self._queued_for_merge
+
+    @property
+    def restoring(self) -> bool:
+        """Whether snapshot entries still wait to be restamped (MERGE steps restore them)."""
+        return bool(self._restoring)
+
+    def _restore(self, key: EntryKey, now: float) -> None:
+        """Restamp the snapshot's version of ``key`` now if its turn has not come yet, so
+        whatever reads or writes our key next finds it where it would be after the restore."""
+        entry = self._restoring.pop(key, None)
+        if entry is not None:
+            self._store(now, self._restamp(now, entry, deleted=False))
 
     def observe_wall(self, now: float, wall: float) -> None:
         """The driver's wall-clock reading ``wall`` (seconds) taken at monotonic ``now``.
@@ -692,6 +748,9 @@ class Protocol:
                 beyond.append(entry)
             else:
                 self.clock.observe(entry.stamp)
+        for entry in self._restoring.values():  # restamped later: beat those within the limit
+            if stamp_wall(entry.stamp) <= limit:
+                self.clock.observe(entry.stamp)
         for entry in beyond:
             self.table.discard(entry.key)
             self._store(now, self._restamp(now, entry, deleted=entry.deleted))
@@ -743,6 +802,8 @@ class Protocol:
         ):
             return False
         self.clock.observe(entry.stamp)
+        if entry.owner == self.name:
+            self._restore(entry.key, now)
         if entry.owner == self.name and not entry.deleted:
             current = self.table.get(entry.key)
             if entry.newer_than(current):
@@ -786,6 +847,8 @@ class Protocol:
 
     def _store(self, now: float, entry: Entry, *, gossip: bool = True) -> bool:
         """Keep ``entry`` if it wins, tell observers, and queue it for gossip if asked."""
+        if self._versions is not None:
+            entry = self._versions.setdefault(entry, entry)  # hashed by its digest: O(1)
         accepted, previous = self.table.merge(entry)
         if not accepted:
             return False
@@ -1124,6 +1187,7 @@ class Protocol:
         if members is not None:
             self.swim.merge_records(now, members)
         self._merges.append(_MergeJob(entries, then))
+        self._queued_for_merge += len(entries)
         self._merge_some(now)
 
     def _merge_some(self, now: float) -> None:
@@ -1137,6 +1201,9 @@ class Protocol:
             job = self._merges[0]
             end = min(len(job.entries), job.done + budget)
             for entry in job.entries[job.done : end]:
+                if job.kind == _RESTORE:
+                    self._restore(entry.key, now)
+                    continue
                 if job.kind == _REASSERT:
                     if not entry.deleted and self.table.get(entry.key) is entry:  # unchanged
                         self._store(now, self._restamp(now, entry, deleted=False))

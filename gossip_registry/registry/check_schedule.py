@@ -136,6 +136,8 @@ class CheckScheduler:
         self._rng = rng
         self._max_concurrent = max_concurrent
         self._instances: dict[EntryKey, dict[str, _Check]] = {}
+        self._specs: dict[EntryKey, tuple[CheckSpec, ...]] = {}
+        """Each instance's specs, kept with ``_instances``: a snapshot copies them in one C call."""
         self._by_id: dict[str, EntryKey] = {}
         self._heap: list[tuple[float, int, _Check]] = []
         self._seq = itertools.count()
@@ -157,11 +159,11 @@ class CheckScheduler:
 
     def specs(self) -> dict[EntryKey, tuple[CheckSpec, ...]]:
         """Every instance's checks, as a snapshot stores them."""
-        return {key: self.specs_of(key) for key in self._instances}
+        return dict(self._specs)  # at every compaction: no Python work per instance
 
     def specs_of(self, key: EntryKey) -> tuple[CheckSpec, ...]:
         """One instance's checks (none if it has none)."""
-        return tuple(c.tracker.spec for c in self._instances.get(key, {}).values())
+        return self._specs.get(key, ())
 
     def counts(self) -> dict[str, int]:
         """Checks by status."""
@@ -201,6 +203,7 @@ class CheckScheduler:
                 self._push(check, now + self._rng.uniform(0, spec.interval))
         if checks:
             self._instances[key] = checks
+            self._specs[key] = tuple(specs)
         return effects
 
     def restore(
@@ -222,6 +225,7 @@ class CheckScheduler:
         """Stop the instance's checks (nothing without any); a freed probe slot goes to
         the next check waiting."""
         effects: list[CheckEffect] = []
+        self._specs.pop(key, None)
         for check_id, check in self._instances.pop(key, {}).items():
             check.removed = True
             check.heap_seq = -1

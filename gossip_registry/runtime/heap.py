@@ -14,7 +14,7 @@ The price: a reference cycle that is alive when it is frozen and dies later
 is never collected. The young generations are collected just before each
 freeze, so only cycles older than that and still alive are affected: a few
 objects per freeze, and freezes happen only once per ``FREEZE_STEP`` versions
-stored (at 200 writes a second, one every 50 s).
+taken in (at 200 writes a second, one every 50 s).
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ import gc
 from collections.abc import Callable
 
 FREEZE_STEP = 10_000
-"""Versions stored since the last freeze that trigger the next.
+"""Versions taken in (stored, or queued for merging) since the last freeze that trigger the next.
 
 It bounds what a full collection walks between freezes: 10,000 entries are
 about 50,000 tracked objects, a few tens of milliseconds. (A tenth of the
@@ -37,13 +37,16 @@ def _collect_young_and_freeze() -> None:
 
 
 class TableHeap:
-    """Freezes the heap each time the table has stored ``FREEZE_STEP`` more versions.
+    """Freezes the heap each time the node has taken in ``FREEZE_STEP`` more versions.
 
     Versions stored, not size: a replaced entry is a new object the last
     freeze did not cover (a refutation's re-assertion, a fence and the
     re-merge after it, churn), so a table of constant size can still pile up
     unfrozen entries for every full collection to walk (77 ms over 100,000
-    replaced ones).
+    replaced ones). Entries a push-pull queued for merging count too
+    (``Protocol.versions_taken_in``): they live until their chunk's turn, and
+    those that lose are never stored (25,000-68,000 of them, walked by every
+    full collection, made 60-130 ms steps at 100,000).
 
     Args:
         freeze: what a freeze does (``gc.collect(1)`` then ``gc.freeze()``); tests count it.
@@ -55,8 +58,8 @@ class TableHeap:
         self.freezes = 0
 
     def table_changed(self, stored: int) -> None:
-        """The table has stored ``stored`` versions since it was made; O(1), called after
-        each batch of effects."""
+        """The node has taken in ``stored`` versions since it started
+        (``Protocol.versions_taken_in``); O(1), called after each batch of effects."""
         if stored - self._stored_at >= FREEZE_STEP:
             self._freeze()
             self._stored_at = stored

@@ -12,6 +12,7 @@ import pytest
 import trio
 
 from gossip_registry.core.messages import MemberState
+from gossip_registry.core.protocol import MERGE_CHUNK
 from gossip_registry.registry.entry import Entry, Health
 from gossip_registry.runtime.node import Node
 from gossip_registry.runtime.storage.journal import recover
@@ -194,6 +195,24 @@ async def test_a_restarted_node_continues_from_its_snapshot(tmp_path: Path) -> N
             assert restored.tags == ("v1",)
             assert restored.owner_incarnation == second.protocol.incarnation
             nursery.cancel_scope.cancel()
+
+
+async def test_a_restart_serves_every_instance_of_a_large_snapshot_once_started(
+    tmp_path: Path,
+) -> None:
+    """The restore is restamped a chunk per step (issue 15: one 1.7 s step at 50,000), yet
+    a started node already serves all of it, under the new incarnation, and keeps it."""
+    count = 5 * MERGE_CHUNK
+    entries = tuple(entry(f"w{i:04}") for i in range(count))
+    write_snapshot(tmp_path, replace(SNAP, members=(), entries=entries))
+    with trio.fail_after(10):
+        async with Node(fast_config("n1", data_dir=tmp_path)) as node:
+            served = node.discover("web", passing_only=False)
+            assert len(served) == count
+            assert {e.owner_incarnation for e in served} == {3}
+    saved = read_snapshot(tmp_path)
+    assert saved is not None
+    assert len(saved.entries) == count
 
 
 # --- Special files in the data dir (issue 10, finding 6) ------------------------------

@@ -287,6 +287,12 @@ class FloodNode:
     def own_entries(self) -> list[Entry]:
         return list(self.entries.values())
 
+    def own_entry(self, key: EntryKey) -> Entry | None:
+        return self.entries.get(key)
+
+    def owned_copy(self) -> list[Entry]:
+        return list(self.entries.values())
+
     # Helpers.
 
     def _message(self, body: bytes) -> bytes:

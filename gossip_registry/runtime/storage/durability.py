@@ -190,7 +190,7 @@ class DurableStore:
             for r in protocol.members
             if r.name != name and r.state in ACTIVE_STATES
         ]
-        entries = protocol.table.owned_copy(name)
+        entries = protocol.owned_copy()
         checks = self._checks.specs()
 
         def build() -> Snapshot:

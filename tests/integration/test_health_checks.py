@@ -325,12 +325,14 @@ async def test_a_node_restarted_from_its_snapshot_runs_its_checks_again(tmp_path
 
 
 async def test_two_hundred_checks_keep_the_node_responsive() -> None:
-    with trio.fail_after(30):
+    with trio.fail_after(45):
         async with trio.open_nursery() as nursery:
             url, served = await serve_http_codes(nursery, lambda: 200)
             node, _ = await start_node(nursery, fast_config("busy", http=("127.0.0.1", 0)))
             assert node.http_addr is not None
-            spec = CheckSpec(http=url, interval=0.5, timeout=0.4)
+            # A probe timeout of a few hundred ms failed probes on a loaded machine (load
+            # 5-12 on 2 cores), which is not what this test is about: responsiveness is.
+            spec = CheckSpec(http=url, interval=1.0, timeout=1.0)
             for i in range(200):
                 await node.register("web", instance_id=f"w{i}", port=80, checks=[spec])
             base = f"http://{node.http_addr[0]}:{node.http_addr[1]}"
@@ -339,7 +341,7 @@ async def test_two_hundred_checks_keep_the_node_responsive() -> None:
                     with trio.fail_after(2):  # a bound, not a timing assertion
                         response = await client.get("/healthz")
                     assert response.status_code == 200
-                await wait_until(lambda: len(node.discover("web")) == 200, timeout=15)
+                await wait_until(lambda: len(node.discover("web")) == 200, timeout=30)
                 listed = await client.get("/v1/services/web")
                 assert len(listed.json()) == 200
             assert len(served) >= 200

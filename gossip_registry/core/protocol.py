@@ -793,14 +793,20 @@ class Protocol:
     def entry_update(self, now: float, update: EntryUpdate) -> None:
         self._merge_entry(now, update.entry)
 
-    def _merge_entry(self, now: float, entry: Entry, *, gossip: bool = True) -> bool:
-        """Merge a version that came from another node; ``gossip``: queue it if news."""
-        if (
+    def _refuses(self, now: float, entry: Entry) -> bool:
+        """Whether a version from another node is refused for now (counted if so)."""
+        return (
             self._from_future(now, entry)
             or not self.swim.plausible(entry.owner, entry.owner_incarnation)
             or self._over_owner_limit(entry)
-        ):
-            return False
+        )
+
+    def _merge_entry(self, now: float, entry: Entry, *, gossip: bool = True) -> bool:
+        """Merge a version that came from another node; ``gossip``: queue it if news."""
+        return not self._refuses(now, entry) and self._merge_admitted(now, entry, gossip=gossip)
+
+    def _merge_admitted(self, now: float, entry: Entry, *, gossip: bool = True) -> bool:
+        """Merge a version that passed ``_refuses``; ``gossip``: queue it if news."""
         self.clock.observe(entry.stamp)
         if entry.owner == self.name:
             self._restore(entry.key, now)

@@ -790,8 +790,27 @@ class Protocol:
             return True
         return False
 
-    def entry_update(self, now: float, update: EntryUpdate) -> None:
-        self._merge_entry(now, update.entry)
+    def entry_update(self, now: float, update: EntryUpdate, repeat: bool) -> bool:
+        """Merge registry news; settled once it passed the checks (accepted, or lost to
+        the version we hold), unless it is a version of one of our own keys.
+
+        A repeat is skipped while the table holds its version or a newer one:
+        merging it again would change nothing. A version that has left the table
+        since (fenced, discarded, a tombstone reaped) is merged again, checks and
+        all. What was refused (from the future, an owner out of reach, over a
+        limit) never settles, so its next copy is checked afresh; so are our own
+        keys, whose merge restores or supersedes.
+        """
+        entry = update.entry
+        if repeat:
+            stored = self.table.get(entry.key)
+            if stored is not None and not entry.newer_than(stored):
+                self.stats["entry_updates_repeated"] += 1
+                return True
+        if self._refuses(now, entry):
+            return False
+        self._merge_admitted(now, entry)
+        return entry.owner != self.name
 
     def _refuses(self, now: float, entry: Entry) -> bool:
         """Whether a version from another node is refused for now (counted if so)."""

@@ -45,12 +45,12 @@ from gossip_registry.core.codec import (
     MAX_UPDATES,
     CodecError,
     assemble_packet,
-    decode_packet,
     decode_stream,
     encode_primary,
     encode_stream,
     encode_update,
     packet_overhead,
+    split_packet,
 )
 from gossip_registry.core.config import ProtocolConfig
 from gossip_registry.core.effects import (
@@ -84,6 +84,7 @@ from gossip_registry.core.messages import (
     Suspect,
     Update,
 )
+from gossip_registry.core.recent import RecentUpdates
 from gossip_registry.core.suspicion import Suspicion
 
 _SEQ_MASK = 2**32 - 1
@@ -106,6 +107,13 @@ leave as well. Counting transmissions alone was not enough in small clusters: wi
 limit of 4 among 6 nodes, fast gossip to 3 random peers and each peer's re-gossip to 3
 of 4 now and then all passed one member by, which then served the leaver's instances
 until its next push-pull, 16 s later (issue 12)."""
+
+RECENT_UPDATES = 4096
+RECENT_BYTES = 1 << 20
+"""Bounds of the entry updates remembered by their bytes (``core/recent.py``): each
+arrives about ``retransmit_limit(N)`` + 1 times within seconds, so 4,096 cover about
+20 s of news at 200 writes per second. Bytes bound the worst case (updates of
+several kilobytes) to 1 MiB; a 20-node churn update is about 55 bytes."""
 
 MEMBERSHIP, REGISTRY = 0, 1
 """Piggyback ranks: membership news rides before registry news (``BroadcastQueue``)."""
@@ -172,6 +180,7 @@ class Swim:
         self.awareness = Awareness(config.awareness_max)
         self.queue = BroadcastQueue(config.broadcast_queue_limit)
         self.stats: Counter[str] = Counter()
+        self._recent: RecentUpdates[EntryUpdate] = RecentUpdates(RECENT_UPDATES, RECENT_BYTES)
         self.delegate: SwimDelegate = delegate or Standalone(self.stats)
         """The layer above (the registry): told what happened, asked about its streams."""
         self.leaving = False
@@ -221,15 +230,25 @@ class Swim:
         """A UDP datagram arrived. Garbage is counted in ``stats`` and dropped."""
         self.stats["udp_in"] += 1
         self.stats["udp_bytes_in"] += len(data)
+        recent = self._recent.get
         try:
-            packet = decode_packet(data, self.config.limits.max_packet_bytes)
+            # Every update is decoded (or recognised) before any is applied: a
+            # packet with one bad update is dropped whole.
+            packet = split_packet(data, self.config.limits.max_packet_bytes)
+            updates: list[Update] = []
+            for i, raw in enumerate(packet.updates):
+                known = recent(raw)
+                updates.append(packet.decode(i) if known is None else known)
         except CodecError:
             self.stats["malformed_packets"] += 1
             return self.drain(now)
         accused = False
-        for update in packet.updates:
+        for raw, update in zip(packet.updates, updates, strict=True):
             accused |= isinstance(update, Suspect | Dead) and update.name == self.name
-            self._apply_update(now, update)
+            if isinstance(update, EntryUpdate):
+                self._entry_update(now, raw, update)
+            else:
+                self._apply_update(now, update)
         primary = packet.primary
         if isinstance(primary, Ping):
             self._on_ping(now, src, primary, accused)
@@ -595,17 +614,26 @@ class Swim:
 
     # ------------------------------------------------------- membership news
 
-    def _apply_update(self, now: float, update: Update) -> None:
+    def _apply_update(self, now: float, update: Alive | Suspect | Dead | Left) -> None:
         if isinstance(update, Alive):
             self._alive(now, update)
         elif isinstance(update, Suspect):
             self._suspect(now, update)
         elif isinstance(update, Dead):
             self._dead(now, update)
-        elif isinstance(update, Left):
-            self._left(now, update)
         else:
-            self.delegate.entry_update(now, update)
+            self._left(now, update)
+
+    def _entry_update(self, now: float, data: bytes, update: EntryUpdate) -> None:
+        """Hand registry news up; remember what settled by its bytes, so that a repeat
+        (about ``retransmit_limit(N)`` of them) is not decoded again.
+
+        Membership news is never remembered: its effect depends on the state it
+        meets (a suspicion, a refutation), and it is a small share of the traffic.
+        """
+        repeat = self._recent.get(data) is update
+        if self.delegate.entry_update(now, update, repeat) and not repeat:
+            self._recent.add(data, update)
 
     def _alive(self, now: float, msg: Alive) -> None:
         if not self.plausible(msg.name, msg.incarnation):
@@ -1012,8 +1040,15 @@ class SwimDelegate(typing.Protocol):
     are the models.
     """
 
-    def entry_update(self, now: float, update: EntryUpdate) -> None:
-        """Registry news arrived by gossip."""
+    def entry_update(self, now: float, update: EntryUpdate, repeat: bool) -> bool:
+        """Registry news arrived by gossip.
+
+        ``repeat``: its bytes are those of an update this call settled before
+        (and the object is that update's). Returns whether it settled: merging a
+        byte-identical copy again would change nothing as long as the state the
+        answer depended on holds, which the next call with ``repeat`` checks. An
+        update refused for a reason that can change must not settle.
+        """
 
     def member_changed(self, now: float, record: MemberRecord, old: MemberRecord | None) -> None:
         """A member's record changed (not ours); ``old`` is what we held before."""
@@ -1041,8 +1076,9 @@ class Standalone:
     def __init__(self, stats: Counter[str]) -> None:
         self._stats = stats
 
-    def entry_update(self, now: float, update: EntryUpdate) -> None:
-        """No registry: registry news is dropped."""
+    def entry_update(self, now: float, update: EntryUpdate, repeat: bool) -> bool:
+        """No registry: registry news is dropped (and never remembered)."""
+        return False
 
     def member_changed(self, now: float, record: MemberRecord, old: MemberRecord | None) -> None:
         """Nothing to follow membership."""

@@ -791,18 +791,20 @@ class Protocol:
         return False
 
     def entry_update(self, now: float, update: EntryUpdate, repeat: bool) -> bool:
-        """Merge registry news; settled once it passed the checks (accepted, or lost to
-        the version we hold), unless it is a version of one of our own keys.
+        """Merge registry news; remembered once it passed the checks (accepted, or lost
+        to the version we hold).
 
-        A repeat is skipped while the table holds its version or a newer one:
-        merging it again would change nothing. A version that has left the table
-        since (fenced, discarded, a tombstone reaped) is merged again, checks and
-        all. What was refused (from the future, an owner out of reach, over a
-        limit) never settles, so its next copy is checked afresh; so are our own
-        keys, whose merge restores or supersedes.
+        A repeat of another owner's version is skipped while the table holds
+        that version or a newer one: merging it again would change nothing (its
+        stamp was observed the first time). One that has left the table since
+        (fenced, discarded, a tombstone reaped) is merged again, checks and all,
+        and so is any repeat of one of our own keys, whose merge may restore or
+        supersede. What was refused (from the future, an owner out of reach,
+        over a limit) is not remembered: its next copy is decoded and checked
+        afresh.
         """
         entry = update.entry
-        if repeat:
+        if repeat and entry.owner != self.name:
             stored = self.table.get(entry.key)
             if stored is not None and not entry.newer_than(stored):
                 self.stats["entry_updates_repeated"] += 1
@@ -810,7 +812,7 @@ class Protocol:
         if self._refuses(now, entry):
             return False
         self._merge_admitted(now, entry)
-        return entry.owner != self.name
+        return True
 
     def _refuses(self, now: float, entry: Entry) -> bool:
         """Whether a version from another node is refused for now (counted if so)."""

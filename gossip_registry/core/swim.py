@@ -235,20 +235,25 @@ class Swim:
             # Every update is decoded (or recognised) before any is applied: a
             # packet with one bad update is dropped whole.
             packet = split_packet(data, self.config.limits.max_packet_bytes)
-            updates: list[Update] = []
+            updates: list[tuple[bytes, Update, bool]] = []
             for i, raw in enumerate(packet.updates):
                 known = recent(raw)
-                updates.append(packet.decode(i) if known is None else known)
+                updates.append(
+                    (raw, packet.decode(i), False) if known is None else (raw, known, True)
+                )
         except CodecError:
             self.stats["malformed_packets"] += 1
             return self.drain(now)
         accused = False
-        for raw, update in zip(packet.updates, updates, strict=True):
+        for raw, update, repeat in updates:
             accused |= isinstance(update, Suspect | Dead) and update.name == self.name
-            if isinstance(update, EntryUpdate):
-                self._entry_update(now, raw, update)
-            else:
+            if not isinstance(update, EntryUpdate):
                 self._apply_update(now, update)
+            elif self.delegate.entry_update(now, update, repeat) and not repeat:
+                # Remembered by its bytes: its repeats (about ``retransmit_limit(N)``)
+                # are not decoded again. Membership news never is: it is a small
+                # share of the traffic and its effect depends on the state it meets.
+                self._recent.add(raw, update)
         primary = packet.primary
         if isinstance(primary, Ping):
             self._on_ping(now, src, primary, accused)
@@ -623,17 +628,6 @@ class Swim:
             self._dead(now, update)
         else:
             self._left(now, update)
-
-    def _entry_update(self, now: float, data: bytes, update: EntryUpdate) -> None:
-        """Hand registry news up; remember what settled by its bytes, so that a repeat
-        (about ``retransmit_limit(N)`` of them) is not decoded again.
-
-        Membership news is never remembered: its effect depends on the state it
-        meets (a suspicion, a refutation), and it is a small share of the traffic.
-        """
-        repeat = self._recent.get(data) is update
-        if self.delegate.entry_update(now, update, repeat) and not repeat:
-            self._recent.add(data, update)
 
     def _alive(self, now: float, msg: Alive) -> None:
         if not self.plausible(msg.name, msg.incarnation):
@@ -1043,11 +1037,11 @@ class SwimDelegate(typing.Protocol):
     def entry_update(self, now: float, update: EntryUpdate, repeat: bool) -> bool:
         """Registry news arrived by gossip.
 
-        ``repeat``: its bytes are those of an update this call settled before
-        (and the object is that update's). Returns whether it settled: merging a
-        byte-identical copy again would change nothing as long as the state the
-        answer depended on holds, which the next call with ``repeat`` checks. An
-        update refused for a reason that can change must not settle.
+        Returns whether its bytes may be remembered: an identical copy then
+        comes back undecoded, as this same object, with ``repeat`` set. Only an
+        update that this call fully processed may be remembered; the delegate
+        skips a repeat only where it can tell that merging it again would change
+        nothing now, and otherwise handles it like any other.
         """
 
     def member_changed(self, now: float, record: MemberRecord, old: MemberRecord | None) -> None:

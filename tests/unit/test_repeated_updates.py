@@ -152,11 +152,15 @@ def test_a_repeat_whose_version_left_the_table_is_merged_again(
     assert counts.built == built  # remembered: merged again without decoding
 
 
-def test_our_own_entries_are_never_skipped(node: tuple[Protocol, Counts]) -> None:
-    proto, _ = node
-    e = entry("w1", owner="m0")
+def test_a_repeat_of_a_version_of_our_own_key_is_merged_again(
+    node: tuple[Protocol, Counts],
+) -> None:
+    proto, counts = node
+    e = entry("w1", owner="m0")  # ours, from an earlier life: superseded, and may be again
     proto.handle_packet(1.0, PEER, packet(e))
+    merges = counts.merges
     proto.handle_packet(1.1, PEER, packet(e))
+    assert counts.merges > merges
     assert proto.stats["entry_updates_repeated"] == 0
 
 

@@ -90,6 +90,11 @@ PROTOCOL_COUNTERS: tuple[tuple[str, str, str], ...] = (
         "fanout_overflow",
         "Own writes beyond the fan-out buffer, left to gossip alone.",
     ),
+    (
+        "entry_updates_repeated",
+        "entry_updates_repeated",
+        "Byte-identical repeats of registry updates skipped before decoding.",
+    ),
 )
 """(metric name without prefix and _total, ``Protocol.stats`` key, help)."""
 

@@ -101,6 +101,7 @@ __all__ = [
     "MAX_UPDATES",
     "MAX_WEIGHT",
     "CodecError",
+    "SplitPacket",
     "assemble_packet",
     "check_update",
     "decode_keyring",
@@ -116,6 +117,7 @@ __all__ = [
     "message_sizes",
     "packet_overhead",
     "record_size",
+    "split_packet",
     "unpack_bounded",
 ]
 
@@ -530,6 +532,16 @@ def _unpack(data: bytes, max_size: int, min_len: int) -> tuple[Any, ...]:
     return obj
 
 
+def _envelope(data: bytes, max_size: int) -> tuple[Primary | None, tuple[Any, ...]]:
+    """A datagram's primary, decoded, and its updates as msgpack values."""
+    obj = _unpack(data, max_size, 3)
+    primary = None if obj[1] is None else _message(obj[1], _PRIMARY_DECODERS, "primary")
+    raw_updates = obj[2]
+    if type(raw_updates) is not tuple or len(raw_updates) > MAX_UPDATES:
+        raise CodecError("invalid update list")
+    return primary, raw_updates
+
+
 def decode_packet(data: bytes, max_size: int = MAX_UDP_PAYLOAD) -> Packet:
     """Decode one UDP datagram.
 
@@ -543,13 +555,56 @@ def decode_packet(data: bytes, max_size: int = MAX_UDP_PAYLOAD) -> Packet:
     Raises:
         CodecError: for anything we do not accept (see ``CodecError``).
     """
-    obj = _unpack(data, max_size, 3)
-    primary = None if obj[1] is None else _message(obj[1], _PRIMARY_DECODERS, "primary")
-    raw_updates = obj[2]
-    if type(raw_updates) is not tuple or len(raw_updates) > MAX_UPDATES:
-        raise CodecError("invalid update list")
-    updates = tuple([_message(u, _UPDATE_DECODERS, "update") for u in raw_updates])
-    return Packet(primary, updates)
+    primary, raw_updates = _envelope(data, max_size)
+    return Packet(primary, tuple([_message(u, _UPDATE_DECODERS, "update") for u in raw_updates]))
+
+
+class SplitPacket:
+    """A datagram whose updates are decoded one by one, on demand (``split_packet``)."""
+
+    __slots__ = ("_values", "primary", "updates")
+
+    def __init__(
+        self, primary: Primary | None, updates: tuple[bytes, ...], values: tuple[Any, ...]
+    ):
+        self.primary = primary
+        self.updates = updates
+        """Each update's own bytes, as ``encode_update`` made them."""
+        self._values = values
+
+    def decode(self, index: int) -> Update:
+        """The update at ``index``.
+
+        Raises:
+            CodecError: it is not one we accept (the packet is then bad as a whole).
+        """
+        return _message(self._values[index], _UPDATE_DECODERS, "update")
+
+
+def split_packet(data: bytes, max_size: int = MAX_UDP_PAYLOAD) -> SplitPacket:
+    """Check one UDP datagram and find the bytes of each update, decoding none of them.
+
+    Finding the bytes costs a fraction of a microsecond per update; decoding an
+    entry about ten. A receiver that recognises an update by its bytes
+    (``core/recent.py``) skips decoding it.
+
+    Raises:
+        CodecError: the envelope or primary is not one we accept, or the
+            datagram is not valid msgpack (see ``decode_packet``).
+    """
+    primary, values = _envelope(data, max_size)
+    walk = msgpack.Unpacker(max_buffer_size=len(data))
+    walk.feed(data)
+    # The unpacking above checked the whole structure, so this walk cannot fail.
+    walk.read_array_header()
+    walk.skip()  # the version
+    walk.skip()  # the primary
+    updates = []
+    for _ in range(walk.read_array_header()):
+        start = walk.tell()
+        walk.skip()
+        updates.append(data[start : walk.tell()])
+    return SplitPacket(primary, tuple(updates), values)
 
 
 def decode_stream(data: bytes, max_size: int) -> StreamMessage:

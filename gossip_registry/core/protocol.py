@@ -790,17 +790,44 @@ class Protocol:
             return True
         return False
 
-    def entry_update(self, now: float, update: EntryUpdate) -> None:
-        self._merge_entry(now, update.entry)
+    def entry_update(self, now: float, update: EntryUpdate, repeat: bool) -> bool:
+        """Merge registry news; remembered once it passed the checks (accepted, or lost
+        to the version we hold).
 
-    def _merge_entry(self, now: float, entry: Entry, *, gossip: bool = True) -> bool:
-        """Merge a version that came from another node; ``gossip``: queue it if news."""
-        if (
+        A repeat of another owner's version is skipped while the table holds
+        that version or a newer one: merging it again would change nothing (its
+        stamp was observed the first time). One that has left the table since
+        (fenced, discarded, a tombstone reaped) is merged again, checks and all,
+        and so is any repeat of one of our own keys, whose merge may restore or
+        supersede. What was refused (from the future, an owner out of reach,
+        over a limit) is not remembered: its next copy is decoded and checked
+        afresh.
+        """
+        entry = update.entry
+        if repeat and entry.owner != self.name:
+            stored = self.table.get(entry.key)
+            if stored is not None and not entry.newer_than(stored):
+                self.stats["entry_updates_repeated"] += 1
+                return True
+        if self._refuses(now, entry):
+            return False
+        self._merge_admitted(now, entry)
+        return True
+
+    def _refuses(self, now: float, entry: Entry) -> bool:
+        """Whether a version from another node is refused for now (counted if so)."""
+        return (
             self._from_future(now, entry)
             or not self.swim.plausible(entry.owner, entry.owner_incarnation)
             or self._over_owner_limit(entry)
-        ):
-            return False
+        )
+
+    def _merge_entry(self, now: float, entry: Entry, *, gossip: bool = True) -> bool:
+        """Merge a version that came from another node; ``gossip``: queue it if news."""
+        return not self._refuses(now, entry) and self._merge_admitted(now, entry, gossip=gossip)
+
+    def _merge_admitted(self, now: float, entry: Entry, *, gossip: bool = True) -> bool:
+        """Merge a version that passed ``_refuses``; ``gossip``: queue it if news."""
         self.clock.observe(entry.stamp)
         if entry.owner == self.name:
             self._restore(entry.key, now)

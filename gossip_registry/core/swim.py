@@ -45,12 +45,12 @@ from gossip_registry.core.codec import (
     MAX_UPDATES,
     CodecError,
     assemble_packet,
-    decode_packet,
     decode_stream,
     encode_primary,
     encode_stream,
     encode_update,
     packet_overhead,
+    split_packet,
 )
 from gossip_registry.core.config import ProtocolConfig
 from gossip_registry.core.effects import (
@@ -84,6 +84,7 @@ from gossip_registry.core.messages import (
     Suspect,
     Update,
 )
+from gossip_registry.core.recent import RecentUpdates
 from gossip_registry.core.suspicion import Suspicion
 
 _SEQ_MASK = 2**32 - 1
@@ -106,6 +107,13 @@ leave as well. Counting transmissions alone was not enough in small clusters: wi
 limit of 4 among 6 nodes, fast gossip to 3 random peers and each peer's re-gossip to 3
 of 4 now and then all passed one member by, which then served the leaver's instances
 until its next push-pull, 16 s later (issue 12)."""
+
+RECENT_UPDATES = 4096
+RECENT_BYTES = 1 << 20
+"""Bounds of the entry updates remembered by their bytes (``core/recent.py``): each
+arrives about ``retransmit_limit(N)`` + 1 times within seconds, so 4,096 cover about
+20 s of news at 200 writes per second. Bytes bound the worst case (updates of
+several kilobytes) to 1 MiB; a 20-node churn update is about 55 bytes."""
 
 MEMBERSHIP, REGISTRY = 0, 1
 """Piggyback ranks: membership news rides before registry news (``BroadcastQueue``)."""
@@ -172,6 +180,7 @@ class Swim:
         self.awareness = Awareness(config.awareness_max)
         self.queue = BroadcastQueue(config.broadcast_queue_limit)
         self.stats: Counter[str] = Counter()
+        self._recent: RecentUpdates[EntryUpdate] = RecentUpdates(RECENT_UPDATES, RECENT_BYTES)
         self.delegate: SwimDelegate = delegate or Standalone(self.stats)
         """The layer above (the registry): told what happened, asked about its streams."""
         self.leaving = False
@@ -221,15 +230,30 @@ class Swim:
         """A UDP datagram arrived. Garbage is counted in ``stats`` and dropped."""
         self.stats["udp_in"] += 1
         self.stats["udp_bytes_in"] += len(data)
+        recent = self._recent.get
         try:
-            packet = decode_packet(data, self.config.limits.max_packet_bytes)
+            # Every update is decoded (or recognised) before any is applied: a
+            # packet with one bad update is dropped whole.
+            packet = split_packet(data, self.config.limits.max_packet_bytes)
+            updates: list[tuple[bytes, Update, bool]] = []
+            for i, raw in enumerate(packet.updates):
+                known = recent(raw)
+                updates.append(
+                    (raw, packet.decode(i), False) if known is None else (raw, known, True)
+                )
         except CodecError:
             self.stats["malformed_packets"] += 1
             return self.drain(now)
         accused = False
-        for update in packet.updates:
+        for raw, update, repeat in updates:
             accused |= isinstance(update, Suspect | Dead) and update.name == self.name
-            self._apply_update(now, update)
+            if not isinstance(update, EntryUpdate):
+                self._apply_update(now, update)
+            elif self.delegate.entry_update(now, update, repeat) and not repeat:
+                # Remembered by its bytes: its repeats (about ``retransmit_limit(N)``)
+                # are not decoded again. Membership news never is: it is a small
+                # share of the traffic and its effect depends on the state it meets.
+                self._recent.add(raw, update)
         primary = packet.primary
         if isinstance(primary, Ping):
             self._on_ping(now, src, primary, accused)
@@ -595,17 +619,15 @@ class Swim:
 
     # ------------------------------------------------------- membership news
 
-    def _apply_update(self, now: float, update: Update) -> None:
+    def _apply_update(self, now: float, update: Alive | Suspect | Dead | Left) -> None:
         if isinstance(update, Alive):
             self._alive(now, update)
         elif isinstance(update, Suspect):
             self._suspect(now, update)
         elif isinstance(update, Dead):
             self._dead(now, update)
-        elif isinstance(update, Left):
-            self._left(now, update)
         else:
-            self.delegate.entry_update(now, update)
+            self._left(now, update)
 
     def _alive(self, now: float, msg: Alive) -> None:
         if not self.plausible(msg.name, msg.incarnation):
@@ -1012,8 +1034,15 @@ class SwimDelegate(typing.Protocol):
     are the models.
     """
 
-    def entry_update(self, now: float, update: EntryUpdate) -> None:
-        """Registry news arrived by gossip."""
+    def entry_update(self, now: float, update: EntryUpdate, repeat: bool) -> bool:
+        """Registry news arrived by gossip.
+
+        Returns whether its bytes may be remembered: an identical copy then
+        comes back undecoded, as this same object, with ``repeat`` set. Only an
+        update that this call fully processed may be remembered; the delegate
+        skips a repeat only where it can tell that merging it again would change
+        nothing now, and otherwise handles it like any other.
+        """
 
     def member_changed(self, now: float, record: MemberRecord, old: MemberRecord | None) -> None:
         """A member's record changed (not ours); ``old`` is what we held before."""
@@ -1041,8 +1070,9 @@ class Standalone:
     def __init__(self, stats: Counter[str]) -> None:
         self._stats = stats
 
-    def entry_update(self, now: float, update: EntryUpdate) -> None:
-        """No registry: registry news is dropped."""
+    def entry_update(self, now: float, update: EntryUpdate, repeat: bool) -> bool:
+        """No registry: registry news is dropped (and never remembered)."""
+        return False
 
     def member_changed(self, now: float, record: MemberRecord, old: MemberRecord | None) -> None:
         """Nothing to follow membership."""

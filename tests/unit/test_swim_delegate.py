@@ -43,8 +43,9 @@ class Recorder:
         self.swim: Swim | None = None
         self.heard: list[tuple[str, object]] = []
 
-    def entry_update(self, now: float, update: EntryUpdate) -> None:
+    def entry_update(self, now: float, update: EntryUpdate, repeat: bool) -> bool:
         self.heard.append(("entry", update.entry.key))
+        return False
 
     def member_changed(self, now: float, record: MemberRecord, old: MemberRecord | None) -> None:
         self.heard.append(("member", (record.name, record.state)))

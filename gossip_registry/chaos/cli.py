@@ -26,6 +26,7 @@ from pathlib import Path
 from gossip_registry.chaos.checker import Verdict, check_history
 from gossip_registry.chaos.history import load_history
 from gossip_registry.chaos.report import (
+    NO_PLOT,
     write_record,
     write_report,
     write_timeline,
@@ -49,15 +50,18 @@ def publish(result: RunResult) -> None:
     verdict = result.verdict
     extra = {"leftovers": result.leftovers, "seconds": round(result.seconds, 1)}
     write_record(out / "record.json", events, verdict, extra)
-    write_timeline(out / "timeline.png", events, verdict)
-    write_report(out / "report.md", events, verdict, "timeline.png")
+    plot = write_timeline(out / "timeline.png", events, verdict)
+    write_report(out / "report.md", events, verdict, plot)
     print(f"[{result.options.scenario}] {'PASS' if verdict.ok else 'FAIL'} ({result.mode} mode)")
     print_verdict(verdict)
     if result.leftovers:
         print(f"  LEFTOVERS of run {result.prefix}: {result.leftovers}")
     if not verdict.ok:
         print(f"  seed {result.options.seed}; reproduce with: {result.options.command()}")
-    print(f"  wrote {out}/record.json, report.md, timeline.png", flush=True)
+    wrote = ", ".join(["record.json", "report.md", *([plot] if plot else [])])
+    print(f"  wrote {out}/{wrote}", flush=True)
+    if plot is None:
+        print(f"  no timeline.png: {NO_PLOT}", flush=True)
 
 
 def run_one(name: str, args: argparse.Namespace, out: Path) -> RunResult:

@@ -14,7 +14,9 @@ from typing import Any
 
 from gossip_registry.chaos.checker import Verdict
 
-__all__ = ["write_record", "write_report", "write_timeline"]
+__all__ = ["NO_PLOT", "write_record", "write_report", "write_timeline"]
+
+NO_PLOT = "matplotlib is not installed; `pip install gossip-registry[chaos]` adds it"
 
 Event = dict[str, Any]
 COLOURS = {"down": "#d62728", "pause": "#ff7f0e", "loss": "#9467bd", "partition": "#1f77b4"}
@@ -50,7 +52,7 @@ def write_record(path: Path, events: list[Event], verdict: Verdict, extra: dict[
     path.write_text(json.dumps(record, indent=2, default=str) + "\n")
 
 
-def write_report(path: Path, events: list[Event], verdict: Verdict, plot: str) -> None:
+def write_report(path: Path, events: list[Event], verdict: Verdict, plot: str | None) -> None:
     meta = next(e for e in events if e["type"] == "meta")
     lines = [
         f"# Chaos run: {meta['scenario']}",
@@ -79,12 +81,23 @@ def write_report(path: Path, events: list[Event], verdict: Verdict, plot: str) -
         end = f"{f['end']:.1f}" if f["ended"] else "-"
         params = ", ".join(f"{k}={v}" for k, v in f["params"].items())
         lines.append(f"| {f['kind']} | {' '.join(f['nodes'])} | {params} | {f['t']:.1f} | {end} |")
-    lines += ["", f"![timeline]({plot})", ""]
+    if plot is not None:
+        lines += ["", f"![timeline]({plot})", ""]
+    else:
+        lines += ["", f"(No timeline plot: {NO_PLOT}.)", ""]
     path.write_text("\n".join(lines))
 
 
-def write_timeline(path: Path, events: list[Event], verdict: Verdict) -> None:
-    import matplotlib
+def write_timeline(path: Path, events: list[Event], verdict: Verdict) -> str | None:
+    """Plot the run to ``path``; its file name for the report, or None without matplotlib.
+
+    The plot is the one part of a run that needs the ``chaos`` extra; the
+    verdict, the record and the report do not, so a run never fails for it.
+    """
+    try:
+        import matplotlib
+    except ImportError:
+        return None
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
@@ -123,3 +136,4 @@ def write_timeline(path: Path, events: list[Event], verdict: Verdict) -> None:
     fig.tight_layout()
     fig.savefig(path, dpi=90)
     plt.close(fig)
+    return path.name

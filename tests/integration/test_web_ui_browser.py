@@ -25,6 +25,7 @@ import pytest
 
 from gossip_registry.chaos.processes import agent_argv, spawn, stop_processes
 from tests.support.processes import free_ports
+from tests.support.programs import missing
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMEDRIVER = "/usr/bin/chromedriver"
@@ -50,11 +51,8 @@ WAIT = 15.0
 
 
 def _need(condition: bool, reason: str) -> None:
-    if condition:
-        return
-    if os.environ.get("CI") == "true":
-        pytest.fail(f"{reason} (CI must have it: .ci/run installs chromium and chromium-driver)")
-    pytest.skip(reason)
+    if not condition:
+        missing(reason)
 
 
 def _require_browser() -> None:

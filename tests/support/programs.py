@@ -11,10 +11,11 @@ from __future__ import annotations
 
 import os
 import shutil
+from typing import NoReturn
 
 import pytest
 
-__all__ = ["find_program", "require_program"]
+__all__ = ["find_program", "missing", "require_program"]
 
 
 def find_program(name: str) -> str | None:
@@ -26,9 +27,13 @@ def find_program(name: str) -> str | None:
 def require_program(name: str, package: str | None = None) -> str:
     """The path of program ``name``; skips the test without it, or fails it under CI."""
     path = find_program(name)
-    if path is not None:
-        return path
-    reason = f"{name} is not installed (apt-get install {package or name})"
+    if path is None:
+        missing(f"{name} is not installed (apt-get install {package or name})")
+    return path
+
+
+def missing(reason: str) -> NoReturn:
+    """Skip the test for ``reason``; under CI (``CI=true``) fail it: nothing may be missing."""
     if os.environ.get("CI") == "true":
         pytest.fail(f"{reason}; CI must have it: .ci/run installs it")
     pytest.skip(reason)

@@ -14,7 +14,6 @@ from __future__ import annotations
 import importlib.util
 import os
 import re
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -25,6 +24,7 @@ import pytest
 import yaml
 
 from gossip_registry.config.node import NodeConfig
+from tests.support.programs import require_program
 
 ROOT = Path(__file__).resolve().parents[2]
 DEPLOY = ROOT / "deploy"
@@ -279,12 +279,7 @@ def test_the_systemd_unit_restarts_on_failure_keeps_data_under_var_lib_and_is_ha
 
 
 def systemd_analyze() -> str:
-    found = shutil.which("systemd-analyze")
-    if found is None:
-        if os.environ.get("CI") == "true":
-            pytest.fail("CI must verify the systemd unit: systemd-analyze is missing")
-        pytest.skip("systemd-analyze is not installed")
-    return found
+    return require_program("systemd-analyze", "systemd")
 
 
 def verifiable_unit(tmp_path: Path) -> Path:

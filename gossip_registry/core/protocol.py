@@ -868,8 +868,7 @@ class Protocol:
             room -= len(data)
         for key in taken:
             del self._fanout[key]
-        for name in self.members.sample(self.config.fanout_nodes):
-            self.swim.send_updates(self.members.addr_of(name), batch)
+        self.swim.tell_directly(batch, self.config.fanout_nodes)
         self.stats["fanout_writes"] += len(batch)
 
     def _store(self, now: float, entry: Entry, *, gossip: bool = True) -> bool:

@@ -325,8 +325,7 @@ class Swim:
             self._leave_pending = True
             self.members.put(self._own_record(MemberState.LEFT), now)
             left = encode_update(Left(self.name, self.incarnation))
-            for name in self.members.sample(LEAVE_FANOUT):
-                self._send(self.members.addr_of(name), None, (left,), gossip=False)
+            self.tell_directly((left,), LEAVE_FANOUT)
             self.broadcast(("m", self.name), left)
             self.arm(TimerKind.LEAVE, now + timeout)
         return self.drain(now)
@@ -968,10 +967,12 @@ class Swim:
         self.stats["udp_bytes_out"] += len(data)
         self._out.append(Send(addr, data))
 
-    def send_updates(self, addr: Address, updates: Sequence[bytes]) -> None:
-        """One datagram of ``updates`` to ``addr`` and nothing queued beside them: the
-        delegate's own sends (the registry's fan-out of our writes)."""
-        self._send(addr, None, updates, gossip=False)
+    def tell_directly(self, updates: Sequence[bytes], most: int) -> None:
+        """One datagram of ``updates``, and nothing queued beside them, to each of up to
+        ``most`` members (all of them if there are no more): news that should not wait
+        for gossip's random walk, our leave and the registry's fan-out of our writes."""
+        for name in self.members.sample(most):
+            self._send(self.members.addr_of(name), None, updates, gossip=False)
 
     def stream(
         self, addr: Address, data: bytes, callback: Callable[[float, StreamMessage | None], None]

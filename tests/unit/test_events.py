@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import json
 from dataclasses import replace
 
 import pytest
 import trio
 import trio.testing
 
+from gossip_registry.api.events import event_stream
 from gossip_registry.core.effects import EntryChanged, MemberChanged
 from gossip_registry.core.messages import MemberState
 from gossip_registry.registry.entry import CheckKind, CheckState, Entry, Health
@@ -192,3 +194,37 @@ async def test_notify_publishes_the_described_event_to_subscribers() -> None:
 def test_capacity_must_be_positive() -> None:
     with pytest.raises(ValueError, match="capacity"):
         EventBus(capacity=0)
+
+
+async def test_take_hands_over_every_queued_event_at_once_marker_first_up_to_its_limit() -> None:
+    """A subscriber behind by many events catches up in one step, not one wake-up per event."""
+    bus = EventBus(capacity=4)
+    with trio.fail_after(5):
+        async with bus.subscribe() as events:
+            for i in range(6):
+                bus.publish(event(i))
+            first = await events.take(3)
+            assert [e.kind for e in first] == ["dropped", "entry", "entry"]
+            assert first[0].fields == {"count": 2}
+            assert [e.fields["id"] for e in first[1:]] == ["web-2", "web-3"]
+            assert [e.fields["id"] for e in await events.take(10)] == ["web-4", "web-5"]
+            bus.close()
+            assert await events.take(10) == [], "closed and empty: the end"
+
+
+async def test_the_http_stream_writes_the_events_queued_meanwhile_in_one_chunk() -> None:
+    """Each chunk costs the server a send through h11 and the socket, whatever its size."""
+    bus = EventBus()
+    body = event_stream(bus, ["entry"]).body_iterator
+    with trio.fail_after(5):
+        subscribed = await body.__anext__()
+        assert b'"event":"subscribed"' in bytes(subscribed)
+        for i in range(5):
+            bus.publish(event(i))
+        chunk = bytes(await body.__anext__())
+        assert [json.loads(line)["id"] for line in chunk.splitlines()] == [
+            f"web-{i}" for i in range(5)
+        ]
+        bus.close()
+        with pytest.raises(StopAsyncIteration):
+            await body.__anext__()

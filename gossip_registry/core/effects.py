@@ -65,7 +65,7 @@ class TimerKind(IntEnum):
     """Half-way through a suspect's last-chance probe, no answer yet: ping it once more."""
     FANOUT = 16
     """Send our own fresh writes straight to the members (at most one burst per
-    ``fast_gossip_interval``); armed only while some wait."""
+    ``fanout_interval``); armed only while some wait."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -27,6 +27,7 @@ FAST = ProtocolConfig(
     suspicion_mult=3,
     gossip_interval=0.05,
     fast_gossip_interval=0.01,
+    fanout_interval=0.01,
     push_pull_interval=1.0,
     reconnect_interval=1.0,
 )

@@ -33,19 +33,26 @@ Method. For each N in ``--nodes``, one cluster of N plain agents
    during the window, from ``/v1/status`` ``event_loop.recent_stalls`` (the
    stall meter keeps the last 16 over 50 ms; 0 means none over 50 ms), and
    ``stalls_over_50ms`` the rise of ``stalls_over_threshold`` summed over
-   the nodes. ``false_suspicions`` / ``false_deaths``: member events
-   ``suspect`` / ``dead`` seen on any node during the window (no node fails,
-   so each is a false positive).
+   the nodes; ``cpu_stalls_over_50ms`` counts those of them that used over
+   50 ms of CPU (the node's own work; the others waited for a core, which
+   ``stalls_where`` shows as a small ``cpu``). ``false_suspicions`` /
+   ``false_deaths``: member events ``suspect`` / ``dead`` seen on any node
+   during the window (no node fails, so each is a false positive).
 5. ``cpu_pct``: CPU of the N agents together and of this process, in percent
    of one core, over the window (the machine has 2 cores, so 200 % is all
    of it: above about 180 % the figures measure CPU starvation).
 
+``events_dropped`` counts events the nodes' streams lost because this
+process read them too slowly: such a run did not see every operation, so it
+is marked ``valid=False`` and fails the search.
+
 ``--search`` then finds the highest rate with p99 under 2 s (at most 1 %
-missing, then) and nothing refused, on the same cluster: the rate doubles from rate / 2 until a step
-fails (or reaches ``--max-rate``), then bisects twice between the last pass
-and the first failure; each step is ``--search-seconds`` long and starts
-only after the previous one has drained (every broadcast queue empty). The
-result is a pass bracket, reported with the steps.
+missing, then), nothing refused and no event lost, on the same cluster: the
+rate doubles from rate / 2 until a step fails (or reaches ``--max-rate``),
+then bisects twice between the last pass and the first failure; each step
+is ``--search-seconds`` long and starts only after the previous one has
+drained (every broadcast queue empty). The result is a pass bracket,
+reported with the steps.
 
 Every process is stopped by PID in a ``finally`` (SIGTERM, a bounded wait, SIGKILL).
 """
@@ -110,10 +117,13 @@ FIGURES = (
     "refused",
     "longest_stall_ms",
     "stalls_over_50ms",
+    "cpu_stalls_over_50ms",
     "false_suspicions",
     "false_deaths",
     "cpu_pct_agents",
     "cpu_pct_bench",
+    "events_dropped",
+    "valid",
 )
 
 
@@ -306,7 +316,7 @@ async def step(
         raise BenchError("the pool registrations were refused")
     http = clients[0]
     first_status = [s for s in await statuses(http, nodes) if s is not None]
-    members_before = len(watch.members)
+    members_before, dropped_before = len(watch.members), watch.dropped
     cpu0, bench0, wall0 = cluster.cpu(), bench_cpu(), time.monotonic()
     achieved = await load(clients, nodes, ops, rate)
     load_s = time.monotonic() - wall0
@@ -351,8 +361,8 @@ async def step(
         value = latencies[min(len(latencies) - 1, int(q * len(latencies)))]
         return None if math.isinf(value) else round(value, 3)
 
-    def over(statuses: list[dict[str, Any]]) -> int:
-        return sum(s["event_loop"]["stalls_over_threshold"] for s in statuses)
+    def over(statuses: list[dict[str, Any]], counter: str = "stalls_over_threshold") -> int:
+        return sum(s["event_loop"][counter] for s in statuses)
 
     return {
         "rate": rate,
@@ -366,18 +376,21 @@ async def step(
         "longest_stall_ms": stalls[0][0] if stalls else 0.0,
         "stalls_where": [f"{where} {ms:.0f} ms" for ms, where in stalls[:5]],
         "stalls_over_50ms": over(last_status) - over(first_status),
+        "cpu_stalls_over_50ms": over(last_status, "cpu_stalls_over_threshold")
+        - over(first_status, "cpu_stalls_over_threshold"),
         "false_suspicions": sum(1 for m in false if m[2] == "suspect"),
         "false_deaths": sum(1 for m in false if m[2] == "dead"),
         "cpu_pct_agents": round(100 * (cpu1 - cpu0) / window),
         "cpu_pct_bench": round(100 * (bench1 - bench0) / window),
         "load_s": round(load_s, 1),
-        "events_dropped": watch.dropped,
+        "events_dropped": watch.dropped - dropped_before,
+        "valid": watch.dropped == dropped_before,
     }
 
 
 def passed(row: dict[str, Any]) -> bool:
     p99 = row.get("p99_s")
-    return p99 is not None and p99 < P99_TARGET_S and row["refused"] == 0
+    return p99 is not None and p99 < P99_TARGET_S and row["refused"] == 0 and row["valid"]
 
 
 async def run_cluster(workdir: Path, n: int, args: argparse.Namespace) -> dict[str, Any]:
@@ -425,7 +438,7 @@ async def run_cluster(workdir: Path, n: int, args: argparse.Namespace) -> dict[s
         result["median"] = {
             k: statistics.median(r[k] for r in runs if r[k] is not None)
             for k in FIGURES
-            if any(r[k] is not None for r in runs)
+            if k != "valid" and any(r[k] is not None for r in runs)
         }
     steps = result["search"]
     good = [s["rate"] for s in steps if passed(s)]
@@ -479,7 +492,7 @@ def table(results: list[dict[str, Any]]) -> str:
     out += ["  ".join(fmt(x.get(k)).rjust(widths[k]) for k in keys) for x in rows]
     for r in results:
         out.append(
-            f"N={r['nodes']}: highest rate with p99 < {P99_TARGET_S} s, nothing refused: "
+            f"N={r['nodes']}: highest rate with p99 < {P99_TARGET_S} s, nothing refused or lost: "
             f"{fmt(r.get('max_rate'))} ops/s (first failing: {fmt(r.get('first_failing_rate'))})"
         )
     return "\n".join(out)

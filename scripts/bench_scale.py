@@ -294,11 +294,15 @@ async def scrape(p: Proc) -> tuple[float, float]:
 
 
 def stalls_within(status: dict[str, Any], seconds: float) -> list[tuple[float, str]]:
-    """(milliseconds, node/task) of the node's stalls over 50 ms that ended in the last
-    ``seconds``."""
+    """(milliseconds, "node/task (cpu N ms)") of the node's stalls over 50 ms that ended in
+    the last ``seconds``; the CPU time tells work from waiting for a core."""
     recent = status["event_loop"]["recent_stalls"]
     where = status["name"]
-    return [(float(r["ms"]), f"{where}/{r['task']}") for r in recent if r["ago_s"] <= seconds]
+    return [
+        (float(r["ms"]), f"{where}/{r['task']} (cpu {r['cpu_ms']:.0f} ms)")
+        for r in recent
+        if r["ago_s"] <= seconds
+    ]
 
 
 def write_json(path: str | None, result: Any) -> None:

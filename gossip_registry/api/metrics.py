@@ -282,6 +282,17 @@ def event_loop(node: Node) -> Iterator[Metric]:
         "Task steps that blocked the event loop longer than 50 ms.",
         value=stalls.stalls,
     )
+    yield GaugeMetricFamily(
+        _name("event_loop_longest_cpu_step_seconds"),
+        "Most CPU time one task step used since the node started.",
+        value=stalls.longest_cpu,
+    )
+    yield CounterMetricFamily(
+        _name("event_loop_cpu_stalls"),
+        "Task steps that used more than 50 ms of CPU time: stalls of our own making, "
+        "not the host's (the rest of event_loop_stalls waited for a core).",
+        value=stalls.cpu_stalls,
+    )
 
 
 def event_stream(node: Node) -> Iterator[Metric]:

@@ -673,6 +673,20 @@ class Protocol:
         live = [e for e in self.table.owned_by(self.name) if not e.deleted]
         return [*live, *self._restoring.values()]
 
+    def own_keys(self, instance_id: str, service: str | None = None) -> list[EntryKey]:
+        """The keys of our live instances ``instance_id`` (in ``service`` if given), restored
+        or still to restore: deregistration by id asks it per request, so it looks the id
+        up instead of walking what we own (tombstones pile up under churn)."""
+        services = self.table.services_with_id(instance_id) if service is None else (service,)
+        keys = [key for s in services if self.own_entry(key := (s, instance_id)) is not None]
+        if self._restoring:  # only while a restart restores its snapshot, a chunk per step
+            keys += [
+                key
+                for key in self._restoring
+                if key[1] == instance_id and key not in keys and (service in (None, key[0]))
+            ]
+        return keys
+
     def owned_copy(self) -> list[Entry]:
         """Every version we own, unsorted, those still to restore too: a snapshot taken
         while a restart restores must keep them."""

@@ -872,11 +872,7 @@ class Node:
         return self._protocol_or_raise().own_entries()
 
     def _own_key(self, protocol: Protocol, instance_id: str, service: str | None) -> EntryKey:
-        matches = [
-            e.key
-            for e in protocol.own_entries()
-            if e.instance_id == instance_id and (service is None or e.service == service)
-        ]
+        matches = protocol.own_keys(instance_id, service)
         if not matches:
             raise KeyError(instance_id)
         if len(matches) > 1:
@@ -1203,7 +1199,7 @@ class Node:
             if event.old is None or event.new is None
             else (service, ENTRIES)
         )
-        if event.new is None and not self.protocol.table.live(service):
+        if event.new is None and not self.protocol.table.has_live(service):
             self._index.forget(service)  # peers pick service names: keep no index per gone one
         if self._durable is not None and any(e.owner == self.name for e in entries):
             self._durable.lazy_change()

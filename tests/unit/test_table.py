@@ -78,6 +78,10 @@ def assert_indexes_match_a_full_scan(table: RegistryTable) -> None:
     for service in {e.service for e in stored}:
         expected = sorted((e for e in live if e.service == service), key=lambda e: e.instance_id)
         assert table.live(service) == expected
+        assert table.has_live(service) == bool(expected)
+    for instance_id in {e.instance_id for e in stored}:
+        services = {e.service for e in live if e.instance_id == instance_id}
+        assert sorted(table.services_with_id(instance_id)) == sorted(services)
     for owner in {e.owner for e in stored}:
         expected = sorted((e for e in stored if e.owner == owner), key=lambda e: e.key)
         assert table.owned_by(owner) == expected

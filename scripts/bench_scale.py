@@ -50,7 +50,8 @@ with fresh ports and processes:
 
 Every process is stopped by PID in a ``finally`` (SIGTERM, a bounded wait,
 SIGKILL). A phase that does not finish within its bound is reported as
-``null`` in JSON and ``timeout`` in the table.
+``null`` in JSON and ``timeout`` in the table; a preload that timed out
+also says how far the nodes got (entries held, stalls, refutations).
 
 Not measured here (say so, do not guess): churn at 200 ops/s, the highest
 sustainable churn rate, the simulator at 1,000 nodes, HTTP read throughput.
@@ -331,33 +332,66 @@ def plan_cluster(workdir: Path, n: int, total: int) -> tuple[Cluster, list[Proc]
     return Cluster(workdir, procs, joiner), procs, joiner, total // n
 
 
-async def preload(http: HttpClient, cluster: Cluster, procs: list[Proc], per_node: int) -> float:
+async def preload(
+    http: HttpClient,
+    cluster: Cluster,
+    procs: list[Proc],
+    per_node: int,
+    timeout: float | None = None,
+) -> float:
     """Start the preloaded nodes and wait until every one holds all their instances with one
-    digest; the seconds it took."""
+    digest, at most ``timeout`` seconds (``preload_timeout``'s by default); the seconds it
+    took."""
     total = per_node * len(procs)
     started = time.monotonic()
     for p in procs:
         cluster.start_preloaded(p, per_node, total)
 
+    last: list[dict[str, Any]] = []
+
     async def preloaded() -> bool:
         cluster.check_alive()
         await trio.sleep(PRELOAD_POLL)
         got = await statuses(http, procs)
+        last[:] = [s for s in got if s is not None]
         return all(s is not None and s["entries"] == total for s in got) and (
             len({s["digest"] for s in got if s is not None}) == 1
         )
 
-    await wait_for(started + preload_timeout(total), "preloaded nodes converge", preloaded)
+    try:
+        bound = preload_timeout(total) if timeout is None else timeout
+        await wait_for(started + bound, "preloaded nodes converge", preloaded)
+    except BenchError as exc:
+        raise BenchError(f"{exc}: {progress(last, total)}") from None
     return time.monotonic() - started
 
 
-async def run_once(workdir: Path, n: int, total: int, idle: float) -> dict[str, Any]:
+def progress(got: list[dict[str, Any]], total: int) -> str:
+    """How far nodes that did not converge got: for a timeout's message."""
+    if not got:
+        return "no node answered"
+    held = [s["entries"] for s in got]
+    loop = [s["event_loop"] for s in got]
+    return (
+        f"{len(got)} nodes answered, holding {min(held):,}-{max(held):,} of {total:,} entries "
+        f"({len({s['digest'] for s in got})} digests); steps over 50 ms "
+        f"{sum(e['stalls_over_threshold'] for e in loop)}, of them over 50 ms of CPU "
+        f"{sum(e['cpu_stalls_over_threshold'] for e in loop)}, longest "
+        f"{max(e['longest_stall_ms'] for e in loop):.0f} ms; refutations "
+        f"{sum(s['stats'].get('refutes', 0) for s in got)}"
+    )
+
+
+async def run_once(
+    workdir: Path, n: int, total: int, idle: float, preload_s: float | None = None
+) -> dict[str, Any]:
     cluster, procs, joiner, per_node = plan_cluster(workdir, n, total)
     total = per_node * n
     row: dict[str, Any] = {"nodes": n, "instances": total, "per_node": per_node}
     try:
         async with HttpClient(REQUEST_TIMEOUT) as http:
-            row["preload_s"] = round(await preload(http, cluster, procs, per_node), 2)
+            took = await preload(http, cluster, procs, per_node, preload_s)
+            row["preload_s"] = round(took, 2)
             for p in procs:
                 p.rss_before = int((workdir / f"rss-{p.name}").read_text())
             before = [s for s in await statuses(http, procs) if s is not None]
@@ -544,7 +578,9 @@ async def main(args: argparse.Namespace) -> int:
             for total in sizes:
                 run_dir = root / f"n{n}-t{total}"
                 run_dir.mkdir(parents=True, exist_ok=True)
-                rows.append(await run_once(run_dir, n, total, args.idle_seconds))
+                rows.append(
+                    await run_once(run_dir, n, total, args.idle_seconds, args.preload_timeout)
+                )
     largest = max(sizes)
     discover = await discover_latency(largest)
     print()
@@ -575,6 +611,12 @@ def parse(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--sizes", default="10000,100000,250000")
     parser.add_argument("--nodes", default="5,20")
     parser.add_argument("--idle-seconds", type=float, default=20.0)
+    parser.add_argument(
+        "--preload-timeout",
+        type=float,
+        default=None,
+        help="seconds the preload may take (default: 60 + instances / 500)",
+    )
     parser.add_argument("--quick", action="store_true", help="3 nodes, 2,000 instances, 2 s idle")
     parser.add_argument("--json", default=None)
     parser.add_argument("--workdir", default=None)

@@ -132,7 +132,7 @@ from gossip_registry.core.messages import (
     SyncMore,
     SyncReply,
 )
-from gossip_registry.core.swim import INCARNATION_CEILING, REGISTRY, Swim
+from gossip_registry.core.swim import INCARNATION_CEILING, LEAVE_FANOUT, REGISTRY, Swim
 from gossip_registry.registry.clock import HybridClock, stamp_wall
 from gossip_registry.registry.entry import CheckState, Entry, EntryKey, Health
 from gossip_registry.registry.health import worst
@@ -508,6 +508,12 @@ class Protocol:
             self._join_attempt_over(now, join)
 
     def _join_attempt_over(self, now: float, join: _Join) -> None:
+        if join.answered:
+            # Say we are here to every member the seeds told us of, at once, as a
+            # leave is said: gossip alone missed a peer now and then, which then
+            # ignored our leave (news of a stranger) and kept us until a push-pull.
+            alive = Alive(self.name, self.addr, self.incarnation, self.meta)
+            self.swim.tell_directly((encode_update(alive),), LEAVE_FANOUT)
         retry_in = None
         alone = self.members.active_count <= 1
         more = join.attempt < join.attempts and now + join.delay <= join.deadline

@@ -106,7 +106,9 @@ them is reliable: the retransmit limit grows with log N). The gossip queue carri
 leave as well. Counting transmissions alone was not enough in small clusters: with a
 limit of 4 among 6 nodes, fast gossip to 3 random peers and each peer's re-gossip to 3
 of 4 now and then all passed one member by, which then served the leaver's instances
-until its next push-pull, 16 s later (issue 12)."""
+until its next push-pull, 16 s later (issue 12). A join's announcement of the joiner
+goes the same way, for the same reason: a peer gossip had missed ignored the leave of
+a member it had never heard of."""
 
 RECENT_UPDATES = 4096
 RECENT_BYTES = 1 << 20

@@ -5,7 +5,10 @@ one's suspicion runs out with no direct exchange with the suspect. Without
 the last-chance probe seeds 3, 5 and 6 each declared a live member dead (1.6
 false deaths per agent-hour over 60 seeds); with it, none. Since gossip walks
 its targets in turn (issue 12) a refutation misses a node less often, so the
-seeds below are ones where a suspicion still runs out and is answered.
+seeds below are ones where a suspicion still runs out and is answered (chosen
+again when a join began to announce the joiner directly, which shifts the
+draws: over seeds 1-12, none had a false death, and seed 5 no longer had a
+suspicion run out).
 """
 
 from __future__ import annotations
@@ -17,7 +20,7 @@ from tests.simulation.test_protocol_sim import DeathLog, all_dead, formed
 pytestmark = pytest.mark.simulation
 
 
-@pytest.mark.parametrize("seed", [1, 4, 5])
+@pytest.mark.parametrize("seed", [1, 2, 4])
 def test_a_node_that_missed_a_refutation_at_thirty_percent_loss_does_not_kill_the_suspect(
     seed: int,
 ) -> None:

@@ -290,6 +290,9 @@ class FloodNode:
     def own_entry(self, key: EntryKey) -> Entry | None:
         return self.entries.get(key)
 
+    def own_keys(self, instance_id: str, service: str | None = None) -> list[EntryKey]:
+        return [k for k in self.entries if k[1] == instance_id and service in (None, k[0])]
+
     def owned_copy(self) -> list[Entry]:
         return list(self.entries.values())
 

@@ -215,16 +215,19 @@ async def test_take_hands_over_every_queued_event_at_once_marker_first_up_to_its
 async def test_the_http_stream_writes_the_events_queued_meanwhile_in_one_chunk() -> None:
     """Each chunk costs the server a send through h11 and the socket, whatever its size."""
     bus = EventBus()
-    body = event_stream(bus, ["entry"]).body_iterator
+    body = aiter(event_stream(bus, ["entry"]).body_iterator)
+
+    async def next_chunk() -> bytes:
+        chunk = await anext(body)
+        assert isinstance(chunk, bytes)
+        return chunk
+
     with trio.fail_after(5):
-        subscribed = await body.__anext__()
-        assert b'"event":"subscribed"' in bytes(subscribed)
+        assert b'"event":"subscribed"' in await next_chunk()
         for i in range(5):
             bus.publish(event(i))
-        chunk = bytes(await body.__anext__())
-        assert [json.loads(line)["id"] for line in chunk.splitlines()] == [
-            f"web-{i}" for i in range(5)
-        ]
+        lines = (await next_chunk()).splitlines()
+        assert [json.loads(line)["id"] for line in lines] == [f"web-{i}" for i in range(5)]
         bus.close()
         with pytest.raises(StopAsyncIteration):
-            await body.__anext__()
+            await next_chunk()

@@ -6,7 +6,6 @@ seed (the simulator adds it to any exception raised inside a node).
 
 from __future__ import annotations
 
-import functools
 import random
 
 import pytest
@@ -155,8 +154,16 @@ def test_a_leaving_node_is_marked_left_not_dead_and_its_entries_go() -> None:
     assert all(not core(cluster, n).table.live("web") for n in others)
 
 
-def all_left(cluster: SimCluster, leaver: str, others: list[str]) -> bool:
-    return all(cluster.states(o)[leaver] is LEFT for o in others)
+def not_left_within_a_second(cluster: SimCluster, leaver: str) -> list[str]:
+    """Leave ``leaver`` now: the peers that do not show it left a second later."""
+    cluster.leave(leaver)
+    others = [name for name in cluster.names if name != leaver]
+
+    def late() -> list[str]:
+        return [o for o in others if cluster.states(o).get(leaver) is not LEFT]
+
+    cluster.run_until(lambda: not late(), timeout=1.0, check_every=0.05)
+    return late()
 
 
 @pytest.mark.parametrize("n", [6, 8, 9])
@@ -167,20 +174,8 @@ def test_every_peer_of_a_small_cluster_hears_a_leave_within_a_second(n: int) -> 
     late: dict[int, list[str]] = {}
     for seed in range(150):
         cluster = formed(n, seed=seed)
-        leaver = cluster.names[-1]
-        cluster.leave(leaver)
-        others = [name for name in cluster.names if name != leaver]
-        if not cluster.run_until(
-            functools.partial(all_left, cluster, leaver, others),
-            timeout=1.0,
-            check_every=0.05,
-        ):
-            late[seed] = [o for o in others if cluster.states(o)[leaver] is not LEFT]
-    assert late == {}
-
-
-def knows_left(cluster: SimCluster, name: str, others: list[str]) -> bool:
-    return all(cluster.states(o).get(name) is LEFT for o in others)
+        late[seed] = not_left_within_a_second(cluster, cluster.names[-1])
+    assert {seed: peers for seed, peers in late.items() if peers} == {}
 
 
 @pytest.mark.parametrize("stay", [0.3, 1.0])
@@ -197,15 +192,8 @@ def test_a_node_that_joins_and_soon_leaves_is_seen_left_by_every_peer_within_a_s
         cluster = formed(5, seed=seed)
         newcomer = cluster.add_node("billing", join_via=cluster.names[0])
         cluster.run_for(stay)
-        cluster.leave(newcomer)
-        others = [name for name in cluster.names if name != newcomer]
-        if not cluster.run_until(
-            functools.partial(knows_left, cluster, newcomer, others),
-            timeout=1.0,
-            check_every=0.05,
-        ):
-            late[seed] = [o for o in others if cluster.states(o).get(newcomer) is not LEFT]
-    assert late == {}
+        late[seed] = not_left_within_a_second(cluster, newcomer)
+    assert {seed: peers for seed, peers in late.items() if peers} == {}
 
 
 def test_a_restarted_node_comes_back_above_its_old_incarnation_with_its_entries() -> None:

@@ -104,10 +104,12 @@ class RegistryTable:
         # live()'s sorted answer per service, until the service's next change: reads
         # (discovery) far outnumber writes, and sorting on every read cost most of one.
         self._live_sorted: dict[str, list[Entry]] = {}
-        # Live entries only: instance_id -> the service, or the services (a tuple, rarely),
-        # it is live in: deregistration by id finds its key without scanning (a plain
-        # string in the common case, so the index costs a dict slot per instance).
-        self._services_by_id: dict[str, str | tuple[str, ...]] = {}
+        # Live entries only: instance_id -> the service it is live in, or the services (an
+        # insertion-ordered dict, rarely) if several: deregistration by id finds its key
+        # without scanning. A plain string in the common case, so the index costs a dict
+        # slot per instance; a dict, not a tuple, for several, so a peer that writes one id
+        # into thousands of services costs O(1) per write, not a copy of all of them.
+        self._services_by_id: dict[str, str | dict[str, None]] = {}
         # Stored entries (live and tombstones) per owner, for fence and owned_by.
         self._by_owner: dict[str, dict[EntryKey, Entry]] = {}
         # Stored entries per bucket, for entries_in.
@@ -152,7 +154,7 @@ class RegistryTable:
     def services_with_id(self, instance_id: str) -> tuple[str, ...]:
         """The services with a live instance ``instance_id`` (any owner), in O(1)."""
         services = self._services_by_id.get(instance_id, ())
-        return (services,) if isinstance(services, str) else services
+        return (services,) if isinstance(services, str) else tuple(services)
 
     def services(self) -> dict[str, int]:
         """Service name -> number of live instances, for services with at least one."""
@@ -469,13 +471,12 @@ class RegistryTable:
         else:
             self._live.setdefault(entry.service, {})[entry.instance_id] = entry
             held = self._services_by_id.get(entry.instance_id)
-            self._services_by_id[entry.instance_id] = (
-                entry.service
-                if held is None
-                else (held, entry.service)
-                if isinstance(held, str)
-                else (*held, entry.service)
-            )
+            if held is None:
+                self._services_by_id[entry.instance_id] = entry.service
+            elif isinstance(held, str):
+                self._services_by_id[entry.instance_id] = {held: None, entry.service: None}
+            else:
+                held[entry.service] = None
             self._live_per_owner[entry.owner] = self._live_per_owner.get(entry.owner, 0) + 1
             self._live_sorted.pop(entry.service, None)
             self._digest ^= entry.digest
@@ -498,11 +499,12 @@ class RegistryTable:
             if not instances:
                 del self._live[entry.service]
             held = self._services_by_id[entry.instance_id]
-            rest = () if isinstance(held, str) else tuple(s for s in held if s != entry.service)
-            if not rest:
+            if isinstance(held, str):
                 del self._services_by_id[entry.instance_id]
             else:
-                self._services_by_id[entry.instance_id] = rest[0] if len(rest) == 1 else rest
+                del held[entry.service]
+                if len(held) == 1:
+                    self._services_by_id[entry.instance_id] = next(iter(held))
             left = self._live_per_owner[entry.owner] - 1
             if left:
                 self._live_per_owner[entry.owner] = left

@@ -512,8 +512,7 @@ class Protocol:
             # Say we are here to every member the seeds told us of, at once, as a
             # leave is said: gossip alone missed a peer now and then, which then
             # ignored our leave (news of a stranger) and kept us until a push-pull.
-            alive = Alive(self.name, self.addr, self.incarnation, self.meta)
-            self.swim.tell_directly((encode_update(alive),), LEAVE_FANOUT)
+            self.swim.tell_directly((self._alive_update(),), LEAVE_FANOUT)
         retry_in = None
         alone = self.members.active_count <= 1
         more = join.attempt < join.attempts and now + join.delay <= join.deadline
@@ -996,8 +995,11 @@ class Protocol:
         self._merge_some(now)
 
     def _refresh_alive(self) -> None:
-        alive = Alive(self.name, self.addr, self.incarnation, self.meta)
-        self.swim.broadcast(("m", self.name), encode_update(alive))
+        self.swim.broadcast(("m", self.name), self._alive_update())
+
+    def _alive_update(self) -> bytes:
+        """Our ``Alive`` at our current incarnation, encoded for a packet."""
+        return encode_update(Alive(self.name, self.addr, self.incarnation, self.meta))
 
     # ------------------------------------------------------- anti-entropy
 
